@@ -1,0 +1,34 @@
+//! Kora's workflow model: what a workflow is and what running it means, with no I/O.
+//!
+//! Owns: the canonical [`spec::WorkflowSpec`]; loaders for every Kailash shape ([`load`]);
+//! validation that names the node and field of each problem, compiled into a
+//! [`validate::CompiledWorkflow`]; Kailash's input semantics ([`semantics`]); the safe
+//! `converge_when` language ([`expr`]); the planner ([`plan::RunState`]), which is the only code
+//! that decides a node is ready; wire messages ([`wire`]) and subject names ([`subjects`]).
+//!
+//! Must not: do I/O, name tokio, async-nats or sqlx, or panic on any input. Everything here is
+//! deterministic so the coordinator can rebuild a run by replaying its results.
+
+pub mod catalog;
+pub mod expr;
+pub mod load;
+pub mod plan;
+pub mod semantics;
+pub mod spec;
+pub mod subjects;
+pub mod validate;
+pub mod value;
+pub mod wire;
+
+pub use catalog::{Catalog, NodeTypeInfo, ParamInfo};
+pub use plan::{Action, NodeStatus, Outcome, RunOutcome, RunState};
+pub use spec::{Connection, CycleSpec, NodeSpec, WorkflowSpec};
+pub use validate::{CompiledWorkflow, NodeIdx, Problem, Severity, compile, validate};
+pub use value::{Map, Value};
+
+/// Milliseconds since the Unix epoch, or 0 if the clock is before it.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

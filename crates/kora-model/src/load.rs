@@ -1,0 +1,349 @@
+//! Loading workflows from JSON or YAML in every shape Kailash writes, and in Kora's own.
+//!
+//! Shapes (see `docs/kailash-compatibility.md`):
+//! - **A** `Workflow.to_dict()`: `nodes` is an object of `{node_type|type, config}`, connections use
+//!   `source_node/source_output/target_node/target_input` and may carry cycle fields.
+//! - **B** `WorkflowBuilder.from_dict`: `nodes` is a list of `{id, type, parameters|config}` (or an
+//!   object of `{type, parameters|config}`), connections use `from_node/...` or `from`/`to`.
+//! - **C** `export_workflow`: `{"version": "1.0", nodes: {id: {type, config, ...}}, connections: [{from, to, ...}]}`.
+//! - **D** kailash-enterprise: `nodes: [{type_name, node_id, config}]`.
+//! - **Kora**: `{"kora": 1, nodes: [{id, type, config}], connections: [{source, output, target, input, cycle?}], cycles: [...]}`.
+//!
+//! No input makes the loader panic: every malformed piece becomes a [`LoadError`] naming where it is.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::spec::{Connection, CycleSpec, NodeSpec, WorkflowSpec};
+use crate::value::Map;
+
+/// Which serialization the text is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    Json,
+    Yaml,
+    /// JSON when the text starts with `{` or `[`, YAML otherwise.
+    Auto,
+}
+
+/// Which workflow shape was recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    KailashToDict,
+    KailashBuilder,
+    KailashExport,
+    KailashEnterprise,
+    Kora,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Shape::KailashToDict => "Kailash Workflow.to_dict",
+            Shape::KailashBuilder => "Kailash WorkflowBuilder.from_dict",
+            Shape::KailashExport => "Kailash export_workflow",
+            Shape::KailashEnterprise => "kailash-enterprise",
+            Shape::Kora => "Kora canonical",
+        })
+    }
+}
+
+/// A loader problem: where it is (`nodes.a.config`, `connections[3]`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {message}")]
+pub struct LoadError {
+    pub at: String,
+    pub message: String,
+}
+
+fn err(at: impl Into<String>, message: impl Into<String>) -> LoadError {
+    LoadError { at: at.into(), message: message.into() }
+}
+
+/// Parses `text` and converts it to a [`WorkflowSpec`]; returns the shape it recognised.
+pub fn load_str(text: &str, syntax: Syntax) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> {
+    let value = parse(text, syntax).map_err(|e| vec![e])?;
+    from_value(&value)
+}
+
+/// Parses JSON or YAML text into a JSON value.
+pub fn parse(text: &str, syntax: Syntax) -> Result<Value, LoadError> {
+    let json = match syntax {
+        Syntax::Json => true,
+        Syntax::Yaml => false,
+        Syntax::Auto => matches!(text.trim_start().chars().next(), Some('{' | '[')),
+    };
+    if json {
+        serde_json::from_str(text).or_else(|e| {
+            // Flow-style YAML also starts with `{`; accept it when JSON does not parse.
+            if syntax == Syntax::Auto
+                && let Ok(v) = serde_norway::from_str::<Value>(text)
+            {
+                return Ok(v);
+            }
+            Err(err("document", format!("invalid JSON: {e}")))
+        })
+    } else {
+        serde_norway::from_str::<Value>(text)
+            .map_err(|e| err("document", format!("invalid YAML: {e}")))
+    }
+}
+
+/// Converts a parsed document into a [`WorkflowSpec`], collecting every problem found.
+pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> {
+    let Some(top) = doc.as_object() else {
+        return Err(vec![err(
+            "document",
+            format!("a workflow must be an object with `nodes` and `connections`, found {}", kind(doc)),
+        )]);
+    };
+    let Some(nodes) = top.get("nodes") else {
+        return Err(vec![err("document", "missing `nodes`: a workflow needs at least one node")]);
+    };
+    let shape = detect(top, nodes);
+    let mut errors = Vec::new();
+    let mut spec = WorkflowSpec { kora: 1, ..Default::default() };
+    spec.id = str_field(top, &["workflow_id", "id"]).unwrap_or_default();
+    spec.name = str_field(top, &["name"]).unwrap_or_default();
+    spec.description = str_field(top, &["description"]).unwrap_or_default();
+    spec.version = match top.get("version") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    spec.metadata = match (shape, top.get("metadata")) {
+        (_, Some(Value::Object(m))) => m.clone(),
+        (_, Some(Value::Null) | None) => Map::new(),
+        (_, Some(other)) => {
+            errors.push(err("metadata", format!("must be an object, found {}", kind(other))));
+            Map::new()
+        }
+    };
+    if shape == Shape::KailashBuilder {
+        // WorkflowBuilder.from_dict turns every other top-level key into metadata.
+        for (k, v) in top {
+            if !matches!(k.as_str(), "nodes" | "connections" | "metadata") {
+                spec.metadata.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    if shape == Shape::Kora {
+        match serde_json::from_value::<WorkflowSpec>(doc.clone()) {
+            Ok(s) => return Ok((s, shape)),
+            Err(e) => return Err(vec![err("document", format!("not a valid Kora workflow: {e}"))]),
+        }
+    }
+
+    spec.nodes = load_nodes(nodes, shape, &mut errors);
+    let mut cycles: BTreeMap<String, CycleSpec> = BTreeMap::new();
+    match top.get("connections") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(conns)) => {
+            for (i, c) in conns.iter().enumerate() {
+                if let Some(conn) = load_connection(i, c, shape, &mut cycles, &mut errors) {
+                    spec.connections.push(conn);
+                }
+            }
+        }
+        Some(other) => errors.push(err("connections", format!("must be a list, found {}", kind(other)))),
+    }
+    if let Some(Value::Array(cs)) = top.get("cycles") {
+        for (i, c) in cs.iter().enumerate() {
+            match serde_json::from_value::<CycleSpec>(c.clone()) {
+                Ok(c) => {
+                    cycles.insert(c.id.clone(), c);
+                }
+                Err(e) => errors.push(err(format!("cycles[{i}]"), e.to_string())),
+            }
+        }
+    }
+    spec.cycles = cycles.into_values().collect();
+    if errors.is_empty() { Ok((spec, shape)) } else { Err(errors) }
+}
+
+fn detect(top: &Map, nodes: &Value) -> Shape {
+    if top.contains_key("kora") {
+        return Shape::Kora;
+    }
+    match nodes {
+        Value::Array(list) => {
+            if list.iter().any(|n| n.get("type_name").is_some() || n.get("node_id").is_some()) {
+                Shape::KailashEnterprise
+            } else {
+                Shape::KailashBuilder
+            }
+        }
+        Value::Object(map) => {
+            if map.values().any(|n| n.get("node_type").is_some()) {
+                Shape::KailashToDict
+            } else if map.values().any(|n| {
+                n.get("container").is_some() || n.get("resources").is_some()
+            }) || top.get("version").and_then(Value::as_str) == Some("1.0")
+            {
+                Shape::KailashExport
+            } else {
+                Shape::KailashBuilder
+            }
+        }
+        _ => Shape::KailashBuilder,
+    }
+}
+
+fn load_nodes(nodes: &Value, shape: Shape, errors: &mut Vec<LoadError>) -> Vec<NodeSpec> {
+    let mut out = Vec::new();
+    match nodes {
+        Value::Object(map) => {
+            for (id, n) in map {
+                let at = format!("nodes.{id}");
+                let Some(obj) = n.as_object() else {
+                    errors.push(err(at, format!("a node must be an object, found {}", kind(n))));
+                    continue;
+                };
+                if let Some(Value::String(inner)) = obj.get("node_id")
+                    && inner != id
+                {
+                    errors.push(err(
+                        &at,
+                        format!("node_id {inner:?} differs from its key {id:?}"),
+                    ));
+                }
+                if let Some(node) = load_node(id.clone(), obj, &at, errors) {
+                    out.push(node);
+                }
+            }
+        }
+        Value::Array(list) => {
+            for (i, n) in list.iter().enumerate() {
+                let at = format!("nodes[{i}]");
+                let Some(obj) = n.as_object() else {
+                    errors.push(err(at, format!("a node must be an object, found {}", kind(n))));
+                    continue;
+                };
+                let id_keys: &[&str] =
+                    if shape == Shape::KailashEnterprise { &["node_id", "id"] } else { &["id", "node_id"] };
+                let Some(id) = str_field(obj, id_keys) else {
+                    errors.push(err(at, "missing `id`: every node needs a unique string id"));
+                    continue;
+                };
+                if let Some(node) = load_node(id, obj, &at, errors) {
+                    out.push(node);
+                }
+            }
+        }
+        other => errors.push(err("nodes", format!("must be an object or a list, found {}", kind(other)))),
+    }
+    out
+}
+
+fn load_node(id: String, obj: &Map, at: &str, errors: &mut Vec<LoadError>) -> Option<NodeSpec> {
+    if id.is_empty() {
+        errors.push(err(at, "node id must not be empty"));
+        return None;
+    }
+    let Some(node_type) = str_field(obj, &["node_type", "type", "type_name"]) else {
+        errors.push(err(
+            format!("node '{id}'"),
+            "missing `type`: name the node type, e.g. \"PythonCodeNode\" (see `kora nodes`)",
+        ));
+        return None;
+    };
+    // WorkflowBuilder.from_dict: `parameters` takes priority over `config`.
+    let mut config = Map::new();
+    for key in ["config", "parameters"] {
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    config.insert(k.clone(), v.clone());
+                }
+            }
+            Some(other) => errors.push(err(
+                format!("node '{id}', field '{key}'"),
+                format!("must be an object, found {}", kind(other)),
+            )),
+        }
+    }
+    Some(NodeSpec { id, node_type, config })
+}
+
+fn load_connection(
+    i: usize,
+    c: &Value,
+    shape: Shape,
+    cycles: &mut BTreeMap<String, CycleSpec>,
+    errors: &mut Vec<LoadError>,
+) -> Option<Connection> {
+    let at = format!("connections[{i}]");
+    let Some(obj) = c.as_object() else {
+        errors.push(err(at, format!("a connection must be an object, found {}", kind(c))));
+        return None;
+    };
+    // Each form has its own port defaults, as in Kailash.
+    let (source, target, def_out, def_in) = if obj.contains_key("source_node") || obj.contains_key("target_node") {
+        (str_field(obj, &["source_node"]), str_field(obj, &["target_node"]), None, None)
+    } else if obj.contains_key("from_node") || obj.contains_key("to_node") {
+        (str_field(obj, &["from_node"]), str_field(obj, &["to_node"]), Some("output"), Some("input"))
+    } else if obj.contains_key("source") || obj.contains_key("target") {
+        (str_field(obj, &["source"]), str_field(obj, &["target"]), None, None)
+    } else {
+        let def_out = if shape == Shape::KailashExport || shape == Shape::KailashBuilder { "result" } else { "output" };
+        (str_field(obj, &["from"]), str_field(obj, &["to"]), Some(def_out), Some("input"))
+    };
+    let Some(source) = source else {
+        errors.push(err(at, "missing the source node (`source_node`, `from_node` or `from`)"));
+        return None;
+    };
+    let Some(target) = target else {
+        errors.push(err(at, "missing the target node (`target_node`, `to_node` or `to`)"));
+        return None;
+    };
+    let output = str_field(obj, &["source_output", "from_output", "output"]).or(def_out.map(String::from));
+    let input = str_field(obj, &["target_input", "to_input", "input"]).or(def_in.map(String::from));
+    let (Some(output), Some(input)) = (output, input) else {
+        errors.push(err(
+            at,
+            format!("connection {source} -> {target} must name the source output and the target input"),
+        ));
+        return None;
+    };
+    let cycle = match obj.get("cycle") {
+        Some(Value::Bool(true)) => {
+            let id = str_field(obj, &["cycle_id"]).unwrap_or_else(|| format!("cycle_{source}_{target}"));
+            let entry = cycles.entry(id.clone()).or_insert_with(|| CycleSpec {
+                id: id.clone(),
+                max_iterations: None,
+                converge_when: None,
+                timeout_secs: None,
+            });
+            if let Some(n) = obj.get("max_iterations").and_then(Value::as_u64) {
+                entry.max_iterations = Some(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+            if let Some(e) = str_field(obj, &["convergence_check", "converge_when"]) {
+                entry.converge_when = Some(e);
+            }
+            if let Some(t) = obj.get("timeout").and_then(Value::as_f64) {
+                entry.timeout_secs = Some(t);
+            }
+            Some(id)
+        }
+        Some(Value::String(id)) => Some(id.clone()),
+        _ => None,
+    };
+    Some(Connection { source, output, target, input, cycle })
+}
+
+fn str_field(obj: &Map, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| obj.get(*k).and_then(Value::as_str).map(String::from))
+}
+
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,203 @@
+//! Kailash's per-node input rules (`kailash-semantics.md` §1.2), as pure functions:
+//! config < edge values < runtime parameters; dotted output paths; `None` never overwrites a set
+//! value; `${name}` templates; node-scoped and workflow-level parameters.
+
+use std::collections::HashMap;
+
+use crate::validate::{CompiledWorkflow, NodeIdx};
+use crate::value::{Map, Value, lookup_path, py_str};
+
+/// Run parameters split the way Kailash splits them: an entry whose key is a node id and whose
+/// value is an object is node-scoped; every other entry is workflow-level.
+#[derive(Debug, Clone, Default)]
+pub struct RunParams {
+    pub global: Map,
+    pub scoped: HashMap<String, Map>,
+}
+
+impl RunParams {
+    pub fn split(params: &Map, wf: &CompiledWorkflow) -> Self {
+        let mut out = RunParams::default();
+        for (k, v) in params {
+            match (wf.index.contains_key(k), v) {
+                (true, Value::Object(m)) => {
+                    out.scoped.insert(k.clone(), m.clone());
+                }
+                _ => {
+                    out.global.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What the planner knows about a source node when gathering a target's inputs.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Finished with this output.
+    Output(&'a Map),
+    /// Skipped by conditional routing: its result is `None`.
+    Skipped,
+    /// Not available (not run, or a cycle edge on the first iteration).
+    Absent,
+}
+
+/// The inputs gathered for one node, and whether conditional routing skips it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gathered {
+    pub inputs: Map,
+    pub skip: bool,
+    /// Connection paths that did not resolve (Kailash logs these as warnings).
+    pub missing: Vec<String>,
+}
+
+/// Gathers node `i`'s inputs from its inbound edges and the run parameters.
+///
+/// `current(src)` describes sources of non-cycle edges; `previous(src)` the sources of cycle
+/// edges (the previous iteration), consulted only when `iteration > 0`.
+pub fn gather<'a>(
+    wf: &CompiledWorkflow,
+    i: NodeIdx,
+    iteration: u32,
+    current: &dyn Fn(NodeIdx) -> Source<'a>,
+    previous: &dyn Fn(NodeIdx) -> Source<'a>,
+    params: &RunParams,
+) -> Gathered {
+    let mut g = Gathered::default();
+    let mut considered = 0usize;
+    let mut all_none = true;
+    let mut all_routed = true;
+    for e in &wf.inbound[i] {
+        if e.cycle && iteration == 0 {
+            continue;
+        }
+        considered += 1;
+        let src = if e.cycle { previous(e.source) } else { current(e.source) };
+        let from_switch = wf.types[e.source].is_switch;
+        let value = match src {
+            Source::Output(out) => lookup_path(out, &e.path),
+            Source::Skipped | Source::Absent => None,
+        };
+        if !(from_switch || matches!(src, Source::Skipped)) {
+            all_routed = false;
+        }
+        match value {
+            None => g.missing.push(format!("{}.{}", wf.ids[e.source], e.path)),
+            Some(Value::Null) => {
+                g.inputs.entry(e.input.clone()).or_insert(Value::Null);
+            }
+            Some(v) => {
+                all_none = false;
+                g.inputs.insert(e.input.clone(), v.clone());
+            }
+        }
+    }
+    g.skip = considered > 0 && all_none && all_routed;
+
+    // Workflow-level parameters reach a node that declares them, or that takes any input
+    // (inline-code PythonCodeNode), as in Kailash; Kora does no fuzzy name matching.
+    let info = &wf.types[i];
+    for (k, v) in &params.global {
+        if info.open_inputs || info.param(k).is_some() {
+            g.inputs.insert(k.clone(), v.clone());
+        }
+    }
+    // `add_workflow_inputs(node, {wf_param: node_param})` mappings.
+    if let Some(Value::Object(map)) = wf.spec.metadata.get("_workflow_inputs")
+        && let Some(Value::Object(mine)) = map.get(&wf.ids[i])
+    {
+        for (wf_param, node_param) in mine {
+            if let (Some(v), Some(np)) = (params.global.get(wf_param), node_param.as_str()) {
+                g.inputs.insert(np.to_string(), v.clone());
+            }
+        }
+    }
+    if let Some(scoped) = params.scoped.get(&wf.ids[i]) {
+        for (k, v) in scoped {
+            if !wf.index.contains_key(k) {
+                g.inputs.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    g
+}
+
+/// What a node's `run` receives: its config overlaid by its runtime inputs, a nested `config`
+/// object flattened, and `${name}` templates resolved from the runtime inputs.
+pub fn prepare_input(config: &Map, inputs: &Map) -> Map {
+    let mut merged = config.clone();
+    for (k, v) in inputs {
+        merged.insert(k.clone(), v.clone());
+    }
+    if let Some(Value::Object(nested)) = merged.get("config").cloned() {
+        merged.remove("config");
+        for (k, v) in nested {
+            merged.entry(k).or_insert(v);
+        }
+    }
+    if inputs.is_empty() {
+        return merged;
+    }
+    for v in merged.values_mut() {
+        resolve_templates(v, inputs);
+    }
+    merged
+}
+
+/// Resolves `${name}` in strings, recursively through lists and objects. A string that is
+/// exactly one template takes the value with its type; a mixed string gets Python `str()`
+/// substitution; an unknown name is left as written.
+pub fn resolve_templates(v: &mut Value, inputs: &Map) {
+    match v {
+        Value::String(s) if s.contains("${") => {
+            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+                && !name.contains('}')
+                && !name.contains("${")
+            {
+                if let Some(found) = lookup(inputs, name) {
+                    *v = found.clone();
+                }
+                return;
+            }
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                match after.find('}') {
+                    Some(end) => {
+                        let name = &after[..end];
+                        match lookup(inputs, name) {
+                            Some(found) => out.push_str(&py_str(found)),
+                            None => {
+                                out.push_str("${");
+                                out.push_str(name);
+                                out.push('}');
+                            }
+                        }
+                        rest = &after[end + 1..];
+                    }
+                    None => {
+                        out.push_str(&rest[start..]);
+                        rest = "";
+                    }
+                }
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| resolve_templates(x, inputs)),
+        Value::Object(m) => m.values_mut().for_each(|x| resolve_templates(x, inputs)),
+        _ => {}
+    }
+}
+
+fn lookup<'a>(inputs: &'a Map, name: &str) -> Option<&'a Value> {
+    lookup_path(inputs, name.trim())
+}
+
+/// Kailash's content-aware failure: an output with a top-level falsy `success` aborts the run.
+pub fn reports_failure(output: &Map) -> bool {
+    output.get("success").is_some_and(|v| !crate::value::truthy(v))
+}

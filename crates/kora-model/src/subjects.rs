@@ -1,0 +1,92 @@
+//! Every subject, stream and consumer name Kora uses, in one place. All live under a
+//! configurable prefix so several installations (and parallel tests) share one NATS server.
+
+/// Names derived from one installation prefix (`kora` by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+pub const DEFAULT_PREFIX: &str = "kora";
+pub const DEFAULT_QUEUE: &str = "default";
+
+impl Subjects {
+    /// `prefix` must be a NATS token: letters, digits, `_` or `-`.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(format!("invalid subject prefix {prefix:?}: use letters, digits, '_' or '-'"));
+        }
+        Ok(Subjects { prefix: prefix.to_string() })
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    fn upper(&self) -> String {
+        self.prefix.to_ascii_uppercase().replace('-', "_")
+    }
+
+    /// Run requests from any submitter: `<p>.run.submit`.
+    pub fn run_submit(&self) -> String {
+        format!("{}.run.submit", self.prefix)
+    }
+    /// Admissions from scheduler to coordinator: `<p>.ledger.admit`.
+    pub fn ledger_admit(&self) -> String {
+        format!("{}.ledger.admit", self.prefix)
+    }
+    /// Node results from workers to coordinator: `<p>.ledger.result`.
+    pub fn ledger_result(&self) -> String {
+        format!("{}.ledger.result", self.prefix)
+    }
+    pub fn ledger_all(&self) -> String {
+        format!("{}.ledger.>", self.prefix)
+    }
+    /// Tasks for one worker queue: `<p>.task.<queue>`.
+    pub fn task(&self, queue: &str) -> String {
+        format!("{}.task.{queue}", self.prefix)
+    }
+    pub fn task_all(&self) -> String {
+        format!("{}.task.>", self.prefix)
+    }
+    /// Run events: `<p>.event.<run_id>.<kind>`.
+    pub fn event(&self, run_id: &str, kind: &str) -> String {
+        format!("{}.event.{run_id}.{kind}", self.prefix)
+    }
+    pub fn event_all(&self) -> String {
+        format!("{}.event.>", self.prefix)
+    }
+    /// Dead letters: `<p>.dlq.<source>` where source is `run`, `ledger` or a task queue.
+    pub fn dlq(&self, source: &str) -> String {
+        format!("{}.dlq.{source}", self.prefix)
+    }
+    pub fn dlq_all(&self) -> String {
+        format!("{}.dlq.>", self.prefix)
+    }
+
+    pub fn stream_runs(&self) -> String {
+        format!("{}_RUNS", self.upper())
+    }
+    pub fn stream_ledger(&self) -> String {
+        format!("{}_LEDGER", self.upper())
+    }
+    pub fn stream_tasks(&self) -> String {
+        format!("{}_TASKS", self.upper())
+    }
+    pub fn stream_events(&self) -> String {
+        format!("{}_EVENTS", self.upper())
+    }
+    pub fn stream_dlq(&self) -> String {
+        format!("{}_DLQ", self.upper())
+    }
+
+    pub const CONSUMER_SCHEDULER: &'static str = "scheduler";
+    pub const CONSUMER_COORDINATOR: &'static str = "coordinator";
+    pub fn consumer_workers(queue: &str) -> String {
+        format!("workers-{queue}")
+    }
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Subjects { prefix: DEFAULT_PREFIX.into() }
+    }
+}

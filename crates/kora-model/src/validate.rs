@@ -1,0 +1,500 @@
+//! Validation of a [`WorkflowSpec`] against a node [`Catalog`]: every problem, each naming its
+//! node and field, and the compiled graph the planner runs on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, NodeTypeInfo, suggest};
+use crate::expr;
+use crate::spec::{CycleSpec, REDACTED, WorkflowSpec};
+use crate::value::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One validation finding. `Display` reads `node 'b', field 'code': missing required config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        match (&self.node, &self.field) {
+            (Some(n), Some(fl)) => write!(f, "node '{n}', field '{fl}': ")?,
+            (Some(n), None) => write!(f, "node '{n}': ")?,
+            (None, Some(fl)) => write!(f, "{fl}: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn problem(node: Option<&str>, field: Option<&str>, message: impl Into<String>) -> Problem {
+    Problem {
+        severity: Severity::Error,
+        node: node.map(String::from),
+        field: field.map(String::from),
+        message: message.into(),
+    }
+}
+
+pub type NodeIdx = usize;
+
+/// An edge between node indices; `path` is the source output path, `input` the target input.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub source: NodeIdx,
+    pub target: NodeIdx,
+    pub path: String,
+    pub input: String,
+    pub cycle: bool,
+    pub cycle_id: Option<String>,
+}
+
+/// A strongly connected group of nodes iterated together, with its termination rules.
+#[derive(Debug, Clone)]
+pub struct CycleGroup {
+    pub id: String,
+    /// Members in topological order of the group's non-cycle edges.
+    pub members: Vec<NodeIdx>,
+    pub max_iterations: Option<u32>,
+    pub converge_when: Option<expr::Expr>,
+    pub converge_source: Option<String>,
+    pub timeout_secs: Option<f64>,
+}
+
+/// A validated workflow, indexed for the planner. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct CompiledWorkflow {
+    pub spec: WorkflowSpec,
+    pub ids: Vec<String>,
+    pub index: HashMap<String, NodeIdx>,
+    pub types: Vec<NodeTypeInfo>,
+    /// Incoming edges per node, in connection order.
+    pub inbound: Vec<Vec<Edge>>,
+    /// Targets of outgoing non-cycle edges per node, deduplicated.
+    pub successors: Vec<Vec<NodeIdx>>,
+    /// Number of outgoing edges of any kind (Kailash's `out_degree`).
+    pub out_degree: Vec<usize>,
+    /// Nodes in a topological order of the non-cycle edges.
+    pub topo: Vec<NodeIdx>,
+    pub groups: Vec<CycleGroup>,
+    /// The cycle group of each node, if any.
+    pub group_of: Vec<Option<usize>>,
+}
+
+/// Checks `spec` and returns every problem (errors and warnings). `params` are the run's
+/// parameters when known: they can satisfy required inputs and redacted secrets.
+pub fn validate(spec: &WorkflowSpec, catalog: &dyn Catalog, params: Option<&Map>) -> Vec<Problem> {
+    match compile_inner(spec, catalog, params) {
+        Ok((_, warnings)) => warnings,
+        Err(problems) => problems,
+    }
+}
+
+/// Validates and compiles. Errors block; warnings are returned alongside the compiled workflow.
+pub fn compile(
+    spec: &WorkflowSpec,
+    catalog: &dyn Catalog,
+    params: Option<&Map>,
+) -> Result<(Arc<CompiledWorkflow>, Vec<Problem>), Vec<Problem>> {
+    compile_inner(spec, catalog, params).map(|(c, w)| (Arc::new(c), w))
+}
+
+fn compile_inner(
+    spec: &WorkflowSpec,
+    catalog: &dyn Catalog,
+    params: Option<&Map>,
+) -> Result<(CompiledWorkflow, Vec<Problem>), Vec<Problem>> {
+    let mut problems = Vec::new();
+    if spec.nodes.is_empty() {
+        problems.push(problem(None, Some("nodes"), "the workflow has no nodes"));
+    }
+    let mut index = HashMap::new();
+    let mut types = Vec::new();
+    let mut ids = Vec::new();
+    for node in &spec.nodes {
+        if index.contains_key(&node.id) {
+            problems.push(problem(Some(&node.id), None, "duplicate node id: node ids must be unique"));
+            continue;
+        }
+        if node.id.is_empty() {
+            problems.push(problem(None, Some("nodes"), "a node has an empty id"));
+            continue;
+        }
+        let info = match catalog.node_type(&node.node_type) {
+            Some(t) => t.clone(),
+            None => {
+                let hint = suggest(&node.node_type, catalog.type_names())
+                    .map(|s| format!("; did you mean '{s}'?"))
+                    .unwrap_or_else(|| "; `kora nodes` lists the known types".into());
+                problems.push(problem(
+                    Some(&node.id),
+                    Some("type"),
+                    format!("unknown node type '{}'{hint}", node.node_type),
+                ));
+                continue;
+            }
+        };
+        index.insert(node.id.clone(), ids.len());
+        ids.push(node.id.clone());
+        types.push(info);
+    }
+    let n = ids.len();
+    let cycle_specs: HashMap<&str, &CycleSpec> = spec.cycles.iter().map(|c| (c.id.as_str(), c)).collect();
+    let mut inbound: Vec<Vec<Edge>> = vec![Vec::new(); n];
+    let mut out_degree = vec![0usize; n];
+    let mut seen = HashSet::new();
+    let known_node = |id: &str| index.contains_key(id) || spec.nodes.iter().any(|x| x.id == id);
+    for (i, c) in spec.connections.iter().enumerate() {
+        let field = format!("connections[{i}]");
+        let mut bad = false;
+        for (end, id) in [("source", &c.source), ("target", &c.target)] {
+            if !known_node(id) {
+                let hint = suggest(id, ids.iter().map(String::as_str))
+                    .map(|s| format!("; did you mean '{s}'?"))
+                    .unwrap_or_default();
+                problems.push(problem(
+                    None,
+                    Some(&field),
+                    format!("{end} node '{id}' does not exist{hint}"),
+                ));
+                bad = true;
+            }
+        }
+        if bad {
+            continue;
+        }
+        let (Some(&s), Some(&t)) = (index.get(&c.source), index.get(&c.target)) else { continue };
+        if s == t && c.cycle.is_none() {
+            problems.push(problem(
+                Some(&c.source),
+                Some(&field),
+                "a node cannot connect to itself; mark the edge as a cycle (with max_iterations or converge_when) to loop",
+            ));
+            continue;
+        }
+        if !seen.insert((c.source.clone(), c.output.clone(), c.target.clone(), c.input.clone())) {
+            problems.push(problem(
+                Some(&c.target),
+                Some(&c.input),
+                format!("duplicate connection {}.{} -> {}.{}", c.source, c.output, c.target, c.input),
+            ));
+            continue;
+        }
+        let first = c.output.split('.').next().unwrap_or_default();
+        let st = &types[s];
+        if c.output.is_empty() || (!st.open_outputs && !st.outputs.contains(&first)) {
+            problems.push(problem(
+                Some(&c.source),
+                Some(&c.output),
+                format!(
+                    "'{}' has no output '{}' (connection to '{}'); its outputs are: {}",
+                    st.name,
+                    c.output,
+                    c.target,
+                    st.outputs.join(", ")
+                ),
+            ));
+        }
+        let tt = &types[t];
+        if c.input.is_empty() || (!tt.open_inputs && tt.param(&c.input).is_none()) {
+            let names: Vec<&str> = tt.params.iter().map(|p| p.name).collect();
+            let hint = suggest(&c.input, names.iter().copied())
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            problems.push(problem(
+                Some(&c.target),
+                Some(&c.input),
+                format!(
+                    "'{}' has no input '{}' (connection from '{}'){hint}; its inputs are: {}",
+                    tt.name,
+                    c.input,
+                    c.source,
+                    names.join(", ")
+                ),
+            ));
+        }
+        if let Some(cid) = &c.cycle
+            && !cycle_specs.contains_key(cid.as_str())
+        {
+            problems.push(problem(
+                Some(&c.target),
+                Some(&field),
+                format!("cycle '{cid}' is not defined in `cycles`"),
+            ));
+        }
+        out_degree[s] += 1;
+        inbound[t].push(Edge { source: s, target: t, path: c.output.clone(), input: c.input.clone(), cycle: c.cycle.is_some(), cycle_id: c.cycle.clone() });
+    }
+    for c in &spec.cycles {
+        if c.max_iterations.is_none() && c.converge_when.is_none() && c.timeout_secs.is_none() {
+            problems.push(problem(
+                None,
+                Some(&format!("cycles.{}", c.id)),
+                "a cycle needs max_iterations, converge_when or timeout, or it would never end",
+            ));
+        }
+        if c.max_iterations == Some(0) {
+            problems.push(problem(None, Some(&format!("cycles.{}", c.id)), "max_iterations must be at least 1"));
+        }
+    }
+
+    // Required parameters and redacted secrets.
+    for node in &spec.nodes {
+        let Some(&i) = index.get(&node.id) else { continue };
+        let info = &types[i];
+        let scoped = params.and_then(|p| p.get(&node.id)).and_then(Value::as_object);
+        for p in info.params.iter().filter(|p| p.required) {
+            let in_config = node.config.get(p.name).is_some_and(|v| !v.is_null())
+                || p.aliases.iter().any(|a| node.config.get(*a).is_some_and(|v| !v.is_null()));
+            let by_edge = inbound[i].iter().any(|e| e.input == p.name || p.aliases.contains(&e.input.as_str()));
+            let by_param = scoped.is_some_and(|s| s.contains_key(p.name))
+                || params.is_some_and(|ps| ps.contains_key(p.name));
+            if !(in_config || by_edge || by_param) {
+                problems.push(problem(
+                    Some(&node.id),
+                    Some(p.name),
+                    format!(
+                        "missing required parameter of {}: set it in config, connect an edge to it, or pass it at run time with --params '{{\"{}\": {{\"{}\": ...}}}}'",
+                        info.name, node.id, p.name
+                    ),
+                ));
+            }
+        }
+        for (k, v) in &node.config {
+            if v.as_str() == Some(REDACTED) {
+                let supplied = scoped.is_some_and(|s| s.contains_key(k));
+                if !supplied {
+                    let mut p = problem(
+                        Some(&node.id),
+                        Some(k),
+                        format!(
+                            "secret was redacted on export; supply it at run time with --params '{{\"{}\": {{\"{k}\": ...}}}}'",
+                            node.id
+                        ),
+                    );
+                    if params.is_none() {
+                        p.severity = Severity::Warning;
+                    }
+                    problems.push(p);
+                }
+            }
+        }
+    }
+
+    let errors_so_far = problems.iter().any(|p| p.severity == Severity::Error);
+    if errors_so_far {
+        return Err(problems);
+    }
+
+    // Topological order over non-cycle edges (Kahn); what remains is an unmarked cycle.
+    let mut successors: Vec<Vec<NodeIdx>> = vec![Vec::new(); n];
+    let mut indeg = vec![0usize; n];
+    for (t, edges) in inbound.iter().enumerate() {
+        let mut srcs: Vec<NodeIdx> = edges.iter().filter(|e| !e.cycle).map(|e| e.source).collect();
+        srcs.sort_unstable();
+        srcs.dedup();
+        for s in srcs {
+            successors[s].push(t);
+            indeg[t] += 1;
+        }
+    }
+    let mut topo = Vec::with_capacity(n);
+    let mut ready: std::collections::VecDeque<NodeIdx> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut left = indeg.clone();
+    while let Some(i) = ready.pop_front() {
+        topo.push(i);
+        for &s in &successors[i] {
+            left[s] -= 1;
+            if left[s] == 0 {
+                ready.push_back(s);
+            }
+        }
+    }
+    if topo.len() < n {
+        let stuck: Vec<&str> = (0..n).filter(|&i| left[i] > 0).map(|i| ids[i].as_str()).collect();
+        problems.push(problem(
+            None,
+            Some("connections"),
+            format!(
+                "unmarked cycle through nodes {}; mark the closing edge as a cycle with max_iterations or converge_when",
+                stuck.join(", ")
+            ),
+        ));
+        return Err(problems);
+    }
+
+    // Cycle groups: strongly connected components over all edges that contain a cycle edge.
+    let groups_raw = cycle_components(n, &inbound);
+    let mut group_of = vec![None; n];
+    let mut groups = Vec::new();
+    let pos: Vec<usize> = {
+        let mut p = vec![0; n];
+        for (k, &i) in topo.iter().enumerate() {
+            p[i] = k;
+        }
+        p
+    };
+    for mut members in groups_raw {
+        members.sort_by_key(|&m| pos[m]);
+        let member_set: HashSet<NodeIdx> = members.iter().copied().collect();
+        let mut cycle_ids: Vec<&str> = Vec::new();
+        for &m in &members {
+            for e in &inbound[m] {
+                if e.cycle && member_set.contains(&e.source)
+                    && let Some(cid) = e.cycle_id.as_deref()
+                    && !cycle_ids.contains(&cid)
+                {
+                    cycle_ids.push(cid);
+                }
+            }
+        }
+        let specs: Vec<&CycleSpec> = cycle_ids.iter().filter_map(|c| cycle_specs.get(c).copied()).collect();
+        let max_iterations = specs.iter().filter_map(|c| c.max_iterations).min();
+        let timeout_secs = specs.iter().filter_map(|c| c.timeout_secs).reduce(f64::min);
+        let sources: Vec<&str> = specs.iter().filter_map(|c| c.converge_when.as_deref()).collect();
+        let converge_source = (!sources.is_empty()).then(|| {
+            if sources.len() == 1 { sources[0].to_string() } else { sources.iter().map(|s| format!("({s})")).collect::<Vec<_>>().join(" or ") }
+        });
+        let converge_when = match &converge_source {
+            Some(src) => match expr::parse(src) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    problems.push(problem(
+                        None,
+                        Some(&format!("cycles.{}.converge_when", cycle_ids.join("+"))),
+                        format!("invalid expression: {e}"),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let gi = groups.len();
+        for &m in &members {
+            group_of[m] = Some(gi);
+        }
+        groups.push(CycleGroup {
+            id: cycle_ids.join("+"),
+            members,
+            max_iterations,
+            converge_when,
+            converge_source,
+            timeout_secs,
+        });
+    }
+    // A cycle edge must close a loop: its source must be reachable from its target.
+    for edges in &inbound {
+        for e in edges.iter().filter(|e| e.cycle) {
+            let same = e.source == e.target || (group_of[e.source].is_some() && group_of[e.source] == group_of[e.target]);
+            if !same {
+                problems.push(problem(
+                    Some(&ids[e.target]),
+                    Some(&e.input),
+                    format!(
+                        "edge from '{}' is marked as a cycle but '{}' does not lead back to it",
+                        ids[e.source], ids[e.target]
+                    ),
+                ));
+            }
+        }
+    }
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        return Err(problems);
+    }
+    let compiled = CompiledWorkflow {
+        spec: spec.clone(),
+        ids,
+        index,
+        types,
+        inbound,
+        successors,
+        out_degree,
+        topo,
+        groups,
+        group_of,
+    };
+    Ok((compiled, problems))
+}
+
+/// Tarjan's SCC over all edges, keeping components that contain a cycle edge. Iterative, so a
+/// long chain cannot overflow the stack.
+fn cycle_components(n: usize, inbound: &[Vec<Edge>]) -> Vec<Vec<NodeIdx>> {
+    let mut out_all: Vec<Vec<NodeIdx>> = vec![Vec::new(); n];
+    for edges in inbound {
+        for e in edges {
+            out_all[e.source].push(e.target);
+        }
+    }
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut next = 0;
+    let mut comps = Vec::new();
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        let mut call: Vec<(NodeIdx, usize)> = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut k)) = call.last_mut() {
+            if *k < out_all[v].len() {
+                let w = out_all[v][*k];
+                *k += 1;
+                if index[w] == usize::MAX {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    call.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+            } else {
+                call.pop();
+                if let Some(&(parent, _)) = call.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut comp = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        comp.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    let has_cycle_edge = comp.iter().any(|&m| {
+                        inbound[m].iter().any(|e| e.cycle && comp.contains(&e.source))
+                    });
+                    if has_cycle_edge {
+                        comps.push(comp);
+                    }
+                }
+            }
+        }
+    }
+    comps
+}

@@ -1,0 +1,227 @@
+//! Dynamic values as Kailash sees them: JSON values with Python's notions of truth and `str()`.
+
+pub use serde_json::{Map as JsonMap, Value};
+
+/// A node's input or output: a JSON object with ordered keys.
+pub type Map = JsonMap<String, Value>;
+
+/// Python truthiness of a JSON value (`bool(x)` in Kailash).
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Python's `str(x)` for a JSON value, as Kailash's template resolver produces it.
+pub fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+/// Python's `repr(x)` for a JSON value (`None`, `True`, `'text'`, `{'k': 1}`).
+pub fn py_repr(v: &Value) -> String {
+    let mut out = String::new();
+    write_repr(v, &mut out);
+    out
+}
+
+fn write_repr(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("None"),
+        Value::Bool(true) => out.push_str("True"),
+        Value::Bool(false) => out.push_str("False"),
+        Value::Number(n) => {
+            if n.is_f64() {
+                let f = n.as_f64().unwrap_or(0.0);
+                if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
+                    out.push_str(&format!("{f:.1}"));
+                } else {
+                    out.push_str(&format!("{f}"));
+                }
+            } else {
+                out.push_str(&n.to_string());
+            }
+        }
+        Value::String(s) => {
+            let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            out.push(quote);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == quote => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(quote);
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            out.push('{');
+            for (i, (k, x)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(&Value::String(k.clone()), out);
+                out.push_str(": ");
+                write_repr(x, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Looks up an output path in a node's output, as Kailash does for connection sources:
+/// the whole key first, then a walk through nested objects split on `.`.
+/// Returns `None` when the path does not resolve (Kailash logs a warning and omits the input).
+pub fn lookup_path<'a>(output: &'a Map, path: &str) -> Option<&'a Value> {
+    if let Some(v) = output.get(path) {
+        return Some(v);
+    }
+    if !path.contains('.') {
+        return None;
+    }
+    let mut parts = path.split('.');
+    let first = parts.next()?;
+    let mut cur = output.get(first)?;
+    for part in parts {
+        cur = cur.as_object()?.get(part)?;
+    }
+    Some(cur)
+}
+
+/// Python-style equality between JSON values: `1 == 1.0` is true.
+pub fn py_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Bool(x), Value::Number(_)) => py_eq(&Value::from(i64::from(*x)), b),
+        (Value::Number(_), Value::Bool(y)) => py_eq(a, &Value::from(i64::from(*y))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| py_eq(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| py_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Python-style ordering for numbers and strings; `None` when Python would raise `TypeError`.
+pub fn py_cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    let num = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    };
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Array(x), Value::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                match py_cmp(p, q)? {
+                    std::cmp::Ordering::Equal => continue,
+                    o => return Some(o),
+                }
+            }
+            Some(x.len().cmp(&y.len()))
+        }
+        _ => num(a)?.partial_cmp(&num(b)?),
+    }
+}
+
+/// Python's `needle in haystack` for JSON values; `None` when Python would raise `TypeError`.
+pub fn py_contains(haystack: &Value, needle: &Value) -> Option<bool> {
+    match haystack {
+        Value::Array(a) => Some(a.iter().any(|x| py_eq(x, needle))),
+        Value::Object(o) => match needle {
+            Value::String(s) => Some(o.contains_key(s)),
+            _ => Some(false),
+        },
+        Value::String(s) => match needle {
+            Value::String(n) => Some(s.contains(n.as_str())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn python_str_and_repr() {
+        assert_eq!(py_str(&json!("x")), "x");
+        assert_eq!(py_str(&json!(null)), "None");
+        assert_eq!(py_str(&json!(true)), "True");
+        assert_eq!(py_str(&json!(3)), "3");
+        assert_eq!(py_str(&json!(2.0)), "2.0");
+        assert_eq!(py_str(&json!(2.5)), "2.5");
+        assert_eq!(py_str(&json!({"a": [1, "b", null]})), "{'a': [1, 'b', None]}");
+        assert_eq!(py_repr(&json!("it's")), "\"it's\"");
+    }
+
+    #[test]
+    fn truthiness_matches_python() {
+        for (v, t) in [
+            (json!(null), false),
+            (json!(0), false),
+            (json!(0.0), false),
+            (json!(""), false),
+            (json!([]), false),
+            (json!({}), false),
+            (json!(false), false),
+            (json!(1), true),
+            (json!("no"), true),
+            (json!([0]), true),
+        ] {
+            assert_eq!(truthy(&v), t, "{v}");
+        }
+    }
+
+    #[test]
+    fn dotted_paths_walk_objects() {
+        let out = json!({"result": {"x": {"y": 7}}, "a.b": 1}).as_object().cloned().unwrap();
+        assert_eq!(lookup_path(&out, "result.x.y"), Some(&json!(7)));
+        assert_eq!(lookup_path(&out, "a.b"), Some(&json!(1)));
+        assert_eq!(lookup_path(&out, "result.z"), None);
+        assert_eq!(lookup_path(&out, "result.x.y.z"), None);
+        assert_eq!(lookup_path(&out, "missing"), None);
+    }
+
+    #[test]
+    fn python_comparisons() {
+        assert!(py_eq(&json!(1), &json!(1.0)));
+        assert!(py_eq(&json!(true), &json!(1)));
+        assert_eq!(py_cmp(&json!(2), &json!(1.5)), Some(std::cmp::Ordering::Greater));
+        assert_eq!(py_cmp(&json!("a"), &json!(1)), None);
+        assert_eq!(py_contains(&json!([1, 2]), &json!(2.0)), Some(true));
+        assert_eq!(py_contains(&json!("hello"), &json!("ell")), Some(true));
+        assert_eq!(py_contains(&json!(5), &json!(5)), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! Wire messages, version 1: MessagePack maps with named fields (`rmp_serde::to_vec_named`).
+//! `proto/` describes them language-neutrally with golden vectors the tests decode.
+//!
+//! Evolution rules: fields are only added, always with a default; a reader rejects a message
+//! whose `v` is newer than it knows; ids are strings (UUIDs in their text form).
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::spec::WorkflowSpec;
+use crate::value::{Map, Value};
+
+pub const WIRE_VERSION: u16 = 1;
+
+/// A request to run a workflow, published by `kora submit`, the gateway, triggers or any service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub v: u16,
+    /// Chosen by the submitter (a UUID) so a resubmission after a lost ack is the same run.
+    pub run_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub workflow: WorkflowSpec,
+    #[serde(default)]
+    pub params: Map,
+    #[serde(default)]
+    pub submitted_at_ms: u64,
+}
+
+/// What the scheduler hands the coordinator: an admitted run, or a rejected one with reasons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Admission {
+    Admitted { request: RunRequest },
+    Rejected { run_id: String, problems: Vec<String>, submitted_at_ms: u64 },
+}
+
+/// One node execution for a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeTask {
+    pub v: u16,
+    /// `{run_id}:{node_id}:{iteration}:{attempt}`: the publish dedup id and the fencing token.
+    pub task_id: String,
+    pub run_id: String,
+    pub node_id: String,
+    pub node_type: String,
+    #[serde(default)]
+    pub iteration: u32,
+    pub attempt: u32,
+    #[serde(default)]
+    pub config: Map,
+    /// Edge values and runtime parameters; the worker overlays them on `config`.
+    #[serde(default)]
+    pub inputs: Map,
+}
+
+impl NodeTask {
+    pub fn make_id(run_id: &str, node_id: &str, iteration: u32, attempt: u32) -> String {
+        format!("{run_id}:{node_id}:{iteration}:{attempt}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskOutcome {
+    Success { output: Map },
+    Failure { error: String, error_type: String, retryable: bool },
+}
+
+/// A worker's answer to a [`NodeTask`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeResult {
+    pub v: u16,
+    pub task_id: String,
+    pub run_id: String,
+    pub node_id: String,
+    #[serde(default)]
+    pub iteration: u32,
+    pub attempt: u32,
+    pub outcome: TaskOutcome,
+    #[serde(default)]
+    pub worker_id: String,
+    #[serde(default)]
+    pub started_at_ms: u64,
+    #[serde(default)]
+    pub finished_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    RunAccepted,
+    RunRejected,
+    NodeDispatched,
+    NodeSucceeded,
+    NodeFailed,
+    NodeSkipped,
+    CycleIteration,
+    RunSucceeded,
+    RunFailed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunAccepted => "run_accepted",
+            EventKind::RunRejected => "run_rejected",
+            EventKind::NodeDispatched => "node_dispatched",
+            EventKind::NodeSucceeded => "node_succeeded",
+            EventKind::NodeFailed => "node_failed",
+            EventKind::NodeSkipped => "node_skipped",
+            EventKind::CycleIteration => "cycle_iteration",
+            EventKind::RunSucceeded => "run_succeeded",
+            EventKind::RunFailed => "run_failed",
+        }
+    }
+}
+
+/// A notification about a run, published after the ledger commit. At least once: dedupe on
+/// `event_id` (`{run_id}:{seq}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    pub v: u16,
+    pub event_id: String,
+    pub run_id: String,
+    pub seq: u64,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(default)]
+    pub iteration: u32,
+    #[serde(default)]
+    pub attempt: u32,
+    pub at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("undecodable {what}: {source}")]
+    Decode { what: &'static str, source: rmp_serde::decode::Error },
+    #[error("{what} has wire version {got}, this build reads up to {WIRE_VERSION}; upgrade this process")]
+    Version { what: &'static str, got: u16 },
+    #[error("cannot encode {what}: {source}")]
+    Encode { what: &'static str, source: rmp_serde::encode::Error },
+}
+
+/// Messages that carry a wire version.
+pub trait Versioned {
+    const WHAT: &'static str;
+    fn version(&self) -> u16;
+}
+
+macro_rules! versioned {
+    ($t:ty, $what:literal) => {
+        impl Versioned for $t {
+            const WHAT: &'static str = $what;
+            fn version(&self) -> u16 {
+                self.v
+            }
+        }
+    };
+}
+versioned!(RunRequest, "run request");
+versioned!(NodeTask, "node task");
+versioned!(NodeResult, "node result");
+versioned!(RunEvent, "run event");
+
+impl Versioned for Admission {
+    const WHAT: &'static str = "admission";
+    fn version(&self) -> u16 {
+        match self {
+            Admission::Admitted { request } => request.v,
+            Admission::Rejected { .. } => WIRE_VERSION,
+        }
+    }
+}
+
+pub fn encode<T: Serialize + Versioned>(msg: &T) -> Result<Vec<u8>, WireError> {
+    rmp_serde::to_vec_named(msg).map_err(|source| WireError::Encode { what: T::WHAT, source })
+}
+
+pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8]) -> Result<T, WireError> {
+    let msg: T = rmp_serde::from_slice(bytes).map_err(|source| WireError::Decode { what: T::WHAT, source })?;
+    if msg.version() > WIRE_VERSION {
+        return Err(WireError::Version { what: T::WHAT, got: msg.version() });
+    }
+    Ok(msg)
+}
