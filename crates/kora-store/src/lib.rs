@@ -1,1 +1,49 @@
-//! placeholder
+//! The run ledger: the durable record of runs, node attempts, outputs and events.
+//!
+//! Owns: the [`Store`] trait (one atomic, idempotent [`Batch`] commit per coordinator batch, and
+//! the queries operators and `kora run` read), [`memory::MemoryStore`], [`sqlite::SqliteStore`]
+//! (sqlx; embedded migrations applied at open), and the contract suite ([`testing`], feature
+//! `test-util`) that every store must pass.
+//!
+//! Must not: decide anything about a run. The coordinator decides; the store records what it
+//! is told, rejecting only what would record the same attempt outcome twice.
+
+mod error;
+pub mod memory;
+mod records;
+pub mod sqlite;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+use async_trait::async_trait;
+
+pub use error::{Error, Result};
+pub use records::{
+    AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, NewAttempt, NewRun, RunFilter,
+    RunRecord, RunStatus, RunUpdate,
+};
+
+/// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
+pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if spec == "memory" {
+        return Ok(std::sync::Arc::new(memory::MemoryStore::new()));
+    }
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?));
+    }
+    Err(Error::Config(format!("unknown store {spec:?}: use `memory` or `sqlite:PATH`")))
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies a batch atomically. Creating a run that exists, or finishing an attempt that is
+    /// already finished, is skipped and reported in [`CommitReport`], never applied twice.
+    async fn commit(&self, batch: Batch) -> Result<CommitReport>;
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;
+    /// The run created with this idempotency key, if any.
+    async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>>;
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    /// Every attempt of a run, in the order outcomes were recorded (unfinished ones last).
+    async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
+    async fn events(&self, run_id: &str) -> Result<Vec<kora_model::wire::RunEvent>>;
+}

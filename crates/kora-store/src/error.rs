@@ -1,0 +1,13 @@
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("run {0} not found")]
+    RunNotFound(String),
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

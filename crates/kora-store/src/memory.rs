@@ -1,0 +1,188 @@
+//! A store in process memory, for embedded runs that need no record after exit.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use kora_model::wire::RunEvent;
+
+use crate::{
+    AttemptRecord, AttemptStatus, Batch, CommitReport, Result, RunFilter, RunRecord, Store,
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    runs: HashMap<String, RunEntry>,
+    order: Vec<String>,
+    keys: HashMap<String, String>,
+}
+
+struct RunEntry {
+    record: RunRecord,
+    attempts: Vec<AttemptRecord>,
+    index: HashMap<(String, u32, u32), usize>,
+    events: Vec<RunEvent>,
+    event_seqs: std::collections::HashSet<u64>,
+    outcomes: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn commit(&self, batch: Batch) -> Result<CommitReport> {
+        let mut report = CommitReport::default();
+        let mut g = self.lock();
+        let inner = &mut *g;
+        for r in batch.new_runs {
+            if inner.runs.contains_key(&r.run_id)
+                || r.idempotency_key.as_ref().is_some_and(|k| inner.keys.contains_key(k))
+            {
+                report.runs_existing += 1;
+                continue;
+            }
+            if let Some(k) = &r.idempotency_key {
+                inner.keys.insert(k.clone(), r.run_id.clone());
+            }
+            inner.order.push(r.run_id.clone());
+            let finished = r.status.is_final().then_some(r.at_ms);
+            let record = RunRecord {
+                run_id: r.run_id.clone(),
+                idempotency_key: r.idempotency_key,
+                workflow_id: r.spec.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
+                workflow_name: r.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                status: r.status,
+                spec: r.spec,
+                params: r.params,
+                error: r.error,
+                error_node: None,
+                created_ms: r.at_ms,
+                updated_ms: r.at_ms,
+                finished_ms: finished,
+            };
+            inner.runs.insert(
+                r.run_id,
+                RunEntry { record, attempts: Vec::new(), index: HashMap::new(), events: Vec::new(), event_seqs: Default::default(), outcomes: 0 },
+            );
+        }
+        for o in batch.outcomes {
+            let Some(run) = inner.runs.get_mut(&o.run_id) else {
+                report.outcomes_ignored += 1;
+                continue;
+            };
+            let key = (o.node_id, o.iteration, o.attempt);
+            let Some(&i) = run.index.get(&key) else {
+                report.outcomes_ignored += 1;
+                continue;
+            };
+            let a = &mut run.attempts[i];
+            if a.status != AttemptStatus::Dispatched {
+                report.outcomes_ignored += 1;
+                continue;
+            }
+            run.outcomes += 1;
+            a.status = o.status;
+            a.output = o.output;
+            a.error = o.error;
+            a.error_type = o.error_type;
+            a.worker_id = o.worker_id;
+            a.finished_ms = Some(o.at_ms);
+            a.seq = Some(run.outcomes);
+        }
+        for n in batch.new_attempts {
+            let Some(run) = inner.runs.get_mut(&n.run_id) else { continue };
+            let key = (n.node_id.clone(), n.iteration, n.attempt);
+            if run.index.contains_key(&key) {
+                report.attempts_existing += 1;
+                continue;
+            }
+            run.index.insert(key, run.attempts.len());
+            let skipped = n.status == AttemptStatus::Skipped;
+            run.attempts.push(AttemptRecord {
+                run_id: n.run_id,
+                node_id: n.node_id,
+                iteration: n.iteration,
+                attempt: n.attempt,
+                node_type: n.node_type,
+                status: n.status,
+                output: None,
+                error: None,
+                error_type: None,
+                worker_id: None,
+                dispatched_ms: n.at_ms,
+                finished_ms: skipped.then_some(n.at_ms),
+                seq: None,
+            });
+        }
+        for u in batch.run_updates {
+            let Some(run) = inner.runs.get_mut(&u.run_id) else { continue };
+            let r = &mut run.record;
+            if r.status.is_final() {
+                continue;
+            }
+            r.status = u.status;
+            r.error = u.error;
+            r.error_node = u.error_node;
+            r.updated_ms = u.at_ms;
+            if u.status.is_final() {
+                r.finished_ms = Some(u.at_ms);
+            }
+        }
+        for e in batch.events {
+            let Some(run) = inner.runs.get_mut(&e.run_id) else { continue };
+            if run.event_seqs.insert(e.seq) {
+                run.events.push(e);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        Ok(self.lock().runs.get(run_id).map(|r| r.record.clone()))
+    }
+
+    async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>> {
+        let g = self.lock();
+        Ok(g.keys.get(key).and_then(|id| g.runs.get(id)).map(|r| r.record.clone()))
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let g = self.lock();
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        Ok(g.order
+            .iter()
+            .rev()
+            .filter_map(|id| g.runs.get(id))
+            .filter(|r| filter.status.is_none_or(|s| r.record.status == s))
+            .take(limit)
+            .map(|r| r.record.clone())
+            .collect())
+    }
+
+    async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
+        let g = self.lock();
+        let mut out = g.runs.get(run_id).map(|r| r.attempts.clone()).unwrap_or_default();
+        out.sort_by_key(|a| a.seq.unwrap_or(u64::MAX));
+        Ok(out)
+    }
+
+    async fn events(&self, run_id: &str) -> Result<Vec<RunEvent>> {
+        let g = self.lock();
+        let mut out = g.runs.get(run_id).map(|r| r.events.clone()).unwrap_or_default();
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+}
+

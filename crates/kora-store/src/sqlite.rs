@@ -1,0 +1,269 @@
+//! The ledger in a SQLite file (`kora run --store sqlite:PATH`), through sqlx.
+//! Migrations are embedded in the binary and applied when the store opens.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use kora_model::wire::RunEvent;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{
+    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Result, RunFilter, RunRecord, RunStatus, Store,
+};
+
+/// Migrations in order; each runs once, recorded in `kora_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_ledger.sql"))];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`; `:memory:` gives a private one.
+    pub async fn open(path: &str) -> Result<Self> {
+        if path.is_empty() {
+            return Err(Error::Config("sqlite store needs a path: --store sqlite:PATH".into()));
+        }
+        let memory = path == ":memory:";
+        let opts = if memory {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
+            SqliteConnectOptions::new().filename(path).create_if_missing(true).journal_mode(SqliteJournalMode::Wal)
+        }
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true);
+        // One connection: SQLite serialises writers anyway, and `:memory:` is per connection.
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS kora_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM kora_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO kora_migrations (version, applied_ms) VALUES (?, ?)")
+                .bind(version)
+                .bind(i(kora_model::now_ms()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn run_row(r: &SqliteRow) -> Result<RunRecord> {
+    let status: String = r.try_get("status")?;
+    let spec: Option<String> = r.try_get("spec")?;
+    let params: String = r.try_get("params")?;
+    Ok(RunRecord {
+        run_id: r.try_get("run_id")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        workflow_id: r.try_get("workflow_id")?,
+        workflow_name: r.try_get("workflow_name")?,
+        status: RunStatus::parse(&status).ok_or_else(|| Error::Corrupt(format!("run status {status:?}")))?,
+        spec: spec.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| Error::Corrupt(e.to_string()))?,
+        params: serde_json::from_str(&params).map_err(|e| Error::Corrupt(e.to_string()))?,
+        error: r.try_get("error")?,
+        error_node: r.try_get("error_node")?,
+        created_ms: u(r.try_get("created_ms")?),
+        updated_ms: u(r.try_get("updated_ms")?),
+        finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
+    })
+}
+
+async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitReport> {
+    let mut report = CommitReport::default();
+    for r in batch.new_runs {
+        let finished = r.status.is_final().then_some(i(r.at_ms));
+        let done = sqlx::query(
+            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.run_id)
+        .bind(&r.idempotency_key)
+        .bind(r.spec.as_ref().map(|s| s.id.clone()).unwrap_or_default())
+        .bind(r.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default())
+        .bind(r.status.as_str())
+        .bind(r.spec.as_ref().map(json_text).transpose()?)
+        .bind(json_text(&r.params)?)
+        .bind(&r.error)
+        .bind(i(r.at_ms))
+        .bind(i(r.at_ms))
+        .bind(finished)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            report.runs_existing += 1;
+        }
+    }
+    for o in batch.outcomes {
+        let output = o.output.as_ref().map(json_text).transpose()?;
+        let done = sqlx::query(
+            "UPDATE attempts SET status = ?, output = ?, error = ?, error_type = ?, worker_id = ?, finished_ms = ?,
+                    seq = (SELECT outcomes + 1 FROM runs WHERE run_id = ?)
+             WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ? AND status = 'dispatched'",
+        )
+        .bind(o.status.as_str())
+        .bind(output)
+        .bind(&o.error)
+        .bind(&o.error_type)
+        .bind(&o.worker_id)
+        .bind(i(o.at_ms))
+        .bind(&o.run_id)
+        .bind(&o.run_id)
+        .bind(&o.node_id)
+        .bind(i64::from(o.iteration))
+        .bind(i64::from(o.attempt))
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            report.outcomes_ignored += 1;
+        } else {
+            sqlx::query("UPDATE runs SET outcomes = outcomes + 1 WHERE run_id = ?").bind(&o.run_id).execute(&mut **tx).await?;
+        }
+    }
+    for n in batch.new_attempts {
+        let finished = (n.status == AttemptStatus::Skipped).then_some(i(n.at_ms));
+        let done = sqlx::query(
+            "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, finished_ms)
+             SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&n.run_id)
+        .bind(&n.node_id)
+        .bind(i64::from(n.iteration))
+        .bind(i64::from(n.attempt))
+        .bind(&n.node_type)
+        .bind(n.status.as_str())
+        .bind(i(n.at_ms))
+        .bind(finished)
+        .bind(&n.run_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            report.attempts_existing += 1;
+        }
+    }
+    for up in batch.run_updates {
+        let finished = up.status.is_final().then_some(i(up.at_ms));
+        sqlx::query(
+            "UPDATE runs SET status = ?, error = ?, error_node = ?, updated_ms = ?, finished_ms = ?
+             WHERE run_id = ? AND status = 'running'",
+        )
+        .bind(up.status.as_str())
+        .bind(&up.error)
+        .bind(&up.error_node)
+        .bind(i(up.at_ms))
+        .bind(finished)
+        .bind(&up.run_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for e in batch.events {
+        sqlx::query(
+            "INSERT INTO events (run_id, seq, body) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&e.run_id)
+        .bind(i(e.seq))
+        .bind(json_text(&e)?)
+        .bind(&e.run_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(report)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit(&self, batch: Batch) -> Result<CommitReport> {
+        let mut tx = self.pool.begin().await?;
+        let report = apply(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?").bind(run_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(run_row).transpose()
+    }
+
+    async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>> {
+        let row = sqlx::query("SELECT * FROM runs WHERE idempotency_key = ?").bind(key).fetch_optional(&self.pool).await?;
+        row.as_ref().map(run_row).transpose()
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let limit = if filter.limit == 0 { i64::MAX } else { i64::try_from(filter.limit).unwrap_or(i64::MAX) };
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE (?1 IS NULL OR status = ?1) ORDER BY created_ms DESC, rowid DESC LIMIT ?2",
+        )
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM attempts WHERE run_id = ? ORDER BY seq IS NULL, seq, dispatched_ms, node_id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                let output: Option<String> = r.try_get("output")?;
+                Ok(AttemptRecord {
+                    run_id: r.try_get("run_id")?,
+                    node_id: r.try_get("node_id")?,
+                    iteration: u32::try_from(r.try_get::<i64, _>("iteration")?).unwrap_or(0),
+                    attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
+                    node_type: r.try_get("node_type")?,
+                    status: AttemptStatus::parse(&status).ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
+                    output: output.map(|o| serde_json::from_str(&o)).transpose().map_err(|e| Error::Corrupt(e.to_string()))?,
+                    error: r.try_get("error")?,
+                    error_type: r.try_get("error_type")?,
+                    worker_id: r.try_get("worker_id")?,
+                    dispatched_ms: u(r.try_get("dispatched_ms")?),
+                    finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
+                    seq: r.try_get::<Option<i64>, _>("seq")?.map(u),
+                })
+            })
+            .collect()
+    }
+
+    async fn events(&self, run_id: &str) -> Result<Vec<RunEvent>> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT body FROM events WHERE run_id = ? ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|b| serde_json::from_str(b).map_err(|e| Error::Corrupt(e.to_string()))).collect()
+    }
+}
