@@ -1,1 +1,122 @@
-//! placeholder
+//! Node types: the [`Node`] trait every node implements, the [`Registry`] a worker executes
+//! from, and Kora's built-in nodes.
+//!
+//! Owns: node execution given a node's prepared input (config overlaid by runtime inputs), node
+//! metadata ([`kora_model::NodeTypeInfo`]) for validation and `kora nodes`, and the warm pool of
+//! Python interpreters behind PythonCodeNode.
+//!
+//! Must not: touch the broker or the ledger, or know about runs beyond the ids in
+//! [`NodeContext`]. A node is a function from input to output (plus its own side effects).
+
+mod builtin;
+mod error;
+pub mod python;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kora_model::{Catalog, Map, NodeTypeInfo};
+
+pub use error::NodeError;
+
+/// What a node knows about the task it runs for (for logs and idempotency keys).
+#[derive(Debug, Clone, Default)]
+pub struct NodeContext {
+    pub run_id: String,
+    pub node_id: String,
+    pub attempt: u32,
+}
+
+#[async_trait]
+pub trait Node: Send + Sync + 'static {
+    fn info(&self) -> &NodeTypeInfo;
+    /// Runs the node on its prepared input and returns its output object.
+    async fn run(&self, ctx: &NodeContext, input: Map) -> Result<Map, NodeError>;
+}
+
+/// Settings shared by the built-in nodes.
+#[derive(Debug, Clone)]
+pub struct NodesConfig {
+    /// File nodes may only read below this directory.
+    pub data_root: PathBuf,
+    /// Interpreters in the PythonCodeNode pool.
+    pub python_workers: usize,
+    pub python_bin: String,
+    /// Default PythonCodeNode time limit, overridable per node with `timeout`.
+    pub python_timeout: std::time::Duration,
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        NodesConfig {
+            data_root: PathBuf::from("."),
+            python_workers: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            python_bin: "python3".into(),
+            python_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// The node types a worker can execute, by type name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    nodes: BTreeMap<&'static str, Arc<dyn Node>>,
+}
+
+impl Registry {
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Every built-in node type.
+    pub fn builtin(cfg: &NodesConfig) -> Self {
+        let mut r = Self::empty();
+        for n in builtin::all(cfg) {
+            r.register(n);
+        }
+        r
+    }
+
+    /// Adds (or replaces) a node type; this is how a custom worker binary adds its own.
+    pub fn register(&mut self, node: Arc<dyn Node>) {
+        self.nodes.insert(node.info().name, node);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Node>> {
+        self.nodes.get(name)
+    }
+
+    pub fn infos(&self) -> Vec<NodeTypeInfo> {
+        self.nodes.values().map(|n| n.info().clone()).collect()
+    }
+}
+
+impl Catalog for Registry {
+    fn node_type(&self, name: &str) -> Option<&NodeTypeInfo> {
+        self.nodes.get(name).map(|n| n.info())
+    }
+    fn type_names(&self) -> Vec<&'static str> {
+        self.nodes.keys().copied().collect()
+    }
+}
+
+/// Resolves `path` below `root`, refusing anything that escapes it (`..`, absolute paths
+/// elsewhere, symlinks out).
+pub fn confine(root: &Path, path: &str) -> Result<PathBuf, NodeError> {
+    let root = root
+        .canonicalize()
+        .map_err(|e| NodeError::permanent("ConfigError", format!("data root {} is not usable: {e}", root.display())))?;
+    let joined = root.join(path);
+    let real = joined.canonicalize().map_err(|e| {
+        NodeError::permanent("FileNotFoundError", format!("cannot open {}: {e}", joined.display()))
+    })?;
+    if !real.starts_with(&root) {
+        return Err(NodeError::permanent(
+            "PermissionError",
+            format!("path {path:?} is outside the data root {}; move the file there or change --data-root", root.display()),
+        ));
+    }
+    Ok(real)
+}

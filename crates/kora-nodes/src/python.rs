@@ -1,0 +1,172 @@
+//! A warm pool of `python3` interpreter processes for PythonCodeNode.
+//!
+//! Each interpreter runs a small loop (below) reading one JSON request per line on stdin and
+//! answering one JSON line on stdout; the user's own prints go to stderr. Code objects are
+//! compiled once per interpreter and cached. An interpreter that dies fails only the task it was
+//! running (with a retryable error) and is replaced; one that overruns its time limit is killed
+//! and replaced.
+//!
+//! This is isolation from the worker process, not a sandbox: node code runs with the worker's
+//! user, files and network. Run untrusted workflows only on workers you would give a shell to.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
+
+use crate::NodeError;
+use kora_model::Map;
+
+/// The interpreter loop. Kailash semantics: inputs become variables; a `result` variable is the
+/// output `{"result": result}`; without one, every public local that is not a module, function
+/// or class is returned.
+pub const RUNNER: &str = r#"
+import builtins, json, sys, traceback, types
+_out = sys.stdout
+sys.stdout = sys.stderr
+_cache = {}
+_skip = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+for _line in sys.stdin:
+    try:
+        _req = json.loads(_line)
+        _code = _req["code"]
+        _co = _cache.get(_code)
+        if _co is None:
+            _co = compile(_code, "<PythonCodeNode " + str(_req.get("node", "")) + ">", "exec")
+            if len(_cache) > 512:
+                _cache.clear()
+            _cache[_code] = _co
+        _ns = dict(_req["inputs"])
+        _ns["__builtins__"] = builtins
+        exec(_co, _ns)
+        if "result" in _ns:
+            _output = {"result": _ns["result"]}
+        else:
+            _output = {k: v for k, v in _ns.items() if not k.startswith("_") and not isinstance(v, _skip)}
+        try:
+            _text = json.dumps({"ok": True, "output": _output}, allow_nan=False)
+        except (TypeError, ValueError) as _e:
+            _text = json.dumps({"ok": False, "error_type": "OutputError",
+                                "error": "output is not JSON-serializable: " + str(_e)})
+    except BaseException as _e:
+        if isinstance(_e, (KeyboardInterrupt, SystemExit)) and not isinstance(_e, SystemExit):
+            raise
+        _tb = traceback.extract_tb(_e.__traceback__)
+        _where = ""
+        for _f in _tb:
+            if _f.filename.startswith("<PythonCodeNode"):
+                _where = " (line %d)" % _f.lineno
+        _text = json.dumps({"ok": False, "error_type": type(_e).__name__,
+                            "error": "%s: %s%s" % (type(_e).__name__, _e, _where)})
+    _out.write(_text + "\n")
+    _out.flush()
+"#;
+
+struct Interp {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    line: String,
+}
+
+/// The pool. Interpreters start on first use, up to `size`.
+pub struct PythonPool {
+    bin: String,
+    permits: Semaphore,
+    idle: Mutex<Vec<Interp>>,
+    default_timeout: Duration,
+}
+
+impl PythonPool {
+    pub fn new(bin: &str, size: usize, default_timeout: Duration) -> Self {
+        PythonPool { bin: bin.into(), permits: Semaphore::new(size.max(1)), idle: Mutex::new(Vec::new()), default_timeout }
+    }
+
+    fn spawn(&self) -> Result<Interp, NodeError> {
+        let mut child = Command::new(&self.bin)
+            .args(["-u", "-c", RUNNER])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                NodeError::retryable(
+                    "WorkerError",
+                    format!("cannot start {}: {e}; install Python 3 or set the interpreter path", self.bin),
+                )
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(NodeError::retryable("WorkerError", "python interpreter has no pipes"));
+        };
+        Ok(Interp { child, stdin, stdout: BufReader::new(stdout), line: String::new() })
+    }
+
+    /// Interpreters currently idle (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map_or(0, |g| g.len())
+    }
+
+    /// Runs `code` with `inputs` as variables and returns the node's output object.
+    pub async fn execute(&self, node_id: &str, code: &str, inputs: &Map, timeout: Option<Duration>) -> Result<Map, NodeError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| NodeError::retryable("WorkerError", "python pool is shut down"))?;
+        let reused = self.idle.lock().ok().and_then(|mut g| g.pop());
+        let mut interp = match reused {
+            Some(i) => i,
+            None => self.spawn()?,
+        };
+        let mut req = serde_json::to_vec(&json!({"node": node_id, "code": code, "inputs": inputs}))
+            .map_err(|e| NodeError::permanent("InputError", format!("inputs are not serializable: {e}")))?;
+        req.push(b'\n');
+        let limit = timeout.unwrap_or(self.default_timeout);
+        let exchange = async {
+            interp.stdin.write_all(&req).await?;
+            interp.stdin.flush().await?;
+            interp.line.clear();
+            interp.stdout.read_line(&mut interp.line).await
+        };
+        let answer = match tokio::time::timeout(limit, exchange).await {
+            Err(_) => {
+                let _ = interp.child.start_kill();
+                return Err(NodeError::retryable(
+                    "TimeoutError",
+                    format!("PythonCodeNode timed out after {:.1}s; the interpreter was replaced", limit.as_secs_f64()),
+                ));
+            }
+            Ok(Err(e)) => {
+                let _ = interp.child.start_kill();
+                return Err(NodeError::retryable("WorkerError", format!("python interpreter failed: {e}")));
+            }
+            Ok(Ok(0)) => {
+                let status = interp.child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+                return Err(NodeError::retryable(
+                    "WorkerError",
+                    format!("python interpreter exited while running the node ({status}); it was replaced"),
+                ));
+            }
+            Ok(Ok(_)) => std::mem::take(&mut interp.line),
+        };
+        if let Ok(mut g) = self.idle.lock() {
+            g.push(interp);
+        }
+        let v: Value = serde_json::from_str(&answer)
+            .map_err(|e| NodeError::retryable("WorkerError", format!("garbled answer from interpreter: {e}")))?;
+        if v.get("ok").and_then(Value::as_bool) == Some(true) {
+            match v.get("output") {
+                Some(Value::Object(m)) => Ok(m.clone()),
+                _ => Err(NodeError::permanent("OutputError", "node output is not an object")),
+            }
+        } else {
+            let error_type = v.get("error_type").and_then(Value::as_str).unwrap_or("Exception").to_string();
+            let error = v.get("error").and_then(Value::as_str).unwrap_or("unknown error").to_string();
+            Err(NodeError::permanent(error_type, error))
+        }
+    }
+}
