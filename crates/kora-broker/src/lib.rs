@@ -6,11 +6,13 @@
 //! replay), the in-memory [`memory::MemoryBroker`] used by embedded mode, and the contract suite
 //! ([`testing`], feature `test-util`) every implementation must pass.
 //!
-//! Must not: know what a workflow, run or node is. Payloads are opaque bytes here.
+//! Must not: know what a workflow, run or node is. Payloads are opaque bytes here; the only
+//! Kora knowledge is [`topology`]: which streams and consumers exist, by name.
 
 mod error;
 pub mod memory;
 mod subject;
+pub mod topology;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
@@ -178,6 +180,8 @@ pub trait Broker: Send + Sync + 'static {
     async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool>;
     async fn stream_info(&self, stream: &str) -> Result<StreamInfo>;
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo>;
+    /// Removes a durable consumer; removing a missing one is not an error.
+    async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()>;
     /// Makes sure every acknowledgement sent so far has reached the broker.
     async fn flush(&self) -> Result<()> {
         Ok(())

@@ -322,6 +322,12 @@ impl Broker for MemoryBroker {
             .count() as u64;
         Ok(ConsumerInfo { num_pending, num_ack_pending: c.pending.len() as u64 })
     }
+
+    async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()> {
+        let cell = self.cell(stream)?;
+        lock(&cell.state).consumers.remove(durable);
+        Ok(())
+    }
 }
 
 struct MemoryConsumer {

@@ -1,1 +1,445 @@
-//! placeholder
+//! The coordinator: the only writer of run state, and the only caller of the planner.
+//!
+//! Owns: consuming admissions and node results in batches; for each batch, one ledger
+//! transaction recording outcomes, the planner's decisions (new attempts, skips, finished runs)
+//! and events; then publishing the decided tasks and events; then acking the batch. Duplicate
+//! and stale results are fenced (ignored and counted). After a restart a run's planner state is
+//! rebuilt by replaying its recorded outcomes in order.
+//!
+//! Must not: execute nodes, or publish a task before the ledger says it was dispatched.
+
+mod metrics;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kora_broker::topology::dead_letter;
+use kora_broker::{Broker, Delivery, Outbound};
+use kora_model::plan::{Action, Outcome, RunOutcome, RunState};
+use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
+use kora_model::wire::{self, Admission, EventKind, NodeResult, NodeTask, RunEvent, TaskOutcome, WIRE_VERSION};
+use kora_model::{Catalog, Map, Value, now_ms};
+use kora_store::{AttemptStatus, AttemptUpdate, Batch, NewAttempt, NewRun, RunStatus, RunUpdate, Store};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+pub use metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Broker(#[from] kora_broker::Error),
+    #[error(transparent)]
+    Store(#[from] kora_store::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ledger messages handled per transaction.
+    pub batch: usize,
+    pub fetch_wait: Duration,
+    /// Active runs whose planner state is kept in memory; others are rebuilt from the ledger.
+    pub cache_runs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { batch: 512, fetch_wait: Duration::from_millis(500), cache_runs: 10_000 }
+    }
+}
+
+struct ActiveRun {
+    state: RunState,
+    run_id: String,
+    event_seq: u64,
+}
+
+/// Runs the coordinator until `shutdown` is cancelled.
+pub async fn run(
+    cfg: Config,
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    subjects: Subjects,
+    catalog: Arc<dyn Catalog + Send + Sync>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let consumer = broker.consumer(&subjects.stream_ledger(), Subjects::CONSUMER_COORDINATOR).await?;
+    let mut c = Coordinator { cfg, broker, store, subjects, catalog, metrics, runs: HashMap::new() };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let batch = tokio::select! {
+            () = shutdown.cancelled() => break,
+            b = consumer.fetch(c.cfg.batch, c.cfg.fetch_wait) => b,
+        };
+        match batch {
+            Ok(b) if b.is_empty() => continue,
+            Ok(b) => match c.handle_batch(b).await {
+                Ok(()) => backoff = Duration::from_millis(50),
+                Err(e) => {
+                    error!(error = %e, "ledger batch failed; it will be redelivered");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            },
+            Err(e) => {
+                warn!(error = %e, "cannot fetch from the ledger stream; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    c.broker.flush().await?;
+    Ok(())
+}
+
+struct Coordinator {
+    cfg: Config,
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    subjects: Subjects,
+    catalog: Arc<dyn Catalog + Send + Sync>,
+    metrics: Arc<Metrics>,
+    runs: HashMap<String, ActiveRun>,
+}
+
+/// What one batch produces: ledger writes, then messages to publish after the commit.
+#[derive(Default)]
+struct Pending {
+    batch: Batch,
+    publish: Vec<Outbound>,
+    touched: Vec<String>,
+    finished: Vec<String>,
+}
+
+impl Coordinator {
+    async fn handle_batch(&mut self, deliveries: Vec<Delivery>) -> Result<(), Error> {
+        let mut p = Pending::default();
+        let mut keep = Vec::with_capacity(deliveries.len());
+        let admit_subject = self.subjects.ledger_admit();
+        for d in deliveries {
+            let handled = if d.subject == admit_subject {
+                match wire::decode::<Admission>(&d.payload) {
+                    Ok(a) => self.on_admission(a, &mut p).await,
+                    Err(e) => Err(e.to_string()),
+                }
+            } else {
+                match wire::decode::<NodeResult>(&d.payload) {
+                    Ok(r) => self.on_result(r, &mut p).await,
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            match handled {
+                Ok(()) => keep.push(d),
+                Err(reason) => {
+                    self.metrics.poison_messages.inc();
+                    warn!(subject = %d.subject, %reason, "dead-lettering a ledger message");
+                    dead_letter(self.broker.as_ref(), &self.subjects, "ledger", &d, &reason).await?;
+                }
+            }
+        }
+        let Pending { batch, publish, touched, finished } = p;
+        if !batch.is_empty() {
+            match self.store.commit(batch).await {
+                Ok(report) => {
+                    self.metrics.results_fenced.add(report.outcomes_ignored as u64);
+                }
+                Err(e) => {
+                    // The planner moved ahead of the ledger: forget those runs so they are
+                    // rebuilt from the ledger when the batch is redelivered.
+                    for id in &touched {
+                        self.runs.remove(id);
+                    }
+                    for d in &keep {
+                        let _ = d.nak(Some(Duration::from_millis(500))).await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        self.metrics.tasks_dispatched.add(publish.iter().filter(|m| m.subject.contains(".task.")).count() as u64);
+        if !publish.is_empty() {
+            for r in self.broker.publish_many(publish).await {
+                if let Err(e) = r {
+                    // The ledger holds the decision; a re-publish sweeper is the backstop.
+                    error!(error = %e, "publish after commit failed");
+                }
+            }
+        }
+        for d in keep {
+            d.ack().await?;
+        }
+        for id in finished {
+            self.runs.remove(&id);
+        }
+        if self.runs.len() > self.cfg.cache_runs {
+            // Evict arbitrary entries; they are rebuilt from the ledger on their next result.
+            let extra: Vec<String> = self.runs.keys().take(self.runs.len() - self.cfg.cache_runs).cloned().collect();
+            for id in extra {
+                self.runs.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_admission(&mut self, a: Admission, p: &mut Pending) -> Result<(), String> {
+        let now = now_ms();
+        match a {
+            Admission::Rejected { run_id, problems, .. } => {
+                if self.store.run(&run_id).await.map_err(|e| e.to_string())?.is_some() {
+                    return Ok(());
+                }
+                self.metrics.runs_rejected.inc();
+                p.batch.new_runs.push(NewRun {
+                    run_id: run_id.clone(),
+                    idempotency_key: None,
+                    spec: None,
+                    params: Map::new(),
+                    status: RunStatus::Rejected,
+                    error: Some(problems.join("\n")),
+                    at_ms: now,
+                });
+                let detail = serde_json::json!({ "problems": problems });
+                p.batch.events.push(event(&run_id, 1, EventKind::RunRejected, None, 0, now, Some(detail)));
+                p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                Ok(())
+            }
+            Admission::Admitted { request } => {
+                let run_id = request.run_id.clone();
+                if self.runs.contains_key(&run_id) || self.store.run(&run_id).await.map_err(|e| e.to_string())?.is_some() {
+                    debug!(%run_id, "run already admitted");
+                    return Ok(());
+                }
+                if let Some(key) = &request.idempotency_key
+                    && self.store.run_by_key(key).await.map_err(|e| e.to_string())?.is_some()
+                {
+                    debug!(%run_id, key, "idempotency key already used");
+                    return Ok(());
+                }
+                let compiled = match kora_model::compile(&request.workflow, self.catalog.as_ref(), Some(&request.params)) {
+                    Ok((c, _)) => c,
+                    Err(problems) => {
+                        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                        return Box::pin(self.on_admission(Admission::Rejected { run_id, problems, submitted_at_ms: now }, p)).await;
+                    }
+                };
+                self.metrics.runs_started.inc();
+                info!(%run_id, workflow = %request.workflow.name, "run started");
+                p.batch.new_runs.push(NewRun {
+                    run_id: run_id.clone(),
+                    idempotency_key: request.idempotency_key.clone(),
+                    spec: Some(request.workflow.clone()),
+                    params: request.params.clone(),
+                    status: RunStatus::Running,
+                    error: None,
+                    at_ms: now,
+                });
+                let mut run = ActiveRun { state: RunState::new(compiled, &request.params), run_id: run_id.clone(), event_seq: 0 };
+                run.event_seq += 1;
+                p.batch.events.push(event(&run_id, run.event_seq, EventKind::RunAccepted, None, 0, now, None));
+                p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                let actions = run.state.start(now);
+                self.apply(&mut run, actions, now, p);
+                p.touched.push(run_id.clone());
+                self.runs.insert(run_id, run);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_result(&mut self, r: NodeResult, p: &mut Pending) -> Result<(), String> {
+        let now = now_ms();
+        if !self.runs.contains_key(&r.run_id) {
+            match self.rebuild(&r.run_id).await.map_err(|e| e.to_string())? {
+                Some(run) => {
+                    self.runs.insert(r.run_id.clone(), run);
+                }
+                None => {
+                    self.metrics.results_fenced.inc();
+                    debug!(run_id = %r.run_id, node_id = %r.node_id, "result for an unknown or finished run ignored");
+                    return Ok(());
+                }
+            }
+        }
+        let Some(mut run) = self.runs.remove(&r.run_id) else { return Ok(()) };
+        let Some(&node) = run.state.workflow().index.get(&r.node_id) else {
+            self.runs.insert(r.run_id.clone(), run);
+            return Err(format!("result names node '{}' which run {} does not have", r.node_id, r.run_id));
+        };
+        let (outcome, status, output, error, error_type) = match r.outcome {
+            TaskOutcome::Success { output } => {
+                let v = Value::Object(output.clone());
+                (Outcome::Success(output), AttemptStatus::Succeeded, Some(v), None, None)
+            }
+            TaskOutcome::Failure { error, error_type, .. } => (
+                Outcome::Failure { error: error.clone(), error_type: error_type.clone() },
+                AttemptStatus::Failed,
+                None,
+                Some(error),
+                Some(error_type),
+            ),
+        };
+        match run.state.on_result(node, r.iteration, outcome, now) {
+            Err(rejected) => {
+                self.metrics.results_fenced.inc();
+                debug!(run_id = %r.run_id, node_id = %r.node_id, attempt = r.attempt, %rejected, "result fenced");
+            }
+            Ok(actions) => {
+                self.metrics.results_recorded.inc();
+                let failed = status == AttemptStatus::Failed;
+                p.batch.outcomes.push(AttemptUpdate {
+                    run_id: r.run_id.clone(),
+                    node_id: r.node_id.clone(),
+                    iteration: r.iteration,
+                    attempt: r.attempt,
+                    status,
+                    output,
+                    error: error.clone(),
+                    error_type,
+                    worker_id: Some(r.worker_id),
+                    at_ms: now,
+                });
+                run.event_seq += 1;
+                let kind = if failed { EventKind::NodeFailed } else { EventKind::NodeSucceeded };
+                let detail = error.map(|e| serde_json::json!({ "error": e }));
+                p.batch.events.push(event(&r.run_id, run.event_seq, kind, Some(&r.node_id), r.attempt, now, detail));
+                p.batch.events.last_mut().map(|e| e.iteration = r.iteration);
+                p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                self.apply(&mut run, actions, now, p);
+                p.touched.push(r.run_id.clone());
+            }
+        }
+        self.runs.insert(r.run_id, run);
+        Ok(())
+    }
+
+    /// Rebuilds a run's planner state from the ledger by replaying its outcomes in order.
+    async fn rebuild(&self, run_id: &str) -> Result<Option<ActiveRun>, Error> {
+        let Some(rec) = self.store.run(run_id).await? else { return Ok(None) };
+        if rec.status.is_final() {
+            return Ok(None);
+        }
+        let Some(spec) = rec.spec else { return Ok(None) };
+        let Ok((compiled, _)) = kora_model::compile(&spec, self.catalog.as_ref(), Some(&rec.params)) else { return Ok(None) };
+        let mut state = RunState::new(compiled, &rec.params);
+        state.start(rec.created_ms);
+        for a in self.store.attempts(run_id).await? {
+            if a.seq.is_none() {
+                continue;
+            }
+            let Some(&node) = state.workflow().index.get(&a.node_id) else { continue };
+            let outcome = match a.status {
+                AttemptStatus::Succeeded => Outcome::Success(a.output.and_then(|o| o.as_object().cloned()).unwrap_or_default()),
+                AttemptStatus::Failed => Outcome::Failure { error: a.error.unwrap_or_default(), error_type: a.error_type.unwrap_or_default() },
+                _ => continue,
+            };
+            let _ = state.on_result(node, a.iteration, outcome, a.finished_ms.unwrap_or(rec.created_ms));
+        }
+        let event_seq = self.store.events(run_id).await?.iter().map(|e| e.seq).max().unwrap_or(0);
+        info!(%run_id, "run state rebuilt from the ledger");
+        Ok(Some(ActiveRun { state, run_id: run_id.to_string(), event_seq }))
+    }
+
+    /// Turns planner actions into ledger writes and messages.
+    fn apply(&self, run: &mut ActiveRun, actions: Vec<Action>, now: u64, p: &mut Pending) {
+        let wf = Arc::clone(run.state.workflow());
+        for a in actions {
+            match a {
+                Action::Dispatch { node, iteration, inputs } => {
+                    let spec = &wf.spec.nodes[wf.index[&wf.ids[node]]];
+                    let attempt = 1;
+                    let task_id = NodeTask::make_id(&run.run_id, &spec.id, iteration, attempt);
+                    p.batch.new_attempts.push(NewAttempt {
+                        run_id: run.run_id.clone(),
+                        node_id: spec.id.clone(),
+                        iteration,
+                        attempt,
+                        node_type: spec.node_type.clone(),
+                        status: AttemptStatus::Dispatched,
+                        at_ms: now,
+                    });
+                    let task = NodeTask {
+                        v: WIRE_VERSION,
+                        task_id: task_id.clone(),
+                        run_id: run.run_id.clone(),
+                        node_id: spec.id.clone(),
+                        node_type: spec.node_type.clone(),
+                        iteration,
+                        attempt,
+                        config: spec.config.clone(),
+                        inputs,
+                    };
+                    match wire::encode(&task) {
+                        Ok(bytes) => {
+                            let queue = spec.config.get("queue").and_then(Value::as_str).unwrap_or(DEFAULT_QUEUE);
+                            p.publish.push(Outbound::new(self.subjects.task(queue), bytes).msg_id(task_id));
+                        }
+                        Err(e) => error!(run_id = %run.run_id, node_id = %spec.id, error = %e, "cannot encode task"),
+                    }
+                }
+                Action::Skip { node, iteration } => {
+                    let id = &wf.ids[node];
+                    p.batch.new_attempts.push(NewAttempt {
+                        run_id: run.run_id.clone(),
+                        node_id: id.clone(),
+                        iteration,
+                        attempt: 0,
+                        node_type: wf.spec.nodes[node].node_type.clone(),
+                        status: AttemptStatus::Skipped,
+                        at_ms: now,
+                    });
+                    run.event_seq += 1;
+                    p.batch.events.push(event(&run.run_id, run.event_seq, EventKind::NodeSkipped, Some(id), 0, now, None));
+                    p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                }
+                Action::CycleIteration { group, completed, done, reason } => {
+                    run.event_seq += 1;
+                    let detail = serde_json::json!({"cycle": wf.groups[group].id, "completed": completed, "done": done, "reason": reason});
+                    p.batch.events.push(event(&run.run_id, run.event_seq, EventKind::CycleIteration, None, 0, now, Some(detail)));
+                    p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                }
+                Action::Finish(outcome) => {
+                    let (status, kind, error, error_node) = match &outcome {
+                        RunOutcome::Succeeded => (RunStatus::Succeeded, EventKind::RunSucceeded, None, None),
+                        RunOutcome::Failed { node, error } => (RunStatus::Failed, EventKind::RunFailed, Some(error.clone()), node.clone()),
+                    };
+                    if status == RunStatus::Succeeded {
+                        self.metrics.runs_succeeded.inc();
+                        info!(run_id = %run.run_id, "run succeeded");
+                    } else {
+                        self.metrics.runs_failed.inc();
+                        warn!(run_id = %run.run_id, error = error.as_deref().unwrap_or(""), "run failed");
+                    }
+                    p.batch.run_updates.push(RunUpdate { run_id: run.run_id.clone(), status, error: error.clone(), error_node: error_node.clone(), at_ms: now });
+                    run.event_seq += 1;
+                    let detail = error.map(|e| serde_json::json!({"error": e, "node": error_node}));
+                    p.batch.events.push(event(&run.run_id, run.event_seq, kind, None, 0, now, detail));
+                    p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                    p.finished.push(run.run_id.clone());
+                }
+            }
+        }
+    }
+}
+
+fn event(run_id: &str, seq: u64, kind: EventKind, node: Option<&str>, attempt: u32, at_ms: u64, detail: Option<Value>) -> RunEvent {
+    RunEvent {
+        v: WIRE_VERSION,
+        event_id: format!("{run_id}:{seq}"),
+        run_id: run_id.to_string(),
+        seq,
+        kind,
+        node_id: node.map(String::from),
+        iteration: 0,
+        attempt,
+        at_ms,
+        detail,
+    }
+}
+
+fn event_msg(subjects: &Subjects, e: Option<&RunEvent>) -> Outbound {
+    let Some(e) = e else { return Outbound::new(subjects.event("none", "none"), Vec::new()) };
+    let payload = wire::encode(e).unwrap_or_default();
+    Outbound::new(subjects.event(&e.run_id, e.kind.as_str()), payload).msg_id(format!("event:{}", e.event_id))
+}

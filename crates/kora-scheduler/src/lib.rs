@@ -1,1 +1,124 @@
-//! placeholder
+//! The scheduler: admission of run requests.
+//!
+//! Owns: consuming run requests (from `kora submit`, the gateway, triggers, or any service
+//! publishing the `proto/` schema on `<prefix>.run.submit`), decoding and validating them
+//! against the node catalog, and decomposing each accepted workflow into its compiled task graph
+//! before handing it to the coordinator as an [`Admission`]. Undecodable requests go to the
+//! dead-letter stream with the reason; invalid workflows are admitted as rejected runs, so the
+//! submitter sees every problem in the ledger.
+//!
+//! Must not: write the ledger, decide readiness, or talk to workers. (Cron and subject triggers
+//! will live here too.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kora_broker::topology::dead_letter;
+use kora_broker::{Broker, Outbound};
+use kora_model::subjects::Subjects;
+use kora_model::wire::{self, Admission, RunRequest};
+use kora_model::{Catalog, Severity};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Broker(#[from] kora_broker::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Run requests taken per fetch.
+    pub batch: usize,
+    pub fetch_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { batch: 64, fetch_wait: Duration::from_millis(500) }
+    }
+}
+
+/// Runs the scheduler until `shutdown` is cancelled.
+pub async fn run(
+    cfg: Config,
+    broker: Arc<dyn Broker>,
+    subjects: Subjects,
+    catalog: Arc<dyn Catalog + Send + Sync>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let consumer = broker.consumer(&subjects.stream_runs(), Subjects::CONSUMER_SCHEDULER).await?;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let batch = tokio::select! {
+            () = shutdown.cancelled() => break,
+            b = consumer.fetch(cfg.batch, cfg.fetch_wait) => b,
+        };
+        let batch = match batch {
+            Ok(b) => {
+                backoff = Duration::from_millis(50);
+                b
+            }
+            Err(e) => {
+                warn!(error = %e, "scheduler cannot fetch run requests; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        for d in batch {
+            let req = match wire::decode::<RunRequest>(&d.payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(subject = %d.subject, error = %e, "dead-lettering an undecodable run request");
+                    dead_letter(broker.as_ref(), &subjects, "run", &d, &e.to_string()).await?;
+                    continue;
+                }
+            };
+            let admission = admit(req, catalog.as_ref());
+            let run_id = match &admission {
+                Admission::Admitted { request } => request.run_id.clone(),
+                Admission::Rejected { run_id, .. } => run_id.clone(),
+            };
+            let payload = match wire::encode(&admission) {
+                Ok(p) => p,
+                Err(e) => {
+                    dead_letter(broker.as_ref(), &subjects, "run", &d, &e.to_string()).await?;
+                    continue;
+                }
+            };
+            let msg = Outbound::new(subjects.ledger_admit(), payload).msg_id(format!("admit:{run_id}"));
+            match broker.publish(msg).await {
+                Ok(_) => d.ack().await?,
+                Err(e) => {
+                    warn!(%run_id, error = %e, "cannot hand the run to the coordinator; it will be retried");
+                    d.nak(Some(Duration::from_secs(1))).await?;
+                }
+            }
+        }
+    }
+    broker.flush().await?;
+    Ok(())
+}
+
+/// Validates a request: an admitted run, or a rejected one with every problem found.
+pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
+    if req.run_id.is_empty() {
+        return Admission::Rejected { run_id: String::new(), problems: vec!["run_id is empty".into()], submitted_at_ms: req.submitted_at_ms };
+    }
+    match kora_model::compile(&req.workflow, catalog, Some(&req.params)) {
+        Ok((_, warnings)) => {
+            for w in warnings.iter().filter(|w| w.severity == Severity::Warning) {
+                warn!(run_id = %req.run_id, "{w}");
+            }
+            info!(run_id = %req.run_id, workflow = %req.workflow.name, nodes = req.workflow.nodes.len(), "run admitted");
+            Admission::Admitted { request: req }
+        }
+        Err(problems) => {
+            let problems: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Error).map(ToString::to_string).collect();
+            warn!(run_id = %req.run_id, problems = problems.len(), "run rejected: {}", problems.join("; "));
+            Admission::Rejected { run_id: req.run_id, problems, submitted_at_ms: req.submitted_at_ms }
+        }
+    }
+}

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 pub use error::{Error, Result};
 pub use records::{
     AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, NewAttempt, NewRun, RunFilter,
-    RunRecord, RunStatus, RunUpdate,
+    RunRecord, RunStatus, RunUpdate, results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).

@@ -1,1 +1,209 @@
-//! placeholder
+//! The worker: executes node tasks. Stateless: any number run side by side on one durable
+//! consumer per queue, and a killed worker costs one redelivery.
+//!
+//! Owns: pulling tasks, preparing each node's input (config overlaid by runtime inputs,
+//! templates resolved), running the node from the [`kora_nodes::Registry`], heartbeating long
+//! tasks (in-progress acks), publishing the [`NodeResult`] and only then acking the task.
+//!
+//! Must not: keep state between tasks, write the ledger, or decide what runs next.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kora_broker::topology::dead_letter;
+use kora_broker::{Broker, Delivery, Outbound};
+use kora_model::subjects::Subjects;
+use kora_model::wire::{self, NodeResult, NodeTask, TaskOutcome, WIRE_VERSION};
+use kora_model::{now_ms, semantics};
+use kora_nodes::{NodeContext, Registry};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Broker(#[from] kora_broker::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub worker_id: String,
+    pub queue: String,
+    /// Tasks run at once by this worker.
+    pub concurrency: usize,
+    /// Interval of in-progress acks for a running task; keep it under the queue's ack-wait.
+    pub heartbeat: Duration,
+    pub fetch_wait: Duration,
+    /// How long in-flight tasks may take to finish after shutdown is requested; after that
+    /// they are handed back (nak) for another worker.
+    pub drain_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            worker_id: format!("worker-{}", std::process::id()),
+            queue: kora_model::subjects::DEFAULT_QUEUE.into(),
+            concurrency: 16,
+            heartbeat: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(500),
+            drain_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs the worker until `shutdown` is cancelled, then drains.
+pub async fn run(
+    cfg: Config,
+    broker: Arc<dyn Broker>,
+    subjects: Subjects,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let consumer = broker.consumer(&subjects.stream_tasks(), &Subjects::consumer_workers(&cfg.queue)).await?;
+    let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let tracker = TaskTracker::new();
+    let abort = CancellationToken::new();
+    let cfg = Arc::new(cfg);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        // Fetch only what there is room for, so a busy worker does not hoard tasks.
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let room = slots.available_permits() + 1;
+        let batch = tokio::select! {
+            () = shutdown.cancelled() => break,
+            b = consumer.fetch(room, cfg.fetch_wait) => b,
+        };
+        let batch = match batch {
+            Ok(b) => {
+                backoff = Duration::from_millis(50);
+                b
+            }
+            Err(e) => {
+                warn!(worker = %cfg.worker_id, error = %e, "cannot fetch tasks; retrying");
+                drop(first);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        for d in batch {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match Arc::clone(&slots).acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (b, s, r, c, a) = (Arc::clone(&broker), subjects.clone(), Arc::clone(&registry), Arc::clone(&cfg), abort.clone());
+            tracker.spawn(async move {
+                handle(d, b.as_ref(), &s, &r, &c, &a).await;
+                drop(permit);
+            });
+        }
+    }
+    tracker.close();
+    if tokio::time::timeout(cfg.drain_grace, tracker.wait()).await.is_err() {
+        warn!(worker = %cfg.worker_id, "drain grace elapsed; handing unfinished tasks back");
+        abort.cancel();
+        tracker.wait().await;
+    }
+    broker.flush().await?;
+    Ok(())
+}
+
+async fn handle(d: Delivery, broker: &dyn Broker, subjects: &Subjects, registry: &Registry, cfg: &Config, abort: &CancellationToken) {
+    let task = match wire::decode::<NodeTask>(&d.payload) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(subject = %d.subject, error = %e, "dead-lettering an undecodable task");
+            if let Err(e) = dead_letter(broker, subjects, "task", &d, &e.to_string()).await {
+                warn!(error = %e, "cannot dead-letter; the task will be redelivered");
+            }
+            return;
+        }
+    };
+    let started = now_ms();
+    let outcome = match registry.get(&task.node_type) {
+        None => TaskOutcome::Failure {
+            error: format!("node type '{}' is not available on worker {}", task.node_type, cfg.worker_id),
+            error_type: "UnknownNodeType".into(),
+            retryable: false,
+        },
+        Some(node) => {
+            let input = semantics::prepare_input(&task.config, &task.inputs);
+            let ctx = NodeContext { run_id: task.run_id.clone(), node_id: task.node_id.clone(), attempt: task.attempt };
+            let mut fut = std::pin::pin!(node.run(&ctx, input));
+            // Most nodes finish at once; only arm the heartbeat timer for those that do not.
+            let result = match futures::poll!(fut.as_mut()) {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => {
+                    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + cfg.heartbeat, cfg.heartbeat);
+                    loop {
+                        tokio::select! {
+                            r = &mut fut => break r,
+                            _ = beat.tick() => {
+                                if let Err(e) = d.progress().await {
+                                    warn!(run_id = %task.run_id, node_id = %task.node_id, error = %e, "heartbeat failed");
+                                }
+                            }
+                            () = abort.cancelled() => {
+                                let _ = d.nak(None).await;
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(output) => TaskOutcome::Success { output },
+                Err(e) => TaskOutcome::Failure { retryable: e.is_retryable(), error_type: e.error_type().to_string(), error: e.to_string() },
+            }
+        }
+    };
+    if let TaskOutcome::Failure { error, .. } = &outcome {
+        warn!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, %error, "node failed");
+    } else {
+        debug!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, "node succeeded");
+    }
+    let result = NodeResult {
+        v: WIRE_VERSION,
+        task_id: task.task_id.clone(),
+        run_id: task.run_id,
+        node_id: task.node_id,
+        iteration: task.iteration,
+        attempt: task.attempt,
+        outcome,
+        worker_id: cfg.worker_id.clone(),
+        started_at_ms: started,
+        finished_at_ms: now_ms(),
+    };
+    let payload = match wire::encode(&result) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "cannot encode a result");
+            let _ = d.nak(Some(Duration::from_secs(1))).await;
+            return;
+        }
+    };
+    // The result is stored before the task is acked: a crash in between re-runs the task, and
+    // the coordinator ignores the second result.
+    let msg = Outbound::new(subjects.ledger_result(), payload).msg_id(format!("result:{}", task.task_id));
+    match broker.publish(msg).await {
+        Ok(_) => {
+            if let Err(e) = d.ack().await {
+                warn!(task_id = %task.task_id, error = %e, "ack failed; the task may run again");
+            }
+        }
+        Err(e) => {
+            warn!(task_id = %task.task_id, error = %e, "cannot publish the result; handing the task back");
+            let _ = d.nak(Some(Duration::from_secs(1))).await;
+        }
+    }
+}

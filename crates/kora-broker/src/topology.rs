@@ -1,0 +1,84 @@
+//! Kora's streams and durable consumers, provisioned idempotently at start-up by every role.
+//! All names come from [`kora_model::subjects::Subjects`], so installations sharing one server
+//! are kept apart by their prefix.
+
+use std::time::Duration;
+
+use kora_model::subjects::Subjects;
+
+use crate::{Broker, ConsumerConfig, Delivery, Outbound, Result, Retention, StreamConfig};
+
+/// Delivery settings for the task queues.
+#[derive(Debug, Clone)]
+pub struct TopologyConfig {
+    /// How long a worker may hold a task without acking or reporting progress.
+    pub task_ack_wait: Duration,
+    /// Deliveries of one task before it is given up (crashes and timeouts, not node errors).
+    pub task_max_deliver: u32,
+    /// How long run events are kept.
+    pub events_max_age: Duration,
+    /// Window within which a re-published message id is a no-op.
+    pub duplicate_window: Duration,
+    /// Largest message accepted on any Kora stream.
+    pub max_msg_size: usize,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        TopologyConfig {
+            task_ack_wait: Duration::from_secs(30),
+            task_max_deliver: 5,
+            events_max_age: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(600),
+            max_msg_size: 8 << 20,
+        }
+    }
+}
+
+fn stream(name: String, subjects: Vec<String>, retention: Retention, cfg: &TopologyConfig) -> StreamConfig {
+    StreamConfig { duplicate_window: cfg.duplicate_window, max_msg_size: Some(cfg.max_msg_size), ..StreamConfig::new(name, subjects, retention) }
+}
+
+/// Creates or updates every stream and the shared consumers. Safe to call from every process.
+pub async fn provision(b: &dyn Broker, s: &Subjects, queues: &[&str], cfg: &TopologyConfig) -> Result<()> {
+    b.ensure_stream(&stream(s.stream_runs(), vec![s.run_submit()], Retention::WorkQueue, cfg)).await?;
+    b.ensure_stream(&stream(s.stream_ledger(), vec![s.ledger_all()], Retention::WorkQueue, cfg)).await?;
+    b.ensure_stream(&stream(s.stream_tasks(), vec![s.task_all()], Retention::WorkQueue, cfg)).await?;
+    let mut events = stream(s.stream_events(), vec![s.event_all()], Retention::Limits, cfg);
+    events.max_age = Some(cfg.events_max_age);
+    b.ensure_stream(&events).await?;
+    b.ensure_stream(&stream(s.stream_dlq(), vec![s.dlq_all()], Retention::Limits, cfg)).await?;
+
+    let ledger_like = |name: &str| ConsumerConfig { ack_wait: Duration::from_secs(30), max_deliver: 0, ..ConsumerConfig::new(name) };
+    b.ensure_consumer(&s.stream_runs(), &ledger_like(Subjects::CONSUMER_SCHEDULER)).await?;
+    b.ensure_consumer(&s.stream_ledger(), &ledger_like(Subjects::CONSUMER_COORDINATOR)).await?;
+    for q in queues {
+        let c = ConsumerConfig {
+            filter_subject: Some(s.task(q)),
+            ack_wait: cfg.task_ack_wait,
+            max_deliver: cfg.task_max_deliver,
+            ..ConsumerConfig::new(Subjects::consumer_workers(q))
+        };
+        b.ensure_consumer(&s.stream_tasks(), &c).await?;
+    }
+    Ok(())
+}
+
+/// Header names on dead-lettered messages.
+pub const HDR_REASON: &str = "Kora-Reason";
+pub const HDR_ORIG_SUBJECT: &str = "Kora-Orig-Subject";
+pub const HDR_ORIG_SEQ: &str = "Kora-Orig-Seq";
+pub const HDR_DELIVERIES: &str = "Kora-Deliveries";
+
+/// Copies a message a role cannot use to the dead-letter stream with the reason, then
+/// terminates it so it is never delivered again. Poison never stops a role.
+pub async fn dead_letter(b: &dyn Broker, s: &Subjects, source: &str, d: &Delivery, reason: &str) -> Result<()> {
+    let msg = Outbound::new(s.dlq(source), d.payload.clone())
+        .msg_id(format!("dlq:{}:{}", d.subject, d.info.stream_sequence))
+        .header(HDR_REASON, reason.replace(['\r', '\n'], " "))
+        .header(HDR_ORIG_SUBJECT, d.subject.clone())
+        .header(HDR_ORIG_SEQ, d.info.stream_sequence.to_string())
+        .header(HDR_DELIVERIES, d.info.delivered.to_string());
+    b.publish(msg).await?;
+    d.term(reason).await
+}
