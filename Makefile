@@ -1,0 +1,39 @@
+# Kora: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+EXAMPLE ?= examples/customer-routing/workflow.yaml
+
+.PHONY: run test test-unit bench services-up fmt lint check clean
+
+## run: build kora and run an example workflow embedded, printing its results
+run:
+	$(CARGO) build -q -p kora-cli --bin kora
+	./target/debug/kora run $(EXAMPLE) --format table
+
+## test: every test; starts the local services the tests need first
+test: services-up
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		echo "cargo-nextest not found; using cargo test"; \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## services-up: check NATS and PostgreSQL answer; start them if they do not
+services-up:
+	@bash .ci/services-up
+
+## bench: performance figures (release build); not part of `make test`
+bench:
+	$(CARGO) bench -p kora-tests --bench embedded
+
+## lint: formatting and clippy, as CI would
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
