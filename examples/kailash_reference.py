@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""Runs each example with the Kailash SDK's LocalRuntime and writes its results to
-<example>/expected.json, the reference Kora's end-to-end tests compare against.
+"""Runs workflows with the Kailash SDK's LocalRuntime and writes what Kailash returned to
+<dir>/expected.json: {"status": "succeeded" | "failed", "error": ..., "results": {node: output}}.
+Kora's end-to-end tests compare `kora run` against these files.
 
-Usage (needs `pip install kailash==2.65.0`):  python3 examples/kailash_reference.py [example-dir ...]
+A <dir>/params.json, when present, is passed as the runtime parameters. A run that raises is
+recorded as "failed" with the exception's message and no results (Kailash returns none).
+
+Usage (needs `pip install kailash==2.65.0`):
+  python3 examples/kailash_reference.py                 # every example and tests/conformance case
+  python3 examples/kailash_reference.py DIR [DIR ...]
 
 Kailash cannot re-import cycle fields from its own Workflow.to_dict() output, so cycle edges are
 rebuilt with the cycle API (create_cycle ... build()) after loading the rest.
@@ -63,18 +69,28 @@ def main(dirs):
         d = os.path.abspath(d)
         name = next(f for f in sorted(os.listdir(d)) if f.startswith("workflow."))
         wf = build(load(os.path.join(d, name)))
+        params_file = os.path.join(d, "params.json")
+        params = load(params_file) if os.path.exists(params_file) else {}
         cwd = os.getcwd()
         os.chdir(d)
         try:
-            results, _ = LocalRuntime(enable_monitoring=False).execute(wf)
+            results, _ = LocalRuntime(enable_monitoring=False).execute(wf, parameters=params)
+            out = {"status": "succeeded", "error": None,
+                   "results": {node: clean(results.get(node)) for node in wf.nodes}}
+        except Exception as e:  # Kailash aborts the run by raising
+            out = {"status": "failed", "error": f"{type(e).__name__}: {e}", "results": None}
         finally:
             os.chdir(cwd)
-        out = {node: clean(results.get(node)) for node in wf.nodes}
         with open(os.path.join(d, "expected.json"), "w") as f:
             json.dump(out, f, indent=2, sort_keys=True)
             f.write("\n")
-        print(f"{os.path.relpath(d, HERE)}: {len(out)} nodes -> expected.json")
+        print(f"{os.path.relpath(d)}: {out['status']} -> expected.json")
+
+
+def default_dirs():
+    roots = [HERE, os.path.join(HERE, "..", "tests", "conformance")]
+    return [os.path.join(r, e) for r in roots for e in sorted(os.listdir(r)) if os.path.isdir(os.path.join(r, e))]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [os.path.join(HERE, e) for e in sorted(os.listdir(HERE)) if os.path.isdir(os.path.join(HERE, e))])
+    main(sys.argv[1:] or default_dirs())
