@@ -1,0 +1,165 @@
+//! Property tests: no input makes the loader, validator, expression parser or planner panic,
+//! and the planner always brings a valid run to an end.
+
+mod common;
+
+use std::collections::HashSet;
+
+use kora_model::load::{Syntax, from_value, load_str};
+use kora_model::plan::{Action, Outcome, RunState};
+use kora_model::{Map, compile, validate};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        "[a-zA-Z_.$*{}>: -]{0,12}".prop_map(Value::String),
+        prop_oneof![
+            Just("nodes"), Just("connections"), Just("id"), Just("type"), Just("config"), Just("node_type"),
+            Just("source_node"), Just("target_node"), Just("from"), Just("to"), Just("cycle"), Just("kora"),
+            Just("PythonCodeNode"), Just("SwitchNode"), Just("result"), Just("a"), Just("b")
+        ]
+        .prop_map(|s| Value::String(s.into())),
+    ];
+    leaf.prop_recursive(5, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec(
+                (prop_oneof![Just("nodes"), Just("connections"), Just("id"), Just("type"), Just("config"),
+                    Just("source_node"), Just("source_output"), Just("target_node"), Just("target_input"),
+                    Just("from"), Just("to"), Just("cycle"), Just("cycle_id"), Just("max_iterations"),
+                    Just("convergence_check"), Just("cycles"), Just("kora"), Just("a"), Just("b"), Just("x")],
+                 inner),
+                0..6
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+fn check_document(v: &Value) {
+    if let Ok((spec, _)) = from_value(v) {
+        let cat = common::catalog();
+        let _ = validate(&spec, &cat, None);
+        if let Ok((wf, _)) = compile(&spec, &cat, Some(&Map::new())) {
+            drive(wf, 0);
+        }
+    }
+}
+
+/// Runs a compiled workflow to its end with synthetic outcomes chosen by `seed`.
+fn drive(wf: std::sync::Arc<kora_model::CompiledWorkflow>, seed: u64) {
+    let mut st = RunState::new(wf.clone(), &Map::new());
+    let mut queue: Vec<(usize, u32)> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut push = |acts: Vec<Action>, queue: &mut Vec<(usize, u32)>| {
+        for a in acts {
+            if let Action::Dispatch { node, iteration, .. } = a {
+                assert!(seen.insert((node, iteration)), "node {node} dispatched twice in iteration {iteration}");
+                queue.push((node, iteration));
+            }
+        }
+    };
+    push(st.start(0), &mut queue);
+    let mut steps = 0u64;
+    let mut rng = seed;
+    while let Some((node, iteration)) = if queue.is_empty() { None } else { Some(queue.remove((rng as usize) % queue.len())) } {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        steps += 1;
+        assert!(steps < 2_000_000, "planner does not terminate");
+        let outcome = match rng >> 60 {
+            0 => Outcome::Failure { error: "x".into(), error_type: "E".into() },
+            1 => Outcome::Success(json!({"true_output": null, "false_output": 1, "result": {"done": true}}).as_object().cloned().unwrap()),
+            _ => Outcome::Success(json!({"result": 1, "data": 1, "true_output": 1, "false_output": null}).as_object().cloned().unwrap()),
+        };
+        match st.on_result(node, iteration, outcome, steps) {
+            Ok(acts) => push(acts, &mut queue),
+            Err(_) => assert!(st.outcome().is_some(), "a result was rejected while the run is live"),
+        }
+    }
+    assert!(st.outcome().is_some(), "the run ended without an outcome: nothing left to run");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let text = String::from_utf8_lossy(&bytes);
+        for syntax in [Syntax::Auto, Syntax::Json, Syntax::Yaml] {
+            if let Ok((spec, _)) = load_str(&text, syntax) {
+                let _ = validate(&spec, &common::catalog(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_documents_never_panic(doc in arb_json()) {
+        check_document(&doc);
+    }
+
+    #[test]
+    fn mutated_examples_never_panic(which in 0usize..5, edits in prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..12)) {
+        let files = [
+            include_str!("../../../examples/diamond/workflow.json"),
+            include_str!("../../../examples/converge/workflow.json"),
+            include_str!("../../../examples/customer-routing/workflow.yaml"),
+            include_str!("../../../tests/conformance/switch-merge-ok/workflow.json"),
+            include_str!("../../../tests/conformance/cycle-two-node/workflow.json"),
+        ];
+        let mut bytes = files[which].as_bytes().to_vec();
+        for (pos, byte, op) in edits {
+            if bytes.is_empty() { break; }
+            let i = pos % bytes.len();
+            match op {
+                0 => { bytes.remove(i); }
+                1 => bytes.insert(i, byte),
+                _ => bytes[i] = byte,
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok((spec, _)) = load_str(&text, Syntax::Auto) {
+            let cat = common::catalog();
+            let _ = validate(&spec, &cat, None);
+            if let Ok((wf, _)) = compile(&spec, &cat, Some(&Map::new())) {
+                drive(wf, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn expressions_never_panic(src in "[a-z0-9 ()\\[\\]{}.,:'\"=<>!+*/%-]{0,64}") {
+        if let Ok(e) = kora_model::expr::parse(&src) {
+            let _ = kora_model::expr::eval(&e, &|_| Some(json!(1)));
+        }
+    }
+
+    /// Random DAGs (with switches, failures and a cycle) always run to an end, each node at
+    /// most once per iteration.
+    #[test]
+    fn random_dags_always_finish(n in 1usize..40, edges in prop::collection::vec((any::<usize>(), any::<usize>()), 0..80), seed in any::<u64>(), cycle in any::<bool>()) {
+        let types = ["NoOpNode", "PythonCodeNode", "SwitchNode"];
+        let nodes: Vec<Value> = (0..n).map(|i| json!({"id": format!("n{i}"), "type": types[i % 3], "config": {"input_data": 1}})).collect();
+        let mut conns = Vec::new();
+        let mut dedup = HashSet::new();
+        for (a, b) in edges {
+            let (a, b) = (a % n, b % n);
+            if a >= b || !dedup.insert((a, b)) { continue; }
+            let out = match a % 3 { 0 => "data", 1 => "result", _ => if b % 2 == 0 { "true_output" } else { "false_output" } };
+            let input = if b % 3 == 2 { "input_data" } else { "data" };
+            conns.push(json!({"source": format!("n{a}"), "output": out, "target": format!("n{b}"), "input": input}));
+        }
+        let mut doc = json!({"kora": 1, "nodes": nodes, "connections": conns});
+        if cycle && n >= 2 {
+            doc["connections"].as_array_mut().unwrap().push(json!({"source": "n1", "output": "result", "target": "n1", "input": "loop", "cycle": "c"}));
+            doc["cycles"] = json!([{"id": "c", "max_iterations": 3, "converge_when": "done == True"}]);
+        }
+        let (spec, _) = from_value(&doc).unwrap();
+        let (wf, _) = compile(&spec, &common::catalog(), Some(&Map::new())).expect("generated DAG is valid");
+        drive(wf, seed);
+    }
+}
