@@ -31,7 +31,7 @@ pub struct Ending {
 /// Waits for the run's terminal event (succeeded, failed or rejected), reading its events.
 pub async fn wait(broker: &Arc<dyn Broker>, subjects: &Subjects, run_id: &str, timeout: Option<Duration>) -> anyhow::Result<Ending> {
     let durable = format!("wait-{}", run_id.replace(['.', '*', '>', ' '], "_"));
-    let cfg = ConsumerConfig { filter_subject: Some(subjects.event(run_id, "*")), ..ConsumerConfig::new(&durable) };
+    let cfg = ConsumerConfig { filter_subject: Some(subjects.event(run_id, "run", "*")), ..ConsumerConfig::new(&durable) };
     broker.ensure_consumer(&subjects.stream_events(), &cfg).await?;
     let consumer = broker.consumer(&subjects.stream_events(), &durable).await?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);

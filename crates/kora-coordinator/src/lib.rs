@@ -439,7 +439,7 @@ fn event(run_id: &str, seq: u64, kind: EventKind, node: Option<&str>, attempt: u
 }
 
 fn event_msg(subjects: &Subjects, e: Option<&RunEvent>) -> Outbound {
-    let Some(e) = e else { return Outbound::new(subjects.event("none", "none"), Vec::new()) };
+    let Some(e) = e else { return Outbound::new(subjects.event("none", "node", "none"), Vec::new()) };
     let payload = wire::encode(e).unwrap_or_default();
-    Outbound::new(subjects.event(&e.run_id, e.kind.as_str()), payload).msg_id(format!("event:{}", e.event_id))
+    Outbound::new(subjects.event(&e.run_id, e.kind.level(), e.kind.as_str()), payload).msg_id(format!("event:{}", e.event_id))
 }

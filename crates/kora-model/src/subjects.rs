@@ -47,9 +47,10 @@ impl Subjects {
     pub fn task_all(&self) -> String {
         format!("{}.task.>", self.prefix)
     }
-    /// Run events: `<p>.event.<run_id>.<kind>`.
-    pub fn event(&self, run_id: &str, kind: &str) -> String {
-        format!("{}.event.{run_id}.{kind}", self.prefix)
+    /// Run events: `<p>.event.<run_id>.<level>.<kind>`, level `run` or `node`, so a client can
+    /// follow only a run's lifecycle (`<p>.event.<run_id>.run.*`).
+    pub fn event(&self, run_id: &str, level: &str, kind: &str) -> String {
+        format!("{}.event.{run_id}.{level}.{kind}", self.prefix)
     }
     pub fn event_all(&self) -> String {
         format!("{}.event.>", self.prefix)

@@ -84,7 +84,7 @@ pub struct CompiledWorkflow {
     pub spec: WorkflowSpec,
     pub ids: Vec<String>,
     pub index: HashMap<String, NodeIdx>,
-    pub types: Vec<NodeTypeInfo>,
+    pub types: Vec<Arc<NodeTypeInfo>>,
     /// Incoming edges per node, in connection order.
     pub inbound: Vec<Vec<Edge>>,
     /// Targets of outgoing non-cycle edges per node, deduplicated.
@@ -125,8 +125,9 @@ fn compile_inner(
     if spec.nodes.is_empty() {
         problems.push(problem(None, Some("nodes"), "the workflow has no nodes"));
     }
-    let mut index = HashMap::new();
-    let mut types = Vec::new();
+    let mut index = HashMap::with_capacity(spec.nodes.len());
+    let mut types: Vec<Arc<NodeTypeInfo>> = Vec::with_capacity(spec.nodes.len());
+    let mut type_cache: HashMap<&str, Arc<NodeTypeInfo>> = HashMap::new();
     let mut ids = Vec::new();
     for node in &spec.nodes {
         if index.contains_key(&node.id) {
@@ -137,8 +138,14 @@ fn compile_inner(
             problems.push(problem(None, Some("nodes"), "a node has an empty id"));
             continue;
         }
-        let info = match catalog.node_type(&node.node_type) {
-            Some(t) => t.clone(),
+        let info = match type_cache.get(node.node_type.as_str()) {
+            Some(t) => Arc::clone(t),
+            None => match catalog.node_type(&node.node_type) {
+            Some(t) => {
+                let t = Arc::new(t.clone());
+                type_cache.insert(&node.node_type, Arc::clone(&t));
+                t
+            }
             None => {
                 let hint = suggest(&node.node_type, catalog.type_names())
                     .map(|s| format!("; did you mean '{s}'?"))
@@ -150,6 +157,7 @@ fn compile_inner(
                 ));
                 continue;
             }
+            },
         };
         index.insert(node.id.clone(), ids.len());
         ids.push(node.id.clone());
@@ -189,7 +197,7 @@ fn compile_inner(
             ));
             continue;
         }
-        if !seen.insert((c.source.clone(), c.output.clone(), c.target.clone(), c.input.clone())) {
+        if !seen.insert((s, c.output.as_str(), t, c.input.as_str())) {
             problems.push(problem(
                 Some(&c.target),
                 Some(&c.input),

@@ -28,7 +28,7 @@ pub struct RunRequest {
 
 /// What the scheduler hands the coordinator: an admitted run, or a rejected one with reasons.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Admission {
     Admitted { request: RunRequest },
     Rejected { run_id: String, problems: Vec<String>, submitted_at_ms: u64 },
@@ -59,8 +59,9 @@ impl NodeTask {
     }
 }
 
+/// Externally tagged (`{"success": {...}}`), so readers decode it without buffering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum TaskOutcome {
     Success { output: Map },
     Failure { error: String, error_type: String, retryable: bool },
@@ -100,6 +101,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// `run` for run-level events, `node` for node-level ones: the subject token before the kind.
+    pub fn level(self) -> &'static str {
+        match self {
+            EventKind::RunAccepted | EventKind::RunRejected | EventKind::RunSucceeded | EventKind::RunFailed => "run",
+            _ => "node",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::RunAccepted => "run_accepted",
