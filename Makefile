@@ -10,8 +10,8 @@ run:
 	$(CARGO) build -q -p kora-cli --bin kora
 	./target/debug/kora run $(EXAMPLE) --format table
 
-## test: every test; starts the local services the tests need first
-test: services-up
+## test: formatting, clippy and every test; starts the local services the tests need first
+test: services-up lint
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -26,19 +26,31 @@ const REPEATS: usize = 5;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     if let Some(s) = args.first() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let line = rt.block_on(scenario(s));
         println!("{line}");
         return;
     }
     println!("kora embedded benchmark: current-thread runtime, memory ledger, release build");
-    println!("machine: {} cores; each scenario is a fresh process; median of {REPEATS} runs after a warm-up\n", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "machine: {} cores; each scenario is a fresh process; median of {REPEATS} runs after a warm-up\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let exe = std::env::current_exe().expect("own path");
     let mut raw_us = None;
     for s in ["raw", "chain", "fanout", "fanout-once", "python"] {
-        let out = std::process::Command::new(&exe).arg(s).output().expect("child runs");
+        let out = std::process::Command::new(&exe)
+            .arg(s)
+            .output()
+            .expect("child runs");
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if !out.status.success() {
             println!("{s}: FAILED\n{}", String::from_utf8_lossy(&out.stderr));
@@ -49,7 +61,10 @@ fn main() {
         if s == "raw" {
             raw_us = Some(per);
         }
-        let ratio = raw_us.filter(|_| s != "raw").map(|r| format!("  = {:.1}x the raw round trip", per / r)).unwrap_or_default();
+        let ratio = raw_us
+            .filter(|_| s != "raw")
+            .map(|r| format!("  = {:.1}x the raw round trip", per / r))
+            .unwrap_or_default();
         println!(
             "{:<7} {:>9.2} µs/node (min {:.2}, max {:.2}){ratio}  nodes={} peak_rss={:.1} MiB",
             s,
@@ -60,7 +75,9 @@ fn main() {
             v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
         );
     }
-    println!("\ntargets (issue #2): chain and fanout <= 3 µs/node; python <= 100 µs/call; a 10,000-node run (fanout-once) < 50 MiB RSS");
+    println!(
+        "\ntargets (issue #2): chain and fanout <= 3 µs/node; python <= 100 µs/call; a 10,000-node run (fanout-once) < 50 MiB RSS"
+    );
 }
 
 fn peak_rss_mib() -> f64 {
@@ -74,13 +91,19 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn spec(v: Value) -> WorkflowSpec {
-    kora_model::load::from_value(&v).expect("bench workflow loads").0
+    kora_model::load::from_value(&v)
+        .expect("bench workflow loads")
+        .0
 }
 
 fn chain(n: usize, ty: &str, code: Option<&str>) -> WorkflowSpec {
     let mut nodes = Vec::new();
     let mut conns = Vec::new();
-    let (out, inp) = if code.is_some() { ("result", "data") } else { ("data", "data") };
+    let (out, inp) = if code.is_some() {
+        ("result", "data")
+    } else {
+        ("data", "data")
+    };
     for i in 0..n {
         let mut cfg = json!({});
         if let Some(c) = code {
@@ -102,7 +125,9 @@ fn fanout(n: usize) -> WorkflowSpec {
     let mut conns = Vec::new();
     for i in 0..n {
         nodes.push(json!({"id": format!("n{i}"), "type": "NoOpNode"}));
-        conns.push(json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}));
+        conns.push(
+            json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}),
+        );
     }
     spec(json!({"nodes": nodes, "connections": conns}))
 }
@@ -121,7 +146,13 @@ fn summary(nodes: usize, mut samples: Vec<f64>) -> String {
 }
 
 async fn engine_runs(wf: WorkflowSpec, nodes: usize) -> String {
-    let cfg = EngineConfig { nodes: NodesConfig { python_workers: 1, ..NodesConfig::default() }, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        nodes: NodesConfig {
+            python_workers: 1,
+            ..NodesConfig::default()
+        },
+        ..EngineConfig::default()
+    };
     let engine = Engine::start(cfg).await.expect("engine");
     let _ = engine.run(wf.clone(), Map::new()).await.expect("warm-up");
     let mut samples = Vec::new();
@@ -142,9 +173,15 @@ async fn scenario(name: &str) -> String {
         "fanout" => engine_runs(fanout(10_000), 10_001).await,
         "fanout-once" => one_run(fanout(10_000), 10_001).await,
         "python" => engine_runs(chain(200, "PythonCodeNode", Some("result = data + 1")), 200).await,
-        other => match other.strip_prefix("chain:").and_then(|n| n.parse::<usize>().ok()) {
+        other => match other
+            .strip_prefix("chain:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => engine_runs(chain(n, "NoOpNode", None), n).await,
-            None => match other.strip_prefix("fanout:").and_then(|n| n.parse::<usize>().ok()) {
+            None => match other
+                .strip_prefix("fanout:")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
                 Some(n) => engine_runs(fanout(n), n + 1).await,
                 None => json!({"error": format!("unknown scenario {other}")}).to_string(),
             },
@@ -154,7 +191,9 @@ async fn scenario(name: &str) -> String {
 
 /// One run in a fresh process: the peak RSS of a single 10,000-node run, ledger included.
 async fn one_run(wf: WorkflowSpec, nodes: usize) -> String {
-    let engine = Engine::start(EngineConfig::default()).await.expect("engine");
+    let engine = Engine::start(EngineConfig::default())
+        .await
+        .expect("engine");
     let t = Instant::now();
     let r = engine.run(wf, Map::new()).await.expect("run");
     let took = t.elapsed().as_secs_f64();
@@ -168,8 +207,16 @@ async fn one_run(wf: WorkflowSpec, nodes: usize) -> String {
 async fn raw_round_trip(n: usize) -> String {
     let b = MemoryBroker::new();
     for (name, subj) in [("T", "t.>"), ("R", "r.>")] {
-        b.ensure_stream(&StreamConfig::new(name, vec![subj.into()], Retention::WorkQueue)).await.expect("stream");
-        b.ensure_consumer(name, &ConsumerConfig::new("c")).await.expect("consumer");
+        b.ensure_stream(&StreamConfig::new(
+            name,
+            vec![subj.into()],
+            Retention::WorkQueue,
+        ))
+        .await
+        .expect("stream");
+        b.ensure_consumer(name, &ConsumerConfig::new("c"))
+            .await
+            .expect("consumer");
     }
     let tasks = b.consumer("T", "c").await.expect("c");
     let results = b.consumer("R", "c").await.expect("c");
@@ -177,11 +224,27 @@ async fn raw_round_trip(n: usize) -> String {
     for _ in 0..=REPEATS {
         let t = Instant::now();
         for i in 0..n {
-            b.publish(Outbound::new("t.x", vec![0u8; 128]).msg_id(format!("t{i}-{}", samples.len()))).await.expect("pub");
-            let d = tasks.fetch(1, Duration::from_secs(1)).await.expect("fetch").remove(0);
-            b.publish(Outbound::new("r.x", d.payload.clone()).msg_id(format!("r{i}-{}", samples.len()))).await.expect("pub");
+            b.publish(
+                Outbound::new("t.x", vec![0u8; 128]).msg_id(format!("t{i}-{}", samples.len())),
+            )
+            .await
+            .expect("pub");
+            let d = tasks
+                .fetch(1, Duration::from_secs(1))
+                .await
+                .expect("fetch")
+                .remove(0);
+            b.publish(
+                Outbound::new("r.x", d.payload.clone()).msg_id(format!("r{i}-{}", samples.len())),
+            )
+            .await
+            .expect("pub");
             d.ack().await.expect("ack");
-            let r = results.fetch(1, Duration::from_secs(1)).await.expect("fetch").remove(0);
+            let r = results
+                .fetch(1, Duration::from_secs(1))
+                .await
+                .expect("fetch")
+                .remove(0);
             r.ack().await.expect("ack");
         }
         samples.push(t.elapsed().as_secs_f64());

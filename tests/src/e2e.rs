@@ -14,21 +14,40 @@ use serde_json::json;
 use crate::{compare, reference_cases, workflow_file};
 
 fn engine_config(data_root: &std::path::Path) -> EngineConfig {
-    EngineConfig { nodes: NodesConfig { data_root: data_root.to_path_buf(), python_workers: 2, ..NodesConfig::default() }, ..EngineConfig::default() }
+    EngineConfig {
+        nodes: NodesConfig {
+            data_root: data_root.to_path_buf(),
+            python_workers: 2,
+            ..NodesConfig::default()
+        },
+        ..EngineConfig::default()
+    }
 }
 
 fn spec(v: Value) -> WorkflowSpec {
-    kora_model::load::from_value(&v).expect("test workflow loads").0
+    kora_model::load::from_value(&v)
+        .expect("test workflow loads")
+        .0
 }
 
 async fn run_case(dir: &std::path::Path) -> Vec<String> {
     let file = workflow_file(dir).expect("workflow file");
     let (wf, _) = input::load_workflow(&file).expect("loads");
     let params_file = dir.join("params.json");
-    let params = if params_file.exists() { input::load_params(params_file.to_str()).expect("params") } else { Map::new() };
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let engine = Engine::start(engine_config(dir)).await.expect("engine starts");
-    let report = tokio::time::timeout(Duration::from_secs(60), engine.run(wf, params)).await.expect("finishes").expect("runs");
+    let params = if params_file.exists() {
+        input::load_params(params_file.to_str()).expect("params")
+    } else {
+        Map::new()
+    };
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let engine = Engine::start(engine_config(dir))
+        .await
+        .expect("engine starts");
+    let report = tokio::time::timeout(Duration::from_secs(60), engine.run(wf, params))
+        .await
+        .expect("finishes")
+        .expect("runs");
     engine.shutdown().await;
     compare(&expected, &report.status, &Value::Object(report.results))
 }
@@ -44,29 +63,62 @@ async fn kora_matches_kailash_on_every_reference_case() {
             failures.push(format!("{}: {d}", dir.display()));
         }
     }
-    assert!(failures.is_empty(), "differences from Kailash:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "differences from Kailash:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The comparison itself can fail: a wrong result is reported.
 #[test]
 fn comparison_detects_differences() {
-    let expected = json!({"status": "succeeded", "results": {"a": {"result": 1}, "b": {"failed": true}}});
-    assert!(compare(&expected, "succeeded", &json!({"a": {"result": 1}, "b": {"failed": true, "error": "x"}})).is_empty());
-    assert_eq!(compare(&expected, "succeeded", &json!({"a": {"result": 2}, "b": {"failed": true}})).len(), 1);
-    assert_eq!(compare(&expected, "failed", &json!({"a": {"result": 1}, "b": null})).len(), 2);
+    let expected =
+        json!({"status": "succeeded", "results": {"a": {"result": 1}, "b": {"failed": true}}});
+    assert!(
+        compare(
+            &expected,
+            "succeeded",
+            &json!({"a": {"result": 1}, "b": {"failed": true, "error": "x"}})
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        compare(
+            &expected,
+            "succeeded",
+            &json!({"a": {"result": 2}, "b": {"failed": true}})
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        compare(&expected, "failed", &json!({"a": {"result": 1}, "b": null})).len(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn wide_fan_out_and_long_chain_complete() {
-    let engine = Engine::start(engine_config(std::path::Path::new("."))).await.unwrap();
+    let engine = Engine::start(engine_config(std::path::Path::new(".")))
+        .await
+        .unwrap();
     let n = 2000;
     let mut nodes = vec![json!({"id": "root", "type": "NoOpNode", "config": {"data": 1}})];
     let mut conns = vec![];
     for i in 0..n {
         nodes.push(json!({"id": format!("n{i}"), "type": "NoOpNode"}));
-        conns.push(json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}));
+        conns.push(
+            json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}),
+        );
     }
-    let r = engine.run(spec(json!({"nodes": nodes, "connections": conns})), Map::new()).await.unwrap();
+    let r = engine
+        .run(
+            spec(json!({"nodes": nodes, "connections": conns})),
+            Map::new(),
+        )
+        .await
+        .unwrap();
     assert!(r.succeeded());
     assert_eq!(r.results.len(), n + 1);
     assert!(r.results.values().all(|v| v["data"] == json!(1)));
@@ -77,7 +129,13 @@ async fn wide_fan_out_and_long_chain_complete() {
         nodes.push(json!({"id": format!("c{i}"), "type": "NoOpNode"}));
         conns.push(json!({"source": format!("c{}", i - 1), "output": "data", "target": format!("c{i}"), "input": "data"}));
     }
-    let r = engine.run(spec(json!({"nodes": nodes, "connections": conns})), Map::new()).await.unwrap();
+    let r = engine
+        .run(
+            spec(json!({"nodes": nodes, "connections": conns})),
+            Map::new(),
+        )
+        .await
+        .unwrap();
     assert!(r.succeeded());
     assert_eq!(r.results["c499"], json!({"data": "x"}));
     assert_eq!(engine.metrics.results_fenced.get(), 0);
@@ -87,12 +145,29 @@ async fn wide_fan_out_and_long_chain_complete() {
 /// A malformed message on any subject is dead-lettered with a reason and the engine goes on.
 #[tokio::test]
 async fn poison_messages_are_dead_lettered_and_do_not_stop_the_engine() {
-    let engine = Engine::start(engine_config(std::path::Path::new("."))).await.unwrap();
+    let engine = Engine::start(engine_config(std::path::Path::new(".")))
+        .await
+        .unwrap();
     let s = &engine.subjects;
-    for subject in [s.run_submit(), s.task("default"), s.ledger_result(), s.ledger_admit()] {
-        engine.broker.publish(Outbound::new(subject, &b"\xc1 not msgpack"[..])).await.unwrap();
+    for subject in [
+        s.run_submit(),
+        s.task("default"),
+        s.ledger_result(),
+        s.ledger_admit(),
+    ] {
+        engine
+            .broker
+            .publish(Outbound::new(subject, &b"\xc1 not msgpack"[..]))
+            .await
+            .unwrap();
     }
-    let r = engine.run(spec(json!({"nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": 5}}]})), Map::new()).await.unwrap();
+    let r = engine
+        .run(
+            spec(json!({"nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": 5}}]})),
+            Map::new(),
+        )
+        .await
+        .unwrap();
     assert!(r.succeeded(), "the engine keeps working after poison");
     let dlq = s.stream_dlq();
     let mut reasons = Vec::new();
@@ -101,7 +176,12 @@ async fn poison_messages_are_dead_lettered_and_do_not_stop_the_engine() {
         if info.messages >= 4 {
             for seq in 1..=info.last_sequence {
                 if let Some(m) = engine.broker.get_message(&dlq, seq).await.unwrap() {
-                    let reason = m.headers.iter().find(|(k, _)| k == "Kora-Reason").map(|(_, v)| v.clone()).unwrap_or_default();
+                    let reason = m
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k == "Kora-Reason")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
                     reasons.push(format!("{} <- {}", m.subject, reason));
                 }
             }
@@ -110,20 +190,37 @@ async fn poison_messages_are_dead_lettered_and_do_not_stop_the_engine() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(reasons.len(), 4, "{reasons:?}");
-    assert!(reasons.iter().all(|r| r.contains("undecodable")), "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.contains("undecodable")),
+        "{reasons:?}"
+    );
     engine.shutdown().await;
 }
 
 /// Publishing the same run request twice (a retry after a lost ack) makes one run.
 #[tokio::test]
 async fn duplicate_submissions_make_one_run() {
-    let engine = Engine::start(engine_config(std::path::Path::new("."))).await.unwrap();
+    let engine = Engine::start(engine_config(std::path::Path::new(".")))
+        .await
+        .unwrap();
     let wf = spec(json!({"nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": 1}}]}));
     let id = uuid::Uuid::now_v7().to_string();
     for _ in 0..3 {
-        kora_cli::client::submit(engine.broker.as_ref(), &engine.subjects, wf.clone(), Map::new(), None, id.clone()).await.unwrap();
+        kora_cli::client::submit(
+            engine.broker.as_ref(),
+            &engine.subjects,
+            wf.clone(),
+            Map::new(),
+            None,
+            id.clone(),
+        )
+        .await
+        .unwrap();
     }
-    let r = engine.run_with_id(wf, Map::new(), id.clone()).await.unwrap();
+    let r = engine
+        .run_with_id(wf, Map::new(), id.clone())
+        .await
+        .unwrap();
     assert!(r.succeeded());
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(engine.metrics.runs_started.get(), 1);
@@ -135,12 +232,19 @@ async fn duplicate_submissions_make_one_run() {
 /// a rejected run with every problem, visible to the submitter.
 #[tokio::test]
 async fn invalid_submissions_are_rejected_with_reasons() {
-    let engine = Engine::start(engine_config(std::path::Path::new("."))).await.unwrap();
-    let wf = spec(json!({"nodes": [{"id": "a", "type": "NoSuchNode"}, {"id": "b", "type": "CSVReaderNode"}]}));
+    let engine = Engine::start(engine_config(std::path::Path::new(".")))
+        .await
+        .unwrap();
+    let wf = spec(
+        json!({"nodes": [{"id": "a", "type": "NoSuchNode"}, {"id": "b", "type": "CSVReaderNode"}]}),
+    );
     let r = engine.run(wf, Map::new()).await.unwrap();
     assert_eq!(r.status, "rejected");
     let problems = r.error.unwrap()["problems"].to_string();
-    assert!(problems.contains("node 'a', field 'type': unknown node type 'NoSuchNode'"), "{problems}");
+    assert!(
+        problems.contains("node 'a', field 'type': unknown node type 'NoSuchNode'"),
+        "{problems}"
+    );
     let rec = engine.store.run(&r.run_id).await.unwrap().unwrap();
     assert_eq!(rec.status, kora_store::RunStatus::Rejected);
     engine.shutdown().await;
@@ -151,18 +255,39 @@ async fn invalid_submissions_are_rejected_with_reasons() {
 async fn sqlite_ledger_keeps_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
-    let cfg = EngineConfig { store: format!("sqlite:{}", path.display()), ..engine_config(std::path::Path::new(".")) };
+    let cfg = EngineConfig {
+        store: format!("sqlite:{}", path.display()),
+        ..engine_config(std::path::Path::new("."))
+    };
     let engine = Engine::start(cfg).await.unwrap();
-    let wf = spec(json!({"nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": 2}}, {"id": "b", "type": "NoOpNode"}],
-        "connections": [{"source": "a", "output": "data", "target": "b", "input": "data"}]}));
+    let wf = spec(
+        json!({"nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": 2}}, {"id": "b", "type": "NoOpNode"}],
+        "connections": [{"source": "a", "output": "data", "target": "b", "input": "data"}]}),
+    );
     let r = engine.run(wf, Map::new()).await.unwrap();
     engine.shutdown().await;
-    let store: Arc<dyn kora_store::Store> = kora_store::open(&format!("sqlite:{}", path.display())).await.unwrap();
+    let store: Arc<dyn kora_store::Store> = kora_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
     let rec = store.run(&r.run_id).await.unwrap().expect("run kept");
     assert_eq!(rec.status, kora_store::RunStatus::Succeeded);
     let attempts = store.attempts(&r.run_id).await.unwrap();
-    assert_eq!(attempts.iter().map(|a| a.node_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-    let kinds: Vec<&str> = store.events(&r.run_id).await.unwrap().iter().map(|e| e.kind.as_str()).collect::<Vec<_>>().into_iter().collect();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a.node_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let kinds: Vec<&str> = store
+        .events(&r.run_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
     assert_eq!(kinds.first(), Some(&"run_accepted"));
     assert_eq!(kinds.last(), Some(&"run_succeeded"));
 }
@@ -171,7 +296,9 @@ async fn sqlite_ledger_keeps_the_run() {
 /// fails only that node.
 #[tokio::test]
 async fn failures_inside_workers_are_contained() {
-    let engine = Engine::start(engine_config(std::path::Path::new("."))).await.unwrap();
+    let engine = Engine::start(engine_config(std::path::Path::new(".")))
+        .await
+        .unwrap();
     let wf = spec(json!({"nodes": [
         {"id": "crash", "type": "PythonCodeNode", "config": {"code": "import os\nos._exit(1)"}},
         {"id": "fine", "type": "PythonCodeNode", "config": {"code": "result = 'still here'"}}]}));

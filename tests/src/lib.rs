@@ -7,7 +7,10 @@ use kora_model::Value;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Every directory holding a `workflow.*` and an `expected.json` produced by Kailash
@@ -16,7 +19,9 @@ pub fn reference_cases() -> Vec<PathBuf> {
     let root = repo_root();
     let mut out = Vec::new();
     for base in [root.join("examples"), root.join("tests/conformance")] {
-        let Ok(entries) = std::fs::read_dir(&base) else { continue };
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.join("expected.json").exists() {
@@ -29,9 +34,15 @@ pub fn reference_cases() -> Vec<PathBuf> {
 }
 
 pub fn workflow_file(dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("workflow."))
-    })
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("workflow."))
+        })
 }
 
 /// Compares Kora's `{"status", "results"}` with Kailash's expected file. Returns the
@@ -44,7 +55,9 @@ pub fn compare(expected: &Value, status: &str, results: &Value) -> Vec<String> {
     if want_status != status {
         diffs.push(format!("status: kailash {want_status}, kora {status}"));
     }
-    let Some(want) = expected["results"].as_object() else { return diffs };
+    let Some(want) = expected["results"].as_object() else {
+        return diffs;
+    };
     for (node, kv) in want {
         let rv = &results[node];
         if kv.get("failed") == Some(&Value::Bool(true)) {
@@ -84,3 +97,5 @@ fn normalise(v: &Value) -> Value {
 
 #[cfg(test)]
 mod e2e;
+#[cfg(test)]
+mod tidy;

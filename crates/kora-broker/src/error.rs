@@ -9,7 +9,11 @@ pub enum Error {
     #[error("stream {stream} is full ({limit} messages); retry later")]
     StreamFull { stream: String, limit: u64 },
     #[error("message of {size} bytes exceeds the limit of {limit} bytes on stream {stream}")]
-    TooLarge { stream: String, size: usize, limit: usize },
+    TooLarge {
+        stream: String,
+        size: usize,
+        limit: usize,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("broker connection: {0}")]

@@ -12,9 +12,9 @@
 mod error;
 pub mod memory;
 mod subject;
-pub mod topology;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +96,12 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Outbound { subject: subject.into(), payload: payload.into(), msg_id: None, headers: Vec::new() }
+        Outbound {
+            subject: subject.into(),
+            payload: payload.into(),
+            msg_id: None,
+            headers: Vec::new(),
+        }
     }
     pub fn msg_id(mut self, id: impl Into<String>) -> Self {
         self.msg_id = Some(id.into());
@@ -218,13 +223,19 @@ pub struct Delivery {
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").field("subject", &self.subject).field("info", &self.info).finish()
+        f.debug_struct("Delivery")
+            .field("subject", &self.subject)
+            .field("info", &self.info)
+            .finish()
     }
 }
 
 impl Delivery {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub async fn ack(&self) -> Result<()> {
         self.acker.ack().await

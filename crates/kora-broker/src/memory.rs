@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::{
     Acker, Broker, Consumer, ConsumerConfig, ConsumerInfo, Delivery, DeliveryInfo, Error, Outbound,
-    PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo, max_deliveries_advisory,
-    subject_matches, terminated_advisory,
+    PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo,
+    max_deliveries_advisory, subject_matches, terminated_advisory,
 };
 
 /// The in-memory broker. Cheap to clone; clones share state.
@@ -66,7 +66,10 @@ impl MemoryBroker {
     }
 
     fn cell(&self, stream: &str) -> Result<Arc<StreamCell>> {
-        lock(&self.streams).get(stream).cloned().ok_or_else(|| Error::StreamNotFound(stream.into()))
+        lock(&self.streams)
+            .get(stream)
+            .cloned()
+            .ok_or_else(|| Error::StreamNotFound(stream.into()))
     }
 
     fn route(&self, subject: &str) -> Option<Arc<StreamCell>> {
@@ -75,7 +78,13 @@ impl MemoryBroker {
         }
         let found = lock(&self.streams)
             .values()
-            .find(|c| lock(&c.state).cfg.subjects.iter().any(|p| subject_matches(p, subject)))
+            .find(|c| {
+                lock(&c.state)
+                    .cfg
+                    .subjects
+                    .iter()
+                    .any(|p| subject_matches(p, subject))
+            })
             .cloned();
         let mut routes = lock(&self.routes);
         if routes.len() > 100_000 {
@@ -86,7 +95,9 @@ impl MemoryBroker {
     }
 
     fn publish_sync(&self, msg: Outbound) -> Result<PublishAck> {
-        let cell = self.route(&msg.subject).ok_or_else(|| Error::NoStreamForSubject(msg.subject.clone()))?;
+        let cell = self
+            .route(&msg.subject)
+            .ok_or_else(|| Error::NoStreamForSubject(msg.subject.clone()))?;
         let ack = {
             let mut st = lock(&cell.state);
             st.publish(msg)?
@@ -104,6 +115,9 @@ impl MemoryBroker {
     }
 }
 
+/// Deliveries taken (message, delivery count) and when the next pending one falls due.
+type Taken = (Vec<(StoredMessage, u32)>, Option<Instant>);
+
 impl StreamState {
     fn publish(&mut self, msg: Outbound) -> Result<PublishAck> {
         let now = Instant::now();
@@ -118,18 +132,29 @@ impl StreamState {
         if let Some(id) = &msg.msg_id
             && let Some(&seq) = self.dedup.get(id)
         {
-            return Ok(PublishAck { stream: self.cfg.name.clone(), sequence: seq, duplicate: true });
+            return Ok(PublishAck {
+                stream: self.cfg.name.clone(),
+                sequence: seq,
+                duplicate: true,
+            });
         }
         if let Some(limit) = self.cfg.max_msg_size
             && msg.payload.len() > limit
         {
-            return Err(Error::TooLarge { stream: self.cfg.name.clone(), size: msg.payload.len(), limit });
+            return Err(Error::TooLarge {
+                stream: self.cfg.name.clone(),
+                size: msg.payload.len(),
+                limit,
+            });
         }
         self.expire(now_ms());
         if let Some(limit) = self.cfg.max_msgs
             && self.msgs.len() as u64 >= limit
         {
-            return Err(Error::StreamFull { stream: self.cfg.name.clone(), limit });
+            return Err(Error::StreamFull {
+                stream: self.cfg.name.clone(),
+                limit,
+            });
         }
         self.last_seq += 1;
         let seq = self.last_seq;
@@ -139,9 +164,19 @@ impl StreamState {
         }
         self.msgs.insert(
             seq,
-            StoredMessage { subject: msg.subject, sequence: seq, payload: msg.payload, headers: msg.headers, published_ms: now_ms() },
+            StoredMessage {
+                subject: msg.subject,
+                sequence: seq,
+                payload: msg.payload,
+                headers: msg.headers,
+                published_ms: now_ms(),
+            },
         );
-        Ok(PublishAck { stream: self.cfg.name.clone(), sequence: seq, duplicate: false })
+        Ok(PublishAck {
+            stream: self.cfg.name.clone(),
+            sequence: seq,
+            duplicate: false,
+        })
     }
 
     fn expire(&mut self, now: u64) {
@@ -163,17 +198,34 @@ impl StreamState {
 
     /// Takes up to `max` deliveries for `durable`; returns them and the next instant at which
     /// a pending message would become redeliverable.
-    fn take(&mut self, durable: &str, max: usize) -> Result<(Vec<(StoredMessage, u32)>, Option<Instant>)> {
+    fn take(&mut self, durable: &str, max: usize) -> Result<Taken> {
         let now = Instant::now();
         let stream_name = self.cfg.name.clone();
-        let StreamState { msgs, consumers, advisories, .. } = self;
-        let c = consumers.get_mut(durable).ok_or_else(|| Error::ConsumerNotFound { stream: stream_name.clone(), consumer: durable.into() })?;
+        let StreamState {
+            msgs,
+            consumers,
+            advisories,
+            ..
+        } = self;
+        let c = consumers
+            .get_mut(durable)
+            .ok_or_else(|| Error::ConsumerNotFound {
+                stream: stream_name.clone(),
+                consumer: durable.into(),
+            })?;
         let mut out = Vec::new();
         let mut next_deadline: Option<Instant> = None;
         // Redeliveries first: expired ack-waits and naks whose delay has passed.
-        let due: Vec<u64> = c.pending.iter().filter(|(_, (_, at))| *at <= now).map(|(s, _)| *s).collect();
+        let due: Vec<u64> = c
+            .pending
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(s, _)| *s)
+            .collect();
         for seq in due {
-            let Some(&(delivered, _)) = c.pending.get(&seq) else { continue };
+            let Some(&(delivered, _)) = c.pending.get(&seq) else {
+                continue;
+            };
             let Some(m) = msgs.get(&seq) else {
                 c.pending.remove(&seq);
                 continue;
@@ -184,7 +236,10 @@ impl StreamState {
                 let body = format!(
                     r#"{{"type":"io.nats.jetstream.advisory.v1.max_deliver","stream":"{stream_name}","consumer":"{durable}","stream_seq":{seq},"deliveries":{delivered}}}"#
                 );
-                advisories.push(Outbound::new(max_deliveries_advisory(&stream_name, durable), body));
+                advisories.push(Outbound::new(
+                    max_deliveries_advisory(&stream_name, durable),
+                    body,
+                ));
                 continue;
             }
             if out.len() >= max {
@@ -196,9 +251,14 @@ impl StreamState {
         // Then new messages, within max_ack_pending.
         let filter = c.cfg.filter_subject.clone();
         while out.len() < max && c.pending.len() < c.cfg.max_ack_pending {
-            let Some((&seq, m)) = msgs.range(c.next_new..).next() else { break };
+            let Some((&seq, m)) = msgs.range(c.next_new..).next() else {
+                break;
+            };
             c.next_new = seq + 1;
-            if filter.as_deref().is_some_and(|f| !subject_matches(f, &m.subject)) {
+            if filter
+                .as_deref()
+                .is_some_and(|f| !subject_matches(f, &m.subject))
+            {
                 continue;
             }
             c.pending.insert(seq, (1, now + c.cfg.ack_wait));
@@ -215,7 +275,9 @@ impl StreamState {
 impl Broker for MemoryBroker {
     async fn ensure_stream(&self, cfg: &StreamConfig) -> Result<()> {
         if cfg.name.is_empty() || cfg.subjects.is_empty() {
-            return Err(Error::Config("a stream needs a name and at least one subject".into()));
+            return Err(Error::Config(
+                "a stream needs a name and at least one subject".into(),
+            ));
         }
         lock(&self.routes).clear();
         let mut streams = lock(&self.streams);
@@ -224,8 +286,15 @@ impl Broker for MemoryBroker {
                 continue;
             }
             let theirs = &lock(&other.state).cfg.subjects;
-            if cfg.subjects.iter().any(|s| theirs.iter().any(|t| subject_matches(s, t) || subject_matches(t, s))) {
-                return Err(Error::Config(format!("subjects of stream {} overlap with stream {name}", cfg.name)));
+            if cfg.subjects.iter().any(|s| {
+                theirs
+                    .iter()
+                    .any(|t| subject_matches(s, t) || subject_matches(t, s))
+            }) {
+                return Err(Error::Config(format!(
+                    "subjects of stream {} overlap with stream {name}",
+                    cfg.name
+                )));
             }
         }
         match streams.get(&cfg.name) {
@@ -240,7 +309,13 @@ impl Broker for MemoryBroker {
                     consumers: HashMap::new(),
                     advisories: Vec::new(),
                 };
-                streams.insert(cfg.name.clone(), Arc::new(StreamCell { state: Mutex::new(state), notify: Notify::new() }));
+                streams.insert(
+                    cfg.name.clone(),
+                    Arc::new(StreamCell {
+                        state: Mutex::new(state),
+                        notify: Notify::new(),
+                    }),
+                );
             }
         }
         Ok(())
@@ -267,8 +342,18 @@ impl Broker for MemoryBroker {
         match st.consumers.get_mut(&cfg.durable) {
             Some(c) => c.cfg = cfg.clone(),
             None => {
-                let first = st.msgs.first_key_value().map_or(st.last_seq + 1, |(s, _)| *s);
-                st.consumers.insert(cfg.durable.clone(), ConsumerState { cfg: cfg.clone(), next_new: first, pending: BTreeMap::new() });
+                let first = st
+                    .msgs
+                    .first_key_value()
+                    .map_or(st.last_seq + 1, |(s, _)| *s);
+                st.consumers.insert(
+                    cfg.durable.clone(),
+                    ConsumerState {
+                        cfg: cfg.clone(),
+                        next_new: first,
+                        pending: BTreeMap::new(),
+                    },
+                );
             }
         }
         Ok(())
@@ -285,9 +370,16 @@ impl Broker for MemoryBroker {
     async fn consumer(&self, stream: &str, durable: &str) -> Result<Arc<dyn Consumer>> {
         let cell = self.cell(stream)?;
         if !lock(&cell.state).consumers.contains_key(durable) {
-            return Err(Error::ConsumerNotFound { stream: stream.into(), consumer: durable.into() });
+            return Err(Error::ConsumerNotFound {
+                stream: stream.into(),
+                consumer: durable.into(),
+            });
         }
-        Ok(Arc::new(MemoryConsumer { broker: self.clone(), cell, durable: durable.into() }))
+        Ok(Arc::new(MemoryConsumer {
+            broker: self.clone(),
+            cell,
+            durable: durable.into(),
+        }))
     }
 
     async fn get_message(&self, stream: &str, sequence: u64) -> Result<Option<StoredMessage>> {
@@ -308,19 +400,36 @@ impl Broker for MemoryBroker {
         let cell = self.cell(stream)?;
         let mut st = lock(&cell.state);
         st.expire(now_ms());
-        Ok(StreamInfo { messages: st.msgs.len() as u64, last_sequence: st.last_seq })
+        Ok(StreamInfo {
+            messages: st.msgs.len() as u64,
+            last_sequence: st.last_seq,
+        })
     }
 
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo> {
         let cell = self.cell(stream)?;
         let st = lock(&cell.state);
-        let c = st.consumers.get(durable).ok_or_else(|| Error::ConsumerNotFound { stream: stream.into(), consumer: durable.into() })?;
+        let c = st
+            .consumers
+            .get(durable)
+            .ok_or_else(|| Error::ConsumerNotFound {
+                stream: stream.into(),
+                consumer: durable.into(),
+            })?;
         let num_pending = st
             .msgs
             .range(c.next_new..)
-            .filter(|(_, m)| c.cfg.filter_subject.as_deref().is_none_or(|f| subject_matches(f, &m.subject)))
+            .filter(|(_, m)| {
+                c.cfg
+                    .filter_subject
+                    .as_deref()
+                    .is_none_or(|f| subject_matches(f, &m.subject))
+            })
             .count() as u64;
-        Ok(ConsumerInfo { num_pending, num_ack_pending: c.pending.len() as u64 })
+        Ok(ConsumerInfo {
+            num_pending,
+            num_ack_pending: c.pending.len() as u64,
+        })
     }
 
     async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()> {
@@ -351,7 +460,11 @@ impl Consumer for MemoryConsumer {
                 return Ok(taken
                     .into_iter()
                     .map(|(m, delivered)| Delivery {
-                        info: DeliveryInfo { stream_sequence: m.sequence, delivered, published_ms: m.published_ms },
+                        info: DeliveryInfo {
+                            stream_sequence: m.sequence,
+                            delivered,
+                            published_ms: m.published_ms,
+                        },
                         acker: Box::new(MemoryAcker {
                             broker: self.broker.clone(),
                             cell: Arc::clone(&self.cell),
@@ -426,7 +539,8 @@ impl Acker for MemoryAcker {
         let (durable, seq, delivered) = (&self.durable, self.seq, self.delivered);
         self.with_pending(|st, wake| {
             if let Some(c) = st.consumers.get_mut(durable) {
-                c.pending.insert(seq, (delivered, Instant::now() + delay.unwrap_or_default()));
+                c.pending
+                    .insert(seq, (delivered, Instant::now() + delay.unwrap_or_default()));
             }
             *wake = true;
         });

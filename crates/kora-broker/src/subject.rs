@@ -25,6 +25,9 @@ mod tests {
         assert!(m("a.>", "a.b.c"));
         assert!(!m("a.>", "a"));
         assert!(!m("a.b", "a.c"));
-        assert!(m("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.*", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.w"));
+        assert!(m(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.*",
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.S.w"
+        ));
     }
 }

@@ -4,12 +4,19 @@
 //! Every check takes a unique namespace `ns` (letters and digits) and creates its own streams
 //! and subjects under it, so checks never see each other's messages, even on a shared server.
 
+// Contract checks are assertions: a failed call is a failed check.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use crate::{Broker, ConsumerConfig, Outbound, Retention, StreamConfig, max_deliveries_advisory};
 
 fn wq(ns: &str, name: &str) -> StreamConfig {
-    StreamConfig::new(format!("{ns}_{name}"), vec![format!("{ns}.{name}.>")], Retention::WorkQueue)
+    StreamConfig::new(
+        format!("{ns}_{name}"),
+        vec![format!("{ns}.{name}.>")],
+        Retention::WorkQueue,
+    )
 }
 
 fn consumer(durable: &str, ack_wait_ms: u64, max_deliver: u32) -> ConsumerConfig {
@@ -24,10 +31,19 @@ fn consumer(durable: &str, ack_wait_ms: u64, max_deliver: u32) -> ConsumerConfig
 pub async fn publish_fetch_ack(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "pfa");
     b.ensure_stream(&s).await.unwrap();
-    b.ensure_stream(&s).await.expect("ensure_stream is idempotent");
-    b.ensure_consumer(&s.name, &consumer("w", 5_000, 0)).await.unwrap();
-    b.ensure_consumer(&s.name, &consumer("w", 5_000, 0)).await.expect("ensure_consumer is idempotent");
-    let ack = b.publish(Outbound::new(format!("{ns}.pfa.x"), "hello").header("K", "v")).await.unwrap();
+    b.ensure_stream(&s)
+        .await
+        .expect("ensure_stream is idempotent");
+    b.ensure_consumer(&s.name, &consumer("w", 5_000, 0))
+        .await
+        .unwrap();
+    b.ensure_consumer(&s.name, &consumer("w", 5_000, 0))
+        .await
+        .expect("ensure_consumer is idempotent");
+    let ack = b
+        .publish(Outbound::new(format!("{ns}.pfa.x"), "hello").header("K", "v"))
+        .await
+        .unwrap();
     assert_eq!(ack.sequence, 1);
     assert!(!ack.duplicate);
     let c = b.consumer(&s.name, "w").await.unwrap();
@@ -39,22 +55,46 @@ pub async fn publish_fetch_ack(b: &dyn Broker, ns: &str) {
     got[0].ack().await.unwrap();
     b.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(b.stream_info(&s.name).await.unwrap().messages, 0, "acked work-queue message is removed");
-    assert!(c.fetch(10, Duration::from_millis(200)).await.unwrap().is_empty());
+    assert_eq!(
+        b.stream_info(&s.name).await.unwrap().messages,
+        0,
+        "acked work-queue message is removed"
+    );
+    assert!(
+        c.fetch(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The same message id within the window is stored once.
 pub async fn dedup_by_message_id(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "dd");
     b.ensure_stream(&s).await.unwrap();
-    let a1 = b.publish(Outbound::new(format!("{ns}.dd.x"), "1").msg_id("id-1")).await.unwrap();
-    let a2 = b.publish(Outbound::new(format!("{ns}.dd.x"), "2").msg_id("id-1")).await.unwrap();
+    let a1 = b
+        .publish(Outbound::new(format!("{ns}.dd.x"), "1").msg_id("id-1"))
+        .await
+        .unwrap();
+    let a2 = b
+        .publish(Outbound::new(format!("{ns}.dd.x"), "2").msg_id("id-1"))
+        .await
+        .unwrap();
     assert_eq!(a1.sequence, a2.sequence);
     assert!(a2.duplicate);
     let many = b
-        .publish_many((0..50).map(|i| Outbound::new(format!("{ns}.dd.y"), "m").msg_id(format!("m-{}", i % 25))).collect())
+        .publish_many(
+            (0..50)
+                .map(|i| Outbound::new(format!("{ns}.dd.y"), "m").msg_id(format!("m-{}", i % 25)))
+                .collect(),
+        )
         .await;
-    assert_eq!(many.iter().filter(|r| r.as_ref().is_ok_and(|a| a.duplicate)).count(), 25);
+    assert_eq!(
+        many.iter()
+            .filter(|r| r.as_ref().is_ok_and(|a| a.duplicate))
+            .count(),
+        25
+    );
     assert_eq!(b.stream_info(&s.name).await.unwrap().messages, 26);
 }
 
@@ -62,8 +102,12 @@ pub async fn dedup_by_message_id(b: &dyn Broker, ns: &str) {
 pub async fn redelivery_after_ack_wait(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "rd");
     b.ensure_stream(&s).await.unwrap();
-    b.ensure_consumer(&s.name, &consumer("w", 300, 0)).await.unwrap();
-    b.publish(Outbound::new(format!("{ns}.rd.x"), "t")).await.unwrap();
+    b.ensure_consumer(&s.name, &consumer("w", 300, 0))
+        .await
+        .unwrap();
+    b.publish(Outbound::new(format!("{ns}.rd.x"), "t"))
+        .await
+        .unwrap();
     let c = b.consumer(&s.name, "w").await.unwrap();
     let first = c.fetch(1, Duration::from_secs(2)).await.unwrap();
     assert_eq!(first[0].info.delivered, 1);
@@ -78,22 +122,35 @@ pub async fn redelivery_after_ack_wait(b: &dyn Broker, ns: &str) {
 pub async fn nak_delay_and_progress(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "nk");
     b.ensure_stream(&s).await.unwrap();
-    b.ensure_consumer(&s.name, &consumer("w", 600, 0)).await.unwrap();
-    b.publish(Outbound::new(format!("{ns}.nk.x"), "t")).await.unwrap();
+    b.ensure_consumer(&s.name, &consumer("w", 600, 0))
+        .await
+        .unwrap();
+    b.publish(Outbound::new(format!("{ns}.nk.x"), "t"))
+        .await
+        .unwrap();
     let c = b.consumer(&s.name, "w").await.unwrap();
     let d = c.fetch(1, Duration::from_secs(2)).await.unwrap().remove(0);
     let t0 = tokio::time::Instant::now();
     d.nak(Some(Duration::from_millis(300))).await.unwrap();
     let d = c.fetch(1, Duration::from_secs(3)).await.unwrap().remove(0);
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(250), "nak delay honoured, waited {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "nak delay honoured, waited {waited:?}"
+    );
     assert_eq!(d.info.delivered, 2);
     // Keep it alive for 2.5 ack-waits with progress; it must not be redelivered meanwhile.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         d.progress().await.unwrap();
     }
-    assert!(c.fetch(1, Duration::from_millis(300)).await.unwrap().is_empty(), "in-progress delivery not redelivered");
+    assert!(
+        c.fetch(1, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty(),
+        "in-progress delivery not redelivered"
+    );
     d.ack().await.unwrap();
 }
 
@@ -101,13 +158,22 @@ pub async fn nak_delay_and_progress(b: &dyn Broker, ns: &str) {
 pub async fn term_stops_redelivery(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "tm");
     b.ensure_stream(&s).await.unwrap();
-    b.ensure_consumer(&s.name, &consumer("w", 200, 0)).await.unwrap();
-    b.publish(Outbound::new(format!("{ns}.tm.x"), "poison")).await.unwrap();
+    b.ensure_consumer(&s.name, &consumer("w", 200, 0))
+        .await
+        .unwrap();
+    b.publish(Outbound::new(format!("{ns}.tm.x"), "poison"))
+        .await
+        .unwrap();
     let c = b.consumer(&s.name, "w").await.unwrap();
     let d = c.fetch(1, Duration::from_secs(2)).await.unwrap().remove(0);
     d.term("undecodable").await.unwrap();
     b.flush().await.unwrap();
-    assert!(c.fetch(1, Duration::from_millis(600)).await.unwrap().is_empty());
+    assert!(
+        c.fetch(1, Duration::from_millis(600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(b.stream_info(&s.name).await.unwrap().messages, 0);
 }
 
@@ -116,28 +182,47 @@ pub async fn term_stops_redelivery(b: &dyn Broker, ns: &str) {
 pub async fn max_deliveries_then_replay(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "md");
     b.ensure_stream(&s).await.unwrap();
-    let adv = StreamConfig::new(format!("{ns}_ADV"), vec![max_deliveries_advisory(&s.name, "*")], Retention::Limits);
+    let adv = StreamConfig::new(
+        format!("{ns}_ADV"),
+        vec![max_deliveries_advisory(&s.name, "*")],
+        Retention::Limits,
+    );
     b.ensure_stream(&adv).await.unwrap();
-    b.ensure_consumer(&adv.name, &consumer("ops", 5_000, 0)).await.unwrap();
-    b.ensure_consumer(&s.name, &consumer("w", 200, 2)).await.unwrap();
-    b.publish(Outbound::new(format!("{ns}.md.x"), "crashy")).await.unwrap();
+    b.ensure_consumer(&adv.name, &consumer("ops", 5_000, 0))
+        .await
+        .unwrap();
+    b.ensure_consumer(&s.name, &consumer("w", 200, 2))
+        .await
+        .unwrap();
+    b.publish(Outbound::new(format!("{ns}.md.x"), "crashy"))
+        .await
+        .unwrap();
     let c = b.consumer(&s.name, "w").await.unwrap();
     for n in 1..=2 {
         let d = c.fetch(1, Duration::from_secs(3)).await.unwrap();
         assert_eq!(d.len(), 1, "delivery {n}");
         assert_eq!(d[0].info.delivered, n);
     }
-    assert!(c.fetch(1, Duration::from_secs(1)).await.unwrap().is_empty(), "no third delivery");
+    assert!(
+        c.fetch(1, Duration::from_secs(1)).await.unwrap().is_empty(),
+        "no third delivery"
+    );
     let ops = b.consumer(&adv.name, "ops").await.unwrap();
     let a = ops.fetch(1, Duration::from_secs(3)).await.unwrap();
     assert_eq!(a.len(), 1, "max-deliveries advisory captured");
     let body = String::from_utf8_lossy(&a[0].payload).to_string();
     assert!(body.contains("\"stream_seq\":1"), "{body}");
     a[0].ack().await.unwrap();
-    let stored = b.get_message(&s.name, 1).await.unwrap().expect("message stays in the stream");
+    let stored = b
+        .get_message(&s.name, 1)
+        .await
+        .unwrap()
+        .expect("message stays in the stream");
     assert_eq!(&stored.payload[..], b"crashy");
     assert!(b.delete_message(&s.name, 1).await.unwrap());
-    b.publish(Outbound::new(stored.subject, stored.payload).msg_id(format!("replay-{ns}"))).await.unwrap();
+    b.publish(Outbound::new(stored.subject, stored.payload).msg_id(format!("replay-{ns}")))
+        .await
+        .unwrap();
     let d = c.fetch(1, Duration::from_secs(3)).await.unwrap();
     assert_eq!(d[0].info.delivered, 1, "replayed message starts fresh");
     d[0].ack().await.unwrap();
@@ -147,9 +232,13 @@ pub async fn max_deliveries_then_replay(b: &dyn Broker, ns: &str) {
 pub async fn competing_consumers_share_work(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "cc");
     b.ensure_stream(&s).await.unwrap();
-    b.ensure_consumer(&s.name, &consumer("pool", 10_000, 0)).await.unwrap();
+    b.ensure_consumer(&s.name, &consumer("pool", 10_000, 0))
+        .await
+        .unwrap();
     let n = 200u32;
-    let msgs = (0..n).map(|i| Outbound::new(format!("{ns}.cc.x"), i.to_string())).collect();
+    let msgs = (0..n)
+        .map(|i| Outbound::new(format!("{ns}.cc.x"), i.to_string()))
+        .collect();
     assert!(b.publish_many(msgs).await.iter().all(Result::is_ok));
     let c1 = b.consumer(&s.name, "pool").await.unwrap();
     let c2 = b.consumer(&s.name, "pool").await.unwrap();
@@ -169,18 +258,30 @@ pub async fn competing_consumers_share_work(b: &dyn Broker, ns: &str) {
     let (a, bb) = tokio::join!(work(c1), work(c2));
     let mut all: Vec<u32> = a.into_iter().chain(bb).collect();
     all.sort_unstable();
-    assert_eq!(all, (0..n).collect::<Vec<_>>(), "every message exactly once");
+    assert_eq!(
+        all,
+        (0..n).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
 }
 
 /// A limits stream keeps acknowledged messages; a filtered consumer sees only its subjects.
 pub async fn limits_stream_keeps_messages(b: &dyn Broker, ns: &str) {
-    let s = StreamConfig::new(format!("{ns}_LIM"), vec![format!("{ns}.lim.>")], Retention::Limits);
+    let s = StreamConfig::new(
+        format!("{ns}_LIM"),
+        vec![format!("{ns}.lim.>")],
+        Retention::Limits,
+    );
     b.ensure_stream(&s).await.unwrap();
     let mut cfg = consumer("only-a", 5_000, 0);
     cfg.filter_subject = Some(format!("{ns}.lim.a.>"));
     b.ensure_consumer(&s.name, &cfg).await.unwrap();
-    b.publish(Outbound::new(format!("{ns}.lim.a.1"), "a")).await.unwrap();
-    b.publish(Outbound::new(format!("{ns}.lim.b.1"), "b")).await.unwrap();
+    b.publish(Outbound::new(format!("{ns}.lim.a.1"), "a"))
+        .await
+        .unwrap();
+    b.publish(Outbound::new(format!("{ns}.lim.b.1"), "b"))
+        .await
+        .unwrap();
     let c = b.consumer(&s.name, "only-a").await.unwrap();
     let d = c.fetch(10, Duration::from_secs(2)).await.unwrap();
     assert_eq!(d.len(), 1);
@@ -189,7 +290,12 @@ pub async fn limits_stream_keeps_messages(b: &dyn Broker, ns: &str) {
     b.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(b.stream_info(&s.name).await.unwrap().messages, 2);
-    assert!(b.publish(Outbound::new(format!("{ns}.nowhere"), "x")).await.is_err(), "no stream for subject");
+    assert!(
+        b.publish(Outbound::new(format!("{ns}.nowhere"), "x"))
+            .await
+            .is_err(),
+        "no stream for subject"
+    );
 }
 
 /// Runs the whole contract.

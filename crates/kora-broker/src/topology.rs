@@ -35,23 +35,75 @@ impl Default for TopologyConfig {
     }
 }
 
-fn stream(name: String, subjects: Vec<String>, retention: Retention, cfg: &TopologyConfig) -> StreamConfig {
-    StreamConfig { duplicate_window: cfg.duplicate_window, max_msg_size: Some(cfg.max_msg_size), ..StreamConfig::new(name, subjects, retention) }
+fn stream(
+    name: String,
+    subjects: Vec<String>,
+    retention: Retention,
+    cfg: &TopologyConfig,
+) -> StreamConfig {
+    StreamConfig {
+        duplicate_window: cfg.duplicate_window,
+        max_msg_size: Some(cfg.max_msg_size),
+        ..StreamConfig::new(name, subjects, retention)
+    }
 }
 
 /// Creates or updates every stream and the shared consumers. Safe to call from every process.
-pub async fn provision(b: &dyn Broker, s: &Subjects, queues: &[&str], cfg: &TopologyConfig) -> Result<()> {
-    b.ensure_stream(&stream(s.stream_runs(), vec![s.run_submit()], Retention::WorkQueue, cfg)).await?;
-    b.ensure_stream(&stream(s.stream_ledger(), vec![s.ledger_all()], Retention::WorkQueue, cfg)).await?;
-    b.ensure_stream(&stream(s.stream_tasks(), vec![s.task_all()], Retention::WorkQueue, cfg)).await?;
-    let mut events = stream(s.stream_events(), vec![s.event_all()], Retention::Limits, cfg);
+pub async fn provision(
+    b: &dyn Broker,
+    s: &Subjects,
+    queues: &[&str],
+    cfg: &TopologyConfig,
+) -> Result<()> {
+    b.ensure_stream(&stream(
+        s.stream_runs(),
+        vec![s.run_submit()],
+        Retention::WorkQueue,
+        cfg,
+    ))
+    .await?;
+    b.ensure_stream(&stream(
+        s.stream_ledger(),
+        vec![s.ledger_all()],
+        Retention::WorkQueue,
+        cfg,
+    ))
+    .await?;
+    b.ensure_stream(&stream(
+        s.stream_tasks(),
+        vec![s.task_all()],
+        Retention::WorkQueue,
+        cfg,
+    ))
+    .await?;
+    let mut events = stream(
+        s.stream_events(),
+        vec![s.event_all()],
+        Retention::Limits,
+        cfg,
+    );
     events.max_age = Some(cfg.events_max_age);
     b.ensure_stream(&events).await?;
-    b.ensure_stream(&stream(s.stream_dlq(), vec![s.dlq_all()], Retention::Limits, cfg)).await?;
+    b.ensure_stream(&stream(
+        s.stream_dlq(),
+        vec![s.dlq_all()],
+        Retention::Limits,
+        cfg,
+    ))
+    .await?;
 
-    let ledger_like = |name: &str| ConsumerConfig { ack_wait: Duration::from_secs(30), max_deliver: 0, ..ConsumerConfig::new(name) };
-    b.ensure_consumer(&s.stream_runs(), &ledger_like(Subjects::CONSUMER_SCHEDULER)).await?;
-    b.ensure_consumer(&s.stream_ledger(), &ledger_like(Subjects::CONSUMER_COORDINATOR)).await?;
+    let ledger_like = |name: &str| ConsumerConfig {
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 0,
+        ..ConsumerConfig::new(name)
+    };
+    b.ensure_consumer(&s.stream_runs(), &ledger_like(Subjects::CONSUMER_SCHEDULER))
+        .await?;
+    b.ensure_consumer(
+        &s.stream_ledger(),
+        &ledger_like(Subjects::CONSUMER_COORDINATOR),
+    )
+    .await?;
     for q in queues {
         let c = ConsumerConfig {
             filter_subject: Some(s.task(q)),
@@ -72,7 +124,13 @@ pub const HDR_DELIVERIES: &str = "Kora-Deliveries";
 
 /// Copies a message a role cannot use to the dead-letter stream with the reason, then
 /// terminates it so it is never delivered again. Poison never stops a role.
-pub async fn dead_letter(b: &dyn Broker, s: &Subjects, source: &str, d: &Delivery, reason: &str) -> Result<()> {
+pub async fn dead_letter(
+    b: &dyn Broker,
+    s: &Subjects,
+    source: &str,
+    d: &Delivery,
+    reason: &str,
+) -> Result<()> {
     let msg = Outbound::new(s.dlq(source), d.payload.clone())
         .msg_id(format!("dlq:{}:{}", d.subject, d.info.stream_sequence))
         .header(HDR_REASON, reason.replace(['\r', '\n'], " "))

@@ -1,5 +1,8 @@
 //! The broker contract on the in-memory broker.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use kora_broker::memory::MemoryBroker;
 use kora_broker::testing;
 

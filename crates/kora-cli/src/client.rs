@@ -11,8 +11,22 @@ use kora_model::wire::{self, EventKind, RunEvent, RunRequest, WIRE_VERSION};
 use kora_model::{Map, Value, WorkflowSpec, now_ms};
 
 /// Publishes a run request; the same `run_id` published twice is one run.
-pub async fn submit(broker: &dyn Broker, subjects: &Subjects, workflow: WorkflowSpec, params: Map, idempotency_key: Option<String>, run_id: String) -> anyhow::Result<String> {
-    let req = RunRequest { v: WIRE_VERSION, run_id: run_id.clone(), idempotency_key, workflow, params, submitted_at_ms: now_ms() };
+pub async fn submit(
+    broker: &dyn Broker,
+    subjects: &Subjects,
+    workflow: WorkflowSpec,
+    params: Map,
+    idempotency_key: Option<String>,
+    run_id: String,
+) -> anyhow::Result<String> {
+    let req = RunRequest {
+        v: WIRE_VERSION,
+        run_id: run_id.clone(),
+        idempotency_key,
+        workflow,
+        params,
+        submitted_at_ms: now_ms(),
+    };
     let payload = wire::encode(&req)?;
     broker
         .publish(Outbound::new(subjects.run_submit(), payload).msg_id(format!("run:{run_id}")))
@@ -29,10 +43,20 @@ pub struct Ending {
 }
 
 /// Waits for the run's terminal event (succeeded, failed or rejected), reading its events.
-pub async fn wait(broker: &Arc<dyn Broker>, subjects: &Subjects, run_id: &str, timeout: Option<Duration>) -> anyhow::Result<Ending> {
+pub async fn wait(
+    broker: &Arc<dyn Broker>,
+    subjects: &Subjects,
+    run_id: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Ending> {
     let durable = format!("wait-{}", run_id.replace(['.', '*', '>', ' '], "_"));
-    let cfg = ConsumerConfig { filter_subject: Some(subjects.event(run_id, "run", "*")), ..ConsumerConfig::new(&durable) };
-    broker.ensure_consumer(&subjects.stream_events(), &cfg).await?;
+    let cfg = ConsumerConfig {
+        filter_subject: Some(subjects.event(run_id, "run", "*")),
+        ..ConsumerConfig::new(&durable)
+    };
+    broker
+        .ensure_consumer(&subjects.stream_events(), &cfg)
+        .await?;
     let consumer = broker.consumer(&subjects.stream_events(), &durable).await?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let result = loop {
@@ -44,16 +68,24 @@ pub async fn wait(broker: &Arc<dyn Broker>, subjects: &Subjects, run_id: &str, t
         for d in batch {
             let _ = d.ack().await;
             if let Ok(e) = wire::decode::<RunEvent>(&d.payload)
-                && matches!(e.kind, EventKind::RunSucceeded | EventKind::RunFailed | EventKind::RunRejected)
+                && matches!(
+                    e.kind,
+                    EventKind::RunSucceeded | EventKind::RunFailed | EventKind::RunRejected
+                )
             {
-                end = Some(Ending { kind: e.kind, detail: e.detail });
+                end = Some(Ending {
+                    kind: e.kind,
+                    detail: e.detail,
+                });
             }
         }
         if end.is_some() {
             break end;
         }
     };
-    let _ = broker.delete_consumer(&subjects.stream_events(), &durable).await;
+    let _ = broker
+        .delete_consumer(&subjects.stream_events(), &durable)
+        .await;
     match result {
         Some(e) => Ok(e),
         None => bail!("run {run_id} did not finish in time"),

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use kora_broker::Broker;
 use kora_broker::memory::MemoryBroker;
 use kora_broker::topology::{TopologyConfig, provision};
-use kora_broker::Broker;
 use kora_coordinator::Metrics;
 use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
 use kora_model::wire::EventKind;
@@ -31,7 +31,12 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { store: "memory".into(), nodes: NodesConfig::default(), workers: 1, concurrency: 64 }
+        EngineConfig {
+            store: "memory".into(),
+            nodes: NodesConfig::default(),
+            workers: 1,
+            concurrency: 64,
+        }
     }
 }
 
@@ -63,13 +68,19 @@ pub struct Engine {
 
 impl Engine {
     pub async fn start(cfg: EngineConfig) -> anyhow::Result<Self> {
-        let store = kora_store::open(&cfg.store).await.with_context(|| format!("cannot open the ledger {}", cfg.store))?;
+        let store = kora_store::open(&cfg.store)
+            .await
+            .with_context(|| format!("cannot open the ledger {}", cfg.store))?;
         Self::start_with(cfg, store, Registry::empty()).await
     }
 
     /// Starts with a given ledger and the built-in nodes configured by `cfg.nodes`, plus any
     /// custom nodes already in `extra`.
-    pub async fn start_with(cfg: EngineConfig, store: Arc<dyn Store>, extra: Registry) -> anyhow::Result<Self> {
+    pub async fn start_with(
+        cfg: EngineConfig,
+        store: Arc<dyn Store>,
+        extra: Registry,
+    ) -> anyhow::Result<Self> {
         let mut registry = Registry::builtin(&cfg.nodes);
         for info in extra.infos() {
             if let Some(node) = extra.get(info.name)
@@ -82,17 +93,37 @@ impl Engine {
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
         let subjects = Subjects::default();
         // Embedded runs are short: an unacked task comes back quickly after a worker panic.
-        let topo = TopologyConfig { task_ack_wait: Duration::from_secs(60), ..TopologyConfig::default() };
+        let topo = TopologyConfig {
+            task_ack_wait: Duration::from_secs(60),
+            ..TopologyConfig::default()
+        };
         provision(broker.as_ref(), &subjects, &[DEFAULT_QUEUE], &topo).await?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let metrics = Arc::new(Metrics::default());
         let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = registry.clone();
         let sched_cfg = kora_scheduler::Config::default();
-        tracker.spawn(log_exit("scheduler", kora_scheduler::run(sched_cfg, Arc::clone(&broker), subjects.clone(), Arc::clone(&catalog), shutdown.clone())));
+        tracker.spawn(log_exit(
+            "scheduler",
+            kora_scheduler::run(
+                sched_cfg,
+                Arc::clone(&broker),
+                subjects.clone(),
+                Arc::clone(&catalog),
+                shutdown.clone(),
+            ),
+        ));
         tracker.spawn(log_exit(
             "coordinator",
-            kora_coordinator::run(kora_coordinator::Config::default(), Arc::clone(&broker), Arc::clone(&store), subjects.clone(), catalog, Arc::clone(&metrics), shutdown.clone()),
+            kora_coordinator::run(
+                kora_coordinator::Config::default(),
+                Arc::clone(&broker),
+                Arc::clone(&store),
+                subjects.clone(),
+                catalog,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ),
         ));
         for i in 0..cfg.workers.max(1) {
             let wcfg = kora_worker::Config {
@@ -101,9 +132,26 @@ impl Engine {
                 drain_grace: Duration::from_secs(5),
                 ..kora_worker::Config::default()
             };
-            tracker.spawn(log_exit("worker", kora_worker::run(wcfg, Arc::clone(&broker), subjects.clone(), Arc::clone(&registry), shutdown.clone())));
+            tracker.spawn(log_exit(
+                "worker",
+                kora_worker::run(
+                    wcfg,
+                    Arc::clone(&broker),
+                    subjects.clone(),
+                    Arc::clone(&registry),
+                    shutdown.clone(),
+                ),
+            ));
         }
-        Ok(Engine { broker, subjects, store, registry, metrics, shutdown, tracker })
+        Ok(Engine {
+            broker,
+            subjects,
+            store,
+            registry,
+            metrics,
+            shutdown,
+            tracker,
+        })
     }
 
     /// Submits a run and waits for it to finish.
@@ -112,9 +160,22 @@ impl Engine {
         self.run_with_id(workflow, params, run_id).await
     }
 
-    pub async fn run_with_id(&self, workflow: WorkflowSpec, params: Map, run_id: String) -> anyhow::Result<RunReport> {
+    pub async fn run_with_id(
+        &self,
+        workflow: WorkflowSpec,
+        params: Map,
+        run_id: String,
+    ) -> anyhow::Result<RunReport> {
         let ids: Vec<String> = workflow.nodes.iter().map(|n| n.id.clone()).collect();
-        client::submit(self.broker.as_ref(), &self.subjects, workflow, params, None, run_id.clone()).await?;
+        client::submit(
+            self.broker.as_ref(),
+            &self.subjects,
+            workflow,
+            params,
+            None,
+            run_id.clone(),
+        )
+        .await?;
         let ending = client::wait(&self.broker, &self.subjects, &run_id, None).await?;
         let attempts = self.store.attempts(&run_id).await?;
         let results = results_from_attempts(&ids, &attempts);
@@ -123,7 +184,12 @@ impl Engine {
             EventKind::RunRejected => "rejected",
             _ => "failed",
         };
-        Ok(RunReport { run_id, status: status.into(), results, error: ending.detail })
+        Ok(RunReport {
+            run_id,
+            status: status.into(),
+            results,
+            error: ending.detail,
+        })
     }
 
     pub async fn shutdown(self) {
@@ -133,7 +199,10 @@ impl Engine {
     }
 }
 
-async fn log_exit<E: std::fmt::Display>(role: &'static str, f: impl std::future::Future<Output = Result<(), E>>) {
+async fn log_exit<E: std::fmt::Display>(
+    role: &'static str,
+    f: impl std::future::Future<Output = Result<(), E>>,
+) {
     if let Err(e) = f.await {
         tracing::error!(role, error = %e, "role stopped with an error");
     }

@@ -8,7 +8,8 @@ use kora_model::{Map, Value, WorkflowSpec};
 
 /// Loads a workflow file in any supported shape.
 pub fn load_workflow(path: &Path) -> anyhow::Result<(WorkflowSpec, Shape)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read workflow file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read workflow file {}", path.display()))?;
     let syntax = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => Syntax::Json,
         Some("yaml" | "yml") => Syntax::Yaml,
@@ -16,18 +17,27 @@ pub fn load_workflow(path: &Path) -> anyhow::Result<(WorkflowSpec, Shape)> {
     };
     load::load_str(&text, syntax).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-        anyhow!("{} is not a usable workflow:\n{}", path.display(), list.join("\n"))
+        anyhow!(
+            "{} is not a usable workflow:\n{}",
+            path.display(),
+            list.join("\n")
+        )
     })
 }
 
 /// `--params`: inline JSON (starting with `{`) or a JSON/YAML file.
 pub fn load_params(arg: Option<&str>) -> anyhow::Result<Map> {
-    let Some(arg) = arg else { return Ok(Map::new()) };
+    let Some(arg) = arg else {
+        return Ok(Map::new());
+    };
     let trimmed = arg.trim_start();
     let value: Value = if trimmed.starts_with('{') {
-        serde_json::from_str(arg).context("--params is not valid JSON (expected an object like '{\"node_id\": {\"key\": 1}}')")?
+        serde_json::from_str(arg).context(
+            "--params is not valid JSON (expected an object like '{\"node_id\": {\"key\": 1}}')",
+        )?
     } else {
-        let text = std::fs::read_to_string(arg).with_context(|| format!("cannot read --params file {arg}"))?;
+        let text = std::fs::read_to_string(arg)
+            .with_context(|| format!("cannot read --params file {arg}"))?;
         load::parse(&text, Syntax::Auto).map_err(|e| anyhow!("--params file {arg}: {e}"))?
     };
     match value {

@@ -54,7 +54,9 @@ enum Command {
     /// broker; nothing else needs to be installed. The results are Kailash's shape:
     /// {node_id: output}, with null for skipped nodes and {"error", "error_type", "failed": true}
     /// for a failed leaf.
-    #[command(after_help = "Examples:\n  kora run examples/customer-routing/workflow.yaml\n  kora run wf.json --params '{\"fetch\": {\"limit\": 10}}' --format table\n  kora run wf.json --params params.yaml --store sqlite:runs.db")]
+    #[command(
+        after_help = "Examples:\n  kora run examples/customer-routing/workflow.yaml\n  kora run wf.json --params '{\"fetch\": {\"limit\": 10}}' --format table\n  kora run wf.json --params params.yaml --store sqlite:runs.db"
+    )]
     Run {
         /// The workflow file (JSON or YAML, any Kailash shape).
         file: PathBuf,
@@ -79,7 +81,9 @@ enum Command {
         timeout: Option<f64>,
     },
     /// Check a workflow and report every problem, each naming its node and field.
-    #[command(after_help = "Examples:\n  kora validate wf.json\n  kora validate wf.yaml --params params.json --format json")]
+    #[command(
+        after_help = "Examples:\n  kora validate wf.json\n  kora validate wf.yaml --params params.json --format json"
+    )]
     Validate {
         file: PathBuf,
         /// Parameters the run will get (they can satisfy required inputs and redacted secrets).
@@ -103,7 +107,10 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     kora_runtime::telemetry::init(level, false);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -121,23 +128,51 @@ fn main() -> ExitCode {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Run { file, params, format, store, data_root, python_workers, timeout } => {
+        Command::Run {
+            file,
+            params,
+            format,
+            store,
+            data_root,
+            python_workers,
+            timeout,
+        } => {
             let (spec, _) = input::load_workflow(&file)?;
             let params = input::load_params(params.as_deref())?;
-            let root = data_root.unwrap_or_else(|| file.parent().map(PathBuf::from).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from(".")));
-            let nodes = NodesConfig { data_root: root, python_workers, ..NodesConfig::default() };
+            let root = data_root.unwrap_or_else(|| {
+                file.parent()
+                    .map(PathBuf::from)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or_else(|| PathBuf::from("."))
+            });
+            let nodes = NodesConfig {
+                data_root: root,
+                python_workers,
+                ..NodesConfig::default()
+            };
             let registry = Registry::builtin(&nodes);
             let problems = kora_model::validate(&spec, &registry, Some(&params));
-            let errors: Vec<_> = problems.iter().filter(|p| p.severity == Severity::Error).collect();
+            let errors: Vec<_> = problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .collect();
             if !errors.is_empty() {
                 eprintln!("error: {} has {} problem(s):", file.display(), errors.len());
                 for p in errors {
                     eprintln!("  - {p}");
                 }
-                eprintln!("(run `kora validate {}` for details, `kora nodes` for node types)", file.display());
+                eprintln!(
+                    "(run `kora validate {}` for details, `kora nodes` for node types)",
+                    file.display()
+                );
                 return Ok(ExitCode::from(EXIT_BAD_INPUT));
             }
-            let engine = Engine::start(EngineConfig { store, nodes, ..EngineConfig::default() }).await?;
+            let engine = Engine::start(EngineConfig {
+                store,
+                nodes,
+                ..EngineConfig::default()
+            })
+            .await?;
             let run = engine.run(spec, params);
             let report = match timeout {
                 Some(t) => match tokio::time::timeout(Duration::from_secs_f64(t), run).await {
@@ -156,35 +191,68 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 Format::Table => {
                     println!("run {}  {}", report.run_id, report.status);
                     if let Some(e) = &report.error {
-                        println!("error: {}", e.get("error").and_then(|v| v.as_str()).unwrap_or(&e.to_string()));
+                        println!(
+                            "error: {}",
+                            e.get("error")
+                                .and_then(|v| v.as_str())
+                                .unwrap_or(&e.to_string())
+                        );
                     }
                     print!("{}", output::results_table(&report.results, 100));
                 }
             }
-            Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_RUN_FAILED) })
+            Ok(if report.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUN_FAILED)
+            })
         }
-        Command::Validate { file, params, format } => {
+        Command::Validate {
+            file,
+            params,
+            format,
+        } => {
             let (spec, shape) = input::load_workflow(&file)?;
-            let params = params.as_deref().map(|p| input::load_params(Some(p))).transpose()?;
+            let params = params
+                .as_deref()
+                .map(|p| input::load_params(Some(p)))
+                .transpose()?;
             let registry = Registry::builtin(&NodesConfig::default());
             let problems = kora_model::validate(&spec, &registry, params.as_ref());
-            let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+            let errors = problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .count();
             if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-                    "file": file.display().to_string(), "shape": shape.to_string(), "valid": errors == 0,
-                    "nodes": spec.nodes.len(), "connections": spec.connections.len(), "problems": problems,
-                }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "file": file.display().to_string(), "shape": shape.to_string(), "valid": errors == 0,
+                        "nodes": spec.nodes.len(), "connections": spec.connections.len(), "problems": problems,
+                    }))?
+                );
             } else {
                 for p in &problems {
                     println!("{p}");
                 }
                 if errors == 0 {
-                    println!("ok: {} ({} format): {} nodes, {} connections, {} warning(s)", file.display(), shape, spec.nodes.len(), spec.connections.len(), problems.len());
+                    println!(
+                        "ok: {} ({} format): {} nodes, {} connections, {} warning(s)",
+                        file.display(),
+                        shape,
+                        spec.nodes.len(),
+                        spec.connections.len(),
+                        problems.len()
+                    );
                 } else {
                     println!("{} error(s) in {}", errors, file.display());
                 }
             }
-            Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BAD_INPUT) })
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_BAD_INPUT)
+            })
         }
         Command::Nodes { format } => {
             let registry = Registry::builtin(&NodesConfig::default());
@@ -193,11 +261,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&infos)?);
             } else {
                 for name in registry.type_names() {
-                    let Some(t) = registry.node_type(name) else { continue };
+                    let Some(t) = registry.node_type(name) else {
+                        continue;
+                    };
                     println!("{}\n  {}", t.name, t.description);
                     for p in &t.params {
                         let req = if p.required { " (required)" } else { "" };
-                        let alias = if p.aliases.is_empty() { String::new() } else { format!(" [alias: {}]", p.aliases.join(", ")) };
+                        let alias = if p.aliases.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [alias: {}]", p.aliases.join(", "))
+                        };
                         println!("    in  {}{req}{alias}: {}", p.name, p.description);
                     }
                     let more = if t.open_outputs { " (and others)" } else { "" };

@@ -12,9 +12,17 @@ pub fn results_table(results: &Map, width: usize) -> String {
             Value::Object(o) if o.get("failed") == Some(&Value::Bool(true)) => "failed",
             _ => "ok",
         };
-        let mut text = if v.is_null() { "-".to_string() } else { v.to_string() };
+        let mut text = if v.is_null() {
+            "-".to_string()
+        } else {
+            v.to_string()
+        };
         if text.chars().count() > width {
-            text = text.chars().take(width.saturating_sub(1)).collect::<String>() + "…";
+            text = text
+                .chars()
+                .take(width.saturating_sub(1))
+                .collect::<String>()
+                + "…";
         }
         out.push_str(&format!("{id:<id_w$}  {status:<9}  {text}\n"));
     }

@@ -1,45 +1,79 @@
 //! The `kora` binary as a user runs it: exit codes, output shapes, messages.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn kora(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kora")).args(args).current_dir(root()).output().expect("kora runs")
+    Command::new(env!("CARGO_BIN_EXE_kora"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("kora runs")
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
 fn run_prints_the_documented_json() {
     let o = kora(&["run", "examples/diamond/workflow.json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is one JSON object");
     assert_eq!(v["status"], "succeeded");
     assert!(uuid::Uuid::parse_str(v["run_id"].as_str().unwrap()).is_ok());
     assert_eq!(v["results"]["report"]["merged_data"]["max"], 16);
-    assert_eq!(v.as_object().unwrap().len(), 3, "run_id, status, results: {v}");
+    assert_eq!(
+        v.as_object().unwrap().len(),
+        3,
+        "run_id, status, results: {v}"
+    );
 }
 
 #[test]
 fn run_table_and_exit_code_one_on_failure() {
-    let o = kora(&["run", "tests/conformance/internal-failure/workflow.json", "--format", "table"]);
+    let o = kora(&[
+        "run",
+        "tests/conformance/internal-failure/workflow.json",
+        "--format",
+        "table",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("failed"), "{out}");
-    assert!(out.contains("node 'a' failed: ZeroDivisionError: division by zero"), "{out}");
+    assert!(
+        out.contains("node 'a' failed: ZeroDivisionError: division by zero"),
+        "{out}"
+    );
 }
 
 #[test]
 fn run_with_params_inline_and_sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("l.db").display());
-    let o = kora(&["run", "tests/conformance/precedence/workflow.json", "--params", r#"{"c": {"y": 41}}"#, "--store", &db]);
+    let o = kora(&[
+        "run",
+        "tests/conformance/precedence/workflow.json",
+        "--params",
+        r#"{"c": {"y": 41}}"#,
+        "--store",
+        &db,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["results"]["c"]["result"], 41);
@@ -50,13 +84,30 @@ fn run_with_params_inline_and_sqlite_store() {
 fn unusable_input_exits_two_with_a_clear_message() {
     let o = kora(&["run", "no/such/file.json"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("cannot read workflow file no/such/file.json"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot read workflow file no/such/file.json"),
+        "{}",
+        text(&o)
+    );
     let o = kora(&["run", "tests/corpus/unknown-type.json"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("did you mean 'CSVReaderNode'?"), "{}", text(&o));
-    let o = kora(&["run", "examples/diamond/workflow.json", "--params", "{not json"]);
+    assert!(
+        text(&o).contains("did you mean 'CSVReaderNode'?"),
+        "{}",
+        text(&o)
+    );
+    let o = kora(&[
+        "run",
+        "examples/diamond/workflow.json",
+        "--params",
+        "{not json",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("--params is not valid JSON"), "{}", text(&o));
+    assert!(
+        text(&o).contains("--params is not valid JSON"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// Every broken file in tests/corpus gives its expected message(s), and exit code 2.
@@ -91,7 +142,13 @@ fn validate_corpus_gives_precise_messages() {
 fn validate_reports_ok_and_json() {
     let o = kora(&["validate", "examples/converge/workflow.json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("ok: examples/converge/workflow.json (Kailash Workflow.to_dict format): 3 nodes"), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "ok: examples/converge/workflow.json (Kailash Workflow.to_dict format): 3 nodes"
+        ),
+        "{}",
+        text(&o)
+    );
     let o = kora(&["validate", "tests/corpus/many.json", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["valid"], false);
@@ -102,7 +159,15 @@ fn validate_reports_ok_and_json() {
 fn nodes_lists_types_with_parameters() {
     let o = kora(&["nodes"]);
     let out = text(&o);
-    for t in ["PythonCodeNode", "SwitchNode", "MergeNode", "CSVReaderNode", "JSONReaderNode", "NoOpNode", "FailNode"] {
+    for t in [
+        "PythonCodeNode",
+        "SwitchNode",
+        "MergeNode",
+        "CSVReaderNode",
+        "JSONReaderNode",
+        "NoOpNode",
+        "FailNode",
+    ] {
         assert!(out.contains(t), "{t} missing");
     }
     assert!(out.contains("in  file_path (required)"), "{out}");
@@ -115,5 +180,8 @@ fn nodes_lists_types_with_parameters() {
 fn help_teaches() {
     let o = kora(&["run", "--help"]);
     let out = text(&o);
-    assert!(out.contains("Examples:") && out.contains("--params") && out.contains("sqlite:PATH"), "{out}");
+    assert!(
+        out.contains("Examples:") && out.contains("--params") && out.contains("sqlite:PATH"),
+        "{out}"
+    );
 }

@@ -18,9 +18,13 @@ use kora_broker::topology::dead_letter;
 use kora_broker::{Broker, Delivery, Outbound};
 use kora_model::plan::{Action, Outcome, RunOutcome, RunState};
 use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
-use kora_model::wire::{self, Admission, EventKind, NodeResult, NodeTask, RunEvent, TaskOutcome, WIRE_VERSION};
+use kora_model::wire::{
+    self, Admission, EventKind, NodeResult, NodeTask, RunEvent, TaskOutcome, WIRE_VERSION,
+};
 use kora_model::{Catalog, Map, Value, now_ms};
-use kora_store::{AttemptStatus, AttemptUpdate, Batch, NewAttempt, NewRun, RunStatus, RunUpdate, Store};
+use kora_store::{
+    AttemptStatus, AttemptUpdate, Batch, NewAttempt, NewRun, RunStatus, RunUpdate, Store,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -45,7 +49,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { batch: 512, fetch_wait: Duration::from_millis(500), cache_runs: 10_000 }
+        Config {
+            batch: 512,
+            fetch_wait: Duration::from_millis(500),
+            cache_runs: 10_000,
+        }
     }
 }
 
@@ -65,8 +73,18 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let consumer = broker.consumer(&subjects.stream_ledger(), Subjects::CONSUMER_COORDINATOR).await?;
-    let mut c = Coordinator { cfg, broker, store, subjects, catalog, metrics, runs: HashMap::new() };
+    let consumer = broker
+        .consumer(&subjects.stream_ledger(), Subjects::CONSUMER_COORDINATOR)
+        .await?;
+    let mut c = Coordinator {
+        cfg,
+        broker,
+        store,
+        subjects,
+        catalog,
+        metrics,
+        runs: HashMap::new(),
+    };
     let mut backoff = Duration::from_millis(50);
     loop {
         let batch = tokio::select! {
@@ -135,15 +153,23 @@ impl Coordinator {
                 Err(reason) => {
                     self.metrics.poison_messages.inc();
                     warn!(subject = %d.subject, %reason, "dead-lettering a ledger message");
-                    dead_letter(self.broker.as_ref(), &self.subjects, "ledger", &d, &reason).await?;
+                    dead_letter(self.broker.as_ref(), &self.subjects, "ledger", &d, &reason)
+                        .await?;
                 }
             }
         }
-        let Pending { batch, publish, touched, finished } = p;
+        let Pending {
+            batch,
+            publish,
+            touched,
+            finished,
+        } = p;
         if !batch.is_empty() {
             match self.store.commit(batch).await {
                 Ok(report) => {
-                    self.metrics.results_fenced.add(report.outcomes_ignored as u64);
+                    self.metrics
+                        .results_fenced
+                        .add(report.outcomes_ignored as u64);
                 }
                 Err(e) => {
                     // The planner moved ahead of the ledger: forget those runs so they are
@@ -158,7 +184,12 @@ impl Coordinator {
                 }
             }
         }
-        self.metrics.tasks_dispatched.add(publish.iter().filter(|m| m.subject.contains(".task.")).count() as u64);
+        self.metrics.tasks_dispatched.add(
+            publish
+                .iter()
+                .filter(|m| m.subject.contains(".task."))
+                .count() as u64,
+        );
         if !publish.is_empty() {
             for r in self.broker.publish_many(publish).await {
                 if let Err(e) = r {
@@ -175,7 +206,12 @@ impl Coordinator {
         }
         if self.runs.len() > self.cfg.cache_runs {
             // Evict arbitrary entries; they are rebuilt from the ledger on their next result.
-            let extra: Vec<String> = self.runs.keys().take(self.runs.len() - self.cfg.cache_runs).cloned().collect();
+            let extra: Vec<String> = self
+                .runs
+                .keys()
+                .take(self.runs.len() - self.cfg.cache_runs)
+                .cloned()
+                .collect();
             for id in extra {
                 self.runs.remove(&id);
             }
@@ -186,8 +222,16 @@ impl Coordinator {
     async fn on_admission(&mut self, a: Admission, p: &mut Pending) -> Result<(), String> {
         let now = now_ms();
         match a {
-            Admission::Rejected { run_id, problems, .. } => {
-                if self.store.run(&run_id).await.map_err(|e| e.to_string())?.is_some() {
+            Admission::Rejected {
+                run_id, problems, ..
+            } => {
+                if self
+                    .store
+                    .run(&run_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
                     return Ok(());
                 }
                 self.metrics.runs_rejected.inc();
@@ -201,27 +245,61 @@ impl Coordinator {
                     at_ms: now,
                 });
                 let detail = serde_json::json!({ "problems": problems });
-                p.batch.events.push(event(&run_id, 1, EventKind::RunRejected, None, 0, now, Some(detail)));
-                p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                p.batch.events.push(event(
+                    &run_id,
+                    1,
+                    EventKind::RunRejected,
+                    None,
+                    0,
+                    now,
+                    Some(detail),
+                ));
+                p.publish
+                    .push(event_msg(&self.subjects, p.batch.events.last()));
                 Ok(())
             }
             Admission::Admitted { request } => {
                 let run_id = request.run_id.clone();
-                if self.runs.contains_key(&run_id) || self.store.run(&run_id).await.map_err(|e| e.to_string())?.is_some() {
+                if self.runs.contains_key(&run_id)
+                    || self
+                        .store
+                        .run(&run_id)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .is_some()
+                {
                     debug!(%run_id, "run already admitted");
                     return Ok(());
                 }
                 if let Some(key) = &request.idempotency_key
-                    && self.store.run_by_key(key).await.map_err(|e| e.to_string())?.is_some()
+                    && self
+                        .store
+                        .run_by_key(key)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .is_some()
                 {
                     debug!(%run_id, key, "idempotency key already used");
                     return Ok(());
                 }
-                let compiled = match kora_model::compile(&request.workflow, self.catalog.as_ref(), Some(&request.params)) {
+                let compiled = match kora_model::compile(
+                    &request.workflow,
+                    self.catalog.as_ref(),
+                    Some(&request.params),
+                ) {
                     Ok((c, _)) => c,
                     Err(problems) => {
-                        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                        return Box::pin(self.on_admission(Admission::Rejected { run_id, problems, submitted_at_ms: now }, p)).await;
+                        let problems: Vec<String> =
+                            problems.iter().map(ToString::to_string).collect();
+                        return Box::pin(self.on_admission(
+                            Admission::Rejected {
+                                run_id,
+                                problems,
+                                submitted_at_ms: now,
+                            },
+                            p,
+                        ))
+                        .await;
                     }
                 };
                 self.metrics.runs_started.inc();
@@ -235,10 +313,23 @@ impl Coordinator {
                     error: None,
                     at_ms: now,
                 });
-                let mut run = ActiveRun { state: RunState::new(compiled, &request.params), run_id: run_id.clone(), event_seq: 0 };
+                let mut run = ActiveRun {
+                    state: RunState::new(compiled, &request.params),
+                    run_id: run_id.clone(),
+                    event_seq: 0,
+                };
                 run.event_seq += 1;
-                p.batch.events.push(event(&run_id, run.event_seq, EventKind::RunAccepted, None, 0, now, None));
-                p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                p.batch.events.push(event(
+                    &run_id,
+                    run.event_seq,
+                    EventKind::RunAccepted,
+                    None,
+                    0,
+                    now,
+                    None,
+                ));
+                p.publish
+                    .push(event_msg(&self.subjects, p.batch.events.last()));
                 let actions = run.state.start(now);
                 self.apply(&mut run, actions, now, p);
                 p.touched.push(run_id.clone());
@@ -262,18 +353,34 @@ impl Coordinator {
                 }
             }
         }
-        let Some(mut run) = self.runs.remove(&r.run_id) else { return Ok(()) };
+        let Some(mut run) = self.runs.remove(&r.run_id) else {
+            return Ok(());
+        };
         let Some(&node) = run.state.workflow().index.get(&r.node_id) else {
             self.runs.insert(r.run_id.clone(), run);
-            return Err(format!("result names node '{}' which run {} does not have", r.node_id, r.run_id));
+            return Err(format!(
+                "result names node '{}' which run {} does not have",
+                r.node_id, r.run_id
+            ));
         };
         let (outcome, status, output, error, error_type) = match r.outcome {
             TaskOutcome::Success { output } => {
                 let v = Value::Object(output.clone());
-                (Outcome::Success(output), AttemptStatus::Succeeded, Some(v), None, None)
+                (
+                    Outcome::Success(output),
+                    AttemptStatus::Succeeded,
+                    Some(v),
+                    None,
+                    None,
+                )
             }
-            TaskOutcome::Failure { error, error_type, .. } => (
-                Outcome::Failure { error: error.clone(), error_type: error_type.clone() },
+            TaskOutcome::Failure {
+                error, error_type, ..
+            } => (
+                Outcome::Failure {
+                    error: error.clone(),
+                    error_type: error_type.clone(),
+                },
                 AttemptStatus::Failed,
                 None,
                 Some(error),
@@ -301,11 +408,26 @@ impl Coordinator {
                     at_ms: now,
                 });
                 run.event_seq += 1;
-                let kind = if failed { EventKind::NodeFailed } else { EventKind::NodeSucceeded };
+                let kind = if failed {
+                    EventKind::NodeFailed
+                } else {
+                    EventKind::NodeSucceeded
+                };
                 let detail = error.map(|e| serde_json::json!({ "error": e }));
-                p.batch.events.push(event(&r.run_id, run.event_seq, kind, Some(&r.node_id), r.attempt, now, detail));
-                p.batch.events.last_mut().map(|e| e.iteration = r.iteration);
-                p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                p.batch.events.push(event(
+                    &r.run_id,
+                    run.event_seq,
+                    kind,
+                    Some(&r.node_id),
+                    r.attempt,
+                    now,
+                    detail,
+                ));
+                if let Some(e) = p.batch.events.last_mut() {
+                    e.iteration = r.iteration;
+                }
+                p.publish
+                    .push(event_msg(&self.subjects, p.batch.events.last()));
                 self.apply(&mut run, actions, now, p);
                 p.touched.push(r.run_id.clone());
             }
@@ -316,29 +438,62 @@ impl Coordinator {
 
     /// Rebuilds a run's planner state from the ledger by replaying its outcomes in order.
     async fn rebuild(&self, run_id: &str) -> Result<Option<ActiveRun>, Error> {
-        let Some(rec) = self.store.run(run_id).await? else { return Ok(None) };
+        let Some(rec) = self.store.run(run_id).await? else {
+            return Ok(None);
+        };
         if rec.status.is_final() {
             return Ok(None);
         }
-        let Some(spec) = rec.spec else { return Ok(None) };
-        let Ok((compiled, _)) = kora_model::compile(&spec, self.catalog.as_ref(), Some(&rec.params)) else { return Ok(None) };
+        let Some(spec) = rec.spec else {
+            return Ok(None);
+        };
+        let Ok((compiled, _)) =
+            kora_model::compile(&spec, self.catalog.as_ref(), Some(&rec.params))
+        else {
+            return Ok(None);
+        };
         let mut state = RunState::new(compiled, &rec.params);
         state.start(rec.created_ms);
         for a in self.store.attempts(run_id).await? {
             if a.seq.is_none() {
                 continue;
             }
-            let Some(&node) = state.workflow().index.get(&a.node_id) else { continue };
+            let Some(&node) = state.workflow().index.get(&a.node_id) else {
+                continue;
+            };
             let outcome = match a.status {
-                AttemptStatus::Succeeded => Outcome::Success(a.output.and_then(|o| o.as_object().cloned()).unwrap_or_default()),
-                AttemptStatus::Failed => Outcome::Failure { error: a.error.unwrap_or_default(), error_type: a.error_type.unwrap_or_default() },
+                AttemptStatus::Succeeded => Outcome::Success(
+                    a.output
+                        .and_then(|o| o.as_object().cloned())
+                        .unwrap_or_default(),
+                ),
+                AttemptStatus::Failed => Outcome::Failure {
+                    error: a.error.unwrap_or_default(),
+                    error_type: a.error_type.unwrap_or_default(),
+                },
                 _ => continue,
             };
-            let _ = state.on_result(node, a.iteration, outcome, a.finished_ms.unwrap_or(rec.created_ms));
+            let _ = state.on_result(
+                node,
+                a.iteration,
+                outcome,
+                a.finished_ms.unwrap_or(rec.created_ms),
+            );
         }
-        let event_seq = self.store.events(run_id).await?.iter().map(|e| e.seq).max().unwrap_or(0);
+        let event_seq = self
+            .store
+            .events(run_id)
+            .await?
+            .iter()
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0);
         info!(%run_id, "run state rebuilt from the ledger");
-        Ok(Some(ActiveRun { state, run_id: run_id.to_string(), event_seq }))
+        Ok(Some(ActiveRun {
+            state,
+            run_id: run_id.to_string(),
+            event_seq,
+        }))
     }
 
     /// Turns planner actions into ledger writes and messages.
@@ -346,7 +501,11 @@ impl Coordinator {
         let wf = Arc::clone(run.state.workflow());
         for a in actions {
             match a {
-                Action::Dispatch { node, iteration, inputs } => {
+                Action::Dispatch {
+                    node,
+                    iteration,
+                    inputs,
+                } => {
                     let spec = &wf.spec.nodes[wf.index[&wf.ids[node]]];
                     let attempt = 1;
                     let task_id = NodeTask::make_id(&run.run_id, &spec.id, iteration, attempt);
@@ -372,10 +531,18 @@ impl Coordinator {
                     };
                     match wire::encode(&task) {
                         Ok(bytes) => {
-                            let queue = spec.config.get("queue").and_then(Value::as_str).unwrap_or(DEFAULT_QUEUE);
-                            p.publish.push(Outbound::new(self.subjects.task(queue), bytes).msg_id(task_id));
+                            let queue = spec
+                                .config
+                                .get("queue")
+                                .and_then(Value::as_str)
+                                .unwrap_or(DEFAULT_QUEUE);
+                            p.publish.push(
+                                Outbound::new(self.subjects.task(queue), bytes).msg_id(task_id),
+                            );
                         }
-                        Err(e) => error!(run_id = %run.run_id, node_id = %spec.id, error = %e, "cannot encode task"),
+                        Err(e) => {
+                            error!(run_id = %run.run_id, node_id = %spec.id, error = %e, "cannot encode task")
+                        }
                     }
                 }
                 Action::Skip { node, iteration } => {
@@ -390,19 +557,49 @@ impl Coordinator {
                         at_ms: now,
                     });
                     run.event_seq += 1;
-                    p.batch.events.push(event(&run.run_id, run.event_seq, EventKind::NodeSkipped, Some(id), 0, now, None));
-                    p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                    p.batch.events.push(event(
+                        &run.run_id,
+                        run.event_seq,
+                        EventKind::NodeSkipped,
+                        Some(id),
+                        0,
+                        now,
+                        None,
+                    ));
+                    p.publish
+                        .push(event_msg(&self.subjects, p.batch.events.last()));
                 }
-                Action::CycleIteration { group, completed, done, reason } => {
+                Action::CycleIteration {
+                    group,
+                    completed,
+                    done,
+                    reason,
+                } => {
                     run.event_seq += 1;
                     let detail = serde_json::json!({"cycle": wf.groups[group].id, "completed": completed, "done": done, "reason": reason});
-                    p.batch.events.push(event(&run.run_id, run.event_seq, EventKind::CycleIteration, None, 0, now, Some(detail)));
-                    p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                    p.batch.events.push(event(
+                        &run.run_id,
+                        run.event_seq,
+                        EventKind::CycleIteration,
+                        None,
+                        0,
+                        now,
+                        Some(detail),
+                    ));
+                    p.publish
+                        .push(event_msg(&self.subjects, p.batch.events.last()));
                 }
                 Action::Finish(outcome) => {
                     let (status, kind, error, error_node) = match &outcome {
-                        RunOutcome::Succeeded => (RunStatus::Succeeded, EventKind::RunSucceeded, None, None),
-                        RunOutcome::Failed { node, error } => (RunStatus::Failed, EventKind::RunFailed, Some(error.clone()), node.clone()),
+                        RunOutcome::Succeeded => {
+                            (RunStatus::Succeeded, EventKind::RunSucceeded, None, None)
+                        }
+                        RunOutcome::Failed { node, error } => (
+                            RunStatus::Failed,
+                            EventKind::RunFailed,
+                            Some(error.clone()),
+                            node.clone(),
+                        ),
                     };
                     if status == RunStatus::Succeeded {
                         self.metrics.runs_succeeded.inc();
@@ -411,11 +608,26 @@ impl Coordinator {
                         self.metrics.runs_failed.inc();
                         warn!(run_id = %run.run_id, error = error.as_deref().unwrap_or(""), "run failed");
                     }
-                    p.batch.run_updates.push(RunUpdate { run_id: run.run_id.clone(), status, error: error.clone(), error_node: error_node.clone(), at_ms: now });
+                    p.batch.run_updates.push(RunUpdate {
+                        run_id: run.run_id.clone(),
+                        status,
+                        error: error.clone(),
+                        error_node: error_node.clone(),
+                        at_ms: now,
+                    });
                     run.event_seq += 1;
                     let detail = error.map(|e| serde_json::json!({"error": e, "node": error_node}));
-                    p.batch.events.push(event(&run.run_id, run.event_seq, kind, None, 0, now, detail));
-                    p.publish.push(event_msg(&self.subjects, p.batch.events.last()));
+                    p.batch.events.push(event(
+                        &run.run_id,
+                        run.event_seq,
+                        kind,
+                        None,
+                        0,
+                        now,
+                        detail,
+                    ));
+                    p.publish
+                        .push(event_msg(&self.subjects, p.batch.events.last()));
                     p.finished.push(run.run_id.clone());
                 }
             }
@@ -423,7 +635,15 @@ impl Coordinator {
     }
 }
 
-fn event(run_id: &str, seq: u64, kind: EventKind, node: Option<&str>, attempt: u32, at_ms: u64, detail: Option<Value>) -> RunEvent {
+fn event(
+    run_id: &str,
+    seq: u64,
+    kind: EventKind,
+    node: Option<&str>,
+    attempt: u32,
+    at_ms: u64,
+    detail: Option<Value>,
+) -> RunEvent {
     RunEvent {
         v: WIRE_VERSION,
         event_id: format!("{run_id}:{seq}"),
@@ -439,7 +659,13 @@ fn event(run_id: &str, seq: u64, kind: EventKind, node: Option<&str>, attempt: u
 }
 
 fn event_msg(subjects: &Subjects, e: Option<&RunEvent>) -> Outbound {
-    let Some(e) = e else { return Outbound::new(subjects.event("none", "node", "none"), Vec::new()) };
+    let Some(e) = e else {
+        return Outbound::new(subjects.event("none", "node", "none"), Vec::new());
+    };
     let payload = wire::encode(e).unwrap_or_default();
-    Outbound::new(subjects.event(&e.run_id, e.kind.level(), e.kind.as_str()), payload).msg_id(format!("event:{}", e.event_id))
+    Outbound::new(
+        subjects.event(&e.run_id, e.kind.level(), e.kind.as_str()),
+        payload,
+    )
+    .msg_id(format!("event:{}", e.event_id))
 }

@@ -35,18 +35,53 @@ impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &Counter); 8] = [
-            ("kora_runs_started_total", "Runs admitted and started.", &self.runs_started),
-            ("kora_runs_succeeded_total", "Runs that finished successfully.", &self.runs_succeeded),
-            ("kora_runs_failed_total", "Runs that failed.", &self.runs_failed),
-            ("kora_runs_rejected_total", "Run requests rejected by validation.", &self.runs_rejected),
-            ("kora_tasks_dispatched_total", "Node tasks published to workers.", &self.tasks_dispatched),
-            ("kora_results_recorded_total", "Node results recorded in the ledger.", &self.results_recorded),
-            ("kora_results_fenced_total", "Duplicate, stale or late node results ignored.", &self.results_fenced),
-            ("kora_poison_messages_total", "Undecodable ledger messages dead-lettered.", &self.poison_messages),
+            (
+                "kora_runs_started_total",
+                "Runs admitted and started.",
+                &self.runs_started,
+            ),
+            (
+                "kora_runs_succeeded_total",
+                "Runs that finished successfully.",
+                &self.runs_succeeded,
+            ),
+            (
+                "kora_runs_failed_total",
+                "Runs that failed.",
+                &self.runs_failed,
+            ),
+            (
+                "kora_runs_rejected_total",
+                "Run requests rejected by validation.",
+                &self.runs_rejected,
+            ),
+            (
+                "kora_tasks_dispatched_total",
+                "Node tasks published to workers.",
+                &self.tasks_dispatched,
+            ),
+            (
+                "kora_results_recorded_total",
+                "Node results recorded in the ledger.",
+                &self.results_recorded,
+            ),
+            (
+                "kora_results_fenced_total",
+                "Duplicate, stale or late node results ignored.",
+                &self.results_fenced,
+            ),
+            (
+                "kora_poison_messages_total",
+                "Undecodable ledger messages dead-lettered.",
+                &self.poison_messages,
+            ),
         ];
         let mut out = String::new();
         for (name, help, c) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", c.get()));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                c.get()
+            ));
         }
         out
     }

@@ -16,10 +16,20 @@ pub struct ParamInfo {
 
 impl ParamInfo {
     pub const fn required(name: &'static str, description: &'static str) -> Self {
-        ParamInfo { name, required: true, description, aliases: &[] }
+        ParamInfo {
+            name,
+            required: true,
+            description,
+            aliases: &[],
+        }
     }
     pub const fn optional(name: &'static str, description: &'static str) -> Self {
-        ParamInfo { name, required: false, description, aliases: &[] }
+        ParamInfo {
+            name,
+            required: false,
+            description,
+            aliases: &[],
+        }
     }
     pub const fn with_aliases(mut self, aliases: &'static [&'static str]) -> Self {
         self.aliases = aliases;
@@ -46,7 +56,9 @@ pub struct NodeTypeInfo {
 
 impl NodeTypeInfo {
     pub fn param(&self, name: &str) -> Option<&ParamInfo> {
-        self.params.iter().find(|p| p.name == name || p.aliases.contains(&name))
+        self.params
+            .iter()
+            .find(|p| p.name == name || p.aliases.contains(&name))
     }
 }
 
@@ -75,7 +87,8 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             best = Some((d, c));
         }
     }
-    best.filter(|(d, c)| *d <= (c.len() / 3).max(2)).map(|(_, c)| c)
+    best.filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

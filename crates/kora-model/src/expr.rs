@@ -80,7 +80,10 @@ enum Tok {
 }
 
 fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
-    let syntax = |col: usize, m: &str| ExprError::Syntax { col, message: m.into() };
+    let syntax = |col: usize, m: &str| ExprError::Syntax {
+        col,
+        message: m.into(),
+    };
     if src.len() > MAX_LEN {
         return Err(syntax(0, "expression is too long"));
     }
@@ -95,10 +98,15 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
         let c = chars[i];
         if c.is_whitespace() {
             i += 1;
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_'
-                || ((chars[i] == '+' || chars[i] == '-') && matches!(chars[i - 1], 'e' | 'E')))
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric()
+                    || chars[i] == '.'
+                    || chars[i] == '_'
+                    || ((chars[i] == '+' || chars[i] == '-') && matches!(chars[i - 1], 'e' | 'E')))
             {
                 i += 1;
             }
@@ -106,7 +114,9 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
             let v = if let Ok(n) = text.parse::<i64>() {
                 Value::from(n)
             } else if let Ok(f) = text.parse::<f64>() {
-                Number::from_f64(f).map(Value::Number).ok_or_else(|| syntax(start, "bad number"))?
+                Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| syntax(start, "bad number"))?
             } else {
                 return Err(syntax(start, &format!("bad number '{text}'")));
             };
@@ -129,7 +139,9 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
                         break;
                     }
                     Some('\\') => {
-                        let e = chars.get(i + 1).ok_or_else(|| syntax(i, "unterminated string"))?;
+                        let e = chars
+                            .get(i + 1)
+                            .ok_or_else(|| syntax(i, "unterminated string"))?;
                         s.push(match e {
                             'n' => '\n',
                             't' => '\t',
@@ -151,7 +163,10 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
                 return Err(syntax(i, &format!("unexpected character '{c}'")));
             };
             if matches!(*op, "=" | "!" | "~") {
-                return Err(syntax(i, &format!("unsupported operator '{op}' (use == for comparison)")));
+                return Err(syntax(
+                    i,
+                    &format!("unsupported operator '{op}' (use == for comparison)"),
+                ));
             }
             out.push((Tok::Op(op), i));
             i += op.len();
@@ -164,7 +179,11 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
 /// Parses an expression. Fails with the column of the first problem.
 pub fn parse(src: &str) -> Result<Expr, ExprError> {
     let toks = lex(src)?;
-    let mut p = Parser { toks, pos: 0, depth: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.expr()?;
     match p.peek() {
         Tok::End => Ok(e),
@@ -200,7 +219,10 @@ impl Parser {
         t
     }
     fn err(&self, m: &str) -> ExprError {
-        ExprError::Syntax { col: self.toks[self.pos.min(self.toks.len() - 1)].1, message: m.into() }
+        ExprError::Syntax {
+            col: self.toks[self.pos.min(self.toks.len() - 1)].1,
+            message: m.into(),
+        }
     }
     fn eat_op(&mut self, op: &str) -> bool {
         if matches!(self.peek(), Tok::Op(o) if *o == op) {
@@ -227,7 +249,11 @@ impl Parser {
     }
     fn enter(&mut self) -> Result<(), ExprError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH { Err(self.err("expression is nested too deeply")) } else { Ok(()) }
+        if self.depth > MAX_DEPTH {
+            Err(self.err("expression is nested too deeply"))
+        } else {
+            Ok(())
+        }
     }
 
     fn expr(&mut self) -> Result<Expr, ExprError> {
@@ -298,7 +324,11 @@ impl Parser {
             };
             rest.push((op, self.arith()?));
         }
-        Ok(if rest.is_empty() { first } else { Expr::Compare(Box::new(first), rest) })
+        Ok(if rest.is_empty() {
+            first
+        } else {
+            Expr::Compare(Box::new(first), rest)
+        })
     }
     fn arith(&mut self) -> Result<Expr, ExprError> {
         let mut l = self.term()?;
@@ -361,16 +391,26 @@ impl Parser {
             if self.eat_op(".") {
                 match self.next() {
                     Tok::Ident(name) => e = Expr::Attr(Box::new(e), name),
-                    t => return Err(self.err(&format!("expected a name after '.', found {}", describe(&t)))),
+                    t => {
+                        return Err(self.err(&format!(
+                            "expected a name after '.', found {}",
+                            describe(&t)
+                        )));
+                    }
                 }
             } else if self.eat_op("[") {
                 let idx = self.expr()?;
                 self.expect_op("]")?;
                 e = Expr::Index(Box::new(e), Box::new(idx));
             } else if matches!(self.peek(), Tok::Op("(")) {
-                let Expr::Name(f) = &e else { return Err(self.err("only built-in functions can be called")) };
+                let Expr::Name(f) = &e else {
+                    return Err(self.err("only built-in functions can be called"));
+                };
                 if !FUNCS.contains(&f.as_str()) {
-                    return Err(self.err(&format!("unknown function '{f}'; allowed: {}", FUNCS.join(", "))));
+                    return Err(self.err(&format!(
+                        "unknown function '{f}'; allowed: {}",
+                        FUNCS.join(", ")
+                    )));
                 }
                 let f = f.clone();
                 self.pos += 1;
@@ -448,7 +488,9 @@ impl Parser {
     }
 }
 
-const FUNCS: [&str; 12] = ["len", "abs", "min", "max", "sum", "round", "int", "float", "str", "bool", "all", "any"];
+const FUNCS: [&str; 12] = [
+    "len", "abs", "min", "max", "sum", "round", "int", "float", "str", "bool", "all", "any",
+];
 
 /// Evaluates `e`, resolving names through `lookup`.
 pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, ExprError> {
@@ -456,7 +498,12 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, E
     Ok(match e {
         Expr::Lit(v) => v.clone(),
         Expr::Name(n) => lookup(n).ok_or_else(|| ExprError::UnknownName(n.clone()))?,
-        Expr::List(items) => Value::Array(items.iter().map(|i| eval(i, lookup)).collect::<Result<_, _>>()?),
+        Expr::List(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| eval(i, lookup))
+                .collect::<Result<_, _>>()?,
+        ),
         Expr::Dict(items) => {
             let mut m = serde_json::Map::new();
             for (k, v) in items {
@@ -472,7 +519,9 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, E
             let v = eval(x, lookup)?;
             match op {
                 UnOp::Not => Value::Bool(!truthy(&v)),
-                UnOp::Pos => num(&v).map(|_| v.clone()).ok_or_else(|| ty("bad operand for unary +".into()))?,
+                UnOp::Pos => num(&v)
+                    .map(|_| v.clone())
+                    .ok_or_else(|| ty("bad operand for unary +".into()))?,
                 UnOp::Neg => match &v {
                     Value::Number(n) if n.is_i64() => Value::from(-n.as_i64().unwrap_or(0)),
                     _ => float(-num(&v).ok_or_else(|| ty("bad operand for unary -".into()))?),
@@ -488,7 +537,11 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, E
             if truthy(&l) { l } else { eval(b, lookup)? }
         }
         Expr::IfElse(c, a, b) => {
-            if truthy(&eval(c, lookup)?) { eval(a, lookup)? } else { eval(b, lookup)? }
+            if truthy(&eval(c, lookup)?) {
+                eval(a, lookup)?
+            } else {
+                eval(b, lookup)?
+            }
         }
         Expr::Compare(first, rest) => {
             let mut left = eval(first, lookup)?;
@@ -507,24 +560,48 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, E
             let v = eval(x, lookup)?;
             let i = eval(i, lookup)?;
             match (&v, &i) {
-                (Value::Object(m), Value::String(k)) => {
-                    m.get(k).cloned().ok_or_else(|| ty(format!("key error: {k:?}")))?
-                }
+                (Value::Object(m), Value::String(k)) => m
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| ty(format!("key error: {k:?}")))?,
                 (Value::Array(a), Value::Number(n)) => {
-                    let n = n.as_i64().ok_or_else(|| ty("list index must be an integer".into()))?;
+                    let n = n
+                        .as_i64()
+                        .ok_or_else(|| ty("list index must be an integer".into()))?;
                     let len = i64::try_from(a.len()).unwrap_or(i64::MAX);
                     let k = if n < 0 { n + len } else { n };
-                    usize::try_from(k).ok().and_then(|k| a.get(k)).cloned().ok_or_else(|| ty("list index out of range".into()))?
+                    usize::try_from(k)
+                        .ok()
+                        .and_then(|k| a.get(k))
+                        .cloned()
+                        .ok_or_else(|| ty("list index out of range".into()))?
                 }
-                _ => return Err(ty(format!("cannot index {} with {}", crate::load::kind(&v), crate::load::kind(&i)))),
+                _ => {
+                    return Err(ty(format!(
+                        "cannot index {} with {}",
+                        crate::load::kind(&v),
+                        crate::load::kind(&i)
+                    )));
+                }
             }
         }
         Expr::Attr(x, name) => match eval(x, lookup)? {
-            Value::Object(m) => m.get(name).cloned().ok_or_else(|| ty(format!("no key '{name}'")))?,
-            other => return Err(ty(format!("{} has no attribute '{name}'", crate::load::kind(&other)))),
+            Value::Object(m) => m
+                .get(name)
+                .cloned()
+                .ok_or_else(|| ty(format!("no key '{name}'")))?,
+            other => {
+                return Err(ty(format!(
+                    "{} has no attribute '{name}'",
+                    crate::load::kind(&other)
+                )));
+            }
         },
         Expr::Call(f, args) => {
-            let args: Vec<Value> = args.iter().map(|a| eval(a, lookup)).collect::<Result<_, _>>()?;
+            let args: Vec<Value> = args
+                .iter()
+                .map(|a| eval(a, lookup))
+                .collect::<Result<_, _>>()?;
             call(f, &args)?
         }
     })
@@ -552,13 +629,30 @@ fn int(v: &Value) -> Option<i64> {
 }
 
 fn float(f: f64) -> Value {
-    Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<bool, ExprError> {
     use std::cmp::Ordering::*;
-    let ord = || py_cmp(l, r).ok_or_else(|| ExprError::Type(format!("cannot compare {} with {}", crate::load::kind(l), crate::load::kind(r))));
-    let contains = || py_contains(r, l).ok_or_else(|| ExprError::Type(format!("'in' needs a list, object or string, found {}", crate::load::kind(r))));
+    let ord = || {
+        py_cmp(l, r).ok_or_else(|| {
+            ExprError::Type(format!(
+                "cannot compare {} with {}",
+                crate::load::kind(l),
+                crate::load::kind(r)
+            ))
+        })
+    };
+    let contains = || {
+        py_contains(r, l).ok_or_else(|| {
+            ExprError::Type(format!(
+                "'in' needs a list, object or string, found {}",
+                crate::load::kind(r)
+            ))
+        })
+    };
     Ok(match op {
         CmpOp::Eq => py_eq(l, r),
         CmpOp::Ne => !py_eq(l, r),
@@ -568,15 +662,24 @@ fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<bool, ExprError> {
         CmpOp::Ge => ord()? != Less,
         CmpOp::In => contains()?,
         CmpOp::NotIn => !contains()?,
-        CmpOp::Is => l == r && matches!(l, Value::Null | Value::Bool(_)) || (l == r && matches!(r, Value::Null | Value::Bool(_))),
+        // `is` is identity: meaningful for None, True and False only.
+        CmpOp::Is => l == r && matches!(l, Value::Null | Value::Bool(_)),
         CmpOp::IsNot => !(l == r && matches!(l, Value::Null | Value::Bool(_))),
     })
 }
 
 fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, ExprError> {
-    let bad = || ExprError::Type(format!("unsupported operand types: {} and {}", crate::load::kind(l), crate::load::kind(r)));
+    let bad = || {
+        ExprError::Type(format!(
+            "unsupported operand types: {} and {}",
+            crate::load::kind(l),
+            crate::load::kind(r)
+        ))
+    };
     match (op, l, r) {
-        (BinOp::Add, Value::String(a), Value::String(b)) => return Ok(Value::String(format!("{a}{b}"))),
+        (BinOp::Add, Value::String(a), Value::String(b)) => {
+            return Ok(Value::String(format!("{a}{b}")));
+        }
         (BinOp::Add, Value::Array(a), Value::Array(b)) => {
             return Ok(Value::Array(a.iter().chain(b).cloned().collect()));
         }
@@ -587,9 +690,13 @@ fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, ExprError> {
             BinOp::Add => a.checked_add(b),
             BinOp::Sub => a.checked_sub(b),
             BinOp::Mul => a.checked_mul(b),
-            BinOp::FloorDiv if b != 0 => Some(a.div_euclid(b) - i64::from(b < 0 && a.rem_euclid(b) != 0)),
+            BinOp::FloorDiv if b != 0 => {
+                Some(a.div_euclid(b) - i64::from(b < 0 && a.rem_euclid(b) != 0))
+            }
             BinOp::Mod if b != 0 => Some(((a % b) + b) % b),
-            BinOp::Pow if (0..=63).contains(&b) => u32::try_from(b).ok().and_then(|e| a.checked_pow(e)),
+            BinOp::Pow if (0..=63).contains(&b) => {
+                u32::try_from(b).ok().and_then(|e| a.checked_pow(e))
+            }
             BinOp::FloorDiv | BinOp::Mod => return Err(ExprError::Type("division by zero".into())),
             _ => None,
         };
@@ -627,7 +734,13 @@ fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, ExprError> {
 
 fn call(f: &str, args: &[Value]) -> Result<Value, ExprError> {
     let ty = |m: &str| ExprError::Type(format!("{f}(): {m}"));
-    let one = || if args.len() == 1 { Ok(&args[0]) } else { Err(ty("takes exactly one argument")) };
+    let one = || {
+        if args.len() == 1 {
+            Ok(&args[0])
+        } else {
+            Err(ty("takes exactly one argument"))
+        }
+    };
     let items = |v: &Value| -> Result<Vec<Value>, ExprError> {
         match v {
             Value::Array(a) => Ok(a.clone()),
@@ -648,7 +761,11 @@ fn call(f: &str, args: &[Value]) -> Result<Value, ExprError> {
             v => float(num(v).ok_or_else(|| ty("bad operand"))?.abs()),
         },
         "min" | "max" => {
-            let list = if args.len() == 1 { items(&args[0])? } else { args.to_vec() };
+            let list = if args.len() == 1 {
+                items(&args[0])?
+            } else {
+                args.to_vec()
+            };
             let mut best: Option<Value> = None;
             for v in list {
                 best = Some(match best {
@@ -670,7 +787,8 @@ fn call(f: &str, args: &[Value]) -> Result<Value, ExprError> {
             acc
         }
         "round" => {
-            let x = num(args.first().ok_or_else(|| ty("missing argument"))?).ok_or_else(|| ty("bad operand"))?;
+            let x = num(args.first().ok_or_else(|| ty("missing argument"))?)
+                .ok_or_else(|| ty("bad operand"))?;
             match args.get(1).and_then(int) {
                 Some(d) => {
                     let p = 10f64.powi(i32::try_from(d).unwrap_or(0));
@@ -680,7 +798,9 @@ fn call(f: &str, args: &[Value]) -> Result<Value, ExprError> {
             }
         }
         "int" => match one()? {
-            Value::String(s) => Value::from(s.trim().parse::<i64>().map_err(|_| ty("invalid literal"))?),
+            Value::String(s) => {
+                Value::from(s.trim().parse::<i64>().map_err(|_| ty("invalid literal"))?)
+            }
             v => Value::from(num(v).ok_or_else(|| ty("bad operand"))?.trunc() as i64),
         },
         "float" => match one()? {
@@ -741,8 +861,14 @@ mod tests {
 
     #[test]
     fn errors_are_reported_not_panicked() {
-        assert!(matches!(run("missing > 1", json!({})), Err(ExprError::UnknownName(_))));
-        assert!(matches!(parse("__import__('os')"), Err(ExprError::Syntax { .. })));
+        assert!(matches!(
+            run("missing > 1", json!({})),
+            Err(ExprError::UnknownName(_))
+        ));
+        assert!(matches!(
+            parse("__import__('os')"),
+            Err(ExprError::Syntax { .. })
+        ));
         assert!(matches!(parse("x = 1"), Err(ExprError::Syntax { .. })));
         assert!(matches!(parse("(1"), Err(ExprError::Syntax { .. })));
         assert!(matches!(run("1 / 0", json!({})), Err(ExprError::Type(_))));

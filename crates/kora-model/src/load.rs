@@ -58,7 +58,10 @@ pub struct LoadError {
 }
 
 fn err(at: impl Into<String>, message: impl Into<String>) -> LoadError {
-    LoadError { at: at.into(), message: message.into() }
+    LoadError {
+        at: at.into(),
+        message: message.into(),
+    }
 }
 
 /// Parses `text` and converts it to a [`WorkflowSpec`]; returns the shape it recognised.
@@ -95,15 +98,24 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
     let Some(top) = doc.as_object() else {
         return Err(vec![err(
             "document",
-            format!("a workflow must be an object with `nodes` and `connections`, found {}", kind(doc)),
+            format!(
+                "a workflow must be an object with `nodes` and `connections`, found {}",
+                kind(doc)
+            ),
         )]);
     };
     let Some(nodes) = top.get("nodes") else {
-        return Err(vec![err("document", "missing `nodes`: a workflow needs at least one node")]);
+        return Err(vec![err(
+            "document",
+            "missing `nodes`: a workflow needs at least one node",
+        )]);
     };
     let shape = detect(top, nodes);
     let mut errors = Vec::new();
-    let mut spec = WorkflowSpec { kora: 1, ..Default::default() };
+    let mut spec = WorkflowSpec {
+        kora: 1,
+        ..Default::default()
+    };
     spec.id = str_field(top, &["workflow_id", "id"]).unwrap_or_default();
     spec.name = str_field(top, &["name"]).unwrap_or_default();
     spec.description = str_field(top, &["description"]).unwrap_or_default();
@@ -116,7 +128,10 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
         (_, Some(Value::Object(m))) => m.clone(),
         (_, Some(Value::Null) | None) => Map::new(),
         (_, Some(other)) => {
-            errors.push(err("metadata", format!("must be an object, found {}", kind(other))));
+            errors.push(err(
+                "metadata",
+                format!("must be an object, found {}", kind(other)),
+            ));
             Map::new()
         }
     };
@@ -131,7 +146,12 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
     if shape == Shape::Kora {
         match serde_json::from_value::<WorkflowSpec>(doc.clone()) {
             Ok(s) => return Ok((s, shape)),
-            Err(e) => return Err(vec![err("document", format!("not a valid Kora workflow: {e}"))]),
+            Err(e) => {
+                return Err(vec![err(
+                    "document",
+                    format!("not a valid Kora workflow: {e}"),
+                )]);
+            }
         }
     }
 
@@ -146,7 +166,10 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
                 }
             }
         }
-        Some(other) => errors.push(err("connections", format!("must be a list, found {}", kind(other)))),
+        Some(other) => errors.push(err(
+            "connections",
+            format!("must be a list, found {}", kind(other)),
+        )),
     }
     if let Some(Value::Array(cs)) = top.get("cycles") {
         for (i, c) in cs.iter().enumerate() {
@@ -159,7 +182,11 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
         }
     }
     spec.cycles = cycles.into_values().collect();
-    if errors.is_empty() { Ok((spec, shape)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok((spec, shape))
+    } else {
+        Err(errors)
+    }
 }
 
 fn detect(top: &Map, nodes: &Value) -> Shape {
@@ -168,7 +195,10 @@ fn detect(top: &Map, nodes: &Value) -> Shape {
     }
     match nodes {
         Value::Array(list) => {
-            if list.iter().any(|n| n.get("type_name").is_some() || n.get("node_id").is_some()) {
+            if list
+                .iter()
+                .any(|n| n.get("type_name").is_some() || n.get("node_id").is_some())
+            {
                 Shape::KailashEnterprise
             } else {
                 Shape::KailashBuilder
@@ -177,9 +207,10 @@ fn detect(top: &Map, nodes: &Value) -> Shape {
         Value::Object(map) => {
             if map.values().any(|n| n.get("node_type").is_some()) {
                 Shape::KailashToDict
-            } else if map.values().any(|n| {
-                n.get("container").is_some() || n.get("resources").is_some()
-            }) || top.get("version").and_then(Value::as_str) == Some("1.0")
+            } else if map
+                .values()
+                .any(|n| n.get("container").is_some() || n.get("resources").is_some())
+                || top.get("version").and_then(Value::as_str) == Some("1.0")
             {
                 Shape::KailashExport
             } else {
@@ -197,7 +228,10 @@ fn load_nodes(nodes: &Value, shape: Shape, errors: &mut Vec<LoadError>) -> Vec<N
             for (id, n) in map {
                 let at = format!("nodes.{id}");
                 let Some(obj) = n.as_object() else {
-                    errors.push(err(at, format!("a node must be an object, found {}", kind(n))));
+                    errors.push(err(
+                        at,
+                        format!("a node must be an object, found {}", kind(n)),
+                    ));
                     continue;
                 };
                 if let Some(Value::String(inner)) = obj.get("node_id")
@@ -217,11 +251,17 @@ fn load_nodes(nodes: &Value, shape: Shape, errors: &mut Vec<LoadError>) -> Vec<N
             for (i, n) in list.iter().enumerate() {
                 let at = format!("nodes[{i}]");
                 let Some(obj) = n.as_object() else {
-                    errors.push(err(at, format!("a node must be an object, found {}", kind(n))));
+                    errors.push(err(
+                        at,
+                        format!("a node must be an object, found {}", kind(n)),
+                    ));
                     continue;
                 };
-                let id_keys: &[&str] =
-                    if shape == Shape::KailashEnterprise { &["node_id", "id"] } else { &["id", "node_id"] };
+                let id_keys: &[&str] = if shape == Shape::KailashEnterprise {
+                    &["node_id", "id"]
+                } else {
+                    &["id", "node_id"]
+                };
                 let Some(id) = str_field(obj, id_keys) else {
                     errors.push(err(at, "missing `id`: every node needs a unique string id"));
                     continue;
@@ -231,7 +271,10 @@ fn load_nodes(nodes: &Value, shape: Shape, errors: &mut Vec<LoadError>) -> Vec<N
                 }
             }
         }
-        other => errors.push(err("nodes", format!("must be an object or a list, found {}", kind(other)))),
+        other => errors.push(err(
+            "nodes",
+            format!("must be an object or a list, found {}", kind(other)),
+        )),
     }
     out
 }
@@ -264,7 +307,11 @@ fn load_node(id: String, obj: &Map, at: &str, errors: &mut Vec<LoadError>) -> Op
             )),
         }
     }
-    Some(NodeSpec { id, node_type, config })
+    Some(NodeSpec {
+        id,
+        node_type,
+        config,
+    })
 }
 
 fn load_connection(
@@ -276,40 +323,78 @@ fn load_connection(
 ) -> Option<Connection> {
     let at = format!("connections[{i}]");
     let Some(obj) = c.as_object() else {
-        errors.push(err(at, format!("a connection must be an object, found {}", kind(c))));
+        errors.push(err(
+            at,
+            format!("a connection must be an object, found {}", kind(c)),
+        ));
         return None;
     };
     // Each form has its own port defaults, as in Kailash.
-    let (source, target, def_out, def_in) = if obj.contains_key("source_node") || obj.contains_key("target_node") {
-        (str_field(obj, &["source_node"]), str_field(obj, &["target_node"]), None, None)
-    } else if obj.contains_key("from_node") || obj.contains_key("to_node") {
-        (str_field(obj, &["from_node"]), str_field(obj, &["to_node"]), Some("output"), Some("input"))
-    } else if obj.contains_key("source") || obj.contains_key("target") {
-        (str_field(obj, &["source"]), str_field(obj, &["target"]), None, None)
-    } else {
-        let def_out = if shape == Shape::KailashExport || shape == Shape::KailashBuilder { "result" } else { "output" };
-        (str_field(obj, &["from"]), str_field(obj, &["to"]), Some(def_out), Some("input"))
-    };
+    let (source, target, def_out, def_in) =
+        if obj.contains_key("source_node") || obj.contains_key("target_node") {
+            (
+                str_field(obj, &["source_node"]),
+                str_field(obj, &["target_node"]),
+                None,
+                None,
+            )
+        } else if obj.contains_key("from_node") || obj.contains_key("to_node") {
+            (
+                str_field(obj, &["from_node"]),
+                str_field(obj, &["to_node"]),
+                Some("output"),
+                Some("input"),
+            )
+        } else if obj.contains_key("source") || obj.contains_key("target") {
+            (
+                str_field(obj, &["source"]),
+                str_field(obj, &["target"]),
+                None,
+                None,
+            )
+        } else {
+            let def_out = if shape == Shape::KailashExport || shape == Shape::KailashBuilder {
+                "result"
+            } else {
+                "output"
+            };
+            (
+                str_field(obj, &["from"]),
+                str_field(obj, &["to"]),
+                Some(def_out),
+                Some("input"),
+            )
+        };
     let Some(source) = source else {
-        errors.push(err(at, "missing the source node (`source_node`, `from_node` or `from`)"));
+        errors.push(err(
+            at,
+            "missing the source node (`source_node`, `from_node` or `from`)",
+        ));
         return None;
     };
     let Some(target) = target else {
-        errors.push(err(at, "missing the target node (`target_node`, `to_node` or `to`)"));
+        errors.push(err(
+            at,
+            "missing the target node (`target_node`, `to_node` or `to`)",
+        ));
         return None;
     };
-    let output = str_field(obj, &["source_output", "from_output", "output"]).or(def_out.map(String::from));
+    let output =
+        str_field(obj, &["source_output", "from_output", "output"]).or(def_out.map(String::from));
     let input = str_field(obj, &["target_input", "to_input", "input"]).or(def_in.map(String::from));
     let (Some(output), Some(input)) = (output, input) else {
         errors.push(err(
             at,
-            format!("connection {source} -> {target} must name the source output and the target input"),
+            format!(
+                "connection {source} -> {target} must name the source output and the target input"
+            ),
         ));
         return None;
     };
     let cycle = match obj.get("cycle") {
         Some(Value::Bool(true)) => {
-            let id = str_field(obj, &["cycle_id"]).unwrap_or_else(|| format!("cycle_{source}_{target}"));
+            let id =
+                str_field(obj, &["cycle_id"]).unwrap_or_else(|| format!("cycle_{source}_{target}"));
             let entry = cycles.entry(id.clone()).or_insert_with(|| CycleSpec {
                 id: id.clone(),
                 max_iterations: None,
@@ -330,11 +415,18 @@ fn load_connection(
         Some(Value::String(id)) => Some(id.clone()),
         _ => None,
     };
-    Some(Connection { source, output, target, input, cycle })
+    Some(Connection {
+        source,
+        output,
+        target,
+        input,
+        cycle,
+    })
 }
 
 fn str_field(obj: &Map, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| obj.get(*k).and_then(Value::as_str).map(String::from))
+    keys.iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_str).map(String::from))
 }
 
 pub(crate) fn kind(v: &Value) -> &'static str {

@@ -54,11 +54,20 @@ pub enum RunOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Run `node` (its `iteration`) with these runtime inputs.
-    Dispatch { node: NodeIdx, iteration: u32, inputs: Map },
+    Dispatch {
+        node: NodeIdx,
+        iteration: u32,
+        inputs: Map,
+    },
     /// Conditional routing skipped `node`; its result is `None`.
     Skip { node: NodeIdx, iteration: u32 },
     /// A cycle group finished an iteration; `done` when it will not iterate again.
-    CycleIteration { group: usize, completed: u32, done: bool, reason: &'static str },
+    CycleIteration {
+        group: usize,
+        completed: u32,
+        done: bool,
+        reason: &'static str,
+    },
     /// The run is over.
     Finish(RunOutcome),
 }
@@ -148,7 +157,13 @@ impl RunState {
             return actions;
         }
         self.started = true;
-        let roots: Vec<NodeIdx> = self.wf.topo.iter().copied().filter(|&i| self.waiting_on[i] == 0).collect();
+        let roots: Vec<NodeIdx> = self
+            .wf
+            .topo
+            .iter()
+            .copied()
+            .filter(|&i| self.waiting_on[i] == 0)
+            .collect();
         self.evaluate_all(roots, now_ms, &mut actions);
         self.check_done(&mut actions);
         actions
@@ -170,7 +185,10 @@ impl RunState {
         }
         let current = self.node_iteration(node);
         if iteration != current {
-            return Err(Rejected::StaleIteration { got: iteration, current });
+            return Err(Rejected::StaleIteration {
+                got: iteration,
+                current,
+            });
         }
         let mut actions = Vec::new();
         let id = &self.wf.ids[node];
@@ -179,7 +197,11 @@ impl RunState {
                 if reports_failure(&out) {
                     self.status[node] = NodeStatus::Failed;
                     self.outputs[node] = Some(out);
-                    self.abort(Some(node), format!("node '{id}' returned success: false"), &mut actions);
+                    self.abort(
+                        Some(node),
+                        format!("node '{id}' returned success: false"),
+                        &mut actions,
+                    );
                     return Ok(actions);
                 }
                 self.status[node] = NodeStatus::Succeeded;
@@ -193,7 +215,11 @@ impl RunState {
                 self.outputs[node] = Some(rec);
                 if self.wf.out_degree[node] > 0 || self.wf.types[node].stop_on_error {
                     self.status[node] = NodeStatus::Failed;
-                    self.abort(Some(node), format!("node '{id}' failed: {error}"), &mut actions);
+                    self.abort(
+                        Some(node),
+                        format!("node '{id}' failed: {error}"),
+                        &mut actions,
+                    );
                     return Ok(actions);
                 }
                 self.status[node] = NodeStatus::FailedLeaf;
@@ -227,7 +253,10 @@ impl RunState {
     }
 
     fn abort(&mut self, node: Option<NodeIdx>, error: String, actions: &mut Vec<Action>) {
-        let o = RunOutcome::Failed { node: node.map(|n| self.wf.ids[n].clone()), error };
+        let o = RunOutcome::Failed {
+            node: node.map(|n| self.wf.ids[n].clone()),
+            error,
+        };
         self.outcome = Some(o.clone());
         actions.push(Action::Finish(o));
     }
@@ -275,7 +304,11 @@ impl RunState {
                 work.extend(more);
             } else {
                 self.status[i] = NodeStatus::Running;
-                actions.push(Action::Dispatch { node: i, iteration, inputs: g.inputs });
+                actions.push(Action::Dispatch {
+                    node: i,
+                    iteration,
+                    inputs: g.inputs,
+                });
             }
         }
     }
@@ -286,7 +319,12 @@ impl RunState {
     }
 
     /// Bookkeeping after `node` reached a terminal state; returns nodes that became ready.
-    fn finish_collect(&mut self, node: NodeIdx, now_ms: u64, actions: &mut Vec<Action>) -> Vec<NodeIdx> {
+    fn finish_collect(
+        &mut self,
+        node: NodeIdx,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) -> Vec<NodeIdx> {
         let mut ready = Vec::new();
         let wf = Arc::clone(&self.wf);
         match wf.group_of[node] {
@@ -341,7 +379,12 @@ impl RunState {
             reason = "timeout";
         }
         let done = !reason.is_empty();
-        actions.push(Action::CycleIteration { group: g, completed, done, reason: if done { reason } else { "continue" } });
+        actions.push(Action::CycleIteration {
+            group: g,
+            completed,
+            done,
+            reason: if done { reason } else { "continue" },
+        });
         let mut ready = Vec::new();
         if done {
             // The iteration counter stays at the last iteration that ran.
@@ -364,7 +407,13 @@ impl RunState {
                 self.waiting_on[m] = self.internal_preds[m];
             }
             self.group_remaining[g] = group.members.len();
-            ready.extend(group.members.iter().copied().filter(|&m| self.waiting_on[m] == 0));
+            ready.extend(
+                group
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|&m| self.waiting_on[m] == 0),
+            );
         }
         ready
     }

@@ -73,7 +73,11 @@ pub fn gather<'a>(
             continue;
         }
         considered += 1;
-        let src = if e.cycle { previous(e.source) } else { current(e.source) };
+        let src = if e.cycle {
+            previous(e.source)
+        } else {
+            current(e.source)
+        };
         let from_switch = wf.types[e.source].is_switch;
         let value = match src {
             Source::Output(out) => lookup_path(out, &e.path),
@@ -199,5 +203,7 @@ fn lookup<'a>(inputs: &'a Map, name: &str) -> Option<&'a Value> {
 
 /// Kailash's content-aware failure: an output with a top-level falsy `success` aborts the run.
 pub fn reports_failure(output: &Map) -> bool {
-    output.get("success").is_some_and(|v| !crate::value::truthy(v))
+    output
+        .get("success")
+        .is_some_and(|v| !crate::value::truthy(v))
 }

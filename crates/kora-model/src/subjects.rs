@@ -13,10 +13,18 @@ pub const DEFAULT_QUEUE: &str = "default";
 impl Subjects {
     /// `prefix` must be a NATS token: letters, digits, `_` or `-`.
     pub fn new(prefix: &str) -> Result<Self, String> {
-        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(format!("invalid subject prefix {prefix:?}: use letters, digits, '_' or '-'"));
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "invalid subject prefix {prefix:?}: use letters, digits, '_' or '-'"
+            ));
         }
-        Ok(Subjects { prefix: prefix.to_string() })
+        Ok(Subjects {
+            prefix: prefix.to_string(),
+        })
     }
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -88,6 +96,8 @@ impl Subjects {
 
 impl Default for Subjects {
     fn default() -> Self {
-        Subjects { prefix: DEFAULT_PREFIX.into() }
+        Subjects {
+            prefix: DEFAULT_PREFIX.into(),
+        }
     }
 }

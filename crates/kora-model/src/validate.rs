@@ -131,7 +131,11 @@ fn compile_inner(
     let mut ids = Vec::new();
     for node in &spec.nodes {
         if index.contains_key(&node.id) {
-            problems.push(problem(Some(&node.id), None, "duplicate node id: node ids must be unique"));
+            problems.push(problem(
+                Some(&node.id),
+                None,
+                "duplicate node id: node ids must be unique",
+            ));
             continue;
         }
         if node.id.is_empty() {
@@ -141,22 +145,22 @@ fn compile_inner(
         let info = match type_cache.get(node.node_type.as_str()) {
             Some(t) => Arc::clone(t),
             None => match catalog.node_type(&node.node_type) {
-            Some(t) => {
-                let t = Arc::new(t.clone());
-                type_cache.insert(&node.node_type, Arc::clone(&t));
-                t
-            }
-            None => {
-                let hint = suggest(&node.node_type, catalog.type_names())
-                    .map(|s| format!("; did you mean '{s}'?"))
-                    .unwrap_or_else(|| "; `kora nodes` lists the known types".into());
-                problems.push(problem(
-                    Some(&node.id),
-                    Some("type"),
-                    format!("unknown node type '{}'{hint}", node.node_type),
-                ));
-                continue;
-            }
+                Some(t) => {
+                    let t = Arc::new(t.clone());
+                    type_cache.insert(&node.node_type, Arc::clone(&t));
+                    t
+                }
+                None => {
+                    let hint = suggest(&node.node_type, catalog.type_names())
+                        .map(|s| format!("; did you mean '{s}'?"))
+                        .unwrap_or_else(|| "; `kora nodes` lists the known types".into());
+                    problems.push(problem(
+                        Some(&node.id),
+                        Some("type"),
+                        format!("unknown node type '{}'{hint}", node.node_type),
+                    ));
+                    continue;
+                }
             },
         };
         index.insert(node.id.clone(), ids.len());
@@ -164,7 +168,8 @@ fn compile_inner(
         types.push(info);
     }
     let n = ids.len();
-    let cycle_specs: HashMap<&str, &CycleSpec> = spec.cycles.iter().map(|c| (c.id.as_str(), c)).collect();
+    let cycle_specs: HashMap<&str, &CycleSpec> =
+        spec.cycles.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut inbound: Vec<Vec<Edge>> = vec![Vec::new(); n];
     let mut out_degree = vec![0usize; n];
     let mut seen = HashSet::new();
@@ -188,7 +193,9 @@ fn compile_inner(
         if bad {
             continue;
         }
-        let (Some(&s), Some(&t)) = (index.get(&c.source), index.get(&c.target)) else { continue };
+        let (Some(&s), Some(&t)) = (index.get(&c.source), index.get(&c.target)) else {
+            continue;
+        };
         if s == t && c.cycle.is_none() {
             problems.push(problem(
                 Some(&c.source),
@@ -201,7 +208,10 @@ fn compile_inner(
             problems.push(problem(
                 Some(&c.target),
                 Some(&c.input),
-                format!("duplicate connection {}.{} -> {}.{}", c.source, c.output, c.target, c.input),
+                format!(
+                    "duplicate connection {}.{} -> {}.{}",
+                    c.source, c.output, c.target, c.input
+                ),
             ));
             continue;
         }
@@ -248,7 +258,14 @@ fn compile_inner(
             ));
         }
         out_degree[s] += 1;
-        inbound[t].push(Edge { source: s, target: t, path: c.output.clone(), input: c.input.clone(), cycle: c.cycle.is_some(), cycle_id: c.cycle.clone() });
+        inbound[t].push(Edge {
+            source: s,
+            target: t,
+            path: c.output.clone(),
+            input: c.input.clone(),
+            cycle: c.cycle.is_some(),
+            cycle_id: c.cycle.clone(),
+        });
     }
     for c in &spec.cycles {
         if c.max_iterations.is_none() && c.converge_when.is_none() && c.timeout_secs.is_none() {
@@ -259,19 +276,31 @@ fn compile_inner(
             ));
         }
         if c.max_iterations == Some(0) {
-            problems.push(problem(None, Some(&format!("cycles.{}", c.id)), "max_iterations must be at least 1"));
+            problems.push(problem(
+                None,
+                Some(&format!("cycles.{}", c.id)),
+                "max_iterations must be at least 1",
+            ));
         }
     }
 
     // Required parameters and redacted secrets.
     for node in &spec.nodes {
-        let Some(&i) = index.get(&node.id) else { continue };
+        let Some(&i) = index.get(&node.id) else {
+            continue;
+        };
         let info = &types[i];
-        let scoped = params.and_then(|p| p.get(&node.id)).and_then(Value::as_object);
+        let scoped = params
+            .and_then(|p| p.get(&node.id))
+            .and_then(Value::as_object);
         for p in info.params.iter().filter(|p| p.required) {
             let in_config = node.config.get(p.name).is_some_and(|v| !v.is_null())
-                || p.aliases.iter().any(|a| node.config.get(*a).is_some_and(|v| !v.is_null()));
-            let by_edge = inbound[i].iter().any(|e| e.input == p.name || p.aliases.contains(&e.input.as_str()));
+                || p.aliases
+                    .iter()
+                    .any(|a| node.config.get(*a).is_some_and(|v| !v.is_null()));
+            let by_edge = inbound[i]
+                .iter()
+                .any(|e| e.input == p.name || p.aliases.contains(&e.input.as_str()));
             let by_param = scoped.is_some_and(|s| s.contains_key(p.name))
                 || params.is_some_and(|ps| ps.contains_key(p.name));
             if !(in_config || by_edge || by_param) {
@@ -315,7 +344,11 @@ fn compile_inner(
     let mut successors: Vec<Vec<NodeIdx>> = vec![Vec::new(); n];
     let mut indeg = vec![0usize; n];
     for (t, edges) in inbound.iter().enumerate() {
-        let mut srcs: Vec<NodeIdx> = edges.iter().filter(|e| !e.cycle).map(|e| e.source).collect();
+        let mut srcs: Vec<NodeIdx> = edges
+            .iter()
+            .filter(|e| !e.cycle)
+            .map(|e| e.source)
+            .collect();
         srcs.sort_unstable();
         srcs.dedup();
         for s in srcs {
@@ -324,7 +357,8 @@ fn compile_inner(
         }
     }
     let mut topo = Vec::with_capacity(n);
-    let mut ready: std::collections::VecDeque<NodeIdx> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut ready: std::collections::VecDeque<NodeIdx> =
+        (0..n).filter(|&i| indeg[i] == 0).collect();
     let mut left = indeg.clone();
     while let Some(i) = ready.pop_front() {
         topo.push(i);
@@ -336,7 +370,10 @@ fn compile_inner(
         }
     }
     if topo.len() < n {
-        let stuck: Vec<&str> = (0..n).filter(|&i| left[i] > 0).map(|i| ids[i].as_str()).collect();
+        let stuck: Vec<&str> = (0..n)
+            .filter(|&i| left[i] > 0)
+            .map(|i| ids[i].as_str())
+            .collect();
         problems.push(problem(
             None,
             Some("connections"),
@@ -365,7 +402,8 @@ fn compile_inner(
         let mut cycle_ids: Vec<&str> = Vec::new();
         for &m in &members {
             for e in &inbound[m] {
-                if e.cycle && member_set.contains(&e.source)
+                if e.cycle
+                    && member_set.contains(&e.source)
                     && let Some(cid) = e.cycle_id.as_deref()
                     && !cycle_ids.contains(&cid)
                 {
@@ -373,12 +411,26 @@ fn compile_inner(
                 }
             }
         }
-        let specs: Vec<&CycleSpec> = cycle_ids.iter().filter_map(|c| cycle_specs.get(c).copied()).collect();
+        let specs: Vec<&CycleSpec> = cycle_ids
+            .iter()
+            .filter_map(|c| cycle_specs.get(c).copied())
+            .collect();
         let max_iterations = specs.iter().filter_map(|c| c.max_iterations).min();
         let timeout_secs = specs.iter().filter_map(|c| c.timeout_secs).reduce(f64::min);
-        let sources: Vec<&str> = specs.iter().filter_map(|c| c.converge_when.as_deref()).collect();
+        let sources: Vec<&str> = specs
+            .iter()
+            .filter_map(|c| c.converge_when.as_deref())
+            .collect();
         let converge_source = (!sources.is_empty()).then(|| {
-            if sources.len() == 1 { sources[0].to_string() } else { sources.iter().map(|s| format!("({s})")).collect::<Vec<_>>().join(" or ") }
+            if sources.len() == 1 {
+                sources[0].to_string()
+            } else {
+                sources
+                    .iter()
+                    .map(|s| format!("({s})"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            }
         });
         let converge_when = match &converge_source {
             Some(src) => match expr::parse(src) {
@@ -410,7 +462,8 @@ fn compile_inner(
     // A cycle edge must close a loop: its source must be reachable from its target.
     for edges in &inbound {
         for e in edges.iter().filter(|e| e.cycle) {
-            let same = e.source == e.target || (group_of[e.source].is_some() && group_of[e.source] == group_of[e.target]);
+            let same = e.source == e.target
+                || (group_of[e.source].is_some() && group_of[e.source] == group_of[e.target]);
             if !same {
                 problems.push(problem(
                     Some(&ids[e.target]),
@@ -495,7 +548,9 @@ fn cycle_components(n: usize, inbound: &[Vec<Edge>]) -> Vec<Vec<NodeIdx>> {
                         }
                     }
                     let has_cycle_edge = comp.iter().any(|&m| {
-                        inbound[m].iter().any(|e| e.cycle && comp.contains(&e.source))
+                        inbound[m]
+                            .iter()
+                            .any(|e| e.cycle && comp.contains(&e.source))
                     });
                     if has_cycle_edge {
                         comps.push(comp);

@@ -50,7 +50,11 @@ fn write_repr(v: &Value, out: &mut String) {
             }
         }
         Value::String(s) => {
-            let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let quote = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
             out.push(quote);
             for c in s.chars() {
                 match c {
@@ -182,7 +186,10 @@ mod tests {
         assert_eq!(py_str(&json!(3)), "3");
         assert_eq!(py_str(&json!(2.0)), "2.0");
         assert_eq!(py_str(&json!(2.5)), "2.5");
-        assert_eq!(py_str(&json!({"a": [1, "b", null]})), "{'a': [1, 'b', None]}");
+        assert_eq!(
+            py_str(&json!({"a": [1, "b", null]})),
+            "{'a': [1, 'b', None]}"
+        );
         assert_eq!(py_repr(&json!("it's")), "\"it's\"");
     }
 
@@ -206,7 +213,10 @@ mod tests {
 
     #[test]
     fn dotted_paths_walk_objects() {
-        let out = json!({"result": {"x": {"y": 7}}, "a.b": 1}).as_object().cloned().unwrap();
+        let out = json!({"result": {"x": {"y": 7}}, "a.b": 1})
+            .as_object()
+            .cloned()
+            .unwrap();
         assert_eq!(lookup_path(&out, "result.x.y"), Some(&json!(7)));
         assert_eq!(lookup_path(&out, "a.b"), Some(&json!(1)));
         assert_eq!(lookup_path(&out, "result.z"), None);
@@ -218,7 +228,10 @@ mod tests {
     fn python_comparisons() {
         assert!(py_eq(&json!(1), &json!(1.0)));
         assert!(py_eq(&json!(true), &json!(1)));
-        assert_eq!(py_cmp(&json!(2), &json!(1.5)), Some(std::cmp::Ordering::Greater));
+        assert_eq!(
+            py_cmp(&json!(2), &json!(1.5)),
+            Some(std::cmp::Ordering::Greater)
+        );
         assert_eq!(py_cmp(&json!("a"), &json!(1)), None);
         assert_eq!(py_contains(&json!([1, 2]), &json!(2.0)), Some(true));
         assert_eq!(py_contains(&json!("hello"), &json!("ell")), Some(true));

@@ -30,8 +30,14 @@ pub struct RunRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Admission {
-    Admitted { request: RunRequest },
-    Rejected { run_id: String, problems: Vec<String>, submitted_at_ms: u64 },
+    Admitted {
+        request: Box<RunRequest>,
+    },
+    Rejected {
+        run_id: String,
+        problems: Vec<String>,
+        submitted_at_ms: u64,
+    },
 }
 
 /// One node execution for a worker.
@@ -63,8 +69,14 @@ impl NodeTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskOutcome {
-    Success { output: Map },
-    Failure { error: String, error_type: String, retryable: bool },
+    Success {
+        output: Map,
+    },
+    Failure {
+        error: String,
+        error_type: String,
+        retryable: bool,
+    },
 }
 
 /// A worker's answer to a [`NodeTask`].
@@ -104,7 +116,10 @@ impl EventKind {
     /// `run` for run-level events, `node` for node-level ones: the subject token before the kind.
     pub fn level(self) -> &'static str {
         match self {
-            EventKind::RunAccepted | EventKind::RunRejected | EventKind::RunSucceeded | EventKind::RunFailed => "run",
+            EventKind::RunAccepted
+            | EventKind::RunRejected
+            | EventKind::RunSucceeded
+            | EventKind::RunFailed => "run",
             _ => "node",
         }
     }
@@ -147,11 +162,19 @@ pub struct RunEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("undecodable {what}: {source}")]
-    Decode { what: &'static str, source: rmp_serde::decode::Error },
-    #[error("{what} has wire version {got}, this build reads up to {WIRE_VERSION}; upgrade this process")]
+    Decode {
+        what: &'static str,
+        source: rmp_serde::decode::Error,
+    },
+    #[error(
+        "{what} has wire version {got}, this build reads up to {WIRE_VERSION}; upgrade this process"
+    )]
     Version { what: &'static str, got: u16 },
     #[error("cannot encode {what}: {source}")]
-    Encode { what: &'static str, source: rmp_serde::encode::Error },
+    Encode {
+        what: &'static str,
+        source: rmp_serde::encode::Error,
+    },
 }
 
 /// Messages that carry a wire version.
@@ -186,13 +209,22 @@ impl Versioned for Admission {
 }
 
 pub fn encode<T: Serialize + Versioned>(msg: &T) -> Result<Vec<u8>, WireError> {
-    rmp_serde::to_vec_named(msg).map_err(|source| WireError::Encode { what: T::WHAT, source })
+    rmp_serde::to_vec_named(msg).map_err(|source| WireError::Encode {
+        what: T::WHAT,
+        source,
+    })
 }
 
 pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8]) -> Result<T, WireError> {
-    let msg: T = rmp_serde::from_slice(bytes).map_err(|source| WireError::Decode { what: T::WHAT, source })?;
+    let msg: T = rmp_serde::from_slice(bytes).map_err(|source| WireError::Decode {
+        what: T::WHAT,
+        source,
+    })?;
     if msg.version() > WIRE_VERSION {
-        return Err(WireError::Version { what: T::WHAT, got: msg.version() });
+        return Err(WireError::Version {
+            what: T::WHAT,
+            got: msg.version(),
+        });
     }
     Ok(msg)
 }

@@ -1,5 +1,8 @@
 //! Table-style tests of loading, validation and planning, against a small fixed catalog.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 mod common;
@@ -12,12 +15,17 @@ use serde_json::{Value, json};
 
 fn compiled(doc: Value) -> Arc<CompiledWorkflow> {
     let (spec, _) = kora_model::load::from_value(&doc).expect("loads");
-    compile(&spec, &catalog(), Some(&Map::new())).expect("valid").0
+    compile(&spec, &catalog(), Some(&Map::new()))
+        .expect("valid")
+        .0
 }
 
 fn problems(doc: Value) -> Vec<String> {
     let (spec, _) = kora_model::load::from_value(&doc).expect("loads");
-    validate(&spec, &catalog(), None).iter().map(ToString::to_string).collect()
+    validate(&spec, &catalog(), None)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn obj(v: Value) -> Map {
@@ -52,7 +60,13 @@ fn loads_every_kailash_shape() {
        "connections":[{"from":"a","to":"b"}]}"#;
     let (spec, shape) = load_str(builder, Syntax::Auto).unwrap();
     assert_eq!(shape, Shape::KailashBuilder);
-    assert_eq!((spec.connections[0].output.as_str(), spec.connections[0].input.as_str()), ("result", "input"));
+    assert_eq!(
+        (
+            spec.connections[0].output.as_str(),
+            spec.connections[0].input.as_str()
+        ),
+        ("result", "input")
+    );
 
     let export = "version: '1.0'\nmetadata: {name: x}\nnodes:\n  r:\n    type: CSVReaderNode\n    config: {file_path: a.csv}\n    container: {image: x}\n  p:\n    type: PythonCodeNode\n    config: {code: 'result = len(data)'}\nconnections:\n  - {from: r, to: p, from_output: data, to_input: data}\n";
     let (spec, shape) = load_str(export, Syntax::Auto).unwrap();
@@ -61,12 +75,21 @@ fn loads_every_kailash_shape() {
 
     let enterprise = r#"{"version":"1.0","nodes":[{"type_name":"PythonCodeNode","node_id":"a","config":{}}],
       "connections":[],"enable_cycles":false}"#;
-    assert_eq!(load_str(enterprise, Syntax::Json).unwrap().1, Shape::KailashEnterprise);
+    assert_eq!(
+        load_str(enterprise, Syntax::Json).unwrap().1,
+        Shape::KailashEnterprise
+    );
 
     let wf_from_dict = r#"{"nodes":{"a":{"type":"PythonCodeNode","config":{}},"b":{"type":"PythonCodeNode"}},
       "connections":[{"from_node":"a","to_node":"b"}]}"#;
     let (spec, _) = load_str(wf_from_dict, Syntax::Json).unwrap();
-    assert_eq!((spec.connections[0].output.as_str(), spec.connections[0].input.as_str()), ("output", "input"));
+    assert_eq!(
+        (
+            spec.connections[0].output.as_str(),
+            spec.connections[0].input.as_str()
+        ),
+        ("output", "input")
+    );
 
     let kora = serde_json::to_string(&spec).unwrap();
     let (again, shape) = load_str(&kora, Syntax::Json).unwrap();
@@ -81,35 +104,50 @@ fn loader_errors_name_the_place() {
         ("{}", "missing `nodes`"),
         (r#"{"nodes": 3}"#, "nodes: must be an object or a list"),
         (r#"{"nodes": [{"type": "X"}]}"#, "nodes[0]: missing `id`"),
-        (r#"{"nodes": {"a": {"config": {}}}}"#, "node 'a': missing `type`"),
-        (r#"{"nodes": {"a": {"type": "X", "config": 5}}}"#, "node 'a', field 'config': must be an object"),
-        (r#"{"nodes": [], "connections": [{"to": "b"}]}"#, "connections[0]: missing the source node"),
+        (
+            r#"{"nodes": {"a": {"config": {}}}}"#,
+            "node 'a': missing `type`",
+        ),
+        (
+            r#"{"nodes": {"a": {"type": "X", "config": 5}}}"#,
+            "node 'a', field 'config': must be an object",
+        ),
+        (
+            r#"{"nodes": [], "connections": [{"to": "b"}]}"#,
+            "connections[0]: missing the source node",
+        ),
         ("{nodes: [", "invalid JSON"),
         ("nodes: [1\n  x: {", "invalid YAML"),
-        ("{nodes: {a: {type: X}}, connections: 3}", "connections: must be a list"),
+        (
+            "{nodes: {a: {type: X}}, connections: 3}",
+            "connections: must be a list",
+        ),
         (r#"{"nodes": [}"#, "invalid JSON"),
     ];
     for (text, want) in cases {
         let errs = load_str(text, kora_model::load::Syntax::Auto).unwrap_err();
         let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        assert!(all.iter().any(|e| e.contains(want)), "{text}: {all:?} lacks {want:?}");
+        assert!(
+            all.iter().any(|e| e.contains(want)),
+            "{text}: {all:?} lacks {want:?}"
+        );
     }
 }
 
 #[test]
 fn validation_reports_every_problem_precisely() {
     let p = problems(json!({"nodes": [
-        {"id": "a", "type": "PythonCodeNode"},
-        {"id": "a", "type": "PythonCodeNode"},
-        {"id": "r", "type": "CSVReaderNode"},
-        {"id": "x", "type": "PythonCodeNod"},
-        {"id": "s", "type": "SwitchNode", "config": {"input_data": 1}}
-      ], "connections": [
-        {"source": "a", "output": "result", "target": "nope", "input": "x"},
-        {"source": "a", "output": "result", "target": "a", "input": "x"},
-        {"source": "a", "output": "result", "target": "s", "input": "bogus"},
-        {"source": "r", "output": "rows", "target": "a", "input": "d"}
-      ]}));
+      {"id": "a", "type": "PythonCodeNode"},
+      {"id": "a", "type": "PythonCodeNode"},
+      {"id": "r", "type": "CSVReaderNode"},
+      {"id": "x", "type": "PythonCodeNod"},
+      {"id": "s", "type": "SwitchNode", "config": {"input_data": 1}}
+    ], "connections": [
+      {"source": "a", "output": "result", "target": "nope", "input": "x"},
+      {"source": "a", "output": "result", "target": "a", "input": "x"},
+      {"source": "a", "output": "result", "target": "s", "input": "bogus"},
+      {"source": "r", "output": "rows", "target": "a", "input": "d"}
+    ]}));
     let want = [
         "node 'a': duplicate node id",
         "node 'x', field 'type': unknown node type 'PythonCodeNod'; did you mean 'PythonCodeNode'?",
@@ -120,7 +158,10 @@ fn validation_reports_every_problem_precisely() {
         "node 'r', field 'file_path': missing required parameter of CSVReaderNode",
     ];
     for w in want {
-        assert!(p.iter().any(|x| x.starts_with(w)), "missing {w:?} in {p:#?}");
+        assert!(
+            p.iter().any(|x| x.starts_with(w)),
+            "missing {w:?} in {p:#?}"
+        );
     }
 }
 
@@ -130,15 +171,30 @@ fn unmarked_cycles_and_bad_cycles_are_rejected() {
         {"id": "a", "type": "PythonCodeNode"}, {"id": "b", "type": "PythonCodeNode"}],
         "connections": [{"source": "a", "output": "result", "target": "b", "input": "x"},
                         {"source": "b", "output": "result", "target": "a", "input": "x"}]}));
-    assert!(p.iter().any(|x| x.contains("unmarked cycle through nodes a, b")), "{p:?}");
-    let p = problems(json!({"kora": 1, "nodes": [{"id": "a", "type": "PythonCodeNode"}],
+    assert!(
+        p.iter()
+            .any(|x| x.contains("unmarked cycle through nodes a, b")),
+        "{p:?}"
+    );
+    let p = problems(
+        json!({"kora": 1, "nodes": [{"id": "a", "type": "PythonCodeNode"}],
         "connections": [{"source": "a", "output": "result", "target": "a", "input": "x", "cycle": "c"}],
-        "cycles": [{"id": "c"}]}));
-    assert!(p.iter().any(|x| x.contains("a cycle needs max_iterations")), "{p:?}");
-    let p = problems(json!({"kora": 1, "nodes": [{"id": "a", "type": "PythonCodeNode"}],
+        "cycles": [{"id": "c"}]}),
+    );
+    assert!(
+        p.iter().any(|x| x.contains("a cycle needs max_iterations")),
+        "{p:?}"
+    );
+    let p = problems(
+        json!({"kora": 1, "nodes": [{"id": "a", "type": "PythonCodeNode"}],
         "connections": [{"source": "a", "output": "result", "target": "a", "input": "x", "cycle": "c"}],
-        "cycles": [{"id": "c", "converge_when": "done = True"}]}));
-    assert!(p.iter().any(|x| x.contains("converge_when: invalid expression")), "{p:?}");
+        "cycles": [{"id": "c", "converge_when": "done = True"}]}),
+    );
+    assert!(
+        p.iter()
+            .any(|x| x.contains("converge_when: invalid expression")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -149,7 +205,14 @@ fn redacted_secrets_warn_without_params_and_fail_at_run_time() {
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].severity, kora_model::Severity::Warning);
     assert!(compile(&spec, &catalog(), Some(&Map::new())).is_err());
-    assert!(compile(&spec, &catalog(), Some(&obj(json!({"a": {"api_key": "k"}})))).is_ok());
+    assert!(
+        compile(
+            &spec,
+            &catalog(),
+            Some(&obj(json!({"a": {"api_key": "k"}})))
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -163,16 +226,22 @@ fn precedence_config_edge_runtime() {
         let mut st = RunState::new(wf.clone(), &obj(params));
         let first = st.start(0);
         assert_eq!(dispatches(&first).len(), 1);
-        let next = st.on_result(0, 0, Outcome::Success(obj(json!({"result": 1}))), 0).unwrap();
+        let next = st
+            .on_result(0, 0, Outcome::Success(obj(json!({"result": 1}))), 0)
+            .unwrap();
         let (node, inputs) = dispatches(&next).remove(0);
         assert_eq!(node, 1);
         assert_eq!(inputs.get("y"), Some(&want_y));
         assert!(!inputs.contains_key("z"), "unresolved path is omitted");
         let merged = kora_model::semantics::prepare_input(&wf.spec.nodes[1].config, &inputs);
-        assert_eq!(merged.get("y"), Some(&want_y), "edge and runtime beat config");
+        assert_eq!(
+            merged.get("y"),
+            Some(&want_y),
+            "edge and runtime beat config"
+        );
     }
     // A workflow-level parameter reaches every inline-code node.
-    let mut st = RunState::new(wf.clone(), &obj(json!({"x": 7})));
+    let mut st = RunState::new(wf, &obj(json!({"x": 7})));
     let first = dispatches(&st.start(0));
     assert_eq!(first[0].1.get("x"), Some(&json!(7)));
 }
@@ -186,15 +255,31 @@ fn none_never_overwrites_and_nested_paths_walk() {
                         {"source": "b", "output": "result", "target": "c", "input": "v"}]}));
     let mut st = RunState::new(wf, &Map::new());
     st.start(0);
-    assert!(dispatches(&st.on_result(0, 0, Outcome::Success(obj(json!({"result": {"x": {"y": 3}}}))), 0).unwrap()).is_empty());
-    let d = dispatches(&st.on_result(1, 0, Outcome::Success(obj(json!({"result": null}))), 0).unwrap());
+    assert!(
+        dispatches(
+            &st.on_result(
+                0,
+                0,
+                Outcome::Success(obj(json!({"result": {"x": {"y": 3}}}))),
+                0
+            )
+            .unwrap()
+        )
+        .is_empty()
+    );
+    let d = dispatches(
+        &st.on_result(1, 0, Outcome::Success(obj(json!({"result": null}))), 0)
+            .unwrap(),
+    );
     assert_eq!(d[0].1.get("v"), Some(&json!(3)));
 }
 
 #[test]
 fn templates_keep_types_or_stringify() {
     let inputs = obj(json!({"tag": "local", "n": 3, "d": {"k": [1, null]}}));
-    let config = obj(json!({"cfg": {"tag": "${tag}"}, "n": "${n}", "s": "n=${n} d=${d}", "u": "${unknown}", "l": ["${n}"]}));
+    let config = obj(
+        json!({"cfg": {"tag": "${tag}"}, "n": "${n}", "s": "n=${n} d=${d}", "u": "${unknown}", "l": ["${n}"]}),
+    );
     let m = kora_model::semantics::prepare_input(&config, &inputs);
     assert_eq!(m["cfg"], json!({"tag": "local"}));
     assert_eq!(m["n"], json!(3));
@@ -225,19 +310,50 @@ fn switch_routing_skips_the_untaken_branch_transitively() {
     let idx = |id: &str| wf.index[id];
     let mut st = RunState::new(wf.clone(), &Map::new());
     st.start(0);
-    st.on_result(idx("src"), 0, Outcome::Success(obj(json!({"result": {"status": "ok"}}))), 0).unwrap();
+    st.on_result(
+        idx("src"),
+        0,
+        Outcome::Success(obj(json!({"result": {"status": "ok"}}))),
+        0,
+    )
+    .unwrap();
     let acts = st
         .on_result(idx("sw"), 0, Outcome::Success(obj(json!({"true_output": {"status": "ok"}, "false_output": null, "condition_result": true}))), 0)
         .unwrap();
-    let skipped: Vec<usize> = acts.iter().filter_map(|a| match a { Action::Skip { node, .. } => Some(*node), _ => None }).collect();
+    let skipped: Vec<usize> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Skip { node, .. } => Some(*node),
+            _ => None,
+        })
+        .collect();
     assert_eq!(skipped, vec![idx("no"), idx("after_no")]);
-    assert_eq!(dispatches(&acts).iter().map(|d| d.0).collect::<Vec<_>>(), vec![idx("yes")]);
-    let acts = st.on_result(idx("yes"), 0, Outcome::Success(obj(json!({"result": "YES"}))), 0).unwrap();
+    assert_eq!(
+        dispatches(&acts).iter().map(|d| d.0).collect::<Vec<_>>(),
+        vec![idx("yes")]
+    );
+    let acts = st
+        .on_result(
+            idx("yes"),
+            0,
+            Outcome::Success(obj(json!({"result": "YES"}))),
+            0,
+        )
+        .unwrap();
     let d = dispatches(&acts);
     assert_eq!(d[0].0, idx("m"));
     assert_eq!(d[0].1.get("data1"), Some(&json!("YES")));
-    assert!(!d[0].1.contains_key("data2"), "a skipped source sets no input");
-    st.on_result(idx("m"), 0, Outcome::Success(obj(json!({"merged_data": "YES"}))), 0).unwrap();
+    assert!(
+        !d[0].1.contains_key("data2"),
+        "a skipped source sets no input"
+    );
+    st.on_result(
+        idx("m"),
+        0,
+        Outcome::Success(obj(json!({"merged_data": "YES"}))),
+        0,
+    )
+    .unwrap();
     assert_eq!(st.outcome(), Some(&RunOutcome::Succeeded));
     assert_eq!(st.results()["no"], Value::Null);
     assert_eq!(st.status(idx("after_no")), NodeStatus::Skipped);
@@ -250,11 +366,35 @@ fn leaf_failure_is_recorded_internal_failure_aborts() {
     // A failing leaf (m) is recorded and the run succeeds.
     let mut st = RunState::new(wf.clone(), &Map::new());
     st.start(0);
-    st.on_result(idx("src"), 0, Outcome::Success(obj(json!({"result": {"status": "bad"}}))), 0).unwrap();
-    st.on_result(idx("sw"), 0, Outcome::Success(obj(json!({"true_output": null, "false_output": {"status": "bad"}}))), 0).unwrap();
-    st.on_result(idx("no"), 0, Outcome::Success(obj(json!({"result": 1}))), 0).unwrap();
-    st.on_result(idx("after_no"), 0, Outcome::Success(obj(json!({"result": 2}))), 0).unwrap();
-    let fail = Outcome::Failure { error: "Required parameter 'data1' not provided".into(), error_type: "NodeExecutionError".into() };
+    st.on_result(
+        idx("src"),
+        0,
+        Outcome::Success(obj(json!({"result": {"status": "bad"}}))),
+        0,
+    )
+    .unwrap();
+    st.on_result(
+        idx("sw"),
+        0,
+        Outcome::Success(obj(
+            json!({"true_output": null, "false_output": {"status": "bad"}}),
+        )),
+        0,
+    )
+    .unwrap();
+    st.on_result(idx("no"), 0, Outcome::Success(obj(json!({"result": 1}))), 0)
+        .unwrap();
+    st.on_result(
+        idx("after_no"),
+        0,
+        Outcome::Success(obj(json!({"result": 2}))),
+        0,
+    )
+    .unwrap();
+    let fail = Outcome::Failure {
+        error: "Required parameter 'data1' not provided".into(),
+        error_type: "NodeExecutionError".into(),
+    };
     let acts = st.on_result(idx("m"), 0, fail, 0).unwrap();
     assert_eq!(acts.last(), Some(&Action::Finish(RunOutcome::Succeeded)));
     assert_eq!(st.results()["m"]["failed"], json!(true));
@@ -263,71 +403,130 @@ fn leaf_failure_is_recorded_internal_failure_aborts() {
     // An internal node failing aborts the run.
     let mut st = RunState::new(wf.clone(), &Map::new());
     st.start(0);
-    let acts = st.on_result(idx("src"), 0, Outcome::Failure { error: "boom".into(), error_type: "ValueError".into() }, 0).unwrap();
-    assert!(matches!(acts.last(), Some(Action::Finish(RunOutcome::Failed { node: Some(n), .. })) if n == "src"));
-    assert_eq!(st.on_result(idx("sw"), 0, Outcome::Success(Map::new()), 0), Err(kora_model::plan::Rejected::RunFinished));
+    let acts = st
+        .on_result(
+            idx("src"),
+            0,
+            Outcome::Failure {
+                error: "boom".into(),
+                error_type: "ValueError".into(),
+            },
+            0,
+        )
+        .unwrap();
+    assert!(
+        matches!(acts.last(), Some(Action::Finish(RunOutcome::Failed { node: Some(n), .. })) if n == "src")
+    );
+    assert_eq!(
+        st.on_result(idx("sw"), 0, Outcome::Success(Map::new()), 0),
+        Err(kora_model::plan::Rejected::RunFinished)
+    );
 }
 
 #[test]
 fn success_false_aborts_even_a_leaf_but_nested_does_not() {
-    let wf = compiled(json!({"nodes": [{"id": "a", "type": "PythonCodeNode"}, {"id": "b", "type": "PythonCodeNode"}]}));
-    let mut st = RunState::new(wf.clone(), &Map::new());
+    let wf = compiled(
+        json!({"nodes": [{"id": "a", "type": "PythonCodeNode"}, {"id": "b", "type": "PythonCodeNode"}]}),
+    );
+    let mut st = RunState::new(wf, &Map::new());
     st.start(0);
-    st.on_result(0, 0, Outcome::Success(obj(json!({"result": {"success": false}}))), 0).unwrap();
-    let acts = st.on_result(1, 0, Outcome::Success(obj(json!({"success": false}))), 0).unwrap();
-    assert!(matches!(acts.last(), Some(Action::Finish(RunOutcome::Failed { .. }))));
+    st.on_result(
+        0,
+        0,
+        Outcome::Success(obj(json!({"result": {"success": false}}))),
+        0,
+    )
+    .unwrap();
+    let acts = st
+        .on_result(1, 0, Outcome::Success(obj(json!({"success": false}))), 0)
+        .unwrap();
+    assert!(matches!(
+        acts.last(),
+        Some(Action::Finish(RunOutcome::Failed { .. }))
+    ));
 }
 
 #[test]
 fn sql_failure_stops_even_as_a_leaf() {
-    let wf = compiled(json!({"nodes": [{"id": "q", "type": "SQLDatabaseNode", "config": {"query": "select 1"}}]}));
+    let wf = compiled(
+        json!({"nodes": [{"id": "q", "type": "SQLDatabaseNode", "config": {"query": "select 1"}}]}),
+    );
     let mut st = RunState::new(wf, &Map::new());
     st.start(0);
-    let acts = st.on_result(0, 0, Outcome::Failure { error: "no db".into(), error_type: "E".into() }, 0).unwrap();
-    assert!(matches!(acts.last(), Some(Action::Finish(RunOutcome::Failed { .. }))));
+    let acts = st
+        .on_result(
+            0,
+            0,
+            Outcome::Failure {
+                error: "no db".into(),
+                error_type: "E".into(),
+            },
+            0,
+        )
+        .unwrap();
+    assert!(matches!(
+        acts.last(),
+        Some(Action::Finish(RunOutcome::Failed { .. }))
+    ));
 }
 
 #[test]
 fn duplicate_and_stale_results_are_rejected() {
-    let wf = compiled(json!({"nodes": [{"id": "a", "type": "PythonCodeNode"}, {"id": "b", "type": "PythonCodeNode"}],
-        "connections": [{"source": "a", "output": "result", "target": "b", "input": "x"}]}));
+    let wf = compiled(
+        json!({"nodes": [{"id": "a", "type": "PythonCodeNode"}, {"id": "b", "type": "PythonCodeNode"}],
+        "connections": [{"source": "a", "output": "result", "target": "b", "input": "x"}]}),
+    );
     let mut st = RunState::new(wf, &Map::new());
     st.start(0);
     st.on_result(0, 0, Outcome::Success(Map::new()), 0).unwrap();
-    assert_eq!(st.on_result(0, 0, Outcome::Success(Map::new()), 0), Err(kora_model::plan::Rejected::NotRunning));
+    assert_eq!(
+        st.on_result(0, 0, Outcome::Success(Map::new()), 0),
+        Err(kora_model::plan::Rejected::NotRunning)
+    );
 }
 
 #[test]
 fn self_cycle_converges_like_kailash() {
     // Kailash: inc counts up from 0 until done; -> {'inc': {'result': {'count': 5, 'done': True}}}
-    let wf = compiled(json!({"kora": 1, "nodes": [{"id": "inc", "type": "PythonCodeNode"}],
+    let wf = compiled(
+        json!({"kora": 1, "nodes": [{"id": "inc", "type": "PythonCodeNode"}],
         "connections": [{"source": "inc", "output": "result.count", "target": "inc", "input": "count", "cycle": "loop"}],
-        "cycles": [{"id": "loop", "max_iterations": 20, "converge_when": "done == True"}]}));
+        "cycles": [{"id": "loop", "max_iterations": 20, "converge_when": "done == True"}]}),
+    );
     let mut st = RunState::new(wf, &Map::new());
     let mut acts = st.start(0);
     let mut runs = 0;
     loop {
-        let Some((node, inputs)) = dispatches(&acts).pop() else { break };
+        let Some((node, inputs)) = dispatches(&acts).pop() else {
+            break;
+        };
         let c = inputs.get("count").and_then(Value::as_i64).unwrap_or(0);
         assert_eq!(c, runs, "cycle edge carries the previous iteration's value");
         runs += 1;
         let out = obj(json!({"result": {"count": c + 1, "done": c + 1 >= 5}}));
-        acts = st.on_result(node, st.node_iteration(node), Outcome::Success(out), 0).unwrap();
+        acts = st
+            .on_result(node, st.node_iteration(node), Outcome::Success(out), 0)
+            .unwrap();
     }
     assert_eq!(runs, 5);
-    assert_eq!(st.results()["inc"], json!({"result": {"count": 5, "done": true}}));
+    assert_eq!(
+        st.results()["inc"],
+        json!({"result": {"count": 5, "done": true}})
+    );
     assert_eq!(st.outcome(), Some(&RunOutcome::Succeeded));
 }
 
 #[test]
 fn two_node_cycle_with_max_iterations_then_downstream() {
     // a -> b, cycle b -> a; after 4 iterations, c (downstream of b) runs once.
-    let wf = compiled(json!({"kora": 1, "nodes": [{"id": "a", "type": "PythonCodeNode"},
+    let wf = compiled(
+        json!({"kora": 1, "nodes": [{"id": "a", "type": "PythonCodeNode"},
         {"id": "b", "type": "PythonCodeNode"}, {"id": "c", "type": "PythonCodeNode"}],
         "connections": [{"source": "a", "output": "result", "target": "b", "input": "val"},
                         {"source": "b", "output": "result", "target": "a", "input": "val", "cycle": "c2"},
                         {"source": "b", "output": "result", "target": "c", "input": "val"}],
-        "cycles": [{"id": "c2", "max_iterations": 4}]}));
+        "cycles": [{"id": "c2", "max_iterations": 4}]}),
+    );
     let mut st = RunState::new(wf.clone(), &Map::new());
     let mut acts = st.start(0);
     let mut trace = Vec::new();
@@ -335,9 +534,21 @@ fn two_node_cycle_with_max_iterations_then_downstream() {
         let v = inputs.get("val").and_then(Value::as_i64).unwrap_or(0);
         let r = if wf.ids[node] == "a" { v + 1 } else { v };
         trace.push(format!("{}:{}", wf.ids[node], r));
-        acts = st.on_result(node, st.node_iteration(node), Outcome::Success(obj(json!({"result": r}))), 0).unwrap();
+        acts = st
+            .on_result(
+                node,
+                st.node_iteration(node),
+                Outcome::Success(obj(json!({"result": r}))),
+                0,
+            )
+            .unwrap();
     }
-    assert_eq!(trace, ["a:1", "b:1", "a:2", "b:2", "a:3", "b:3", "a:4", "b:4", "c:4"]);
+    assert_eq!(
+        trace,
+        [
+            "a:1", "b:1", "a:2", "b:2", "a:3", "b:3", "a:4", "b:4", "c:4"
+        ]
+    );
     assert_eq!(st.results()["a"], json!({"result": 4}));
     assert_eq!(st.results()["b"], json!({"result": 4}));
 }
@@ -349,15 +560,20 @@ fn wide_fan_out_and_long_chain_plan_linearly() {
     let mut conns = Vec::new();
     for i in 0..n {
         nodes.push(json!({"id": format!("n{i}"), "type": "NoOpNode"}));
-        conns.push(json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}));
+        conns.push(
+            json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}),
+        );
     }
     let wf = compiled(json!({"nodes": nodes, "connections": conns}));
     let mut st = RunState::new(wf, &Map::new());
     st.start(0);
-    let acts = st.on_result(0, 0, Outcome::Success(obj(json!({"data": 1}))), 0).unwrap();
+    let acts = st
+        .on_result(0, 0, Outcome::Success(obj(json!({"data": 1}))), 0)
+        .unwrap();
     assert_eq!(dispatches(&acts).len(), n);
     for i in 1..=n {
-        st.on_result(i, 0, Outcome::Success(obj(json!({"data": 1}))), 0).unwrap();
+        st.on_result(i, 0, Outcome::Success(obj(json!({"data": 1}))), 0)
+            .unwrap();
     }
     assert_eq!(st.outcome(), Some(&RunOutcome::Succeeded));
 
@@ -366,13 +582,31 @@ fn wide_fan_out_and_long_chain_plan_linearly() {
     let mut conns = vec![];
     for i in 0..n {
         nodes.push(json!({"id": format!("c{i}"), "type": "NoOpNode"}));
-        let (src, out) = if i == 0 { ("sw".to_string(), "true_output") } else { (format!("c{}", i - 1), "data") };
-        conns.push(json!({"source": src, "output": out, "target": format!("c{i}"), "input": "data"}));
+        let (src, out) = if i == 0 {
+            ("sw".to_string(), "true_output")
+        } else {
+            (format!("c{}", i - 1), "data")
+        };
+        conns.push(
+            json!({"source": src, "output": out, "target": format!("c{i}"), "input": "data"}),
+        );
     }
     let wf = compiled(json!({"nodes": nodes, "connections": conns}));
     let mut st = RunState::new(wf, &Map::new());
     st.start(0);
-    let acts = st.on_result(0, 0, Outcome::Success(obj(json!({"true_output": null, "false_output": 1}))), 0).unwrap();
-    assert_eq!(acts.iter().filter(|a| matches!(a, Action::Skip { .. })).count(), n);
+    let acts = st
+        .on_result(
+            0,
+            0,
+            Outcome::Success(obj(json!({"true_output": null, "false_output": 1}))),
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        acts.iter()
+            .filter(|a| matches!(a, Action::Skip { .. }))
+            .count(),
+        n
+    );
     assert_eq!(st.outcome(), Some(&RunOutcome::Succeeded));
 }

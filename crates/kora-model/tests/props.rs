@@ -1,6 +1,9 @@
 //! Property tests: no input makes the loader, validator, expression parser or planner panic,
 //! and the planner always brings a valid run to an end.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;
@@ -16,12 +19,27 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "[a-zA-Z_.$*{}>: -]{0,12}".prop_map(Value::String),
         prop_oneof![
-            Just("nodes"), Just("connections"), Just("id"), Just("type"), Just("config"), Just("node_type"),
-            Just("source_node"), Just("target_node"), Just("from"), Just("to"), Just("cycle"), Just("kora"),
-            Just("PythonCodeNode"), Just("SwitchNode"), Just("result"), Just("a"), Just("b")
+            Just("nodes"),
+            Just("connections"),
+            Just("id"),
+            Just("type"),
+            Just("config"),
+            Just("node_type"),
+            Just("source_node"),
+            Just("target_node"),
+            Just("from"),
+            Just("to"),
+            Just("cycle"),
+            Just("kora"),
+            Just("PythonCodeNode"),
+            Just("SwitchNode"),
+            Just("result"),
+            Just("a"),
+            Just("b")
         ]
         .prop_map(|s| Value::String(s.into())),
     ];
@@ -29,14 +47,36 @@ fn arb_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::vec(
-                (prop_oneof![Just("nodes"), Just("connections"), Just("id"), Just("type"), Just("config"),
-                    Just("source_node"), Just("source_output"), Just("target_node"), Just("target_input"),
-                    Just("from"), Just("to"), Just("cycle"), Just("cycle_id"), Just("max_iterations"),
-                    Just("convergence_check"), Just("cycles"), Just("kora"), Just("a"), Just("b"), Just("x")],
-                 inner),
+                (
+                    prop_oneof![
+                        Just("nodes"),
+                        Just("connections"),
+                        Just("id"),
+                        Just("type"),
+                        Just("config"),
+                        Just("source_node"),
+                        Just("source_output"),
+                        Just("target_node"),
+                        Just("target_input"),
+                        Just("from"),
+                        Just("to"),
+                        Just("cycle"),
+                        Just("cycle_id"),
+                        Just("max_iterations"),
+                        Just("convergence_check"),
+                        Just("cycles"),
+                        Just("kora"),
+                        Just("a"),
+                        Just("b"),
+                        Just("x")
+                    ],
+                    inner
+                ),
                 0..6
             )
-            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            .prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }
@@ -53,13 +93,19 @@ fn check_document(v: &Value) {
 
 /// Runs a compiled workflow to its end with synthetic outcomes chosen by `seed`.
 fn drive(wf: std::sync::Arc<kora_model::CompiledWorkflow>, seed: u64) {
-    let mut st = RunState::new(wf.clone(), &Map::new());
+    let mut st = RunState::new(wf, &Map::new());
     let mut queue: Vec<(usize, u32)> = Vec::new();
     let mut seen = HashSet::new();
     let mut push = |acts: Vec<Action>, queue: &mut Vec<(usize, u32)>| {
         for a in acts {
-            if let Action::Dispatch { node, iteration, .. } = a {
-                assert!(seen.insert((node, iteration)), "node {node} dispatched twice in iteration {iteration}");
+            if let Action::Dispatch {
+                node, iteration, ..
+            } = a
+            {
+                assert!(
+                    seen.insert((node, iteration)),
+                    "node {node} dispatched twice in iteration {iteration}"
+                );
                 queue.push((node, iteration));
             }
         }
@@ -67,21 +113,46 @@ fn drive(wf: std::sync::Arc<kora_model::CompiledWorkflow>, seed: u64) {
     push(st.start(0), &mut queue);
     let mut steps = 0u64;
     let mut rng = seed;
-    while let Some((node, iteration)) = if queue.is_empty() { None } else { Some(queue.remove((rng as usize) % queue.len())) } {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    while let Some((node, iteration)) = if queue.is_empty() {
+        None
+    } else {
+        Some(queue.remove((rng as usize) % queue.len()))
+    } {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         steps += 1;
         assert!(steps < 2_000_000, "planner does not terminate");
         let outcome = match rng >> 60 {
-            0 => Outcome::Failure { error: "x".into(), error_type: "E".into() },
-            1 => Outcome::Success(json!({"true_output": null, "false_output": 1, "result": {"done": true}}).as_object().cloned().unwrap()),
-            _ => Outcome::Success(json!({"result": 1, "data": 1, "true_output": 1, "false_output": null}).as_object().cloned().unwrap()),
+            0 => Outcome::Failure {
+                error: "x".into(),
+                error_type: "E".into(),
+            },
+            1 => Outcome::Success(
+                json!({"true_output": null, "false_output": 1, "result": {"done": true}})
+                    .as_object()
+                    .cloned()
+                    .expect("object literal"),
+            ),
+            _ => Outcome::Success(
+                json!({"result": 1, "data": 1, "true_output": 1, "false_output": null})
+                    .as_object()
+                    .cloned()
+                    .expect("object literal"),
+            ),
         };
         match st.on_result(node, iteration, outcome, steps) {
             Ok(acts) => push(acts, &mut queue),
-            Err(_) => assert!(st.outcome().is_some(), "a result was rejected while the run is live"),
+            Err(_) => assert!(
+                st.outcome().is_some(),
+                "a result was rejected while the run is live"
+            ),
         }
     }
-    assert!(st.outcome().is_some(), "the run ended without an outcome: nothing left to run");
+    assert!(
+        st.outcome().is_some(),
+        "the run ended without an outcome: nothing left to run"
+    );
 }
 
 proptest! {

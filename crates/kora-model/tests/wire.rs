@@ -2,9 +2,15 @@
 //! types must decode the bytes to the JSON's meaning and encode back to the same bytes.
 //! `KORA_BLESS=1 cargo test -p kora-model --test wire` rewrites them after a deliberate change.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
-use kora_model::wire::{self, Admission, EventKind, NodeResult, NodeTask, RunEvent, RunRequest, TaskOutcome, Versioned, WIRE_VERSION};
+use kora_model::wire::{
+    self, Admission, EventKind, NodeResult, NodeTask, RunEvent, RunRequest, TaskOutcome, Versioned,
+    WIRE_VERSION,
+};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
@@ -13,18 +19,35 @@ fn dir() -> PathBuf {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().chunks(32).map(|c| c.join("")).collect::<Vec<_>>().join("\n") + "\n"
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .chunks(32)
+        .map(|c| c.join(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 fn unhex(text: &str) -> Vec<u8> {
     let clean: String = text.chars().filter(char::is_ascii_hexdigit).collect();
-    (0..clean.len()).step_by(2).map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap()).collect()
+    (0..clean.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
+        .collect()
 }
 
-fn check<T: Serialize + DeserializeOwned + Versioned + PartialEq + std::fmt::Debug>(name: &str, msg: T) {
+fn check<T: Serialize + DeserializeOwned + Versioned + PartialEq + std::fmt::Debug>(
+    name: &str,
+    msg: T,
+) {
     let bytes = wire::encode(&msg).unwrap();
     let json = serde_json::to_string_pretty(&msg).unwrap() + "\n";
-    let (hp, jp) = (dir().join(format!("{name}.msgpack.hex")), dir().join(format!("{name}.json")));
+    let (hp, jp) = (
+        dir().join(format!("{name}.msgpack.hex")),
+        dir().join(format!("{name}.json")),
+    );
     if std::env::var("KORA_BLESS").is_ok() {
         std::fs::write(&hp, hex(&bytes)).unwrap();
         std::fs::write(&jp, &json).unwrap();
@@ -33,8 +56,13 @@ fn check<T: Serialize + DeserializeOwned + Versioned + PartialEq + std::fmt::Deb
     let decoded: T = wire::decode(&golden).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(decoded, msg, "{name}: golden bytes decode to the sample");
     assert_eq!(golden, bytes, "{name}: encoding is stable");
-    let golden_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&jp).unwrap()).unwrap();
-    assert_eq!(serde_json::to_value(&decoded).unwrap(), golden_json, "{name}: JSON view matches");
+    let golden_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&jp).unwrap()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&decoded).unwrap(),
+        golden_json,
+        "{name}: JSON view matches"
+    );
 }
 
 #[test]
@@ -51,63 +79,107 @@ fn golden_vectors() {
         submitted_at_ms: 1_764_000_000_000,
     };
     check("run_request", req.clone());
-    check("admission_admitted", Admission::Admitted { request: req });
-    check("admission_rejected", Admission::Rejected { run_id: "r-2".into(), problems: vec!["node 'a', field 'type': unknown node type 'X'".into()], submitted_at_ms: 5 });
-    check("node_task", NodeTask {
-        v: WIRE_VERSION,
-        task_id: NodeTask::make_id("0190a8f0-0000-7000-8000-000000000001", "a", 0, 1),
-        run_id: "0190a8f0-0000-7000-8000-000000000001".into(),
-        node_id: "a".into(),
-        node_type: "PythonCodeNode".into(),
-        iteration: 0,
-        attempt: 1,
-        config: json!({"code": "result = x * 2"}).as_object().cloned().unwrap(),
-        inputs: json!({"x": 21, "nested": {"list": [1, 2.5, null, true, "s"]}}).as_object().cloned().unwrap(),
-    });
-    check("node_result_success", NodeResult {
-        v: WIRE_VERSION,
-        task_id: "0190a8f0-0000-7000-8000-000000000001:a:0:1".into(),
-        run_id: "0190a8f0-0000-7000-8000-000000000001".into(),
-        node_id: "a".into(),
-        iteration: 0,
-        attempt: 1,
-        outcome: TaskOutcome::Success { output: json!({"result": 42}).as_object().cloned().unwrap() },
-        worker_id: "worker-7".into(),
-        started_at_ms: 1_764_000_000_010,
-        finished_at_ms: 1_764_000_000_011,
-    });
-    check("node_result_failure", NodeResult {
-        v: WIRE_VERSION,
-        task_id: "r:b:0:1".into(),
-        run_id: "r".into(),
-        node_id: "b".into(),
-        iteration: 2,
-        attempt: 1,
-        outcome: TaskOutcome::Failure { error: "ZeroDivisionError: division by zero (line 1)".into(), error_type: "ZeroDivisionError".into(), retryable: false },
-        worker_id: "py-worker-1".into(),
-        started_at_ms: 1,
-        finished_at_ms: 2,
-    });
-    check("run_event", RunEvent {
-        v: WIRE_VERSION,
-        event_id: "r:3".into(),
-        run_id: "r".into(),
-        seq: 3,
-        kind: EventKind::NodeSucceeded,
-        node_id: Some("a".into()),
-        iteration: 0,
-        attempt: 1,
-        at_ms: 1_764_000_000_012,
-        detail: None,
-    });
+    check(
+        "admission_admitted",
+        Admission::Admitted {
+            request: Box::new(req),
+        },
+    );
+    check(
+        "admission_rejected",
+        Admission::Rejected {
+            run_id: "r-2".into(),
+            problems: vec!["node 'a', field 'type': unknown node type 'X'".into()],
+            submitted_at_ms: 5,
+        },
+    );
+    check(
+        "node_task",
+        NodeTask {
+            v: WIRE_VERSION,
+            task_id: NodeTask::make_id("0190a8f0-0000-7000-8000-000000000001", "a", 0, 1),
+            run_id: "0190a8f0-0000-7000-8000-000000000001".into(),
+            node_id: "a".into(),
+            node_type: "PythonCodeNode".into(),
+            iteration: 0,
+            attempt: 1,
+            config: json!({"code": "result = x * 2"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            inputs: json!({"x": 21, "nested": {"list": [1, 2.5, null, true, "s"]}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        },
+    );
+    check(
+        "node_result_success",
+        NodeResult {
+            v: WIRE_VERSION,
+            task_id: "0190a8f0-0000-7000-8000-000000000001:a:0:1".into(),
+            run_id: "0190a8f0-0000-7000-8000-000000000001".into(),
+            node_id: "a".into(),
+            iteration: 0,
+            attempt: 1,
+            outcome: TaskOutcome::Success {
+                output: json!({"result": 42}).as_object().cloned().unwrap(),
+            },
+            worker_id: "worker-7".into(),
+            started_at_ms: 1_764_000_000_010,
+            finished_at_ms: 1_764_000_000_011,
+        },
+    );
+    check(
+        "node_result_failure",
+        NodeResult {
+            v: WIRE_VERSION,
+            task_id: "r:b:0:1".into(),
+            run_id: "r".into(),
+            node_id: "b".into(),
+            iteration: 2,
+            attempt: 1,
+            outcome: TaskOutcome::Failure {
+                error: "ZeroDivisionError: division by zero (line 1)".into(),
+                error_type: "ZeroDivisionError".into(),
+                retryable: false,
+            },
+            worker_id: "py-worker-1".into(),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+        },
+    );
+    check(
+        "run_event",
+        RunEvent {
+            v: WIRE_VERSION,
+            event_id: "r:3".into(),
+            run_id: "r".into(),
+            seq: 3,
+            kind: EventKind::NodeSucceeded,
+            node_id: Some("a".into()),
+            iteration: 0,
+            attempt: 1,
+            at_ms: 1_764_000_000_012,
+            detail: None,
+        },
+    );
 }
 
 #[test]
 fn newer_versions_and_garbage_are_refused_with_reasons() {
     let mut task_json = serde_json::to_value(NodeTask {
-        v: 9, task_id: "t".into(), run_id: "r".into(), node_id: "n".into(), node_type: "NoOpNode".into(),
-        iteration: 0, attempt: 1, config: Default::default(), inputs: Default::default(),
-    }).unwrap();
+        v: 9,
+        task_id: "t".into(),
+        run_id: "r".into(),
+        node_id: "n".into(),
+        node_type: "NoOpNode".into(),
+        iteration: 0,
+        attempt: 1,
+        config: Default::default(),
+        inputs: Default::default(),
+    })
+    .unwrap();
     let bytes = rmp_serde::to_vec_named(&task_json).unwrap();
     let e = wire::decode::<NodeTask>(&bytes).unwrap_err();
     assert!(e.to_string().contains("wire version 9"), "{e}");

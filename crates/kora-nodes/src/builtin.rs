@@ -6,14 +6,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kora_model::catalog::{NodeTypeInfo, ParamInfo};
-use kora_model::value::{py_contains, py_eq, py_cmp, py_str};
+use kora_model::value::{py_cmp, py_contains, py_eq, py_str};
 use kora_model::{Map, Value};
 
 use crate::python::PythonPool;
 use crate::{Node, NodeContext, NodeError, NodesConfig, confine};
 
 pub(crate) fn all(cfg: &NodesConfig) -> Vec<Arc<dyn Node>> {
-    let pool = Arc::new(PythonPool::new(&cfg.python_bin, cfg.python_workers, cfg.python_timeout));
+    let pool = Arc::new(PythonPool::new(
+        &cfg.python_bin,
+        cfg.python_workers,
+        cfg.python_timeout,
+    ));
     vec![
         Arc::new(PythonCode::new(pool)),
         Arc::new(Switch::new()),
@@ -25,8 +29,22 @@ pub(crate) fn all(cfg: &NodesConfig) -> Vec<Arc<dyn Node>> {
     ]
 }
 
-fn info(name: &'static str, description: &'static str, params: Vec<ParamInfo>, outputs: Vec<&'static str>) -> NodeTypeInfo {
-    NodeTypeInfo { name, description, params, outputs, open_inputs: false, open_outputs: false, stop_on_error: false, is_switch: false }
+fn info(
+    name: &'static str,
+    description: &'static str,
+    params: Vec<ParamInfo>,
+    outputs: Vec<&'static str>,
+) -> NodeTypeInfo {
+    NodeTypeInfo {
+        name,
+        description,
+        params,
+        outputs,
+        open_inputs: false,
+        open_outputs: false,
+        stop_on_error: false,
+        is_switch: false,
+    }
 }
 
 fn out1(k: &str, v: Value) -> Map {
@@ -53,7 +71,10 @@ impl PythonCode {
             "Runs Python code: inputs become variables; the `result` variable is the output (else every public local).",
             vec![
                 ParamInfo::required("code", "Python source to execute"),
-                ParamInfo::optional("timeout", "seconds before the interpreter is killed (default 60)"),
+                ParamInfo::optional(
+                    "timeout",
+                    "seconds before the interpreter is killed (default 60)",
+                ),
             ],
             vec!["result"],
         );
@@ -71,10 +92,21 @@ impl Node for PythonCode {
     async fn run(&self, ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
         let code = match input.get("code") {
             Some(Value::String(c)) => c.clone(),
-            _ => return Err(input_error("PythonCodeNode", "config 'code' must be a string of Python source")),
+            _ => {
+                return Err(input_error(
+                    "PythonCodeNode",
+                    "config 'code' must be a string of Python source",
+                ));
+            }
         };
-        let timeout = input.get("timeout").and_then(Value::as_f64).filter(|t| *t > 0.0).map(Duration::from_secs_f64);
-        self.pool.execute(&ctx.node_id, &code, &input, timeout).await
+        let timeout = input
+            .get("timeout")
+            .and_then(Value::as_f64)
+            .filter(|t| *t > 0.0)
+            .map(Duration::from_secs_f64);
+        self.pool
+            .execute(&ctx.node_id, &code, &input, timeout)
+            .await
     }
 }
 
@@ -91,14 +123,29 @@ impl Switch {
             "Routes its input to true_output/false_output, or to case_<value> outputs; untaken outputs are None and skip their branch.",
             vec![
                 ParamInfo::required("input_data", "the data to route").with_aliases(&["data"]),
-                ParamInfo::optional("condition_field", "field of a dict input to test (a list of dicts is grouped by it)"),
-                ParamInfo::optional("operator", "== != > < >= <= in contains is_null is_not_null (default ==)"),
+                ParamInfo::optional(
+                    "condition_field",
+                    "field of a dict input to test (a list of dicts is grouped by it)",
+                ),
+                ParamInfo::optional(
+                    "operator",
+                    "== != > < >= <= in contains is_null is_not_null (default ==)",
+                ),
                 ParamInfo::optional("value", "value compared against in boolean mode"),
                 ParamInfo::optional("cases", "list of case values: multi-case mode"),
                 ParamInfo::optional("case_prefix", "prefix of case outputs (default case_)"),
-                ParamInfo::optional("default_field", "output that always gets the input in multi-case mode (default default)"),
-                ParamInfo::optional("pass_condition_result", "include condition_result (default true)"),
-                ParamInfo::optional("break_after_first_match", "stop at the first matching case (default true)"),
+                ParamInfo::optional(
+                    "default_field",
+                    "output that always gets the input in multi-case mode (default default)",
+                ),
+                ParamInfo::optional(
+                    "pass_condition_result",
+                    "include condition_result (default true)",
+                ),
+                ParamInfo::optional(
+                    "break_after_first_match",
+                    "stop at the first matching case (default true)",
+                ),
             ],
             vec!["true_output", "false_output", "condition_result", "default"],
         );
@@ -139,12 +186,37 @@ impl Node for Switch {
             .get("input_data")
             .or_else(|| input.get("data"))
             .cloned()
-            .ok_or_else(|| input_error("SwitchNode", "required parameter 'input_data' not provided at execution time"))?;
-        let field = input.get("condition_field").and_then(Value::as_str).filter(|s| !s.is_empty());
-        let op = input.get("operator").and_then(Value::as_str).unwrap_or("==");
-        const OPS: [&str; 10] = ["==", "!=", ">", "<", ">=", "<=", "in", "contains", "is_null", "is_not_null"];
+            .ok_or_else(|| {
+                input_error(
+                    "SwitchNode",
+                    "required parameter 'input_data' not provided at execution time",
+                )
+            })?;
+        let field = input
+            .get("condition_field")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let op = input
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or("==");
+        const OPS: [&str; 10] = [
+            "==",
+            "!=",
+            ">",
+            "<",
+            ">=",
+            "<=",
+            "in",
+            "contains",
+            "is_null",
+            "is_not_null",
+        ];
         if !OPS.contains(&op) {
-            return Err(input_error("SwitchNode", format!("unknown operator {op:?}; use one of {}", OPS.join(" "))));
+            return Err(input_error(
+                "SwitchNode",
+                format!("unknown operator {op:?}; use one of {}", OPS.join(" ")),
+            ));
         }
         let value = input.get("value").cloned().unwrap_or(Value::Null);
         let cases: Vec<Value> = match input.get("cases") {
@@ -152,10 +224,20 @@ impl Node for Switch {
             None | Some(Value::Null) => Vec::new(),
             Some(_) => return Err(input_error("SwitchNode", "'cases' must be a list")),
         };
-        let prefix = input.get("case_prefix").and_then(Value::as_str).unwrap_or("case_");
-        let default_field = input.get("default_field").and_then(Value::as_str).unwrap_or("default");
-        let pass_result = input.get("pass_condition_result").is_none_or(|v| v.as_bool() != Some(false));
-        let first_only = input.get("break_after_first_match").is_none_or(|v| v.as_bool() != Some(false));
+        let prefix = input
+            .get("case_prefix")
+            .and_then(Value::as_str)
+            .unwrap_or("case_");
+        let default_field = input
+            .get("default_field")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let pass_result = input
+            .get("pass_condition_result")
+            .is_none_or(|v| v.as_bool() != Some(false));
+        let first_only = input
+            .get("break_after_first_match")
+            .is_none_or(|v| v.as_bool() != Some(false));
 
         let check = match (field, &data) {
             (Some(f), Value::Object(o)) => o.get(f).cloned().unwrap_or(Value::Null),
@@ -164,20 +246,32 @@ impl Node for Switch {
                 let mut groups: Vec<(Value, Vec<Value>)> = Vec::new();
                 for item in items {
                     let k = item.get(f).cloned().unwrap_or(Value::Null);
-                    match groups.iter_mut().find(|(g, _)| py_eq(g, &k) && g.is_string() == k.is_string()) {
+                    match groups
+                        .iter_mut()
+                        .find(|(g, _)| py_eq(g, &k) && g.is_string() == k.is_string())
+                    {
                         Some((_, v)) => v.push(item.clone()),
                         None => groups.push((k, vec![item.clone()])),
                     }
                 }
                 let mut out = Map::new();
-                out.insert(default_field.into(), Value::Array(groups.iter().flat_map(|(_, v)| v.clone()).collect()));
+                out.insert(
+                    default_field.into(),
+                    Value::Array(groups.iter().flat_map(|(_, v)| v.clone()).collect()),
+                );
                 let mut matched = Vec::new();
                 for case in &cases {
-                    let group = groups.iter().find(|(g, _)| py_eq(g, case)).map(|(_, v)| v.clone());
+                    let group = groups
+                        .iter()
+                        .find(|(g, _)| py_eq(g, case))
+                        .map(|(_, v)| v.clone());
                     if group.is_some() {
                         matched.push(case.clone());
                     }
-                    out.insert(format!("{prefix}{}", sanitize(case)), Value::Array(group.unwrap_or_default()));
+                    out.insert(
+                        format!("{prefix}{}", sanitize(case)),
+                        Value::Array(group.unwrap_or_default()),
+                    );
                 }
                 if pass_result {
                     out.insert("condition_result".into(), Value::Array(matched));
@@ -189,7 +283,10 @@ impl Node for Switch {
         let mut out = Map::new();
         if cases.is_empty() {
             let r = evaluate(&check, op, &value);
-            out.insert("true_output".into(), if r { data.clone() } else { Value::Null });
+            out.insert(
+                "true_output".into(),
+                if r { data.clone() } else { Value::Null },
+            );
             out.insert("false_output".into(), if r { Value::Null } else { data });
             if pass_result {
                 out.insert("condition_result".into(), Value::Bool(r));
@@ -229,10 +326,26 @@ impl Merge {
             .into_iter()
             .map(|n| ParamInfo::optional(n, "a data source"))
             .collect();
-        params.push(ParamInfo::optional("merge_type", "concat (default), zip or merge_dict"));
-        params.push(ParamInfo::optional("key", "key field joining lists of dicts in merge_dict"));
-        params.push(ParamInfo::optional("skip_none", "ignore None inputs (default true)"));
-        Merge { info: info("MergeNode", "Merges up to five inputs by concatenation, zip or dict merge.", params, vec!["merged_data"]) }
+        params.push(ParamInfo::optional(
+            "merge_type",
+            "concat (default), zip or merge_dict",
+        ));
+        params.push(ParamInfo::optional(
+            "key",
+            "key field joining lists of dicts in merge_dict",
+        ));
+        params.push(ParamInfo::optional(
+            "skip_none",
+            "ignore None inputs (default true)",
+        ));
+        Merge {
+            info: info(
+                "MergeNode",
+                "Merges up to five inputs by concatenation, zip or dict merge.",
+                params,
+                vec!["merged_data"],
+            ),
+        }
     }
 }
 
@@ -242,37 +355,64 @@ impl Node for Merge {
         &self.info
     }
     async fn run(&self, _ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
-        let skip_none = input.get("skip_none").is_none_or(|v| v.as_bool() != Some(false));
+        let skip_none = input
+            .get("skip_none")
+            .is_none_or(|v| v.as_bool() != Some(false));
         let slots: Vec<Option<&Value>> = (1..=5).map(|i| input.get(&format!("data{i}"))).collect();
         if skip_none && slots.iter().all(|s| s.is_none_or(Value::is_null)) {
             return Ok(out1("merged_data", Value::Null));
         }
         if slots[0].is_none() {
-            return Err(input_error("MergeNode", "required parameter 'data1' not provided at execution time"));
+            return Err(input_error(
+                "MergeNode",
+                "required parameter 'data1' not provided at execution time",
+            ));
         }
-        let data: Vec<Value> = slots.into_iter().flatten().filter(|v| !v.is_null()).cloned().collect();
+        let data: Vec<Value> = slots
+            .into_iter()
+            .flatten()
+            .filter(|v| !v.is_null())
+            .cloned()
+            .collect();
         if data.is_empty() {
             return Ok(out1("merged_data", Value::Null));
         }
         if data.len() == 1 {
-            return Ok(out1("merged_data", data.into_iter().next().unwrap_or(Value::Null)));
+            return Ok(out1(
+                "merged_data",
+                data.into_iter().next().unwrap_or(Value::Null),
+            ));
         }
-        let merge_type = input.get("merge_type").and_then(Value::as_str).unwrap_or("concat");
+        let merge_type = input
+            .get("merge_type")
+            .and_then(Value::as_str)
+            .unwrap_or("concat");
         let merged = match merge_type {
             "concat" => {
                 if data.iter().all(Value::is_array) {
-                    Value::Array(data.into_iter().flat_map(|d| d.as_array().cloned().unwrap_or_default()).collect())
+                    Value::Array(
+                        data.into_iter()
+                            .flat_map(|d| d.as_array().cloned().unwrap_or_default())
+                            .collect(),
+                    )
                 } else {
                     Value::Array(data)
                 }
             }
             "zip" => {
-                let lists: Vec<Vec<Value>> = data.into_iter().map(|d| match d {
-                    Value::Array(a) => a,
-                    other => vec![other],
-                }).collect();
+                let lists: Vec<Vec<Value>> = data
+                    .into_iter()
+                    .map(|d| match d {
+                        Value::Array(a) => a,
+                        other => vec![other],
+                    })
+                    .collect();
                 let n = lists.iter().map(Vec::len).min().unwrap_or(0);
-                Value::Array((0..n).map(|i| Value::Array(lists.iter().map(|l| l[i].clone()).collect())).collect())
+                Value::Array(
+                    (0..n)
+                        .map(|i| Value::Array(lists.iter().map(|l| l[i].clone()).collect()))
+                        .collect(),
+                )
             }
             "merge_dict" => {
                 if data.iter().all(Value::is_object) {
@@ -283,19 +423,28 @@ impl Node for Merge {
                         }
                     }
                     Value::Object(m)
-                } else if let (true, Some(key)) = (data.iter().all(Value::is_array), input.get("key").and_then(Value::as_str)) {
+                } else if let (true, Some(key)) = (
+                    data.iter().all(Value::is_array),
+                    input.get("key").and_then(Value::as_str),
+                ) {
                     let mut result: Vec<Value> = data[0].as_array().cloned().unwrap_or_default();
                     for other in &data[1..] {
                         let other = other.as_array().cloned().unwrap_or_default();
                         for item in result.iter_mut() {
-                            let Some(k) = item.get(key).cloned() else { continue };
-                            if let Some(Value::Object(o)) = other.iter().rev().find(|x| x.get(key).is_some_and(|v| py_eq(v, &k)))
+                            let Some(k) = item.get(key).cloned() else {
+                                continue;
+                            };
+                            if let Some(Value::Object(o)) = other
+                                .iter()
+                                .rev()
+                                .find(|x| x.get(key).is_some_and(|v| py_eq(v, &k)))
                                 && let Value::Object(m) = item
                             {
                                 m.extend(o.clone());
                             }
                         }
-                        let existing: Vec<Value> = result.iter().filter_map(|x| x.get(key).cloned()).collect();
+                        let existing: Vec<Value> =
+                            result.iter().filter_map(|x| x.get(key).cloned()).collect();
                         for item in other {
                             if let Some(k) = item.get(key)
                                 && item.is_object()
@@ -307,10 +456,18 @@ impl Node for Merge {
                     }
                     Value::Array(result)
                 } else {
-                    return Err(input_error("MergeNode", "merge_dict requires dict inputs or lists of dicts with a key"));
+                    return Err(input_error(
+                        "MergeNode",
+                        "merge_dict requires dict inputs or lists of dicts with a key",
+                    ));
                 }
             }
-            other => return Err(input_error("MergeNode", format!("unknown merge type {other:?}; use concat, zip or merge_dict"))),
+            other => {
+                return Err(input_error(
+                    "MergeNode",
+                    format!("unknown merge type {other:?}; use concat, zip or merge_dict"),
+                ));
+            }
         };
         Ok(out1("merged_data", merged))
     }
@@ -321,15 +478,18 @@ impl Node for Merge {
 fn file_path(node: &str, input: &Map) -> Result<String, NodeError> {
     match input.get("file_path") {
         Some(Value::String(p)) if !p.is_empty() => Ok(p.clone()),
-        _ => Err(input_error(node, "required parameter 'file_path' must be a non-empty string")),
+        _ => Err(input_error(
+            node,
+            "required parameter 'file_path' must be a non-empty string",
+        )),
     }
 }
 
 async fn read(root: &std::path::Path, path: &str) -> Result<String, NodeError> {
     let real = confine(root, path)?;
-    tokio::fs::read_to_string(&real)
-        .await
-        .map_err(|e| NodeError::retryable("IOError", format!("cannot read {}: {e}", real.display())))
+    tokio::fs::read_to_string(&real).await.map_err(|e| {
+        NodeError::retryable("IOError", format!("cannot read {}: {e}", real.display()))
+    })
 }
 
 pub(crate) struct CsvReader {
@@ -345,9 +505,15 @@ impl CsvReader {
                 "Reads a CSV file below the data root into a list of row dicts (values as strings).",
                 vec![
                     ParamInfo::required("file_path", "path relative to the data root"),
-                    ParamInfo::optional("headers", "first row is a header (default true); false gives lists"),
+                    ParamInfo::optional(
+                        "headers",
+                        "first row is a header (default true); false gives lists",
+                    ),
                     ParamInfo::optional("delimiter", "field separator (default ,)"),
-                    ParamInfo::optional("index_column", "also output data_indexed keyed by this column"),
+                    ParamInfo::optional(
+                        "index_column",
+                        "also output data_indexed keyed by this column",
+                    ),
                 ],
                 vec!["data", "data_indexed"],
             ),
@@ -364,31 +530,56 @@ impl Node for CsvReader {
     async fn run(&self, _ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
         let path = file_path("CSVReaderNode", &input)?;
         let text = read(&self.root, &path).await?;
-        let headers = input.get("headers").is_none_or(|v| v.as_bool() != Some(false));
+        let headers = input
+            .get("headers")
+            .is_none_or(|v| v.as_bool() != Some(false));
         let delim = match input.get("delimiter").and_then(Value::as_str) {
             None => b',',
             Some(d) if d.len() == 1 => d.as_bytes()[0],
-            Some(d) => return Err(input_error("CSVReaderNode", format!("delimiter must be one character, got {d:?}"))),
+            Some(d) => {
+                return Err(input_error(
+                    "CSVReaderNode",
+                    format!("delimiter must be one character, got {d:?}"),
+                ));
+            }
         };
-        let mut rdr = csv::ReaderBuilder::new().has_headers(headers).delimiter(delim).flexible(true).from_reader(text.as_bytes());
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(headers)
+            .delimiter(delim)
+            .flexible(true)
+            .from_reader(text.as_bytes());
         let bad = |e: csv::Error| input_error("CSVReaderNode", format!("{path}: {e}"));
         let mut rows = Vec::new();
         if headers {
-            let names: Vec<String> = rdr.headers().map_err(bad)?.iter().map(String::from).collect();
+            let names: Vec<String> = rdr
+                .headers()
+                .map_err(bad)?
+                .iter()
+                .map(String::from)
+                .collect();
             for rec in rdr.records() {
                 let rec = rec.map_err(bad)?;
-                let row: Map = names.iter().zip(rec.iter().chain(std::iter::repeat(""))).map(|(k, v)| (k.clone(), Value::String(v.into()))).collect();
+                let row: Map = names
+                    .iter()
+                    .zip(rec.iter().chain(std::iter::repeat("")))
+                    .map(|(k, v)| (k.clone(), Value::String(v.into())))
+                    .collect();
                 rows.push(Value::Object(row));
             }
         } else {
             for rec in rdr.records() {
                 let rec = rec.map_err(bad)?;
-                rows.push(Value::Array(rec.iter().map(|v| Value::String(v.into())).collect()));
+                rows.push(Value::Array(
+                    rec.iter().map(|v| Value::String(v.into())).collect(),
+                ));
             }
         }
         let mut out = Map::new();
         if let Some(col) = input.get("index_column").and_then(Value::as_str) {
-            let indexed: Map = rows.iter().filter_map(|r| Some((r.get(col)?.as_str()?.to_string(), r.clone()))).collect();
+            let indexed: Map = rows
+                .iter()
+                .filter_map(|r| Some((r.get(col)?.as_str()?.to_string(), r.clone())))
+                .collect();
             out.insert("data_indexed".into(), Value::Object(indexed));
         }
         out.insert("data".into(), Value::Array(rows));
@@ -404,7 +595,15 @@ pub(crate) struct JsonReader {
 impl JsonReader {
     fn new(root: PathBuf) -> Self {
         JsonReader {
-            info: info("JSONReaderNode", "Reads a JSON file below the data root.", vec![ParamInfo::required("file_path", "path relative to the data root")], vec!["data"]),
+            info: info(
+                "JSONReaderNode",
+                "Reads a JSON file below the data root.",
+                vec![ParamInfo::required(
+                    "file_path",
+                    "path relative to the data root",
+                )],
+                vec!["data"],
+            ),
             root,
         }
     }
@@ -418,7 +617,8 @@ impl Node for JsonReader {
     async fn run(&self, _ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
         let path = file_path("JSONReaderNode", &input)?;
         let text = read(&self.root, &path).await?;
-        let data: Value = serde_json::from_str(&text).map_err(|e| input_error("JSONReaderNode", format!("{path} is not valid JSON: {e}")))?;
+        let data: Value = serde_json::from_str(&text)
+            .map_err(|e| input_error("JSONReaderNode", format!("{path} is not valid JSON: {e}")))?;
         Ok(out1("data", data))
     }
 }
@@ -431,7 +631,14 @@ pub(crate) struct NoOp {
 
 impl NoOp {
     fn new() -> Self {
-        NoOp { info: info("NoOpNode", "Passes its `data` input through (Kora; for tests and benchmarks).", vec![ParamInfo::optional("data", "any value")], vec!["data"]) }
+        NoOp {
+            info: info(
+                "NoOpNode",
+                "Passes its `data` input through (Kora; for tests and benchmarks).",
+                vec![ParamInfo::optional("data", "any value")],
+                vec!["data"],
+            ),
+        }
     }
 }
 
@@ -458,7 +665,10 @@ impl Fail {
                 vec![
                     ParamInfo::optional("message", "the error message"),
                     ParamInfo::optional("error_type", "the error type (default RuntimeError)"),
-                    ParamInfo::optional("retryable", "whether the failure is retryable (default false)"),
+                    ParamInfo::optional(
+                        "retryable",
+                        "whether the failure is retryable (default false)",
+                    ),
                     ParamInfo::optional("succeed_on_attempt", "first attempt number that succeeds"),
                     ParamInfo::optional("data", "passed through on success"),
                 ],
@@ -479,8 +689,16 @@ impl Node for Fail {
         {
             return Ok(out1("data", input.remove("data").unwrap_or(Value::Null)));
         }
-        let msg = input.get("message").and_then(Value::as_str).unwrap_or("FailNode failed as configured").to_string();
-        let ty = input.get("error_type").and_then(Value::as_str).unwrap_or("RuntimeError").to_string();
+        let msg = input
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("FailNode failed as configured")
+            .to_string();
+        let ty = input
+            .get("error_type")
+            .and_then(Value::as_str)
+            .unwrap_or("RuntimeError")
+            .to_string();
         if input.get("retryable").and_then(Value::as_bool) == Some(true) {
             Err(NodeError::retryable(ty, msg))
         } else {

@@ -11,14 +11,22 @@ pub enum NodeError {
 
 impl NodeError {
     pub fn retryable(error_type: impl Into<String>, message: impl Into<String>) -> Self {
-        NodeError::Retryable { error_type: error_type.into(), message: message.into() }
+        NodeError::Retryable {
+            error_type: error_type.into(),
+            message: message.into(),
+        }
     }
     pub fn permanent(error_type: impl Into<String>, message: impl Into<String>) -> Self {
-        NodeError::Permanent { error_type: error_type.into(), message: message.into() }
+        NodeError::Permanent {
+            error_type: error_type.into(),
+            message: message.into(),
+        }
     }
     pub fn error_type(&self) -> &str {
         match self {
-            NodeError::Retryable { error_type, .. } | NodeError::Permanent { error_type, .. } => error_type,
+            NodeError::Retryable { error_type, .. } | NodeError::Permanent { error_type, .. } => {
+                error_type
+            }
         }
     }
     pub fn is_retryable(&self) -> bool {

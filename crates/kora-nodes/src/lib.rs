@@ -105,17 +105,26 @@ impl Catalog for Registry {
 /// Resolves `path` below `root`, refusing anything that escapes it (`..`, absolute paths
 /// elsewhere, symlinks out).
 pub fn confine(root: &Path, path: &str) -> Result<PathBuf, NodeError> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| NodeError::permanent("ConfigError", format!("data root {} is not usable: {e}", root.display())))?;
+    let root = root.canonicalize().map_err(|e| {
+        NodeError::permanent(
+            "ConfigError",
+            format!("data root {} is not usable: {e}", root.display()),
+        )
+    })?;
     let joined = root.join(path);
     let real = joined.canonicalize().map_err(|e| {
-        NodeError::permanent("FileNotFoundError", format!("cannot open {}: {e}", joined.display()))
+        NodeError::permanent(
+            "FileNotFoundError",
+            format!("cannot open {}: {e}", joined.display()),
+        )
     })?;
     if !real.starts_with(&root) {
         return Err(NodeError::permanent(
             "PermissionError",
-            format!("path {path:?} is outside the data root {}; move the file there or change --data-root", root.display()),
+            format!(
+                "path {path:?} is outside the data root {}; move the file there or change --data-root",
+                root.display()
+            ),
         ));
     }
     Ok(real)

@@ -82,7 +82,12 @@ pub struct PythonPool {
 
 impl PythonPool {
     pub fn new(bin: &str, size: usize, default_timeout: Duration) -> Self {
-        PythonPool { bin: bin.into(), permits: Semaphore::new(size.max(1)), idle: Mutex::new(Vec::new()), default_timeout }
+        PythonPool {
+            bin: bin.into(),
+            permits: Semaphore::new(size.max(1)),
+            idle: Mutex::new(Vec::new()),
+            default_timeout,
+        }
     }
 
     fn spawn(&self) -> Result<Interp, NodeError> {
@@ -96,13 +101,24 @@ impl PythonPool {
             .map_err(|e| {
                 NodeError::retryable(
                     "WorkerError",
-                    format!("cannot start {}: {e}; install Python 3 or set the interpreter path", self.bin),
+                    format!(
+                        "cannot start {}: {e}; install Python 3 or set the interpreter path",
+                        self.bin
+                    ),
                 )
             })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(NodeError::retryable("WorkerError", "python interpreter has no pipes"));
+            return Err(NodeError::retryable(
+                "WorkerError",
+                "python interpreter has no pipes",
+            ));
         };
-        Ok(Interp { child, stdin, stdout: BufReader::new(stdout), line: String::new() })
+        Ok(Interp {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            line: String::new(),
+        })
     }
 
     /// Interpreters currently idle (for tests and metrics).
@@ -111,7 +127,13 @@ impl PythonPool {
     }
 
     /// Runs `code` with `inputs` as variables and returns the node's output object.
-    pub async fn execute(&self, node_id: &str, code: &str, inputs: &Map, timeout: Option<Duration>) -> Result<Map, NodeError> {
+    pub async fn execute(
+        &self,
+        node_id: &str,
+        code: &str,
+        inputs: &Map,
+        timeout: Option<Duration>,
+    ) -> Result<Map, NodeError> {
         let _permit = self
             .permits
             .acquire()
@@ -123,7 +145,9 @@ impl PythonPool {
             None => self.spawn()?,
         };
         let mut req = serde_json::to_vec(&json!({"node": node_id, "code": code, "inputs": inputs}))
-            .map_err(|e| NodeError::permanent("InputError", format!("inputs are not serializable: {e}")))?;
+            .map_err(|e| {
+                NodeError::permanent("InputError", format!("inputs are not serializable: {e}"))
+            })?;
         req.push(b'\n');
         let limit = timeout.unwrap_or(self.default_timeout);
         let exchange = async {
@@ -137,18 +161,31 @@ impl PythonPool {
                 let _ = interp.child.start_kill();
                 return Err(NodeError::retryable(
                     "TimeoutError",
-                    format!("PythonCodeNode timed out after {:.1}s; the interpreter was replaced", limit.as_secs_f64()),
+                    format!(
+                        "PythonCodeNode timed out after {:.1}s; the interpreter was replaced",
+                        limit.as_secs_f64()
+                    ),
                 ));
             }
             Ok(Err(e)) => {
                 let _ = interp.child.start_kill();
-                return Err(NodeError::retryable("WorkerError", format!("python interpreter failed: {e}")));
-            }
-            Ok(Ok(0)) => {
-                let status = interp.child.wait().await.map(|s| s.to_string()).unwrap_or_default();
                 return Err(NodeError::retryable(
                     "WorkerError",
-                    format!("python interpreter exited while running the node ({status}); it was replaced"),
+                    format!("python interpreter failed: {e}"),
+                ));
+            }
+            Ok(Ok(0)) => {
+                let status = interp
+                    .child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                return Err(NodeError::retryable(
+                    "WorkerError",
+                    format!(
+                        "python interpreter exited while running the node ({status}); it was replaced"
+                    ),
                 ));
             }
             Ok(Ok(_)) => std::mem::take(&mut interp.line),
@@ -156,16 +193,31 @@ impl PythonPool {
         if let Ok(mut g) = self.idle.lock() {
             g.push(interp);
         }
-        let v: Value = serde_json::from_str(&answer)
-            .map_err(|e| NodeError::retryable("WorkerError", format!("garbled answer from interpreter: {e}")))?;
+        let v: Value = serde_json::from_str(&answer).map_err(|e| {
+            NodeError::retryable(
+                "WorkerError",
+                format!("garbled answer from interpreter: {e}"),
+            )
+        })?;
         if v.get("ok").and_then(Value::as_bool) == Some(true) {
             match v.get("output") {
                 Some(Value::Object(m)) => Ok(m.clone()),
-                _ => Err(NodeError::permanent("OutputError", "node output is not an object")),
+                _ => Err(NodeError::permanent(
+                    "OutputError",
+                    "node output is not an object",
+                )),
             }
         } else {
-            let error_type = v.get("error_type").and_then(Value::as_str).unwrap_or("Exception").to_string();
-            let error = v.get("error").and_then(Value::as_str).unwrap_or("unknown error").to_string();
+            let error_type = v
+                .get("error_type")
+                .and_then(Value::as_str)
+                .unwrap_or("Exception")
+                .to_string();
+            let error = v
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+                .to_string();
             Err(NodeError::permanent(error_type, error))
         }
     }

@@ -1,5 +1,8 @@
 //! Built-in nodes against Kailash's measured behaviour.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use kora_model::Map;
@@ -7,33 +10,88 @@ use kora_nodes::{NodeContext, NodeError, NodesConfig, Registry};
 use serde_json::{Value, json};
 
 fn reg(root: &std::path::Path) -> Registry {
-    Registry::builtin(&NodesConfig { data_root: root.to_path_buf(), python_workers: 2, python_timeout: Duration::from_secs(5), ..Default::default() })
+    Registry::builtin(&NodesConfig {
+        data_root: root.to_path_buf(),
+        python_workers: 2,
+        python_timeout: Duration::from_secs(5),
+        ..Default::default()
+    })
 }
 
 async fn run(r: &Registry, ty: &str, input: Value) -> Result<Map, NodeError> {
-    let ctx = NodeContext { run_id: "r".into(), node_id: "n".into(), attempt: 1 };
-    r.get(ty).expect("registered").run(&ctx, input.as_object().cloned().unwrap()).await
+    let ctx = NodeContext {
+        run_id: "r".into(),
+        node_id: "n".into(),
+        attempt: 1,
+    };
+    r.get(ty)
+        .expect("registered")
+        .run(&ctx, input.as_object().cloned().unwrap())
+        .await
 }
 
 #[tokio::test]
 async fn switch_boolean_multicase_and_lists() {
     let r = reg(std::path::Path::new("."));
     let o = run(&r, "SwitchNode", json!({"input_data": {"status": "ok"}, "condition_field": "status", "operator": "==", "value": "ok"})).await.unwrap();
-    assert_eq!(Value::Object(o), json!({"true_output": {"status": "ok"}, "false_output": null, "condition_result": true}));
-    let o = run(&r, "SwitchNode", json!({"data": 5, "operator": ">", "value": "x"})).await.unwrap();
-    assert_eq!(o["condition_result"], json!(false), "a comparison error counts as False");
-    let o = run(&r, "SwitchNode", json!({"input_data": {"t": "a b"}, "condition_field": "t", "cases": ["x", "a b"]})).await.unwrap();
-    assert_eq!(Value::Object(o), json!({"case_x": null, "case_a_b": {"t": "a b"}, "default": {"t": "a b"}, "condition_result": "a b"}));
+    assert_eq!(
+        Value::Object(o),
+        json!({"true_output": {"status": "ok"}, "false_output": null, "condition_result": true})
+    );
+    let o = run(
+        &r,
+        "SwitchNode",
+        json!({"data": 5, "operator": ">", "value": "x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        o["condition_result"],
+        json!(false),
+        "a comparison error counts as False"
+    );
+    let o = run(
+        &r,
+        "SwitchNode",
+        json!({"input_data": {"t": "a b"}, "condition_field": "t", "cases": ["x", "a b"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        Value::Object(o),
+        json!({"case_x": null, "case_a_b": {"t": "a b"}, "default": {"t": "a b"}, "condition_result": "a b"})
+    );
     let o = run(&r, "SwitchNode", json!({"input_data": [{"k": 1}, {"k": 2}, {"k": 1}], "condition_field": "k", "cases": [1, 3]})).await.unwrap();
     assert_eq!(o["case_1"], json!([{"k": 1}, {"k": 1}]));
     assert_eq!(o["case_3"], json!([]));
     assert_eq!(o["condition_result"], json!([1]));
-    for (op, check, v, want) in [("in", json!(2), json!([1, 2]), true), ("contains", json!("hello"), json!("ell"), true), ("is_null", json!(null), json!(null), true), ("<=", json!(2), json!(2.0), true)] {
-        let o = run(&r, "SwitchNode", json!({"input_data": check, "operator": op, "value": v})).await.unwrap();
+    for (op, check, v, want) in [
+        ("in", json!(2), json!([1, 2]), true),
+        ("contains", json!("hello"), json!("ell"), true),
+        ("is_null", json!(null), json!(null), true),
+        ("<=", json!(2), json!(2.0), true),
+    ] {
+        let o = run(
+            &r,
+            "SwitchNode",
+            json!({"input_data": check, "operator": op, "value": v}),
+        )
+        .await
+        .unwrap();
         assert_eq!(o["condition_result"], json!(want), "{op}");
     }
-    assert!(run(&r, "SwitchNode", json!({"operator": "=="})).await.is_err());
-    assert!(run(&r, "SwitchNode", json!({"input_data": 1, "operator": "~"})).await.unwrap_err().to_string().contains("unknown operator"));
+    assert!(
+        run(&r, "SwitchNode", json!({"operator": "=="}))
+            .await
+            .is_err()
+    );
+    assert!(
+        run(&r, "SwitchNode", json!({"input_data": 1, "operator": "~"}))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("unknown operator")
+    );
 }
 
 #[tokio::test]
@@ -41,19 +99,45 @@ async fn merge_like_kailash() {
     let r = reg(std::path::Path::new("."));
     let r = &r;
     let m = |v: Value| async move { run(r, "MergeNode", v).await };
-    assert_eq!(m(json!({"data1": [1], "data2": [2, 3]})).await.unwrap()["merged_data"], json!([1, 2, 3]));
-    assert_eq!(m(json!({"data1": 1, "data2": 2})).await.unwrap()["merged_data"], json!([1, 2]));
-    assert_eq!(m(json!({"data1": [1, 2], "data2": ["a", "b"], "merge_type": "zip"})).await.unwrap()["merged_data"], json!([[1, "a"], [2, "b"]]));
-    assert_eq!(m(json!({"data1": {"a": 1}, "data2": {"b": 2}, "merge_type": "merge_dict"})).await.unwrap()["merged_data"], json!({"a": 1, "b": 2}));
+    assert_eq!(
+        m(json!({"data1": [1], "data2": [2, 3]})).await.unwrap()["merged_data"],
+        json!([1, 2, 3])
+    );
+    assert_eq!(
+        m(json!({"data1": 1, "data2": 2})).await.unwrap()["merged_data"],
+        json!([1, 2])
+    );
+    assert_eq!(
+        m(json!({"data1": [1, 2], "data2": ["a", "b"], "merge_type": "zip"}))
+            .await
+            .unwrap()["merged_data"],
+        json!([[1, "a"], [2, "b"]])
+    );
+    assert_eq!(
+        m(json!({"data1": {"a": 1}, "data2": {"b": 2}, "merge_type": "merge_dict"}))
+            .await
+            .unwrap()["merged_data"],
+        json!({"a": 1, "b": 2})
+    );
     assert_eq!(
         m(json!({"data1": [{"id": 1, "a": 1}], "data2": [{"id": 1, "b": 2}, {"id": 2, "b": 3}], "merge_type": "merge_dict", "key": "id"})).await.unwrap()["merged_data"],
         json!([{"id": 1, "a": 1, "b": 2}, {"id": 2, "b": 3}])
     );
-    assert_eq!(m(json!({"data1": null, "data2": null})).await.unwrap()["merged_data"], json!(null));
-    assert_eq!(m(json!({"data1": "only"})).await.unwrap()["merged_data"], json!("only"));
+    assert_eq!(
+        m(json!({"data1": null, "data2": null})).await.unwrap()["merged_data"],
+        json!(null)
+    );
+    assert_eq!(
+        m(json!({"data1": "only"})).await.unwrap()["merged_data"],
+        json!("only")
+    );
     let e = m(json!({"data2": 1})).await.unwrap_err();
     assert!(e.to_string().contains("'data1' not provided"), "{e}");
-    assert!(m(json!({"data1": 1, "data2": 2, "merge_type": "nope"})).await.is_err());
+    assert!(
+        m(json!({"data1": 1, "data2": 2, "merge_type": "nope"}))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -62,24 +146,65 @@ async fn python_code_node_semantics_crash_and_timeout() {
     let o = run(&r, "PythonCodeNode", json!({"code": "result = {'sum': a + b, 'n': len(items)}", "a": 1, "b": 2.5, "items": [1, 2]})).await.unwrap();
     assert_eq!(Value::Object(o), json!({"result": {"sum": 3.5, "n": 2}}));
     // Without `result`, every public local that is not a module or function is the output.
-    let o = run(&r, "PythonCodeNode", json!({"code": "import math\nx = math.floor(2.7)\n_hidden = 1\ndef f(): pass"})).await.unwrap();
+    let o = run(
+        &r,
+        "PythonCodeNode",
+        json!({"code": "import math\nx = math.floor(2.7)\n_hidden = 1\ndef f(): pass"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(o.get("x"), Some(&json!(2)));
     assert!(!o.contains_key("math") && !o.contains_key("f") && !o.contains_key("_hidden"));
-    let e = run(&r, "PythonCodeNode", json!({"code": "result = missing"})).await.unwrap_err();
+    let e = run(&r, "PythonCodeNode", json!({"code": "result = missing"}))
+        .await
+        .unwrap_err();
     assert!(!e.is_retryable());
     assert_eq!(e.error_type(), "NameError");
-    assert!(e.to_string().contains("name 'missing' is not defined (line 1)"), "{e}");
-    let e = run(&r, "PythonCodeNode", json!({"code": "result = {1, 2}"})).await.unwrap_err();
-    assert!(e.to_string().contains("not JSON-serializable"), "a set output fails the node: {e}");
+    assert!(
+        e.to_string()
+            .contains("name 'missing' is not defined (line 1)"),
+        "{e}"
+    );
+    let e = run(&r, "PythonCodeNode", json!({"code": "result = {1, 2}"}))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("not JSON-serializable"),
+        "a set output fails the node: {e}"
+    );
     // A crashing interpreter fails only its task, retryably, and is replaced.
-    let e = run(&r, "PythonCodeNode", json!({"code": "import os\nos._exit(3)"})).await.unwrap_err();
+    let e = run(
+        &r,
+        "PythonCodeNode",
+        json!({"code": "import os\nos._exit(3)"}),
+    )
+    .await
+    .unwrap_err();
     assert!(e.is_retryable(), "{e}");
-    let e = run(&r, "PythonCodeNode", json!({"code": "import time\ntime.sleep(30)", "timeout": 0.5})).await.unwrap_err();
+    let e = run(
+        &r,
+        "PythonCodeNode",
+        json!({"code": "import time\ntime.sleep(30)", "timeout": 0.5}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.error_type(), "TimeoutError");
-    let o = run(&r, "PythonCodeNode", json!({"code": "result = 41 + 1"})).await.unwrap();
-    assert_eq!(o["result"], json!(42), "the pool recovers after a crash and a timeout");
+    let o = run(&r, "PythonCodeNode", json!({"code": "result = 41 + 1"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        o["result"],
+        json!(42),
+        "the pool recovers after a crash and a timeout"
+    );
     // print() goes to stderr and does not corrupt the protocol.
-    let o = run(&r, "PythonCodeNode", json!({"code": "print('noise')\nresult = 'ok'"})).await.unwrap();
+    let o = run(
+        &r,
+        "PythonCodeNode",
+        json!({"code": "print('noise')\nresult = 'ok'"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(o["result"], json!("ok"));
 }
 
@@ -89,24 +214,64 @@ async fn file_readers_are_confined_to_the_data_root() {
     std::fs::write(dir.path().join("a.csv"), "id,name\n1,Ada\n2,Bob\n").unwrap();
     std::fs::write(dir.path().join("a.json"), r#"{"k": [1, 2]}"#).unwrap();
     let r = reg(dir.path());
-    let o = run(&r, "CSVReaderNode", json!({"file_path": "a.csv", "index_column": "id"})).await.unwrap();
-    assert_eq!(o["data"], json!([{"id": "1", "name": "Ada"}, {"id": "2", "name": "Bob"}]));
+    let o = run(
+        &r,
+        "CSVReaderNode",
+        json!({"file_path": "a.csv", "index_column": "id"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        o["data"],
+        json!([{"id": "1", "name": "Ada"}, {"id": "2", "name": "Bob"}])
+    );
     assert_eq!(o["data_indexed"]["2"]["name"], json!("Bob"));
-    let o = run(&r, "CSVReaderNode", json!({"file_path": "a.csv", "headers": false})).await.unwrap();
+    let o = run(
+        &r,
+        "CSVReaderNode",
+        json!({"file_path": "a.csv", "headers": false}),
+    )
+    .await
+    .unwrap();
     assert_eq!(o["data"][0], json!(["id", "name"]));
-    assert_eq!(run(&r, "JSONReaderNode", json!({"file_path": "a.json"})).await.unwrap()["data"], json!({"k": [1, 2]}));
-    let e = run(&r, "CSVReaderNode", json!({"file_path": "../../etc/passwd"})).await.unwrap_err();
+    assert_eq!(
+        run(&r, "JSONReaderNode", json!({"file_path": "a.json"}))
+            .await
+            .unwrap()["data"],
+        json!({"k": [1, 2]})
+    );
+    let e = run(
+        &r,
+        "CSVReaderNode",
+        json!({"file_path": "../../etc/passwd"}),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("outside the data root"), "{e}");
-    let e = run(&r, "JSONReaderNode", json!({"file_path": "nope.json"})).await.unwrap_err();
+    let e = run(&r, "JSONReaderNode", json!({"file_path": "nope.json"}))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("cannot open"), "{e}");
 }
 
 #[tokio::test]
 async fn fail_node_succeeds_from_the_configured_attempt() {
     let r = reg(std::path::Path::new("."));
-    let ctx = |attempt| NodeContext { run_id: "r".into(), node_id: "n".into(), attempt };
+    let ctx = |attempt| NodeContext {
+        run_id: "r".into(),
+        node_id: "n".into(),
+        attempt,
+    };
     let node = r.get("FailNode").unwrap();
-    let input = json!({"succeed_on_attempt": 3, "retryable": true, "data": 1}).as_object().cloned().unwrap();
-    assert!(node.run(&ctx(2), input.clone()).await.unwrap_err().is_retryable());
+    let input = json!({"succeed_on_attempt": 3, "retryable": true, "data": 1})
+        .as_object()
+        .cloned()
+        .unwrap();
+    assert!(
+        node.run(&ctx(2), input.clone())
+            .await
+            .unwrap_err()
+            .is_retryable()
+    );
     assert_eq!(node.run(&ctx(3), input).await.unwrap()["data"], json!(1));
 }

@@ -8,9 +8,15 @@ use serde_json::{Map, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {source}")]
-    Toml { path: String, source: toml::de::Error },
+    Toml {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -24,16 +30,25 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
     env: impl IntoIterator<Item = (String, String)>,
     overrides: Value,
 ) -> Result<T, Error> {
-    let mut merged = serde_json::to_value(T::default()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut merged =
+        serde_json::to_value(T::default()).map_err(|e| Error::Invalid(e.to_string()))?;
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-        let parsed: toml::Value = toml::from_str(&text).map_err(|source| Error::Toml { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let parsed: toml::Value = toml::from_str(&text).map_err(|source| Error::Toml {
+            path: path.display().to_string(),
+            source,
+        })?;
         let parsed = serde_json::to_value(parsed).map_err(|e| Error::Invalid(e.to_string()))?;
         merge(&mut merged, parsed);
     }
     let want = format!("{env_prefix}_");
     for (k, v) in env {
-        let Some(rest) = k.strip_prefix(&want) else { continue };
+        let Some(rest) = k.strip_prefix(&want) else {
+            continue;
+        };
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
         if path.iter().any(String::is_empty) {
             continue;
@@ -98,7 +113,10 @@ mod tests {
     }
     impl Default for Nats {
         fn default() -> Self {
-            Nats { url: "nats://127.0.0.1:4222".into(), prefix: "kora".into() }
+            Nats {
+                url: "nats://127.0.0.1:4222".into(),
+                prefix: "kora".into(),
+            }
         }
     }
     #[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
@@ -113,9 +131,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("kora.toml");
         std::fs::write(&f, "workers = 3\n[nats]\nprefix = \"file\"\n").unwrap();
-        let env = vec![("KORA_NATS__URL".to_string(), "nats://env:1".to_string()), ("KORA_UNRELATED".into(), "x".into())];
+        let env = vec![
+            ("KORA_NATS__URL".to_string(), "nats://env:1".to_string()),
+            ("KORA_UNRELATED".into(), "x".into()),
+        ];
         let c: Cfg = load(Some(&f), "KORA", env, json!({"workers": 5})).unwrap();
-        assert_eq!(c, Cfg { nats: Nats { url: "nats://env:1".into(), prefix: "file".into() }, workers: 5 });
+        assert_eq!(
+            c,
+            Cfg {
+                nats: Nats {
+                    url: "nats://env:1".into(),
+                    prefix: "file".into()
+                },
+                workers: 5
+            }
+        );
         std::fs::write(&f, "wrkers = 3\n").unwrap();
         let e = load::<Cfg>(Some(&f), "KORA", vec![], json!({})).unwrap_err();
         assert!(e.to_string().contains("unknown field `wrkers`"), "{e}");

@@ -15,7 +15,9 @@ pub fn install(token: CancellationToken) -> tokio::sync::oneshot::Receiver<()> {
             }
             n += 1;
             if n == 1 {
-                tracing::info!("shutdown requested; draining (send the signal again to stop at once)");
+                tracing::info!(
+                    "shutdown requested; draining (send the signal again to stop at once)"
+                );
                 token.cancel();
             } else {
                 let _ = tx.send(());

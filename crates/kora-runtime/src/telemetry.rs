@@ -9,6 +9,13 @@ pub fn init(default_level: &str, json: bool) {
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .map_or_else(|| EnvFilter::new(default_level), EnvFilter::new);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }

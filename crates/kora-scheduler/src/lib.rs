@@ -36,7 +36,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { batch: 64, fetch_wait: Duration::from_millis(500) }
+        Config {
+            batch: 64,
+            fetch_wait: Duration::from_millis(500),
+        }
     }
 }
 
@@ -48,7 +51,9 @@ pub async fn run(
     catalog: Arc<dyn Catalog + Send + Sync>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let consumer = broker.consumer(&subjects.stream_runs(), Subjects::CONSUMER_SCHEDULER).await?;
+    let consumer = broker
+        .consumer(&subjects.stream_runs(), Subjects::CONSUMER_SCHEDULER)
+        .await?;
     let mut backoff = Duration::from_millis(50);
     loop {
         let batch = tokio::select! {
@@ -88,7 +93,8 @@ pub async fn run(
                     continue;
                 }
             };
-            let msg = Outbound::new(subjects.ledger_admit(), payload).msg_id(format!("admit:{run_id}"));
+            let msg =
+                Outbound::new(subjects.ledger_admit(), payload).msg_id(format!("admit:{run_id}"));
             match broker.publish(msg).await {
                 Ok(_) => d.ack().await?,
                 Err(e) => {
@@ -105,7 +111,11 @@ pub async fn run(
 /// Validates a request: an admitted run, or a rejected one with every problem found.
 pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
     if req.run_id.is_empty() {
-        return Admission::Rejected { run_id: String::new(), problems: vec!["run_id is empty".into()], submitted_at_ms: req.submitted_at_ms };
+        return Admission::Rejected {
+            run_id: String::new(),
+            problems: vec!["run_id is empty".into()],
+            submitted_at_ms: req.submitted_at_ms,
+        };
     }
     match kora_model::compile(&req.workflow, catalog, Some(&req.params)) {
         Ok((_, warnings)) => {
@@ -113,12 +123,22 @@ pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
                 warn!(run_id = %req.run_id, "{w}");
             }
             info!(run_id = %req.run_id, workflow = %req.workflow.name, nodes = req.workflow.nodes.len(), "run admitted");
-            Admission::Admitted { request: req }
+            Admission::Admitted {
+                request: Box::new(req),
+            }
         }
         Err(problems) => {
-            let problems: Vec<String> = problems.iter().filter(|p| p.severity == Severity::Error).map(ToString::to_string).collect();
+            let problems: Vec<String> = problems
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .map(ToString::to_string)
+                .collect();
             warn!(run_id = %req.run_id, problems = problems.len(), "run rejected: {}", problems.join("; "));
-            Admission::Rejected { run_id: req.run_id, problems, submitted_at_ms: req.submitted_at_ms }
+            Admission::Rejected {
+                run_id: req.run_id,
+                problems,
+                submitted_at_ms: req.submitted_at_ms,
+            }
         }
     }
 }

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 
 pub use error::{Error, Result};
 pub use records::{
-    AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, NewAttempt, NewRun, RunFilter,
-    RunRecord, RunStatus, RunUpdate, results_from_attempts,
+    AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, NewAttempt, NewRun,
+    RunFilter, RunRecord, RunStatus, RunUpdate, results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
@@ -31,7 +31,9 @@ pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = spec.strip_prefix("sqlite:") {
         return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?));
     }
-    Err(Error::Config(format!("unknown store {spec:?}: use `memory` or `sqlite:PATH`")))
+    Err(Error::Config(format!(
+        "unknown store {spec:?}: use `memory` or `sqlite:PATH`"
+    )))
 }
 
 #[async_trait]

@@ -36,7 +36,9 @@ impl MemoryStore {
         Self::default()
     }
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -48,7 +50,9 @@ impl Store for MemoryStore {
         let inner = &mut *g;
         for r in batch.new_runs {
             if inner.runs.contains_key(&r.run_id)
-                || r.idempotency_key.as_ref().is_some_and(|k| inner.keys.contains_key(k))
+                || r.idempotency_key
+                    .as_ref()
+                    .is_some_and(|k| inner.keys.contains_key(k))
             {
                 report.runs_existing += 1;
                 continue;
@@ -74,7 +78,14 @@ impl Store for MemoryStore {
             };
             inner.runs.insert(
                 r.run_id,
-                RunEntry { record, attempts: Vec::new(), index: HashMap::new(), events: Vec::new(), event_seqs: Default::default(), outcomes: 0 },
+                RunEntry {
+                    record,
+                    attempts: Vec::new(),
+                    index: HashMap::new(),
+                    events: Vec::new(),
+                    event_seqs: Default::default(),
+                    outcomes: 0,
+                },
             );
         }
         for o in batch.outcomes {
@@ -102,7 +113,9 @@ impl Store for MemoryStore {
             a.seq = Some(run.outcomes);
         }
         for n in batch.new_attempts {
-            let Some(run) = inner.runs.get_mut(&n.run_id) else { continue };
+            let Some(run) = inner.runs.get_mut(&n.run_id) else {
+                continue;
+            };
             let key = (n.node_id.clone(), n.iteration, n.attempt);
             if run.index.contains_key(&key) {
                 report.attempts_existing += 1;
@@ -127,7 +140,9 @@ impl Store for MemoryStore {
             });
         }
         for u in batch.run_updates {
-            let Some(run) = inner.runs.get_mut(&u.run_id) else { continue };
+            let Some(run) = inner.runs.get_mut(&u.run_id) else {
+                continue;
+            };
             let r = &mut run.record;
             if r.status.is_final() {
                 continue;
@@ -141,7 +156,9 @@ impl Store for MemoryStore {
             }
         }
         for e in batch.events {
-            let Some(run) = inner.runs.get_mut(&e.run_id) else { continue };
+            let Some(run) = inner.runs.get_mut(&e.run_id) else {
+                continue;
+            };
             if run.event_seqs.insert(e.seq) {
                 run.events.push(e);
             }
@@ -155,12 +172,19 @@ impl Store for MemoryStore {
 
     async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>> {
         let g = self.lock();
-        Ok(g.keys.get(key).and_then(|id| g.runs.get(id)).map(|r| r.record.clone()))
+        Ok(g.keys
+            .get(key)
+            .and_then(|id| g.runs.get(id))
+            .map(|r| r.record.clone()))
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         let g = self.lock();
-        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
         Ok(g.order
             .iter()
             .rev()
@@ -173,16 +197,23 @@ impl Store for MemoryStore {
 
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
         let g = self.lock();
-        let mut out = g.runs.get(run_id).map(|r| r.attempts.clone()).unwrap_or_default();
+        let mut out = g
+            .runs
+            .get(run_id)
+            .map(|r| r.attempts.clone())
+            .unwrap_or_default();
         out.sort_by_key(|a| a.seq.unwrap_or(u64::MAX));
         Ok(out)
     }
 
     async fn events(&self, run_id: &str) -> Result<Vec<RunEvent>> {
         let g = self.lock();
-        let mut out = g.runs.get(run_id).map(|r| r.events.clone()).unwrap_or_default();
+        let mut out = g
+            .runs
+            .get(run_id)
+            .map(|r| r.events.clone())
+            .unwrap_or_default();
         out.sort_by_key(|e| e.seq);
         Ok(out)
     }
 }
-

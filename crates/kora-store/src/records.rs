@@ -182,9 +182,12 @@ pub struct RunFilter {
 /// latest attempt (highest iteration, then attempt); a failed node gets
 /// `{"error", "error_type", "failed": true}`, a skipped or unrun node `null`.
 pub fn results_from_attempts(node_ids: &[String], attempts: &[AttemptRecord]) -> Map {
-    let mut latest: std::collections::HashMap<&str, &AttemptRecord> = std::collections::HashMap::new();
+    let mut latest: std::collections::HashMap<&str, &AttemptRecord> =
+        std::collections::HashMap::new();
     for a in attempts {
-        let newer = latest.get(a.node_id.as_str()).is_none_or(|b| (a.iteration, a.attempt) >= (b.iteration, b.attempt));
+        let newer = latest
+            .get(a.node_id.as_str())
+            .is_none_or(|b| (a.iteration, a.attempt) >= (b.iteration, b.attempt));
         if newer {
             latest.insert(&a.node_id, a);
         }
@@ -193,7 +196,9 @@ pub fn results_from_attempts(node_ids: &[String], attempts: &[AttemptRecord]) ->
         .iter()
         .map(|id| {
             let v = match latest.get(id.as_str()) {
-                Some(a) if a.status == AttemptStatus::Succeeded => a.output.clone().unwrap_or(Value::Null),
+                Some(a) if a.status == AttemptStatus::Succeeded => {
+                    a.output.clone().unwrap_or(Value::Null)
+                }
                 Some(a) if a.status == AttemptStatus::Failed => serde_json::json!({
                     "error": a.error.clone().unwrap_or_default(),
                     "error_type": a.error_type.clone().unwrap_or_default(),

@@ -5,11 +5,15 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use kora_model::wire::RunEvent;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Result, RunFilter, RunRecord, RunStatus, Store,
+    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Result, RunFilter, RunRecord,
+    RunStatus, Store,
 };
 
 /// Migrations in order; each runs once, recorded in `kora_migrations`.
@@ -30,18 +34,26 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`; `:memory:` gives a private one.
     pub async fn open(path: &str) -> Result<Self> {
         if path.is_empty() {
-            return Err(Error::Config("sqlite store needs a path: --store sqlite:PATH".into()));
+            return Err(Error::Config(
+                "sqlite store needs a path: --store sqlite:PATH".into(),
+            ));
         }
         let memory = path == ":memory:";
         let opts = if memory {
             SqliteConnectOptions::from_str("sqlite::memory:")?
         } else {
-            SqliteConnectOptions::new().filename(path).create_if_missing(true).journal_mode(SqliteJournalMode::Wal)
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
         }
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true);
         // One connection: SQLite serialises writers anyway, and `:memory:` is per connection.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -52,10 +64,11 @@ impl SqliteStore {
             .execute(&self.pool)
             .await?;
         for (version, sql) in MIGRATIONS {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM kora_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&self.pool)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM kora_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?;
             if done.is_some() {
                 continue;
             }
@@ -85,8 +98,12 @@ fn run_row(r: &SqliteRow) -> Result<RunRecord> {
         idempotency_key: r.try_get("idempotency_key")?,
         workflow_id: r.try_get("workflow_id")?,
         workflow_name: r.try_get("workflow_name")?,
-        status: RunStatus::parse(&status).ok_or_else(|| Error::Corrupt(format!("run status {status:?}")))?,
-        spec: spec.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| Error::Corrupt(e.to_string()))?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| Error::Corrupt(format!("run status {status:?}")))?,
+        spec: spec
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| Error::Corrupt(e.to_string()))?,
         params: serde_json::from_str(&params).map_err(|e| Error::Corrupt(e.to_string()))?,
         error: r.try_get("error")?,
         error_node: r.try_get("error_node")?,
@@ -144,7 +161,10 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         if done.rows_affected() == 0 {
             report.outcomes_ignored += 1;
         } else {
-            sqlx::query("UPDATE runs SET outcomes = outcomes + 1 WHERE run_id = ?").bind(&o.run_id).execute(&mut **tx).await?;
+            sqlx::query("UPDATE runs SET outcomes = outcomes + 1 WHERE run_id = ?")
+                .bind(&o.run_id)
+                .execute(&mut **tx)
+                .await?;
         }
     }
     for n in batch.new_attempts {
@@ -208,17 +228,27 @@ impl Store for SqliteStore {
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?").bind(run_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(run_row).transpose()
     }
 
     async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>> {
-        let row = sqlx::query("SELECT * FROM runs WHERE idempotency_key = ?").bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM runs WHERE idempotency_key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(run_row).transpose()
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let limit = if filter.limit == 0 { i64::MAX } else { i64::try_from(filter.limit).unwrap_or(i64::MAX) };
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
         let rows = sqlx::query(
             "SELECT * FROM runs WHERE (?1 IS NULL OR status = ?1) ORDER BY created_ms DESC, rowid DESC LIMIT ?2",
         )
@@ -246,8 +276,12 @@ impl Store for SqliteStore {
                     iteration: u32::try_from(r.try_get::<i64, _>("iteration")?).unwrap_or(0),
                     attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
                     node_type: r.try_get("node_type")?,
-                    status: AttemptStatus::parse(&status).ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
-                    output: output.map(|o| serde_json::from_str(&o)).transpose().map_err(|e| Error::Corrupt(e.to_string()))?,
+                    status: AttemptStatus::parse(&status)
+                        .ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
+                    output: output
+                        .map(|o| serde_json::from_str(&o))
+                        .transpose()
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
                     error: r.try_get("error")?,
                     error_type: r.try_get("error_type")?,
                     worker_id: r.try_get("worker_id")?,
@@ -260,10 +294,13 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, run_id: &str) -> Result<Vec<RunEvent>> {
-        let rows: Vec<String> = sqlx::query_scalar("SELECT body FROM events WHERE run_id = ? ORDER BY seq")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|b| serde_json::from_str(b).map_err(|e| Error::Corrupt(e.to_string()))).collect()
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM events WHERE run_id = ? ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| Error::Corrupt(e.to_string())))
+            .collect()
     }
 }

@@ -1,15 +1,22 @@
 //! The store contract: each check written once, run against every [`Store`].
 //! Each check uses run ids under its own unique `ns`, so checks can share a database.
 
+// Contract checks are assertions: a failed call is a failed check.
+#![allow(clippy::unwrap_used)]
+
 use kora_model::wire::{EventKind, RunEvent, WIRE_VERSION};
 use kora_model::{Map, WorkflowSpec};
 use serde_json::json;
 
-use crate::{AttemptStatus, AttemptUpdate, Batch, NewAttempt, NewRun, RunFilter, RunStatus, RunUpdate, Store};
+use crate::{
+    AttemptStatus, AttemptUpdate, Batch, NewAttempt, NewRun, RunFilter, RunStatus, RunUpdate, Store,
+};
 
 fn spec() -> WorkflowSpec {
-    serde_json::from_value(json!({"kora": 1, "id": "wf", "name": "demo", "nodes": [{"id": "a", "type": "NoOpNode"}]}))
-        .expect("valid spec")
+    serde_json::from_value(
+        json!({"kora": 1, "id": "wf", "name": "demo", "nodes": [{"id": "a", "type": "NoOpNode"}]}),
+    )
+    .expect("valid spec")
 }
 
 fn new_run(id: &str, key: Option<&str>) -> NewRun {
@@ -25,7 +32,15 @@ fn new_run(id: &str, key: Option<&str>) -> NewRun {
 }
 
 fn attempt(run: &str, node: &str, attempt: u32) -> NewAttempt {
-    NewAttempt { run_id: run.into(), node_id: node.into(), iteration: 0, attempt, node_type: "NoOpNode".into(), status: AttemptStatus::Dispatched, at_ms: 2 }
+    NewAttempt {
+        run_id: run.into(),
+        node_id: node.into(),
+        iteration: 0,
+        attempt,
+        node_type: "NoOpNode".into(),
+        status: AttemptStatus::Dispatched,
+        at_ms: 2,
+    }
 }
 
 fn outcome(run: &str, node: &str, attempt: u32, v: i64) -> AttemptUpdate {
@@ -44,22 +59,49 @@ fn outcome(run: &str, node: &str, attempt: u32, v: i64) -> AttemptUpdate {
 }
 
 fn event(run: &str, seq: u64) -> RunEvent {
-    RunEvent { v: WIRE_VERSION, event_id: format!("{run}:{seq}"), run_id: run.into(), seq, kind: EventKind::NodeSucceeded, node_id: Some("a".into()), iteration: 0, attempt: 1, at_ms: 3, detail: None }
+    RunEvent {
+        v: WIRE_VERSION,
+        event_id: format!("{run}:{seq}"),
+        run_id: run.into(),
+        seq,
+        kind: EventKind::NodeSucceeded,
+        node_id: Some("a".into()),
+        iteration: 0,
+        attempt: 1,
+        at_ms: 3,
+        detail: None,
+    }
 }
 
 /// A run, its attempts, outcomes and events round-trip; a run is created once.
 pub async fn records_a_run(s: &dyn Store, ns: &str) {
     let run = format!("{ns}-r1");
     let r = s
-        .commit(Batch { new_runs: vec![new_run(&run, Some(&format!("{ns}-key")))], new_attempts: vec![attempt(&run, "a", 1)], ..Default::default() })
+        .commit(Batch {
+            new_runs: vec![new_run(&run, Some(&format!("{ns}-key")))],
+            new_attempts: vec![attempt(&run, "a", 1)],
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(r.runs_existing, 0);
-    let r = s.commit(Batch { new_runs: vec![new_run(&run, None)], ..Default::default() }).await.unwrap();
+    let r = s
+        .commit(Batch {
+            new_runs: vec![new_run(&run, None)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(r.runs_existing, 1, "a run is created once");
     s.commit(Batch {
         outcomes: vec![outcome(&run, "a", 1, 7)],
-        run_updates: vec![RunUpdate { run_id: run.clone(), status: RunStatus::Succeeded, error: None, error_node: None, at_ms: 4 }],
+        run_updates: vec![RunUpdate {
+            run_id: run.clone(),
+            status: RunStatus::Succeeded,
+            error: None,
+            error_node: None,
+            at_ms: 4,
+        }],
         events: vec![event(&run, 1), event(&run, 1), event(&run, 2)],
         ..Default::default()
     })
@@ -70,30 +112,74 @@ pub async fn records_a_run(s: &dyn Store, ns: &str) {
     assert_eq!(rec.workflow_name, "demo");
     assert_eq!(rec.spec, Some(spec()));
     assert_eq!(rec.finished_ms, Some(4));
-    let by_key = s.run_by_key(&format!("{ns}-key")).await.unwrap().expect("found by key");
+    let by_key = s
+        .run_by_key(&format!("{ns}-key"))
+        .await
+        .unwrap()
+        .expect("found by key");
     assert_eq!(by_key.run_id, run);
     let atts = s.attempts(&run).await.unwrap();
     assert_eq!(atts.len(), 1);
     assert_eq!(atts[0].output, Some(json!({"data": 7})));
     assert_eq!(atts[0].seq, Some(1));
-    assert_eq!(s.events(&run).await.unwrap().len(), 2, "events are deduplicated by seq");
+    assert_eq!(
+        s.events(&run).await.unwrap().len(),
+        2,
+        "events are deduplicated by seq"
+    );
     assert!(s.run(&format!("{ns}-missing")).await.unwrap().is_none());
 }
 
 /// A second outcome for the same attempt is ignored and counted; a finished run stays finished.
 pub async fn fences_duplicate_outcomes(s: &dyn Store, ns: &str) {
     let run = format!("{ns}-r2");
-    s.commit(Batch { new_runs: vec![new_run(&run, None)], new_attempts: vec![attempt(&run, "a", 1), attempt(&run, "a", 1)], ..Default::default() })
+    s.commit(Batch {
+        new_runs: vec![new_run(&run, None)],
+        new_attempts: vec![attempt(&run, "a", 1), attempt(&run, "a", 1)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let first = s
+        .commit(Batch {
+            outcomes: vec![outcome(&run, "a", 1, 1)],
+            ..Default::default()
+        })
         .await
         .unwrap();
-    let first = s.commit(Batch { outcomes: vec![outcome(&run, "a", 1, 1)], ..Default::default() }).await.unwrap();
     assert_eq!(first.outcomes_ignored, 0);
-    let dup = s.commit(Batch { outcomes: vec![outcome(&run, "a", 1, 2), outcome(&run, "b", 1, 2)], ..Default::default() }).await.unwrap();
-    assert_eq!(dup.outcomes_ignored, 2, "duplicate and unknown attempts are fenced");
-    assert_eq!(s.attempts(&run).await.unwrap()[0].output, Some(json!({"data": 1})));
-    let fail = RunUpdate { run_id: run.clone(), status: RunStatus::Failed, error: Some("x".into()), error_node: Some("a".into()), at_ms: 5 };
-    let ok = RunUpdate { status: RunStatus::Succeeded, ..fail.clone() };
-    s.commit(Batch { run_updates: vec![fail, ok], ..Default::default() }).await.unwrap();
+    let dup = s
+        .commit(Batch {
+            outcomes: vec![outcome(&run, "a", 1, 2), outcome(&run, "b", 1, 2)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dup.outcomes_ignored, 2,
+        "duplicate and unknown attempts are fenced"
+    );
+    assert_eq!(
+        s.attempts(&run).await.unwrap()[0].output,
+        Some(json!({"data": 1}))
+    );
+    let fail = RunUpdate {
+        run_id: run.clone(),
+        status: RunStatus::Failed,
+        error: Some("x".into()),
+        error_node: Some("a".into()),
+        at_ms: 5,
+    };
+    let ok = RunUpdate {
+        status: RunStatus::Succeeded,
+        ..fail.clone()
+    };
+    s.commit(Batch {
+        run_updates: vec![fail, ok],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let rec = s.run(&run).await.unwrap().unwrap();
     assert_eq!(rec.status, RunStatus::Failed);
     assert_eq!(rec.error_node.as_deref(), Some("a"));
@@ -104,21 +190,59 @@ pub async fn lists_in_order(s: &dyn Store, ns: &str) {
     let run = format!("{ns}-r3");
     s.commit(Batch {
         new_runs: vec![new_run(&run, None)],
-        new_attempts: vec![attempt(&run, "x", 1), attempt(&run, "y", 1), attempt(&run, "z", 1)],
+        new_attempts: vec![
+            attempt(&run, "x", 1),
+            attempt(&run, "y", 1),
+            attempt(&run, "z", 1),
+        ],
         ..Default::default()
     })
     .await
     .unwrap();
-    s.commit(Batch { outcomes: vec![outcome(&run, "z", 1, 1)], ..Default::default() }).await.unwrap();
-    s.commit(Batch { outcomes: vec![outcome(&run, "x", 1, 2)], ..Default::default() }).await.unwrap();
-    let order: Vec<String> = s.attempts(&run).await.unwrap().into_iter().map(|a| a.node_id).collect();
+    s.commit(Batch {
+        outcomes: vec![outcome(&run, "z", 1, 1)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    s.commit(Batch {
+        outcomes: vec![outcome(&run, "x", 1, 2)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let order: Vec<String> = s
+        .attempts(&run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.node_id)
+        .collect();
     assert_eq!(order, ["z", "x", "y"]);
     let other = format!("{ns}-r4");
-    s.commit(Batch { new_runs: vec![NewRun { status: RunStatus::Rejected, spec: None, error: Some("bad".into()), ..new_run(&other, None) }], ..Default::default() })
+    s.commit(Batch {
+        new_runs: vec![NewRun {
+            status: RunStatus::Rejected,
+            spec: None,
+            error: Some("bad".into()),
+            ..new_run(&other, None)
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let rejected = s
+        .runs(&RunFilter {
+            status: Some(RunStatus::Rejected),
+            limit: 100,
+        })
         .await
         .unwrap();
-    let rejected = s.runs(&RunFilter { status: Some(RunStatus::Rejected), limit: 100 }).await.unwrap();
-    assert!(rejected.iter().any(|r| r.run_id == other && r.spec.is_none()));
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r.run_id == other && r.spec.is_none())
+    );
     assert!(!rejected.iter().any(|r| r.run_id == run));
 }
 

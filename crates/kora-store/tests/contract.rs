@@ -1,5 +1,8 @@
 //! The store contract on the embedded stores.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use kora_store::memory::MemoryStore;
 use kora_store::sqlite::SqliteStore;
 use kora_store::testing;

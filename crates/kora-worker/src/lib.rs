@@ -62,7 +62,12 @@ pub async fn run(
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let consumer = broker.consumer(&subjects.stream_tasks(), &Subjects::consumer_workers(&cfg.queue)).await?;
+    let consumer = broker
+        .consumer(
+            &subjects.stream_tasks(),
+            &Subjects::consumer_workers(&cfg.queue),
+        )
+        .await?;
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
@@ -101,7 +106,13 @@ pub async fn run(
                     Err(_) => break,
                 },
             };
-            let (b, s, r, c, a) = (Arc::clone(&broker), subjects.clone(), Arc::clone(&registry), Arc::clone(&cfg), abort.clone());
+            let (b, s, r, c, a) = (
+                Arc::clone(&broker),
+                subjects.clone(),
+                Arc::clone(&registry),
+                Arc::clone(&cfg),
+                abort.clone(),
+            );
             tracker.spawn(async move {
                 handle(d, b.as_ref(), &s, &r, &c, &a).await;
                 drop(permit);
@@ -109,7 +120,10 @@ pub async fn run(
         }
     }
     tracker.close();
-    if tokio::time::timeout(cfg.drain_grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(cfg.drain_grace, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(worker = %cfg.worker_id, "drain grace elapsed; handing unfinished tasks back");
         abort.cancel();
         tracker.wait().await;
@@ -118,7 +132,14 @@ pub async fn run(
     Ok(())
 }
 
-async fn handle(d: Delivery, broker: &dyn Broker, subjects: &Subjects, registry: &Registry, cfg: &Config, abort: &CancellationToken) {
+async fn handle(
+    d: Delivery,
+    broker: &dyn Broker,
+    subjects: &Subjects,
+    registry: &Registry,
+    cfg: &Config,
+    abort: &CancellationToken,
+) {
     let task = match wire::decode::<NodeTask>(&d.payload) {
         Ok(t) => t,
         Err(e) => {
@@ -132,19 +153,29 @@ async fn handle(d: Delivery, broker: &dyn Broker, subjects: &Subjects, registry:
     let started = now_ms();
     let outcome = match registry.get(&task.node_type) {
         None => TaskOutcome::Failure {
-            error: format!("node type '{}' is not available on worker {}", task.node_type, cfg.worker_id),
+            error: format!(
+                "node type '{}' is not available on worker {}",
+                task.node_type, cfg.worker_id
+            ),
             error_type: "UnknownNodeType".into(),
             retryable: false,
         },
         Some(node) => {
             let input = semantics::prepare_input(&task.config, &task.inputs);
-            let ctx = NodeContext { run_id: task.run_id.clone(), node_id: task.node_id.clone(), attempt: task.attempt };
+            let ctx = NodeContext {
+                run_id: task.run_id.clone(),
+                node_id: task.node_id.clone(),
+                attempt: task.attempt,
+            };
             let mut fut = std::pin::pin!(node.run(&ctx, input));
             // Most nodes finish at once; only arm the heartbeat timer for those that do not.
             let result = match futures::poll!(fut.as_mut()) {
                 std::task::Poll::Ready(r) => r,
                 std::task::Poll::Pending => {
-                    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + cfg.heartbeat, cfg.heartbeat);
+                    let mut beat = tokio::time::interval_at(
+                        tokio::time::Instant::now() + cfg.heartbeat,
+                        cfg.heartbeat,
+                    );
                     loop {
                         tokio::select! {
                             r = &mut fut => break r,
@@ -163,7 +194,11 @@ async fn handle(d: Delivery, broker: &dyn Broker, subjects: &Subjects, registry:
             };
             match result {
                 Ok(output) => TaskOutcome::Success { output },
-                Err(e) => TaskOutcome::Failure { retryable: e.is_retryable(), error_type: e.error_type().to_string(), error: e.to_string() },
+                Err(e) => TaskOutcome::Failure {
+                    retryable: e.is_retryable(),
+                    error_type: e.error_type().to_string(),
+                    error: e.to_string(),
+                },
             }
         }
     };
@@ -194,7 +229,8 @@ async fn handle(d: Delivery, broker: &dyn Broker, subjects: &Subjects, registry:
     };
     // The result is stored before the task is acked: a crash in between re-runs the task, and
     // the coordinator ignores the second result.
-    let msg = Outbound::new(subjects.ledger_result(), payload).msg_id(format!("result:{}", task.task_id));
+    let msg =
+        Outbound::new(subjects.ledger_result(), payload).msg_id(format!("result:{}", task.task_id));
     match broker.publish(msg).await {
         Ok(_) => {
             if let Err(e) = d.ack().await {

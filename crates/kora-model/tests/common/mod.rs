@@ -13,7 +13,11 @@ pub(crate) fn catalog() -> Vec<NodeTypeInfo> {
         stop_on_error: false,
         is_switch: false,
     };
-    let mut py = t("PythonCodeNode", vec![ParamInfo::optional("code", "")], vec!["result"]);
+    let mut py = t(
+        "PythonCodeNode",
+        vec![ParamInfo::optional("code", "")],
+        vec!["result"],
+    );
     py.open_inputs = true;
     py.open_outputs = true;
     let mut sw = t(
@@ -29,20 +33,41 @@ pub(crate) fn catalog() -> Vec<NodeTypeInfo> {
     );
     sw.is_switch = true;
     sw.open_outputs = true;
-    let mut sql = t("SQLDatabaseNode", vec![ParamInfo::required("query", "")], vec!["result"]);
+    let mut sql = t(
+        "SQLDatabaseNode",
+        vec![ParamInfo::required("query", "")],
+        vec!["result"],
+    );
     sql.stop_on_error = true;
     vec![
         py,
         sw,
         sql,
-        t("NoOpNode", vec![ParamInfo::optional("data", "")], vec!["data"]),
-        t("CSVReaderNode", vec![ParamInfo::required("file_path", "")], vec!["data"]),
+        t(
+            "NoOpNode",
+            vec![ParamInfo::optional("data", "")],
+            vec!["data"],
+        ),
+        t(
+            "CSVReaderNode",
+            vec![ParamInfo::required("file_path", "")],
+            vec!["data"],
+        ),
         t(
             "MergeNode",
-            ["data1", "data2", "data3", "data4", "data5", "merge_type", "key", "skip_none"]
-                .into_iter()
-                .map(|n| ParamInfo::optional(n, ""))
-                .collect(),
+            [
+                "data1",
+                "data2",
+                "data3",
+                "data4",
+                "data5",
+                "merge_type",
+                "key",
+                "skip_none",
+            ]
+            .into_iter()
+            .map(|n| ParamInfo::optional(n, ""))
+            .collect(),
             vec!["merged_data"],
         ),
     ]

@@ -1,0 +1,129 @@
+//! Mechanical checks of ARCHITECTURE.md's invariants, over every crate's manifest and sources.
+
+use std::collections::BTreeMap;
+
+use crate::repo_root;
+
+fn manifests() -> BTreeMap<String, toml::Value> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(repo_root().join("crates"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.path().join("Cargo.toml")).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        let name = v["package"]["name"].as_str().unwrap().to_string();
+        assert_eq!(
+            e.file_name().to_string_lossy(),
+            name,
+            "folder name equals package name"
+        );
+        out.insert(name, v);
+    }
+    out
+}
+
+fn deps(v: &toml::Value) -> Vec<String> {
+    v.get("dependencies")
+        .and_then(|d| d.as_table())
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn dependency_rules_hold() {
+    let m = manifests();
+    let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("kora-model", &[][..]),
+        ("kora-runtime", &[][..]),
+        ("kora-broker", &["kora-model"][..]),
+        ("kora-store", &["kora-model"][..]),
+        ("kora-nodes", &["kora-model"][..]),
+        ("kora-scheduler", &["kora-broker", "kora-model"][..]),
+        (
+            "kora-worker",
+            &["kora-broker", "kora-model", "kora-nodes"][..],
+        ),
+        (
+            "kora-coordinator",
+            &["kora-broker", "kora-model", "kora-store"][..],
+        ),
+        (
+            "kora-cli",
+            &[
+                "kora-broker",
+                "kora-coordinator",
+                "kora-model",
+                "kora-nodes",
+                "kora-runtime",
+                "kora-scheduler",
+                "kora-store",
+                "kora-worker",
+            ][..],
+        ),
+    ]);
+    for (name, v) in &m {
+        let internal: Vec<String> = deps(v)
+            .into_iter()
+            .filter(|d| d.starts_with("kora-"))
+            .collect();
+        let ok = allowed
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name} is not in the dependency table of ARCHITECTURE.md"));
+        for d in &internal {
+            assert!(
+                ok.contains(&d.as_str()),
+                "{name} may not depend on {d} (see ARCHITECTURE.md, Code map)"
+            );
+        }
+        let external = deps(v);
+        if name != "kora-store" {
+            assert!(
+                !external.contains(&"sqlx".to_string()),
+                "only kora-store may name sqlx, {name} does"
+            );
+        }
+        if name != "kora-broker" {
+            assert!(
+                !external.contains(&"async-nats".to_string()),
+                "only kora-broker may name async-nats, {name} does"
+            );
+        }
+        if name == "kora-model" {
+            for banned in ["tokio", "async-nats", "sqlx"] {
+                assert!(
+                    !external.contains(&banned.to_string()),
+                    "kora-model is pure; it names {banned}"
+                );
+            }
+        }
+        assert_eq!(
+            v["lints"]["workspace"].as_bool(),
+            Some(true),
+            "{name} uses the workspace lints"
+        );
+    }
+}
+
+#[test]
+fn every_crate_says_what_it_owns_and_architecture_names_it() {
+    let arch = std::fs::read_to_string(repo_root().join("ARCHITECTURE.md")).unwrap();
+    for name in manifests().keys() {
+        let lib = repo_root().join("crates").join(name).join("src/lib.rs");
+        let text = std::fs::read_to_string(&lib).unwrap();
+        assert!(
+            text.starts_with("//!"),
+            "{} must open with //! docs",
+            lib.display()
+        );
+        assert!(
+            text.contains("Must not") || text.contains("must not"),
+            "{} must say what the crate must not do",
+            lib.display()
+        );
+        assert!(
+            arch.contains(&format!("crates/{name}")),
+            "ARCHITECTURE.md never names crates/{name}"
+        );
+    }
+}
