@@ -21,10 +21,6 @@ use serde_json::{Value, json};
 
 const REPEATS: usize = 5;
 
-// The same allocator as the `kora` binary.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -33,8 +33,9 @@ struct StreamState {
     cfg: StreamConfig,
     msgs: BTreeMap<u64, StoredMessage>,
     last_seq: u64,
-    dedup: HashMap<String, u64>,
-    dedup_order: VecDeque<(Instant, String)>,
+    /// Message ids seen within the duplicate window; the map and the expiry queue share each id.
+    dedup: HashMap<Arc<str>, u64>,
+    dedup_order: VecDeque<(Instant, Arc<str>)>,
     consumers: HashMap<String, ConsumerState>,
     /// Advisories produced under the lock, published after it is released.
     advisories: Vec<Outbound>,
@@ -46,6 +47,16 @@ struct ConsumerState {
     next_new: u64,
     /// Delivered, not yet acknowledged: seq -> (deliveries, redeliver at).
     pending: BTreeMap<u64, (u32, Instant)>,
+    /// No pending entry falls due before this. After acks it may be earlier than the true
+    /// minimum; the next scan then recomputes it.
+    next_due: Option<Instant>,
+}
+
+impl ConsumerState {
+    fn hold(&mut self, seq: u64, delivered: u32, until: Instant) {
+        self.pending.insert(seq, (delivered, until));
+        self.next_due = Some(self.next_due.map_or(until, |d| d.min(until)));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,11 +137,11 @@ impl StreamState {
                 break;
             }
             if let Some((_, id)) = self.dedup_order.pop_front() {
-                self.dedup.remove(&id);
+                self.dedup.remove(&*id);
             }
         }
         if let Some(id) = &msg.msg_id
-            && let Some(&seq) = self.dedup.get(id)
+            && let Some(&seq) = self.dedup.get(id.as_str())
         {
             return Ok(PublishAck {
                 stream: self.cfg.name.clone(),
@@ -159,7 +170,8 @@ impl StreamState {
         self.last_seq += 1;
         let seq = self.last_seq;
         if let Some(id) = msg.msg_id {
-            self.dedup.insert(id.clone(), seq);
+            let id: Arc<str> = Arc::from(id);
+            self.dedup.insert(Arc::clone(&id), seq);
             self.dedup_order.push_back((now, id));
         }
         self.msgs.insert(
@@ -214,14 +226,18 @@ impl StreamState {
                 consumer: durable.into(),
             })?;
         let mut out = Vec::new();
-        let mut next_deadline: Option<Instant> = None;
-        // Redeliveries first: expired ack-waits and naks whose delay has passed.
-        let due: Vec<u64> = c
-            .pending
-            .iter()
-            .filter(|(_, (_, at))| *at <= now)
-            .map(|(s, _)| *s)
-            .collect();
+        // Redeliveries first: expired ack-waits and naks whose delay has passed. Scan only when
+        // something can be due.
+        let scan = c.next_due.is_some_and(|d| d <= now);
+        let due: Vec<u64> = if scan {
+            c.pending
+                .iter()
+                .filter(|(_, (_, at))| *at <= now)
+                .map(|(s, _)| *s)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for seq in due {
             let Some(&(delivered, _)) = c.pending.get(&seq) else {
                 continue;
@@ -248,6 +264,9 @@ impl StreamState {
             c.pending.insert(seq, (delivered + 1, now + c.cfg.ack_wait));
             out.push((m.clone(), delivered + 1));
         }
+        if scan {
+            c.next_due = c.pending.values().map(|(_, at)| *at).min();
+        }
         // Then new messages, within max_ack_pending.
         let filter = c.cfg.filter_subject.clone();
         while out.len() < max && c.pending.len() < c.cfg.max_ack_pending {
@@ -261,13 +280,10 @@ impl StreamState {
             {
                 continue;
             }
-            c.pending.insert(seq, (1, now + c.cfg.ack_wait));
+            c.hold(seq, 1, now + c.cfg.ack_wait);
             out.push((m.clone(), 1));
         }
-        for (_, at) in c.pending.values() {
-            next_deadline = Some(next_deadline.map_or(*at, |d: Instant| d.min(*at)));
-        }
-        Ok((out, next_deadline))
+        Ok((out, c.next_due))
     }
 }
 
@@ -352,6 +368,7 @@ impl Broker for MemoryBroker {
                         cfg: cfg.clone(),
                         next_new: first,
                         pending: BTreeMap::new(),
+                        next_due: None,
                     },
                 );
             }
@@ -527,10 +544,11 @@ impl Acker for MemoryAcker {
         let (durable, seq) = (&self.durable, self.seq);
         self.with_pending(|st, wake| {
             if let Some(c) = st.consumers.get_mut(durable) {
+                // Fetchers wait on acks only when max_ack_pending held them back.
+                *wake = c.pending.len() >= c.cfg.max_ack_pending;
                 c.pending.remove(&seq);
             }
             st.remove_if_workqueue(seq);
-            *wake = true;
         });
         Ok(())
     }
@@ -539,8 +557,7 @@ impl Acker for MemoryAcker {
         let (durable, seq, delivered) = (&self.durable, self.seq, self.delivered);
         self.with_pending(|st, wake| {
             if let Some(c) = st.consumers.get_mut(durable) {
-                c.pending
-                    .insert(seq, (delivered, Instant::now() + delay.unwrap_or_default()));
+                c.hold(seq, delivered, Instant::now() + delay.unwrap_or_default());
             }
             *wake = true;
         });
@@ -552,7 +569,7 @@ impl Acker for MemoryAcker {
         self.with_pending(|st, _| {
             if let Some(c) = st.consumers.get_mut(durable) {
                 let wait = c.cfg.ack_wait;
-                c.pending.insert(seq, (delivered, Instant::now() + wait));
+                c.hold(seq, delivered, Instant::now() + wait);
             }
         });
         Ok(())
@@ -563,6 +580,7 @@ impl Acker for MemoryAcker {
         let mut advisory = None;
         self.with_pending(|st, wake| {
             if let Some(c) = st.consumers.get_mut(durable) {
+                *wake = c.pending.len() >= c.cfg.max_ack_pending;
                 c.pending.remove(&seq);
             }
             st.remove_if_workqueue(seq);
@@ -573,7 +591,6 @@ impl Acker for MemoryAcker {
                     r#"{{"type":"io.nats.jetstream.advisory.v1.terminated","stream":"{stream}","consumer":"{durable}","stream_seq":{seq},"reason":"{reason}"}}"#
                 ),
             ));
-            *wake = true;
         });
         if let Some(a) = advisory {
             let _ = self.broker.publish_sync(a);

@@ -10,11 +10,6 @@ use kora_cli::{input, output};
 use kora_model::{Catalog, Severity};
 use kora_nodes::{NodesConfig, Registry};
 
-// Kora allocates many small, short-lived objects per message; mimalloc handles that far better
-// than glibc's allocator (measured in `make bench`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for a run that finished but failed.
 const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code for unusable input: a missing file, a malformed or invalid workflow, bad flags.

@@ -304,17 +304,20 @@ impl Coordinator {
                 };
                 self.metrics.runs_started.inc();
                 info!(%run_id, workflow = %request.workflow.name, "run started");
+                let state = RunState::new(compiled, &request.params).keep_leaf_outputs(false);
+                // The compiled workflow holds its own copy; the ledger takes the request's.
+                let request = *request;
                 p.batch.new_runs.push(NewRun {
                     run_id: run_id.clone(),
-                    idempotency_key: request.idempotency_key.clone(),
-                    spec: Some(request.workflow.clone()),
-                    params: request.params.clone(),
+                    idempotency_key: request.idempotency_key,
+                    spec: Some(request.workflow),
+                    params: request.params,
                     status: RunStatus::Running,
                     error: None,
                     at_ms: now,
                 });
                 let mut run = ActiveRun {
-                    state: RunState::new(compiled, &request.params),
+                    state,
                     run_id: run_id.clone(),
                     event_seq: 0,
                 };
@@ -452,7 +455,7 @@ impl Coordinator {
         else {
             return Ok(None);
         };
-        let mut state = RunState::new(compiled, &rec.params);
+        let mut state = RunState::new(compiled, &rec.params).keep_leaf_outputs(false);
         state.start(rec.created_ms);
         for a in self.store.attempts(run_id).await? {
             if a.seq.is_none() {

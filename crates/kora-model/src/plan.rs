@@ -99,6 +99,7 @@ pub struct RunState {
     units_left: usize,
     outcome: Option<RunOutcome>,
     started: bool,
+    keep_leaf_outputs: bool,
 }
 
 impl RunState {
@@ -129,8 +130,17 @@ impl RunState {
             units_left,
             outcome: None,
             started: false,
+            keep_leaf_outputs: true,
             wf,
         }
+    }
+
+    /// Whether outputs of nodes nothing reads (leaves outside cycles) are kept for
+    /// [`RunState::results`]. An owner that records outputs elsewhere (the coordinator's ledger)
+    /// turns this off to keep a large run's memory down.
+    pub fn keep_leaf_outputs(mut self, keep: bool) -> Self {
+        self.keep_leaf_outputs = keep;
+        self
     }
 
     pub fn workflow(&self) -> &Arc<CompiledWorkflow> {
@@ -205,7 +215,10 @@ impl RunState {
                     return Ok(actions);
                 }
                 self.status[node] = NodeStatus::Succeeded;
-                self.outputs[node] = Some(out);
+                let read_later = self.keep_leaf_outputs
+                    || self.wf.out_degree[node] > 0
+                    || self.wf.group_of[node].is_some();
+                self.outputs[node] = read_later.then_some(out);
             }
             Outcome::Failure { error, error_type } => {
                 let mut rec = Map::new();

@@ -76,12 +76,14 @@ impl Store for MemoryStore {
                 updated_ms: r.at_ms,
                 finished_ms: finished,
             };
+            // One attempt per node is the common case: size for it up front.
+            let nodes = record.spec.as_ref().map_or(0, |s| s.nodes.len());
             inner.runs.insert(
                 r.run_id,
                 RunEntry {
                     record,
-                    attempts: Vec::new(),
-                    index: HashMap::new(),
+                    attempts: Vec::with_capacity(nodes),
+                    index: HashMap::with_capacity(nodes),
                     events: Vec::new(),
                     event_seqs: Default::default(),
                     outcomes: 0,

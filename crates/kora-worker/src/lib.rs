@@ -72,6 +72,10 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     let cfg = Arc::new(cfg);
+    // Finished tasks go to one publisher, which publishes their results pipelined and then acks
+    // the tasks: a result is always stored before its task is acked.
+    let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Finished>(cfg.concurrency.max(1) * 2);
+    let publisher = tokio::spawn(publish_results(Arc::clone(&broker), done_rx));
     let mut backoff = Duration::from_millis(50);
     loop {
         // Fetch only what there is room for, so a busy worker does not hoard tasks.
@@ -106,16 +110,22 @@ pub async fn run(
                     Err(_) => break,
                 },
             };
-            let (b, s, r, c, a) = (
+            let (b, s, r, c, a, tx) = (
                 Arc::clone(&broker),
                 subjects.clone(),
                 Arc::clone(&registry),
                 Arc::clone(&cfg),
                 abort.clone(),
+                done_tx.clone(),
             );
             tracker.spawn(async move {
-                handle(d, b.as_ref(), &s, &r, &c, &a).await;
+                let finished = handle(d, b.as_ref(), &s, &r, &c, &a).await;
                 drop(permit);
+                if let Some(f) = finished {
+                    // The publisher outlives every task; if it has stopped, the unacked task is
+                    // simply redelivered.
+                    let _ = tx.send(f).await;
+                }
             });
         }
     }
@@ -128,8 +138,42 @@ pub async fn run(
         abort.cancel();
         tracker.wait().await;
     }
+    drop(done_tx);
+    let _ = publisher.await;
     broker.flush().await?;
     Ok(())
+}
+
+/// A task whose node has run: its result message, and the delivery to ack once it is stored.
+struct Finished {
+    delivery: Delivery,
+    result: Outbound,
+    task_id: String,
+}
+
+/// Publishes finished tasks' results in pipelined batches, then acks (or hands back) each task.
+async fn publish_results(broker: Arc<dyn Broker>, mut rx: tokio::sync::mpsc::Receiver<Finished>) {
+    let mut buf = Vec::with_capacity(256);
+    while rx.recv_many(&mut buf, 256).await > 0 {
+        let msgs: Vec<Outbound> = buf
+            .iter_mut()
+            .map(|f| std::mem::replace(&mut f.result, Outbound::new(String::new(), Vec::new())))
+            .collect();
+        let acks = broker.publish_many(msgs).await;
+        for (f, published) in buf.drain(..).zip(acks) {
+            match published {
+                Ok(_) => {
+                    if let Err(e) = f.delivery.ack().await {
+                        warn!(task_id = %f.task_id, error = %e, "ack failed; the task may run again");
+                    }
+                }
+                Err(e) => {
+                    warn!(task_id = %f.task_id, error = %e, "cannot publish the result; handing the task back");
+                    let _ = f.delivery.nak(Some(Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
 }
 
 async fn handle(
@@ -139,7 +183,7 @@ async fn handle(
     registry: &Registry,
     cfg: &Config,
     abort: &CancellationToken,
-) {
+) -> Option<Finished> {
     let task = match wire::decode::<NodeTask>(&d.payload) {
         Ok(t) => t,
         Err(e) => {
@@ -147,7 +191,7 @@ async fn handle(
             if let Err(e) = dead_letter(broker, subjects, "task", &d, &e.to_string()).await {
                 warn!(error = %e, "cannot dead-letter; the task will be redelivered");
             }
-            return;
+            return None;
         }
     };
     let started = now_ms();
@@ -186,7 +230,7 @@ async fn handle(
                             }
                             () = abort.cancelled() => {
                                 let _ = d.nak(None).await;
-                                return;
+                                return None;
                             }
                         }
                     }
@@ -224,22 +268,16 @@ async fn handle(
         Err(e) => {
             warn!(error = %e, "cannot encode a result");
             let _ = d.nak(Some(Duration::from_secs(1))).await;
-            return;
+            return None;
         }
     };
     // The result is stored before the task is acked: a crash in between re-runs the task, and
     // the coordinator ignores the second result.
-    let msg =
-        Outbound::new(subjects.ledger_result(), payload).msg_id(format!("result:{}", task.task_id));
-    match broker.publish(msg).await {
-        Ok(_) => {
-            if let Err(e) = d.ack().await {
-                warn!(task_id = %task.task_id, error = %e, "ack failed; the task may run again");
-            }
-        }
-        Err(e) => {
-            warn!(task_id = %task.task_id, error = %e, "cannot publish the result; handing the task back");
-            let _ = d.nak(Some(Duration::from_secs(1))).await;
-        }
-    }
+    let task_id = result.task_id;
+    let msg = Outbound::new(subjects.ledger_result(), payload).msg_id(format!("result:{task_id}"));
+    Some(Finished {
+        delivery: d,
+        result: msg,
+        task_id,
+    })
 }
