@@ -71,6 +71,9 @@ pub struct ConsumerConfig {
     pub max_deliver: u32,
     /// Unacknowledged deliveries allowed across all fetchers of this consumer.
     pub max_ack_pending: usize,
+    /// First stream sequence to deliver (JetStream's `DeliverPolicy::ByStartSequence`); `None`
+    /// delivers everything in the stream.
+    pub start_sequence: Option<u64>,
 }
 
 impl ConsumerConfig {
@@ -81,6 +84,7 @@ impl ConsumerConfig {
             ack_wait: Duration::from_secs(30),
             max_deliver: 0,
             max_ack_pending: 10_000,
+            start_sequence: None,
         }
     }
 }

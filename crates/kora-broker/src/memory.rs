@@ -1,7 +1,9 @@
 //! An in-process broker with JetStream's semantics, for embedded mode (`kora run`).
 //! It keeps messages in memory only: a crash loses them, which embedded mode accepts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -358,10 +360,13 @@ impl Broker for MemoryBroker {
         match st.consumers.get_mut(&cfg.durable) {
             Some(c) => c.cfg = cfg.clone(),
             None => {
-                let first = st
-                    .msgs
-                    .first_key_value()
-                    .map_or(st.last_seq + 1, |(s, _)| *s);
+                let first = match cfg.start_sequence {
+                    Some(seq) => seq.max(1),
+                    None => st
+                        .msgs
+                        .first_key_value()
+                        .map_or(st.last_seq + 1, |(s, _)| *s),
+                };
                 st.consumers.insert(
                     cfg.durable.clone(),
                     ConsumerState {

@@ -35,6 +35,15 @@ pub async fn submit(
     Ok(run_id)
 }
 
+/// Where the event stream ends now (the `from` for [`wait`]).
+pub async fn events_position(broker: &dyn Broker, subjects: &Subjects) -> anyhow::Result<u64> {
+    Ok(broker
+        .stream_info(&subjects.stream_events())
+        .await?
+        .last_sequence
+        + 1)
+}
+
 /// How a run ended, as its terminal event tells.
 #[derive(Debug, Clone)]
 pub struct Ending {
@@ -43,15 +52,20 @@ pub struct Ending {
 }
 
 /// Waits for the run's terminal event (succeeded, failed or rejected), reading its events.
+///
+/// `from` is the event stream's sequence at which to start reading: take it with
+/// [`events_position`] before submitting, so the waiter skips every earlier run's events.
 pub async fn wait(
     broker: &Arc<dyn Broker>,
     subjects: &Subjects,
     run_id: &str,
+    from: u64,
     timeout: Option<Duration>,
 ) -> anyhow::Result<Ending> {
     let durable = format!("wait-{}", run_id.replace(['.', '*', '>', ' '], "_"));
     let cfg = ConsumerConfig {
         filter_subject: Some(subjects.event(run_id, "run", "*")),
+        start_sequence: Some(from),
         ..ConsumerConfig::new(&durable)
     };
     broker

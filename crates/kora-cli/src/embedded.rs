@@ -13,7 +13,7 @@ use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
 use kora_model::wire::EventKind;
 use kora_model::{Map, Value, WorkflowSpec};
 use kora_nodes::{NodesConfig, Registry};
-use kora_store::{Store, results_from_attempts};
+use kora_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -167,6 +167,7 @@ impl Engine {
         run_id: String,
     ) -> anyhow::Result<RunReport> {
         let ids: Vec<String> = workflow.nodes.iter().map(|n| n.id.clone()).collect();
+        let from = client::events_position(self.broker.as_ref(), &self.subjects).await?;
         client::submit(
             self.broker.as_ref(),
             &self.subjects,
@@ -176,9 +177,8 @@ impl Engine {
             run_id.clone(),
         )
         .await?;
-        let ending = client::wait(&self.broker, &self.subjects, &run_id, None).await?;
-        let attempts = self.store.attempts(&run_id).await?;
-        let results = results_from_attempts(&ids, &attempts);
+        let ending = client::wait(&self.broker, &self.subjects, &run_id, from, None).await?;
+        let results = self.store.results(&run_id, &ids).await?;
         let status = match ending.kind {
             EventKind::RunSucceeded => "succeeded",
             EventKind::RunRejected => "rejected",

@@ -1,7 +1,7 @@
 //! Validation of a [`WorkflowSpec`] against a node [`Catalog`]: every problem, each naming its
 //! node and field, and the compiled graph the planner runs on.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -101,7 +101,7 @@ pub struct CompiledWorkflow {
 /// Checks `spec` and returns every problem (errors and warnings). `params` are the run's
 /// parameters when known: they can satisfy required inputs and redacted secrets.
 pub fn validate(spec: &WorkflowSpec, catalog: &dyn Catalog, params: Option<&Map>) -> Vec<Problem> {
-    match compile_inner(spec, catalog, params) {
+    match compile_inner(spec, catalog, params, false) {
         Ok((_, warnings)) => warnings,
         Err(problems) => problems,
     }
@@ -113,14 +113,20 @@ pub fn compile(
     catalog: &dyn Catalog,
     params: Option<&Map>,
 ) -> Result<(Arc<CompiledWorkflow>, Vec<Problem>), Vec<Problem>> {
-    compile_inner(spec, catalog, params).map(|(c, w)| (Arc::new(c), w))
+    match compile_inner(spec, catalog, params, true) {
+        Ok((Some(c), w)) => Ok((Arc::new(c), w)),
+        Ok((None, w)) => Err(w),
+        Err(p) => Err(p),
+    }
 }
 
+/// Checks `spec`; with `build`, also returns the compiled workflow (which copies the spec).
 fn compile_inner(
     spec: &WorkflowSpec,
     catalog: &dyn Catalog,
     params: Option<&Map>,
-) -> Result<(CompiledWorkflow, Vec<Problem>), Vec<Problem>> {
+    build: bool,
+) -> Result<(Option<CompiledWorkflow>, Vec<Problem>), Vec<Problem>> {
     let mut problems = Vec::new();
     if spec.nodes.is_empty() {
         problems.push(problem(None, Some("nodes"), "the workflow has no nodes"));
@@ -479,6 +485,9 @@ fn compile_inner(
     if problems.iter().any(|p| p.severity == Severity::Error) {
         return Err(problems);
     }
+    if !build {
+        return Ok((None, problems));
+    }
     let compiled = CompiledWorkflow {
         spec: spec.clone(),
         ids,
@@ -491,7 +500,7 @@ fn compile_inner(
         groups,
         group_of,
     };
-    Ok((compiled, problems))
+    Ok((Some(compiled), problems))
 }
 
 /// Tarjan's SCC over all edges, keeping components that contain a cycle edge. Iterative, so a

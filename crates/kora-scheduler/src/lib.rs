@@ -117,28 +117,27 @@ pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
             submitted_at_ms: req.submitted_at_ms,
         };
     }
-    match kora_model::compile(&req.workflow, catalog, Some(&req.params)) {
-        Ok((_, warnings)) => {
-            for w in warnings.iter().filter(|w| w.severity == Severity::Warning) {
-                warn!(run_id = %req.run_id, "{w}");
-            }
-            info!(run_id = %req.run_id, workflow = %req.workflow.name, nodes = req.workflow.nodes.len(), "run admitted");
-            Admission::Admitted {
-                request: Box::new(req),
-            }
+    // Validation only: the coordinator builds the graph it runs.
+    let problems = kora_model::validate(&req.workflow, catalog, Some(&req.params));
+    let errors: Vec<String> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    if errors.is_empty() {
+        for w in &problems {
+            warn!(run_id = %req.run_id, "{w}");
         }
-        Err(problems) => {
-            let problems: Vec<String> = problems
-                .iter()
-                .filter(|p| p.severity == Severity::Error)
-                .map(ToString::to_string)
-                .collect();
-            warn!(run_id = %req.run_id, problems = problems.len(), "run rejected: {}", problems.join("; "));
-            Admission::Rejected {
-                run_id: req.run_id,
-                problems,
-                submitted_at_ms: req.submitted_at_ms,
-            }
+        info!(run_id = %req.run_id, workflow = %req.workflow.name, nodes = req.workflow.nodes.len(), "run admitted");
+        Admission::Admitted {
+            request: Box::new(req),
+        }
+    } else {
+        warn!(run_id = %req.run_id, problems = errors.len(), "run rejected: {}", errors.join("; "));
+        Admission::Rejected {
+            run_id: req.run_id,
+            problems: errors,
+            submitted_at_ms: req.submitted_at_ms,
         }
     }
 }

@@ -48,4 +48,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every attempt of a run, in the order outcomes were recorded (unfinished ones last).
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
     async fn events(&self, run_id: &str) -> Result<Vec<kora_model::wire::RunEvent>>;
+    /// Kailash's result shape for a run: see [`results_from_attempts`].
+    async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
+        Ok(results_from_attempts(
+            node_ids,
+            &self.attempts(run_id).await?,
+        ))
+    }
 }

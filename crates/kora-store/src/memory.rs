@@ -1,6 +1,6 @@
 //! A store in process memory, for embedded runs that need no record after exit.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -27,7 +27,7 @@ struct RunEntry {
     attempts: Vec<AttemptRecord>,
     index: HashMap<(String, u32, u32), usize>,
     events: Vec<RunEvent>,
-    event_seqs: std::collections::HashSet<u64>,
+    event_seqs: foldhash::HashSet<u64>,
     outcomes: u64,
 }
 
@@ -217,5 +217,15 @@ impl Store for MemoryStore {
             .unwrap_or_default();
         out.sort_by_key(|e| e.seq);
         Ok(out)
+    }
+
+    async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
+        let g = self.lock();
+        let attempts = g
+            .runs
+            .get(run_id)
+            .map(|r| r.attempts.as_slice())
+            .unwrap_or_default();
+        Ok(crate::records::results_from_iter(node_ids, attempts.iter()))
     }
 }

@@ -182,6 +182,14 @@ pub struct RunFilter {
 /// latest attempt (highest iteration, then attempt); a failed node gets
 /// `{"error", "error_type", "failed": true}`, a skipped or unrun node `null`.
 pub fn results_from_attempts(node_ids: &[String], attempts: &[AttemptRecord]) -> Map {
+    results_from_iter(node_ids, attempts.iter())
+}
+
+/// [`results_from_attempts`] over borrowed records (no copies of the attempts).
+pub(crate) fn results_from_iter<'a>(
+    node_ids: &[String],
+    attempts: impl Iterator<Item = &'a AttemptRecord>,
+) -> Map {
     let mut latest: std::collections::HashMap<&str, &AttemptRecord> =
         std::collections::HashMap::new();
     for a in attempts {
