@@ -308,3 +308,52 @@ async fn failures_inside_workers_are_contained() {
     assert_eq!(r.results["fine"]["result"], json!("still here"));
     engine.shutdown().await;
 }
+
+/// Data too large for a message fails its node with a reason; the run does not hang.
+#[tokio::test]
+async fn oversized_inputs_and_outputs_fail_the_node_not_the_engine() {
+    let cfg = EngineConfig {
+        max_message_bytes: 64 << 10,
+        ..engine_config(std::path::Path::new("."))
+    };
+    let engine = Engine::start(cfg).await.unwrap();
+    let wf = spec(json!({"nodes": [
+        {"id": "half", "type": "PythonCodeNode", "config": {"code": "result = 'x' * 40000"}},
+        {"id": "twice", "type": "PythonCodeNode", "config": {"code": "result = len(a) + len(b)"}},
+        {"id": "huge", "type": "PythonCodeNode", "config": {"code": "result = 'y' * 100000"}}],
+        "connections": [
+            {"source": "half", "output": "result", "target": "twice", "input": "a"},
+            {"source": "half", "output": "result", "target": "twice", "input": "b"}]}));
+    let r = tokio::time::timeout(Duration::from_secs(30), engine.run(wf, Map::new()))
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert!(
+        r.succeeded(),
+        "both failures are leaves: recorded, the run goes on: {:?}",
+        r.error
+    );
+    assert_eq!(
+        r.results["half"]["result"].as_str().map(str::len),
+        Some(40000)
+    );
+    assert_eq!(
+        r.results["twice"]["error_type"],
+        json!("TaskTooLarge"),
+        "{}",
+        r.results["twice"]
+    );
+    assert!(
+        r.results["twice"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pass large data by reference")
+    );
+    assert_eq!(
+        r.results["huge"]["error_type"],
+        json!("OutputTooLarge"),
+        "{}",
+        r.results["huge"]
+    );
+    engine.shutdown().await;
+}

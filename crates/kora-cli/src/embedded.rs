@@ -27,6 +27,9 @@ pub struct EngineConfig {
     /// Worker loops; each runs up to `concurrency` tasks at once.
     pub workers: usize,
     pub concurrency: usize,
+    /// Largest message on any stream; a node whose inputs or output would exceed it (less a
+    /// small margin) fails with `TaskTooLarge` or `OutputTooLarge`.
+    pub max_message_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +39,7 @@ impl Default for EngineConfig {
             nodes: NodesConfig::default(),
             workers: 1,
             concurrency: 64,
+            max_message_bytes: 8 << 20,
         }
     }
 }
@@ -95,8 +99,13 @@ impl Engine {
         // Embedded runs are short: an unacked task comes back quickly after a worker panic.
         let topo = TopologyConfig {
             task_ack_wait: Duration::from_secs(60),
+            max_msg_size: cfg.max_message_bytes,
             ..TopologyConfig::default()
         };
+        // Headroom for subject, headers and the wire envelope.
+        let payload_limit = cfg
+            .max_message_bytes
+            .saturating_sub((cfg.max_message_bytes / 64).min(64 << 10));
         provision(broker.as_ref(), &subjects, &[DEFAULT_QUEUE], &topo).await?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -116,7 +125,10 @@ impl Engine {
         tracker.spawn(log_exit(
             "coordinator",
             kora_coordinator::run(
-                kora_coordinator::Config::default(),
+                kora_coordinator::Config {
+                    max_task_bytes: payload_limit,
+                    ..kora_coordinator::Config::default()
+                },
                 Arc::clone(&broker),
                 Arc::clone(&store),
                 subjects.clone(),
@@ -130,6 +142,7 @@ impl Engine {
                 worker_id: format!("embedded-{i}"),
                 concurrency: cfg.concurrency,
                 drain_grace: Duration::from_secs(5),
+                max_result_bytes: payload_limit,
                 ..kora_worker::Config::default()
             };
             tracker.spawn(log_exit(

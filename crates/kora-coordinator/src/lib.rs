@@ -45,6 +45,9 @@ pub struct Config {
     pub fetch_wait: Duration,
     /// Active runs whose planner state is kept in memory; others are rebuilt from the ledger.
     pub cache_runs: usize,
+    /// Largest task message; a node whose inputs encode larger fails instead of being sent.
+    /// Keep it under the task stream's message limit.
+    pub max_task_bytes: usize,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             batch: 512,
             fetch_wait: Duration::from_millis(500),
             cache_runs: 10_000,
+            max_task_bytes: (8 << 20) - (64 << 10),
         }
     }
 }
@@ -502,7 +506,8 @@ impl Coordinator {
     /// Turns planner actions into ledger writes and messages.
     fn apply(&self, run: &mut ActiveRun, actions: Vec<Action>, now: u64, p: &mut Pending) {
         let wf = Arc::clone(run.state.workflow());
-        for a in actions {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(a) = queue.pop_front() {
             match a {
                 Action::Dispatch {
                     node,
@@ -532,8 +537,8 @@ impl Coordinator {
                         config: spec.config.clone(),
                         inputs,
                     };
-                    match wire::encode(&task) {
-                        Ok(bytes) => {
+                    let undeliverable = match wire::encode(&task) {
+                        Ok(bytes) if bytes.len() <= self.cfg.max_task_bytes => {
                             let queue = spec
                                 .config
                                 .get("queue")
@@ -542,9 +547,53 @@ impl Coordinator {
                             p.publish.push(
                                 Outbound::new(self.subjects.task(queue), bytes).msg_id(task_id),
                             );
+                            None
                         }
+                        Ok(bytes) => Some((
+                            "TaskTooLarge",
+                            format!(
+                                "the node's inputs encode to {} bytes, over the {}-byte message limit; pass large data by reference (a file or a table) instead",
+                                bytes.len(),
+                                self.cfg.max_task_bytes
+                            ),
+                        )),
                         Err(e) => {
-                            error!(run_id = %run.run_id, node_id = %spec.id, error = %e, "cannot encode task")
+                            Some(("EncodeError", format!("cannot encode the node's task: {e}")))
+                        }
+                    };
+                    // A task that cannot be sent fails its node, by Kailash's failure rules.
+                    if let Some((error_type, error)) = undeliverable {
+                        warn!(run_id = %run.run_id, node_id = %spec.id, %error, "node cannot be dispatched");
+                        p.batch.outcomes.push(AttemptUpdate {
+                            run_id: run.run_id.clone(),
+                            node_id: spec.id.clone(),
+                            iteration,
+                            attempt,
+                            status: AttemptStatus::Failed,
+                            output: None,
+                            error: Some(error.clone()),
+                            error_type: Some(error_type.into()),
+                            worker_id: None,
+                            at_ms: now,
+                        });
+                        run.event_seq += 1;
+                        p.batch.events.push(event(
+                            &run.run_id,
+                            run.event_seq,
+                            EventKind::NodeFailed,
+                            Some(&spec.id),
+                            attempt,
+                            now,
+                            Some(serde_json::json!({ "error": error })),
+                        ));
+                        p.publish
+                            .push(event_msg(&self.subjects, p.batch.events.last()));
+                        let failure = Outcome::Failure {
+                            error,
+                            error_type: error_type.into(),
+                        };
+                        if let Ok(more) = run.state.on_result(node, iteration, failure, now) {
+                            queue.extend(more);
                         }
                     }
                 }

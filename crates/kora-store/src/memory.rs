@@ -90,30 +90,6 @@ impl Store for MemoryStore {
                 },
             );
         }
-        for o in batch.outcomes {
-            let Some(run) = inner.runs.get_mut(&o.run_id) else {
-                report.outcomes_ignored += 1;
-                continue;
-            };
-            let key = (o.node_id, o.iteration, o.attempt);
-            let Some(&i) = run.index.get(&key) else {
-                report.outcomes_ignored += 1;
-                continue;
-            };
-            let a = &mut run.attempts[i];
-            if a.status != AttemptStatus::Dispatched {
-                report.outcomes_ignored += 1;
-                continue;
-            }
-            run.outcomes += 1;
-            a.status = o.status;
-            a.output = o.output;
-            a.error = o.error;
-            a.error_type = o.error_type;
-            a.worker_id = o.worker_id;
-            a.finished_ms = Some(o.at_ms);
-            a.seq = Some(run.outcomes);
-        }
         for n in batch.new_attempts {
             let Some(run) = inner.runs.get_mut(&n.run_id) else {
                 continue;
@@ -140,6 +116,30 @@ impl Store for MemoryStore {
                 finished_ms: skipped.then_some(n.at_ms),
                 seq: None,
             });
+        }
+        for o in batch.outcomes {
+            let Some(run) = inner.runs.get_mut(&o.run_id) else {
+                report.outcomes_ignored += 1;
+                continue;
+            };
+            let key = (o.node_id, o.iteration, o.attempt);
+            let Some(&i) = run.index.get(&key) else {
+                report.outcomes_ignored += 1;
+                continue;
+            };
+            let a = &mut run.attempts[i];
+            if a.status != AttemptStatus::Dispatched {
+                report.outcomes_ignored += 1;
+                continue;
+            }
+            run.outcomes += 1;
+            a.status = o.status;
+            a.output = o.output;
+            a.error = o.error;
+            a.error_type = o.error_type;
+            a.worker_id = o.worker_id;
+            a.finished_ms = Some(o.at_ms);
+            a.seq = Some(run.outcomes);
         }
         for u in batch.run_updates {
             let Some(run) = inner.runs.get_mut(&u.run_id) else {

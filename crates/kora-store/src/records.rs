@@ -144,7 +144,8 @@ pub struct RunUpdate {
 }
 
 /// Everything one coordinator batch writes, applied in one transaction in this order:
-/// new runs, attempt outcomes, new attempts, run updates, events.
+/// new runs, new attempts, attempt outcomes (so an attempt created in this batch can already
+/// have its outcome), run updates, events.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     pub new_runs: Vec<NewRun>,

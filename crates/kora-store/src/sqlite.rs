@@ -138,6 +138,28 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
             report.runs_existing += 1;
         }
     }
+    for n in batch.new_attempts {
+        let finished = (n.status == AttemptStatus::Skipped).then_some(i(n.at_ms));
+        let done = sqlx::query(
+            "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, finished_ms)
+             SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&n.run_id)
+        .bind(&n.node_id)
+        .bind(i64::from(n.iteration))
+        .bind(i64::from(n.attempt))
+        .bind(&n.node_type)
+        .bind(n.status.as_str())
+        .bind(i(n.at_ms))
+        .bind(finished)
+        .bind(&n.run_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            report.attempts_existing += 1;
+        }
+    }
     for o in batch.outcomes {
         let output = o.output.as_ref().map(json_text).transpose()?;
         let done = sqlx::query(
@@ -165,28 +187,6 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
                 .bind(&o.run_id)
                 .execute(&mut **tx)
                 .await?;
-        }
-    }
-    for n in batch.new_attempts {
-        let finished = (n.status == AttemptStatus::Skipped).then_some(i(n.at_ms));
-        let done = sqlx::query(
-            "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, finished_ms)
-             SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&n.run_id)
-        .bind(&n.node_id)
-        .bind(i64::from(n.iteration))
-        .bind(i64::from(n.attempt))
-        .bind(&n.node_type)
-        .bind(n.status.as_str())
-        .bind(i(n.at_ms))
-        .bind(finished)
-        .bind(&n.run_id)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            report.attempts_existing += 1;
         }
     }
     for up in batch.run_updates {

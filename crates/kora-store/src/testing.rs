@@ -246,8 +246,32 @@ pub async fn lists_in_order(s: &dyn Store, ns: &str) {
     assert!(!rejected.iter().any(|r| r.run_id == run));
 }
 
+/// An attempt created and finished in the same batch is recorded with its outcome.
+pub async fn attempt_and_outcome_in_one_batch(s: &dyn Store, ns: &str) {
+    let run = format!("{ns}-r5");
+    s.commit(Batch {
+        new_runs: vec![new_run(&run, None)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let r = s
+        .commit(Batch {
+            new_attempts: vec![attempt(&run, "a", 1)],
+            outcomes: vec![outcome(&run, "a", 1, 9)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.outcomes_ignored, 0);
+    let a = &s.attempts(&run).await.unwrap()[0];
+    assert_eq!(a.status, AttemptStatus::Succeeded);
+    assert_eq!(a.output, Some(json!({"data": 9})));
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
     records_a_run(s, ns).await;
+    attempt_and_outcome_in_one_batch(s, ns).await;
     fences_duplicate_outcomes(s, ns).await;
     lists_in_order(s, ns).await;
 }

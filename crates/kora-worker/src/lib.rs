@@ -39,6 +39,9 @@ pub struct Config {
     /// How long in-flight tasks may take to finish after shutdown is requested; after that
     /// they are handed back (nak) for another worker.
     pub drain_grace: Duration,
+    /// Largest result message; a larger output fails its node with `OutputTooLarge`. Keep it
+    /// under the ledger stream's message limit.
+    pub max_result_bytes: usize,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(10),
             fetch_wait: Duration::from_millis(500),
             drain_grace: Duration::from_secs(30),
+            max_result_bytes: (8 << 20) - (64 << 10),
         }
     }
 }
@@ -263,7 +267,25 @@ async fn handle(
         started_at_ms: started,
         finished_at_ms: now_ms(),
     };
-    let payload = match wire::encode(&result) {
+    let mut result = result;
+    let mut encoded = wire::encode(&result);
+    if let Ok(bytes) = &encoded
+        && bytes.len() > cfg.max_result_bytes
+    {
+        let error = format!(
+            "the node's output encodes to {} bytes, over the {}-byte message limit; write large data to a file or a table and output a reference",
+            bytes.len(),
+            cfg.max_result_bytes
+        );
+        warn!(run_id = %result.run_id, node_id = %result.node_id, %error, "result too large");
+        result.outcome = TaskOutcome::Failure {
+            error,
+            error_type: "OutputTooLarge".into(),
+            retryable: false,
+        };
+        encoded = wire::encode(&result);
+    }
+    let payload = match encoded {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "cannot encode a result");
