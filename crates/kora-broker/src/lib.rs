@@ -11,6 +11,7 @@
 
 mod error;
 pub mod memory;
+pub mod nats;
 mod subject;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -4,8 +4,9 @@
 //! Every check takes a unique namespace `ns` (letters and digits) and creates its own streams
 //! and subjects under it, so checks never see each other's messages, even on a shared server.
 
-// Contract checks are assertions: a failed call is a failed check.
-#![allow(clippy::unwrap_used)]
+// Contract checks are assertions: a failed call is a failed check. The test server helper
+// blocks briefly while a process starts, before any async work.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::time::Duration;
 
@@ -308,4 +309,96 @@ pub async fn run_all(b: &dyn Broker, ns: &str) {
     max_deliveries_then_replay(b, &format!("{ns}f")).await;
     competing_consumers_share_work(b, &format!("{ns}g")).await;
     limits_stream_keeps_messages(b, &format!("{ns}h")).await;
+}
+
+/// A private nats-server the test owns: its own loopback port and store directory, killed when
+/// dropped. Crash tests use [`TestServer::kill`] and [`TestServer::restart`].
+pub struct TestServer {
+    bin: std::path::PathBuf,
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl TestServer {
+    /// The current-release binary: `KORA_NATS_CURRENT`, else the one `.ci/services-up`
+    /// installs under `target/tools`. `None` when neither exists.
+    pub fn current_bin() -> Option<std::path::PathBuf> {
+        if let Ok(p) = std::env::var("KORA_NATS_CURRENT") {
+            return Some(p.into());
+        }
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/tools/nats-current/bin/nats-server");
+        p.exists().then_some(p)
+    }
+
+    /// Starts `bin` with JetStream on a free port and waits until it accepts connections.
+    pub fn start(bin: &std::path::Path) -> TestServer {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "kora-nats-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = TestServer {
+            bin: bin.to_path_buf(),
+            port,
+            dir,
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts (again) on the same port and store directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new(&self.bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nats-server did not come up on port {}", self.port);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

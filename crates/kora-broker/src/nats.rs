@@ -1,0 +1,449 @@
+//! The broker on NATS JetStream (async-nats). Works against nats-server 2.9.10 and current.
+//!
+//! Mapping: a [`StreamConfig`] is a file-backed JetStream stream (work-queue or limits
+//! retention, `discard: new` when `max_msgs` is set); a [`ConsumerConfig`] a durable pull
+//! consumer with explicit acks; a [`Consumer`] handle keeps one continuous pull
+//! (`messages()`) whose client-side buffer is `batch` messages, so a slow process does not
+//! hoard work; acks map to `+ACK`, `-NAK {delay}`, `+WPI` and `+TERM`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    context::Context,
+    message::PublishMessage,
+    stream::{DiscardPolicy, RetentionPolicy, StorageType},
+};
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Mutex;
+
+use crate::{
+    Acker, Broker, Consumer, ConsumerConfig, ConsumerInfo, Delivery, DeliveryInfo, Error, Outbound,
+    PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo,
+};
+
+/// Connection settings, owned here so every role configures NATS the same way.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// One or more server URLs, comma-separated.
+    pub url: String,
+    /// Shown in the server's connection list.
+    pub name: String,
+    /// Messages a consumer handle buffers ahead of use.
+    pub pull_batch: usize,
+    /// Timeout for JetStream API calls and publish acks.
+    pub request_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            name: "kora".into(),
+            pull_batch: 64,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The JetStream broker. Cheap to clone.
+#[derive(Clone)]
+pub struct JetStreamBroker {
+    client: async_nats::Client,
+    js: Context,
+    pull_batch: usize,
+}
+
+fn other(e: impl std::fmt::Display) -> Error {
+    Error::Other(e.to_string())
+}
+
+fn ms(t: async_nats::jetstream::message::StreamMessage) -> u64 {
+    u64::try_from(t.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+fn headers_of(h: Option<&async_nats::HeaderMap>) -> Vec<(String, String)> {
+    let Some(h) = h else { return Vec::new() };
+    let mut out = Vec::new();
+    for (k, vs) in h.iter() {
+        let name = k.to_string();
+        if name.starts_with("Nats-") {
+            continue;
+        }
+        for v in vs {
+            out.push((name.clone(), v.as_str().to_string()));
+        }
+    }
+    out
+}
+
+impl JetStreamBroker {
+    /// Connects; the client reconnects by itself after a server restart.
+    pub async fn connect(cfg: &NatsConfig) -> Result<Self> {
+        let urls: Vec<&str> = cfg
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let client = async_nats::ConnectOptions::new()
+            .name(&cfg.name)
+            .request_timeout(Some(cfg.request_timeout))
+            .retry_on_initial_connect()
+            .event_callback(|e| async move { tracing::info!(event = %e, "nats connection event") })
+            .connect(urls.clone())
+            .await
+            .map_err(|e| {
+                Error::Connection(format!(
+                    "cannot connect to NATS at {}: {e}; is nats-server running with -js?",
+                    urls.join(",")
+                ))
+            })?;
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(cfg.request_timeout)
+            .build(client.clone());
+        Ok(JetStreamBroker {
+            client,
+            js,
+            pull_batch: cfg.pull_batch.max(1),
+        })
+    }
+
+    /// Deletes every stream whose name starts with `prefix` (test clean-up and operators
+    /// removing an installation); returns how many were deleted.
+    pub async fn delete_streams_with_prefix(&self, prefix: &str) -> Result<usize> {
+        let mut names = self.js.stream_names();
+        let mut doomed = Vec::new();
+        while let Some(n) = names.next().await {
+            let n = n.map_err(other)?;
+            if n.starts_with(prefix) {
+                doomed.push(n);
+            }
+        }
+        for n in &doomed {
+            self.js.delete_stream(n).await.map_err(other)?;
+        }
+        Ok(doomed.len())
+    }
+
+    async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream> {
+        self.js.get_stream(name).await.map_err(|e| match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(_) => {
+                Error::StreamNotFound(name.into())
+            }
+            _ => other(e),
+        })
+    }
+
+    fn outbound(m: Outbound) -> (String, PublishMessage) {
+        let mut p = PublishMessage::build().payload(m.payload);
+        if let Some(id) = m.msg_id {
+            p = p.message_id(id);
+        }
+        for (k, v) in m.headers {
+            p = p.header(k.as_str(), v.as_str());
+        }
+        (m.subject, p)
+    }
+
+    fn publish_error(subject: &str, e: &jetstream::context::PublishError) -> Error {
+        use jetstream::context::PublishErrorKind as K;
+        match e.kind() {
+            K::StreamNotFound => Error::NoStreamForSubject(subject.into()),
+            K::MaxPayloadExceeded => Error::TooLarge {
+                stream: String::new(),
+                size: 0,
+                limit: 0,
+            },
+            _ => other(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for JetStreamBroker {
+    async fn ensure_stream(&self, cfg: &StreamConfig) -> Result<()> {
+        let c = jetstream::stream::Config {
+            name: cfg.name.clone(),
+            subjects: cfg.subjects.clone(),
+            retention: match cfg.retention {
+                Retention::Limits => RetentionPolicy::Limits,
+                Retention::WorkQueue => RetentionPolicy::WorkQueue,
+            },
+            storage: StorageType::File,
+            duplicate_window: cfg.duplicate_window,
+            max_age: cfg.max_age.unwrap_or_default(),
+            max_messages: cfg
+                .max_msgs
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            discard: if cfg.max_msgs.is_some() {
+                DiscardPolicy::New
+            } else {
+                DiscardPolicy::Old
+            },
+            max_message_size: cfg
+                .max_msg_size
+                .map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        self.js
+            .create_or_update_stream(c)
+            .await
+            .map_err(|e| Error::Config(format!("stream {}: {e}", cfg.name)))?;
+        Ok(())
+    }
+
+    async fn ensure_consumer(&self, stream: &str, cfg: &ConsumerConfig) -> Result<()> {
+        let s = self.stream(stream).await?;
+        let c = pull::Config {
+            durable_name: Some(cfg.durable.clone()),
+            filter_subject: cfg.filter_subject.clone().unwrap_or_default(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: cfg.ack_wait,
+            max_deliver: if cfg.max_deliver == 0 {
+                -1
+            } else {
+                i64::from(cfg.max_deliver)
+            },
+            max_ack_pending: i64::try_from(cfg.max_ack_pending).unwrap_or(i64::MAX),
+            deliver_policy: match cfg.start_sequence {
+                Some(start_sequence) => DeliverPolicy::ByStartSequence {
+                    start_sequence: start_sequence.max(1),
+                },
+                None => DeliverPolicy::All,
+            },
+            ..Default::default()
+        };
+        // An existing durable keeps its settings: change them by deleting it first.
+        s.get_or_create_consumer(&cfg.durable, c)
+            .await
+            .map_err(|e| Error::Config(format!("consumer {} on {stream}: {e}", cfg.durable)))?;
+        Ok(())
+    }
+
+    async fn publish(&self, msg: Outbound) -> Result<PublishAck> {
+        let (subject, p) = Self::outbound(msg);
+        let fut = self
+            .js
+            .send_publish(subject.clone(), p)
+            .await
+            .map_err(|e| Self::publish_error(&subject, &e))?;
+        let ack = fut.await.map_err(|e| Self::publish_error(&subject, &e))?;
+        Ok(PublishAck {
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    async fn publish_many(&self, msgs: Vec<Outbound>) -> Vec<Result<PublishAck>> {
+        // Send every message first, then collect the acks: pipelined, in order.
+        let mut pending = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let (subject, p) = Self::outbound(m);
+            let sent = self
+                .js
+                .send_publish(subject.clone(), p)
+                .await
+                .map_err(|e| Self::publish_error(&subject, &e));
+            pending.push((subject, sent));
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for (subject, sent) in pending {
+            out.push(match sent {
+                Ok(fut) => fut
+                    .await
+                    .map(|a| PublishAck {
+                        stream: a.stream,
+                        sequence: a.sequence,
+                        duplicate: a.duplicate,
+                    })
+                    .map_err(|e| Self::publish_error(&subject, &e)),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    async fn consumer(&self, stream: &str, durable: &str) -> Result<Arc<dyn Consumer>> {
+        let s = self.stream(stream).await?;
+        let c: PullConsumer =
+            s.get_consumer(durable)
+                .await
+                .map_err(|_| Error::ConsumerNotFound {
+                    stream: stream.into(),
+                    consumer: durable.into(),
+                })?;
+        Ok(Arc::new(JetStreamConsumer {
+            consumer: c,
+            batch: self.pull_batch,
+            messages: Mutex::new(None),
+        }))
+    }
+
+    async fn get_message(&self, stream: &str, sequence: u64) -> Result<Option<StoredMessage>> {
+        let s = self.stream(stream).await?;
+        match s.get_raw_message(sequence).await {
+            Ok(m) => {
+                let headers = headers_of(Some(&m.headers));
+                let subject = m.subject.to_string();
+                let payload = m.payload.clone();
+                let seq = m.sequence;
+                Ok(Some(StoredMessage {
+                    subject,
+                    sequence: seq,
+                    payload,
+                    headers,
+                    published_ms: ms(m),
+                }))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::stream::RawMessageErrorKind::NoMessageFound
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool> {
+        let s = self.stream(stream).await?;
+        match s.delete_message(sequence).await {
+            Ok(done) => Ok(done),
+            Err(e) if e.to_string().contains("no message found") => Ok(false),
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn stream_info(&self, stream: &str) -> Result<StreamInfo> {
+        let info = self.stream(stream).await?.get_info().await.map_err(other)?;
+        Ok(StreamInfo {
+            messages: info.state.messages,
+            last_sequence: info.state.last_sequence,
+        })
+    }
+
+    async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo> {
+        let info = self
+            .stream(stream)
+            .await?
+            .consumer_info(durable)
+            .await
+            .map_err(|_| Error::ConsumerNotFound {
+                stream: stream.into(),
+                consumer: durable.into(),
+            })?;
+        Ok(ConsumerInfo {
+            num_pending: info.num_pending,
+            num_ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(0),
+        })
+    }
+
+    async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()> {
+        let s = self.stream(stream).await?;
+        match s.delete_consumer(durable).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().to_lowercase().contains("not found") => Ok(()),
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.client
+            .flush()
+            .await
+            .map_err(|e| Error::Connection(e.to_string()))
+    }
+}
+
+struct JetStreamConsumer {
+    consumer: PullConsumer,
+    batch: usize,
+    /// The continuous pull, opened on first use and reopened after an error.
+    messages: Mutex<Option<pull::Stream>>,
+}
+
+#[async_trait]
+impl Consumer for JetStreamConsumer {
+    async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let mut guard = self.messages.lock().await;
+        if guard.is_none() {
+            let s = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(self.batch)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+                .map_err(|e| Error::Connection(format!("cannot pull: {e}")))?;
+            *guard = Some(s);
+        }
+        let Some(stream) = guard.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let first = match tokio::time::timeout(wait, stream.next()).await {
+            Err(_) => return Ok(out),
+            Ok(None) => {
+                *guard = None;
+                return Ok(out);
+            }
+            Ok(Some(Err(e))) => {
+                // Missed heartbeats and the like: the pull recovers by itself.
+                tracing::debug!(error = %e, "pull stream reported an error");
+                return Ok(out);
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        out.push(delivery(first)?);
+        while out.len() < max {
+            match stream.next().now_or_never() {
+                Some(Some(Ok(m))) => out.push(delivery(m)?),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn delivery(m: jetstream::Message) -> Result<Delivery> {
+    let info = m.info().map_err(other)?;
+    let info = DeliveryInfo {
+        stream_sequence: info.stream_sequence,
+        delivered: u32::try_from(info.delivered).unwrap_or(u32::MAX),
+        published_ms: u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+    };
+    let (msg, acker) = m.split();
+    Ok(Delivery {
+        subject: msg.subject.to_string(),
+        headers: headers_of(msg.headers.as_ref()),
+        payload: msg.payload,
+        info,
+        acker: Box::new(JetStreamAcker(acker)),
+    })
+}
+
+struct JetStreamAcker(jetstream::message::Acker);
+
+#[async_trait]
+impl Acker for JetStreamAcker {
+    async fn ack(&self) -> Result<()> {
+        self.0.ack().await.map_err(other)
+    }
+    async fn nak(&self, delay: Option<Duration>) -> Result<()> {
+        self.0.ack_with(AckKind::Nak(delay)).await.map_err(other)
+    }
+    async fn progress(&self) -> Result<()> {
+        self.0.ack_with(AckKind::Progress).await.map_err(other)
+    }
+    async fn term(&self, _reason: &str) -> Result<()> {
+        self.0.ack_with(AckKind::Term).await.map_err(other)
+    }
+}
