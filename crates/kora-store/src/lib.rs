@@ -10,6 +10,7 @@
 
 mod error;
 pub mod memory;
+pub mod pg;
 mod records;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
