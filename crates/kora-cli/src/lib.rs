@@ -12,3 +12,4 @@ pub mod client;
 pub mod embedded;
 pub mod input;
 pub mod output;
+pub mod serve;

@@ -1,0 +1,219 @@
+//! `kora serve`: scheduler, coordinator and worker roles as a long-running process on NATS
+//! JetStream and PostgreSQL. Any number of processes may run any combination of roles.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kora_broker::Broker;
+use kora_broker::nats::{JetStreamBroker, NatsConfig};
+use kora_broker::topology::{TopologyConfig, provision};
+use kora_coordinator::Metrics;
+use kora_model::subjects::Subjects;
+use kora_nodes::{NodesConfig, Registry};
+use kora_store::Store;
+use kora_store::pg::{PgConfig, PgStore};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Everything `kora serve` reads, layered: these defaults < `--config` file (TOML) <
+/// `KORA_SECTION__KEY` environment variables < flags (`KORA_NATS_URL`, `KORA_DATABASE_URL`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub nats: NatsSection,
+    pub database: DatabaseSection,
+    pub worker: WorkerSection,
+    pub tasks: TasksSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSection {
+    /// Server URLs, comma-separated.
+    pub url: String,
+    /// Installation prefix of every subject, stream and consumer.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    pub queue: String,
+    pub concurrency: usize,
+    pub heartbeat_secs: f64,
+    pub drain_grace_secs: f64,
+    /// File nodes read only below this directory.
+    pub data_root: PathBuf,
+    pub python_workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksSection {
+    /// How long a worker may hold a task without acking or heartbeating.
+    pub ack_wait_secs: f64,
+    /// Deliveries of one task (crashes, timeouts) before it is given up.
+    pub max_deliver: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig { nats: NatsSection::default(), database: DatabaseSection::default(), worker: WorkerSection::default(), tasks: TasksSection::default() }
+    }
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        NatsSection { url: "nats://127.0.0.1:4222".into(), prefix: kora_model::subjects::DEFAULT_PREFIX.into() }
+    }
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection { url: "postgres://127.0.0.1:5432/kora".into(), max_connections: 8 }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        WorkerSection {
+            queue: kora_model::subjects::DEFAULT_QUEUE.into(),
+            concurrency: 16,
+            heartbeat_secs: 10.0,
+            drain_grace_secs: 30.0,
+            data_root: PathBuf::from("."),
+            python_workers: 2,
+        }
+    }
+}
+
+impl Default for TasksSection {
+    fn default() -> Self {
+        TasksSection { ack_wait_secs: 30.0, max_deliver: 5 }
+    }
+}
+
+impl ServeConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        Subjects::new(&self.nats.prefix).map_err(anyhow::Error::msg)?;
+        if self.worker.concurrency == 0 {
+            bail!("worker.concurrency must be at least 1");
+        }
+        if self.worker.heartbeat_secs * 2.0 > self.tasks.ack_wait_secs {
+            bail!(
+                "worker.heartbeat_secs ({}) must be at most half of tasks.ack_wait_secs ({}), or live tasks are redelivered",
+                self.worker.heartbeat_secs,
+                self.tasks.ack_wait_secs
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Scheduler,
+    Coordinator,
+    Worker,
+}
+
+/// Parses `scheduler,coordinator,worker` (any combination, `all` for every role).
+pub fn parse_roles(s: &str) -> anyhow::Result<Vec<Role>> {
+    let mut out = Vec::new();
+    for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        match r {
+            "scheduler" => out.push(Role::Scheduler),
+            "coordinator" => out.push(Role::Coordinator),
+            "worker" => out.push(Role::Worker),
+            "all" => out.extend([Role::Scheduler, Role::Coordinator, Role::Worker]),
+            other => bail!("unknown role {other:?}: use scheduler, coordinator, worker or all"),
+        }
+    }
+    if out.is_empty() {
+        bail!("no role given: --role scheduler,coordinator,worker");
+    }
+    out.dedup();
+    Ok(out)
+}
+
+pub async fn connect_broker(cfg: &ServeConfig, name: &str) -> anyhow::Result<Arc<dyn Broker>> {
+    let b = JetStreamBroker::connect(&NatsConfig { url: cfg.nats.url.clone(), name: name.into(), ..NatsConfig::default() })
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", cfg.nats.url))?;
+    Ok(Arc::new(b))
+}
+
+pub async fn connect_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let s = PgStore::connect(&PgConfig { url: cfg.database.url.clone(), max_connections: cfg.database.max_connections, ..PgConfig::default() })
+        .await
+        .with_context(|| format!("cannot open the ledger at {} (set KORA_DATABASE_URL)", cfg.database.url))?;
+    Ok(Arc::new(s))
+}
+
+/// Runs the roles until `shutdown` is cancelled, then drains them.
+pub async fn serve(cfg: ServeConfig, roles: &[Role], shutdown: CancellationToken) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let subjects = Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
+    let name = format!("kora-{}", std::process::id());
+    let broker = connect_broker(&cfg, &name).await?;
+    let topo = TopologyConfig {
+        task_ack_wait: Duration::from_secs_f64(cfg.tasks.ack_wait_secs),
+        task_max_deliver: cfg.tasks.max_deliver,
+        ..TopologyConfig::default()
+    };
+    provision(broker.as_ref(), &subjects, &[cfg.worker.queue.as_str()], &topo)
+        .await
+        .context("cannot provision Kora's streams and consumers")?;
+    let nodes = NodesConfig { data_root: cfg.worker.data_root.clone(), python_workers: cfg.worker.python_workers, ..NodesConfig::default() };
+    let registry = Arc::new(Registry::builtin(&nodes));
+    let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = registry.clone();
+    let tracker = TaskTracker::new();
+    let metrics = Arc::new(Metrics::default());
+    for role in roles {
+        match role {
+            Role::Scheduler => {
+                tracker.spawn(log_exit("scheduler", kora_scheduler::run(kora_scheduler::Config::default(), Arc::clone(&broker), subjects.clone(), Arc::clone(&catalog), shutdown.clone())));
+            }
+            Role::Coordinator => {
+                let store = connect_store(&cfg).await?;
+                tracker.spawn(log_exit(
+                    "coordinator",
+                    kora_coordinator::run(kora_coordinator::Config::default(), Arc::clone(&broker), store, subjects.clone(), Arc::clone(&catalog), Arc::clone(&metrics), shutdown.clone()),
+                ));
+            }
+            Role::Worker => {
+                let wcfg = kora_worker::Config {
+                    worker_id: name.clone(),
+                    queue: cfg.worker.queue.clone(),
+                    concurrency: cfg.worker.concurrency,
+                    heartbeat: Duration::from_secs_f64(cfg.worker.heartbeat_secs),
+                    drain_grace: Duration::from_secs_f64(cfg.worker.drain_grace_secs),
+                    ..kora_worker::Config::default()
+                };
+                tracker.spawn(log_exit("worker", kora_worker::run(wcfg, Arc::clone(&broker), subjects.clone(), Arc::clone(&registry), shutdown.clone())));
+            }
+        }
+    }
+    tracing::info!(?roles, prefix = %cfg.nats.prefix, nats = %cfg.nats.url, "kora serving");
+    tracker.close();
+    tracker.wait().await;
+    broker.flush().await.ok();
+    tracing::info!("kora stopped");
+    Ok(())
+}
+
+async fn log_exit<E: std::fmt::Display>(role: &'static str, f: impl std::future::Future<Output = Result<(), E>>) {
+    if let Err(e) = f.await {
+        tracing::error!(role, error = %e, "role stopped with an error");
+    }
+}
