@@ -55,6 +55,13 @@ pub async fn provision(
     queues: &[&str],
     cfg: &TopologyConfig,
 ) -> Result<()> {
+    provision_streams(b, s, cfg).await?;
+    provision_consumers(b, s, queues, cfg).await
+}
+
+/// Creates or updates Kora's streams (not consumers). A submitter calls this so a request is
+/// stored even when no role has started yet.
+pub async fn provision_streams(b: &dyn Broker, s: &Subjects, cfg: &TopologyConfig) -> Result<()> {
     b.ensure_stream(&stream(
         s.stream_runs(),
         vec![s.run_submit()],
@@ -90,8 +97,16 @@ pub async fn provision(
         Retention::Limits,
         cfg,
     ))
-    .await?;
+    .await
+}
 
+/// Creates the roles' durable consumers; an existing consumer keeps its settings.
+pub async fn provision_consumers(
+    b: &dyn Broker,
+    s: &Subjects,
+    queues: &[&str],
+    cfg: &TopologyConfig,
+) -> Result<()> {
     let ledger_like = |name: &str| ConsumerConfig {
         ack_wait: Duration::from_secs(30),
         max_deliver: 0,

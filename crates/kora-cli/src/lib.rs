@@ -9,6 +9,7 @@
 //! public `run` functions and the broker and store traits, exactly as separate processes would.
 
 pub mod client;
+pub mod conformance;
 pub mod embedded;
 pub mod input;
 pub mod output;

@@ -99,7 +99,9 @@ enum Command {
     /// < KORA_SECTION__KEY environment variables (e.g. KORA_WORKER__CONCURRENCY=32) < flags
     /// (which also read KORA_NATS_URL, KORA_DATABASE_URL, KORA_PREFIX). SIGTERM or Ctrl-C
     /// drains (workers finish or hand back their tasks); a second signal stops at once.
-    #[command(after_help = "Examples:\n  kora serve --role all\n  kora serve --role scheduler,coordinator --database-url postgres://127.0.0.1/kora\n  KORA_NATS_URL=nats://n1:4222,nats://n2:4222 kora serve --role worker --concurrency 32")]
+    #[command(
+        after_help = "Examples:\n  kora serve --role all\n  kora serve --role scheduler,coordinator --database-url postgres://127.0.0.1/kora\n  KORA_NATS_URL=nats://n1:4222,nats://n2:4222 kora serve --role worker --concurrency 32"
+    )]
     Serve {
         /// Roles to run: scheduler, coordinator, worker (comma-separated), or all.
         #[arg(long, default_value = "all")]
@@ -120,7 +122,9 @@ enum Command {
         log_json: bool,
     },
     /// Submit a workflow run to a Kora deployment; with --wait, print its results like `kora run`.
-    #[command(after_help = "Examples:\n  kora submit wf.json --wait\n  kora submit wf.yaml --params '{\"fetch\": {\"limit\": 10}}' --idempotency-key order-42")]
+    #[command(
+        after_help = "Examples:\n  kora submit wf.json --wait\n  kora submit wf.yaml --params '{\"fetch\": {\"limit\": 10}}' --idempotency-key order-42"
+    )]
     Submit {
         file: PathBuf,
         #[arg(long, value_name = "FILE_OR_JSON")]
@@ -200,7 +204,8 @@ impl Conn {
             flags["database"]["url"] = u.clone().into();
         }
         merge(&mut flags, extra);
-        let cfg: serve::ServeConfig = kora_runtime::config::load(self.config.as_deref(), "KORA", std::env::vars(), flags)?;
+        let cfg: serve::ServeConfig =
+            kora_runtime::config::load(self.config.as_deref(), "KORA", std::env::vars(), flags)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -227,7 +232,14 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     let serving = matches!(cli.command, Command::Serve { .. });
-    kora_runtime::telemetry::init(if serving && cli.verbose == 0 { "info" } else { level }, false);
+    kora_runtime::telemetry::init(
+        if serving && cli.verbose == 0 {
+            "info"
+        } else {
+            level
+        },
+        false,
+    );
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -256,7 +268,12 @@ fn print_report(report: &kora_cli::embedded::RunReport, format: Format) -> anyho
         Format::Table => {
             println!("run {}  {}", report.run_id, report.status);
             if let Some(e) = &report.error {
-                println!("error: {}", e.get("error").and_then(|v| v.as_str()).unwrap_or(&e.to_string()));
+                println!(
+                    "error: {}",
+                    e.get("error")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(&e.to_string())
+                );
             }
             print!("{}", output::results_table(&report.results, 100));
         }
@@ -392,7 +409,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(EXIT_BAD_INPUT)
             })
         }
-        Command::Serve { role, conn, queue, concurrency, data_root, log_json: _ } => {
+        Command::Serve {
+            role,
+            conn,
+            queue,
+            concurrency,
+            data_root,
+            log_json: _,
+        } => {
             let roles = serve::parse_roles(&role)?;
             let mut extra = serde_json::json!({});
             if let Some(q) = queue {
@@ -415,12 +439,28 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Submit { file, params, idempotency_key, wait, timeout, format, conn } => {
+        Command::Submit {
+            file,
+            params,
+            idempotency_key,
+            wait,
+            timeout,
+            format,
+            conn,
+        } => {
             let (spec, _) = input::load_workflow(&file)?;
             let params = input::load_params(params.as_deref())?;
             let cfg = conn.load(serde_json::json!({}))?;
-            let subjects = kora_model::subjects::Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
+            let subjects = kora_model::subjects::Subjects::new(&cfg.nats.prefix)
+                .map_err(anyhow::Error::msg)?;
             let broker = serve::connect_broker(&cfg, "kora-submit").await?;
+            // Store the request even if no role has started yet.
+            kora_broker::topology::provision_streams(
+                broker.as_ref(),
+                &subjects,
+                &kora_broker::topology::TopologyConfig::default(),
+            )
+            .await?;
             // A key always maps to the same run id, so a resubmission is deduplicated.
             let run_id = match &idempotency_key {
                 Some(k) => uuid::Uuid::new_v5(&KEY_NAMESPACE, k.as_bytes()).to_string(),
@@ -428,13 +468,28 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             let ids: Vec<String> = spec.nodes.iter().map(|n| n.id.clone()).collect();
             let from = client::events_position(broker.as_ref(), &subjects).await?;
-            client::submit(broker.as_ref(), &subjects, spec, params, idempotency_key, run_id.clone()).await?;
+            client::submit(
+                broker.as_ref(),
+                &subjects,
+                spec,
+                params,
+                idempotency_key,
+                run_id.clone(),
+            )
+            .await?;
             if !wait {
                 println!("{}", serde_json::json!({ "run_id": run_id }));
                 broker.flush().await.ok();
                 return Ok(ExitCode::SUCCESS);
             }
-            let ending = client::wait(&broker, &subjects, &run_id, from, timeout.map(Duration::from_secs_f64)).await?;
+            let ending = client::wait(
+                &broker,
+                &subjects,
+                &run_id,
+                from,
+                timeout.map(Duration::from_secs_f64),
+            )
+            .await?;
             let store = serve::connect_store(&cfg).await?;
             let report = kora_cli::embedded::RunReport {
                 results: store.results(&run_id, &ids).await?,
@@ -454,23 +509,45 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 _ => ExitCode::from(EXIT_RUN_FAILED),
             })
         }
-        Command::Runs { command: RunsCommand::Show { run_id, format, conn } } => {
+        Command::Runs {
+            command:
+                RunsCommand::Show {
+                    run_id,
+                    format,
+                    conn,
+                },
+        } => {
             let cfg = conn.load(serde_json::json!({}))?;
             let store = serve::connect_store(&cfg).await?;
             let Some(rec) = store.run(&run_id).await? else {
-                eprintln!("error: no run {run_id} in the ledger at {}", cfg.database.url);
+                eprintln!(
+                    "error: no run {run_id} in the ledger at {}",
+                    cfg.database.url
+                );
                 return Ok(ExitCode::from(EXIT_BAD_INPUT));
             };
-            let ids: Vec<String> = rec.spec.as_ref().map(|s| s.nodes.iter().map(|n| n.id.clone()).collect()).unwrap_or_default();
+            let ids: Vec<String> = rec
+                .spec
+                .as_ref()
+                .map(|s| s.nodes.iter().map(|n| n.id.clone()).collect())
+                .unwrap_or_default();
             let results = store.results(&run_id, &ids).await?;
             if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-                    "run_id": rec.run_id, "status": rec.status.as_str(), "workflow": rec.workflow_name,
-                    "error": rec.error, "error_node": rec.error_node, "created_ms": rec.created_ms,
-                    "finished_ms": rec.finished_ms, "results": results,
-                }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "run_id": rec.run_id, "status": rec.status.as_str(), "workflow": rec.workflow_name,
+                        "error": rec.error, "error_node": rec.error_node, "created_ms": rec.created_ms,
+                        "finished_ms": rec.finished_ms, "results": results,
+                    }))?
+                );
             } else {
-                println!("run {}  {}  workflow {:?}", rec.run_id, rec.status.as_str(), rec.workflow_name);
+                println!(
+                    "run {}  {}  workflow {:?}",
+                    rec.run_id,
+                    rec.status.as_str(),
+                    rec.workflow_name
+                );
                 if let Some(e) = &rec.error {
                     println!("error: {e}");
                 }
@@ -478,11 +555,23 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Runs { command: RunsCommand::List { status, limit, format, conn } } => {
+        Command::Runs {
+            command:
+                RunsCommand::List {
+                    status,
+                    limit,
+                    format,
+                    conn,
+                },
+        } => {
             let cfg = conn.load(serde_json::json!({}))?;
             let status = match status.as_deref() {
                 None => None,
-                Some(s) => Some(kora_store::RunStatus::parse(s).ok_or_else(|| anyhow::anyhow!("unknown status {s:?}: use running, succeeded, failed or rejected"))?),
+                Some(s) => Some(kora_store::RunStatus::parse(s).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown status {s:?}: use running, succeeded, failed or rejected"
+                    )
+                })?),
             };
             let store = serve::connect_store(&cfg).await?;
             let runs = store.runs(&kora_store::RunFilter { status, limit }).await?;
@@ -492,7 +581,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{:<38}  {:<10}  WORKFLOW", "RUN", "STATUS");
                 for r in &runs {
-                    println!("{:<38}  {:<10}  {}", r.run_id, r.status.as_str(), r.workflow_name);
+                    println!(
+                        "{:<38}  {:<10}  {}",
+                        r.run_id,
+                        r.status.as_str(),
+                        r.workflow_name
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)

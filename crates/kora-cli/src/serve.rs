@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 /// Everything `kora serve` reads, layered: these defaults < `--config` file (TOML) <
 /// `KORA_SECTION__KEY` environment variables < flags (`KORA_NATS_URL`, `KORA_DATABASE_URL`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     pub nats: NatsSection,
@@ -66,21 +66,21 @@ pub struct TasksSection {
     pub max_deliver: u32,
 }
 
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig { nats: NatsSection::default(), database: DatabaseSection::default(), worker: WorkerSection::default(), tasks: TasksSection::default() }
-    }
-}
-
 impl Default for NatsSection {
     fn default() -> Self {
-        NatsSection { url: "nats://127.0.0.1:4222".into(), prefix: kora_model::subjects::DEFAULT_PREFIX.into() }
+        NatsSection {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: kora_model::subjects::DEFAULT_PREFIX.into(),
+        }
     }
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        DatabaseSection { url: "postgres://127.0.0.1:5432/kora".into(), max_connections: 8 }
+        DatabaseSection {
+            url: "postgres://127.0.0.1:5432/kora".into(),
+            max_connections: 8,
+        }
     }
 }
 
@@ -99,7 +99,10 @@ impl Default for WorkerSection {
 
 impl Default for TasksSection {
     fn default() -> Self {
-        TasksSection { ack_wait_secs: 30.0, max_deliver: 5 }
+        TasksSection {
+            ack_wait_secs: 30.0,
+            max_deliver: 5,
+        }
     }
 }
 
@@ -147,21 +150,38 @@ pub fn parse_roles(s: &str) -> anyhow::Result<Vec<Role>> {
 }
 
 pub async fn connect_broker(cfg: &ServeConfig, name: &str) -> anyhow::Result<Arc<dyn Broker>> {
-    let b = JetStreamBroker::connect(&NatsConfig { url: cfg.nats.url.clone(), name: name.into(), ..NatsConfig::default() })
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", cfg.nats.url))?;
+    let b = JetStreamBroker::connect(&NatsConfig {
+        url: cfg.nats.url.clone(),
+        name: name.into(),
+        ..NatsConfig::default()
+    })
+    .await
+    .with_context(|| format!("cannot connect to NATS at {}", cfg.nats.url))?;
     Ok(Arc::new(b))
 }
 
 pub async fn connect_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
-    let s = PgStore::connect(&PgConfig { url: cfg.database.url.clone(), max_connections: cfg.database.max_connections, ..PgConfig::default() })
-        .await
-        .with_context(|| format!("cannot open the ledger at {} (set KORA_DATABASE_URL)", cfg.database.url))?;
+    let s = PgStore::connect(&PgConfig {
+        url: cfg.database.url.clone(),
+        max_connections: cfg.database.max_connections,
+        ..PgConfig::default()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the ledger at {} (set KORA_DATABASE_URL)",
+            cfg.database.url
+        )
+    })?;
     Ok(Arc::new(s))
 }
 
 /// Runs the roles until `shutdown` is cancelled, then drains them.
-pub async fn serve(cfg: ServeConfig, roles: &[Role], shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    cfg: ServeConfig,
+    roles: &[Role],
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     cfg.validate()?;
     let subjects = Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
     let name = format!("kora-{}", std::process::id());
@@ -171,10 +191,19 @@ pub async fn serve(cfg: ServeConfig, roles: &[Role], shutdown: CancellationToken
         task_max_deliver: cfg.tasks.max_deliver,
         ..TopologyConfig::default()
     };
-    provision(broker.as_ref(), &subjects, &[cfg.worker.queue.as_str()], &topo)
-        .await
-        .context("cannot provision Kora's streams and consumers")?;
-    let nodes = NodesConfig { data_root: cfg.worker.data_root.clone(), python_workers: cfg.worker.python_workers, ..NodesConfig::default() };
+    provision(
+        broker.as_ref(),
+        &subjects,
+        &[cfg.worker.queue.as_str()],
+        &topo,
+    )
+    .await
+    .context("cannot provision Kora's streams and consumers")?;
+    let nodes = NodesConfig {
+        data_root: cfg.worker.data_root.clone(),
+        python_workers: cfg.worker.python_workers,
+        ..NodesConfig::default()
+    };
     let registry = Arc::new(Registry::builtin(&nodes));
     let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = registry.clone();
     let tracker = TaskTracker::new();
@@ -182,13 +211,30 @@ pub async fn serve(cfg: ServeConfig, roles: &[Role], shutdown: CancellationToken
     for role in roles {
         match role {
             Role::Scheduler => {
-                tracker.spawn(log_exit("scheduler", kora_scheduler::run(kora_scheduler::Config::default(), Arc::clone(&broker), subjects.clone(), Arc::clone(&catalog), shutdown.clone())));
+                tracker.spawn(log_exit(
+                    "scheduler",
+                    kora_scheduler::run(
+                        kora_scheduler::Config::default(),
+                        Arc::clone(&broker),
+                        subjects.clone(),
+                        Arc::clone(&catalog),
+                        shutdown.clone(),
+                    ),
+                ));
             }
             Role::Coordinator => {
                 let store = connect_store(&cfg).await?;
                 tracker.spawn(log_exit(
                     "coordinator",
-                    kora_coordinator::run(kora_coordinator::Config::default(), Arc::clone(&broker), store, subjects.clone(), Arc::clone(&catalog), Arc::clone(&metrics), shutdown.clone()),
+                    kora_coordinator::run(
+                        kora_coordinator::Config::default(),
+                        Arc::clone(&broker),
+                        store,
+                        subjects.clone(),
+                        Arc::clone(&catalog),
+                        Arc::clone(&metrics),
+                        shutdown.clone(),
+                    ),
                 ));
             }
             Role::Worker => {
@@ -200,7 +246,16 @@ pub async fn serve(cfg: ServeConfig, roles: &[Role], shutdown: CancellationToken
                     drain_grace: Duration::from_secs_f64(cfg.worker.drain_grace_secs),
                     ..kora_worker::Config::default()
                 };
-                tracker.spawn(log_exit("worker", kora_worker::run(wcfg, Arc::clone(&broker), subjects.clone(), Arc::clone(&registry), shutdown.clone())));
+                tracker.spawn(log_exit(
+                    "worker",
+                    kora_worker::run(
+                        wcfg,
+                        Arc::clone(&broker),
+                        subjects.clone(),
+                        Arc::clone(&registry),
+                        shutdown.clone(),
+                    ),
+                ));
             }
         }
     }
@@ -212,7 +267,10 @@ pub async fn serve(cfg: ServeConfig, roles: &[Role], shutdown: CancellationToken
     Ok(())
 }
 
-async fn log_exit<E: std::fmt::Display>(role: &'static str, f: impl std::future::Future<Output = Result<(), E>>) {
+async fn log_exit<E: std::fmt::Display>(
+    role: &'static str,
+    f: impl std::future::Future<Output = Result<(), E>>,
+) {
     if let Err(e) = f.await {
         tracing::error!(role, error = %e, "role stopped with an error");
     }
