@@ -312,3 +312,94 @@ async fn sigterm_stops_serve_cleanly() {
     );
     d.finish().await;
 }
+
+/// Two schedulers, two coordinators and two workers share every run: no node executes twice
+/// and no fan-in is lost. Each node appends its id to a file (a side effect we can count).
+#[tokio::test]
+async fn two_coordinators_and_schedulers_never_double_dispatch_or_lose_a_fan_in() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    for _ in 0..2 {
+        d.serve("scheduler", &[]);
+        d.serve("coordinator", &[]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root_dir = dir.path().to_str().unwrap().to_string();
+    d.serve("worker", &["--data-root", &root_dir]);
+    d.serve("worker", &["--data-root", &root_dir]);
+    let branches = 30;
+    let mut nodes = vec![
+        serde_json::json!({"id": "start", "type": "PythonCodeNode", "config": {"code": "result = 1"}}),
+    ];
+    let mut conns = Vec::new();
+    let mut fan_in_code = String::from("open(log, 'a').write(run + ':sum\\n')\nresult = 0");
+    for i in 0..branches {
+        let code = format!("open(log, 'a').write(run + ':b{i}\\n')\nresult = x + {i}");
+        nodes.push(serde_json::json!({"id": format!("b{i}"), "type": "PythonCodeNode", "config": {"code": code}}));
+        conns.push(serde_json::json!({"source": "start", "output": "result", "target": format!("b{i}"), "input": "x"}));
+        conns.push(serde_json::json!({"source": format!("b{i}"), "output": "result", "target": "sum", "input": format!("v{i}")}));
+        fan_in_code.push_str(&format!(" + v{i}"));
+    }
+    nodes.push(
+        serde_json::json!({"id": "sum", "type": "PythonCodeNode", "config": {"code": fan_in_code}}),
+    );
+    let wf = dir.path().join("fan.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": nodes, "connections": conns}).to_string(),
+    )
+    .unwrap();
+    let log = dir.path().join("executions.log");
+    let runs = 10;
+    let mut waiters = Vec::new();
+    for r in 0..runs {
+        let params = serde_json::json!({"log": log.display().to_string(), "run": format!("r{r}")})
+            .to_string();
+        let mut c = d.command();
+        c.args([
+            "submit",
+            wf.to_str().unwrap(),
+            "--params",
+            &params,
+            "--wait",
+            "--timeout",
+            "90",
+        ]);
+        waiters.push(
+            c.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let want: i64 = 1 * branches + (0..branches).sum::<i64>();
+    for w in waiters {
+        let o = w.wait_with_output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        assert_eq!(v["status"], "succeeded", "{v}");
+        assert_eq!(
+            v["results"]["sum"]["result"], want,
+            "the fan-in saw every branch"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut counts = std::collections::HashMap::new();
+    for line in text.lines() {
+        *counts.entry(line.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        counts.len() as i64,
+        runs * (branches + 1),
+        "every node of every run executed"
+    );
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "executed more than once: {twice:?}");
+    d.finish().await;
+}

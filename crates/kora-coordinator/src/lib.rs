@@ -10,7 +10,7 @@
 
 mod metrics;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use kora_model::wire::{
 };
 use kora_model::{Catalog, Map, Value, now_ms};
 use kora_store::{
-    AttemptStatus, AttemptUpdate, Batch, NewAttempt, NewRun, RunStatus, RunUpdate, Store,
+    AttemptStatus, AttemptUpdate, Batch, Expect, NewAttempt, NewRun, RunStatus, RunUpdate, Store,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -65,6 +65,9 @@ struct ActiveRun {
     state: RunState,
     run_id: String,
     event_seq: u64,
+    /// Outcomes recorded in the ledger that this state has seen: what a batch expects, so a
+    /// coordinator whose state is stale (another one moved the run on) is refused and rebuilds.
+    outcomes: u64,
 }
 
 /// Runs the coordinator until `shutdown` is cancelled.
@@ -133,6 +136,20 @@ struct Pending {
     publish: Vec<Outbound>,
     touched: Vec<String>,
     finished: Vec<String>,
+    /// Runs this batch already carries an expectation for.
+    expected: HashSet<String>,
+}
+
+impl Pending {
+    /// Registers, once per batch, what this batch assumes about the run.
+    fn expect(&mut self, run: &ActiveRun) {
+        if self.expected.insert(run.run_id.clone()) {
+            self.batch.expect.push(Expect::Outcomes {
+                run_id: run.run_id.clone(),
+                count: run.outcomes,
+            });
+        }
+    }
 }
 
 impl Coordinator {
@@ -167,6 +184,7 @@ impl Coordinator {
             publish,
             touched,
             finished,
+            expected: _,
         } = p;
         if !batch.is_empty() {
             match self.store.commit(batch).await {
@@ -180,6 +198,15 @@ impl Coordinator {
                     // rebuilt from the ledger when the batch is redelivered.
                     for id in &touched {
                         self.runs.remove(id);
+                    }
+                    if let kora_store::Error::Conflict { run_id, detail } = &e {
+                        // Another coordinator moved a run on first: not a failure.
+                        self.metrics.ledger_conflicts.inc();
+                        debug!(%run_id, %detail, "ledger conflict; the batch will be retried on fresh state");
+                        for d in &keep {
+                            let _ = d.nak(Some(Duration::from_millis(20))).await;
+                        }
+                        return Ok(());
                     }
                     for d in &keep {
                         let _ = d.nak(Some(Duration::from_millis(500))).await;
@@ -239,6 +266,11 @@ impl Coordinator {
                     return Ok(());
                 }
                 self.metrics.runs_rejected.inc();
+                if p.expected.insert(run_id.clone()) {
+                    p.batch.expect.push(Expect::Absent {
+                        run_id: run_id.clone(),
+                    });
+                }
                 p.batch.new_runs.push(NewRun {
                     run_id: run_id.clone(),
                     idempotency_key: None,
@@ -309,6 +341,11 @@ impl Coordinator {
                 self.metrics.runs_started.inc();
                 info!(%run_id, workflow = %request.workflow.name, "run started");
                 let state = RunState::new(compiled, &request.params).keep_leaf_outputs(false);
+                if p.expected.insert(run_id.clone()) {
+                    p.batch.expect.push(Expect::Absent {
+                        run_id: run_id.clone(),
+                    });
+                }
                 // The compiled workflow holds its own copy; the ledger takes the request's.
                 let request = *request;
                 p.batch.new_runs.push(NewRun {
@@ -324,6 +361,7 @@ impl Coordinator {
                     state,
                     run_id: run_id.clone(),
                     event_seq: 0,
+                    outcomes: 0,
                 };
                 run.event_seq += 1;
                 p.batch.events.push(event(
@@ -348,7 +386,8 @@ impl Coordinator {
 
     async fn on_result(&mut self, r: NodeResult, p: &mut Pending) -> Result<(), String> {
         let now = now_ms();
-        if !self.runs.contains_key(&r.run_id) {
+        let from_cache = self.runs.contains_key(&r.run_id);
+        if !from_cache {
             match self.rebuild(&r.run_id).await.map_err(|e| e.to_string())? {
                 Some(run) => {
                     self.runs.insert(r.run_id.clone(), run);
@@ -394,13 +433,32 @@ impl Coordinator {
                 Some(error_type),
             ),
         };
-        match run.state.on_result(node, r.iteration, outcome, now) {
+        let mut applied = run.state.on_result(node, r.iteration, outcome.clone(), now);
+        if applied.is_err() && from_cache && !p.expected.contains(&r.run_id) {
+            // A cached state may be stale (another coordinator moved the run on), and a stale
+            // state would wrongly fence a real result. Decide on the ledger's state instead: a
+            // result's task was published only after its dispatch was committed, so a fresh
+            // rebuild always knows the attempt.
+            match self.rebuild(&r.run_id).await.map_err(|e| e.to_string())? {
+                Some(fresh) => {
+                    run = fresh;
+                    applied = run.state.on_result(node, r.iteration, outcome, now);
+                }
+                None => {
+                    self.metrics.results_fenced.inc();
+                    return Ok(());
+                }
+            }
+        }
+        match applied {
             Err(rejected) => {
                 self.metrics.results_fenced.inc();
                 debug!(run_id = %r.run_id, node_id = %r.node_id, attempt = r.attempt, %rejected, "result fenced");
             }
             Ok(actions) => {
                 self.metrics.results_recorded.inc();
+                p.expect(&run);
+                run.outcomes += 1;
                 let failed = status == AttemptStatus::Failed;
                 p.batch.outcomes.push(AttemptUpdate {
                     run_id: r.run_id.clone(),
@@ -461,10 +519,12 @@ impl Coordinator {
         };
         let mut state = RunState::new(compiled, &rec.params).keep_leaf_outputs(false);
         state.start(rec.created_ms);
+        let mut recorded = 0;
         for a in self.store.attempts(run_id).await? {
             if a.seq.is_none() {
                 continue;
             }
+            recorded += 1;
             let Some(&node) = state.workflow().index.get(&a.node_id) else {
                 continue;
             };
@@ -500,6 +560,7 @@ impl Coordinator {
             state,
             run_id: run_id.to_string(),
             event_seq,
+            outcomes: recorded,
         }))
     }
 
@@ -564,6 +625,8 @@ impl Coordinator {
                     // A task that cannot be sent fails its node, by Kailash's failure rules.
                     if let Some((error_type, error)) = undeliverable {
                         warn!(run_id = %run.run_id, node_id = %spec.id, %error, "node cannot be dispatched");
+                        p.expect(run);
+                        run.outcomes += 1;
                         p.batch.outcomes.push(AttemptUpdate {
                             run_id: run.run_id.clone(),
                             node_id: spec.id.clone(),

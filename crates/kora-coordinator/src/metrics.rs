@@ -29,12 +29,15 @@ pub struct Metrics {
     pub results_fenced: Counter,
     /// Undecodable ledger messages sent to the dead-letter stream.
     pub poison_messages: Counter,
+    /// Batches refused because another coordinator moved a run on first; retried on fresh
+    /// state. A steady high rate means coordinators contend for the same runs.
+    pub ledger_conflicts: Counter,
 }
 
 impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 8] = [
+        let rows: [(&str, &str, &Counter); 9] = [
             (
                 "kora_runs_started_total",
                 "Runs admitted and started.",
@@ -74,6 +77,11 @@ impl Metrics {
                 "kora_poison_messages_total",
                 "Undecodable ledger messages dead-lettered.",
                 &self.poison_messages,
+            ),
+            (
+                "kora_ledger_conflicts_total",
+                "Ledger batches retried because another coordinator moved a run on first.",
+                &self.ledger_conflicts,
             ),
         ];
         let mut out = String::new();

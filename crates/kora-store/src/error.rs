@@ -4,6 +4,8 @@ pub enum Error {
     RunNotFound(String),
     #[error("invalid store configuration: {0}")]
     Config(String),
+    #[error("run {run_id} changed under this writer ({detail}); rebuild its state and retry")]
+    Conflict { run_id: String, detail: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database: {0}")]

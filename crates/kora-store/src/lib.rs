@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 pub use error::{Error, Result};
 pub use records::{
-    AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, NewAttempt, NewRun,
+    AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, Expect, NewAttempt, NewRun,
     RunFilter, RunRecord, RunStatus, RunUpdate, results_from_attempts,
 };
 

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use kora_model::wire::RunEvent;
 
 use crate::{
-    AttemptRecord, AttemptStatus, Batch, CommitReport, Result, RunFilter, RunRecord, Store,
+    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result, RunFilter, RunRecord,
+    Store,
 };
 
 #[derive(Default)]
@@ -48,6 +49,26 @@ impl Store for MemoryStore {
         let mut report = CommitReport::default();
         let mut g = self.lock();
         let inner = &mut *g;
+        for e in &batch.expect {
+            match e {
+                Expect::Absent { run_id } if inner.runs.contains_key(run_id) => {
+                    return Err(Error::Conflict {
+                        run_id: run_id.clone(),
+                        detail: "it already exists".into(),
+                    });
+                }
+                Expect::Outcomes { run_id, count } => {
+                    let have = inner.runs.get(run_id).map(|r| r.outcomes);
+                    if have != Some(*count) {
+                        return Err(Error::Conflict {
+                            run_id: run_id.clone(),
+                            detail: format!("expected {count} recorded outcomes, found {have:?}"),
+                        });
+                    }
+                }
+                Expect::Absent { .. } => {}
+            }
+        }
         for r in batch.new_runs {
             if inner.runs.contains_key(&r.run_id)
                 || r.idempotency_key

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::{
-    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Result, RunFilter, RunRecord,
+    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result, RunFilter, RunRecord,
     RunStatus, Store,
 };
 
@@ -126,6 +126,32 @@ const RUN_COLUMNS: &str = "run_id, idempotency_key, workflow_id, workflow_name, 
 
 async fn apply(tx: &mut Transaction<'_, Postgres>, batch: Batch) -> Result<CommitReport> {
     let mut report = CommitReport::default();
+    for e in &batch.expect {
+        let run_id = match e {
+            Expect::Outcomes { run_id, .. } | Expect::Absent { run_id } => run_id,
+        };
+        let have: Option<i64> =
+            sqlx::query_scalar("SELECT outcomes FROM runs WHERE run_id = $1 FOR UPDATE")
+                .bind(run_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        match (e, have) {
+            (Expect::Absent { .. }, None) => {}
+            (Expect::Absent { .. }, Some(_)) => {
+                return Err(Error::Conflict {
+                    run_id: run_id.clone(),
+                    detail: "it already exists".into(),
+                });
+            }
+            (Expect::Outcomes { count, .. }, have) if have.map(u) != Some(*count) => {
+                return Err(Error::Conflict {
+                    run_id: run_id.clone(),
+                    detail: format!("expected {count} recorded outcomes, found {have:?}"),
+                });
+            }
+            (Expect::Outcomes { .. }, _) => {}
+        }
+    }
     for r in batch.new_runs {
         let finished = r.status.is_final().then_some(i(r.at_ms));
         let done = sqlx::query(

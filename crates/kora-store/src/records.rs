@@ -148,11 +148,24 @@ pub struct RunUpdate {
 /// have its outcome), run updates, events.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
+    /// Checked before anything is written; if one fails, the whole batch fails with
+    /// [`crate::Error::Conflict`] and nothing is written.
+    pub expect: Vec<Expect>,
     pub new_runs: Vec<NewRun>,
     pub outcomes: Vec<AttemptUpdate>,
     pub new_attempts: Vec<NewAttempt>,
     pub run_updates: Vec<RunUpdate>,
     pub events: Vec<RunEvent>,
+}
+
+/// What a writer assumes about a run: how several coordinators share runs safely
+/// (optimistic concurrency; the loser rebuilds its state from the ledger and retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The run has exactly this many recorded outcomes.
+    Outcomes { run_id: String, count: u64 },
+    /// The run does not exist yet.
+    Absent { run_id: String },
 }
 
 impl Batch {

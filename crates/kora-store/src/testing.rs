@@ -9,7 +9,8 @@ use kora_model::{Map, WorkflowSpec};
 use serde_json::json;
 
 use crate::{
-    AttemptStatus, AttemptUpdate, Batch, NewAttempt, NewRun, RunFilter, RunStatus, RunUpdate, Store,
+    AttemptStatus, AttemptUpdate, Batch, Expect, NewAttempt, NewRun, RunFilter, RunStatus,
+    RunUpdate, Store,
 };
 
 fn spec() -> WorkflowSpec {
@@ -269,7 +270,95 @@ pub async fn attempt_and_outcome_in_one_batch(s: &dyn Store, ns: &str) {
     assert_eq!(a.output, Some(json!({"data": 9})));
 }
 
+/// Expectations let several writers share runs: a stale outcome count, or creating a run that
+/// exists, fails the whole batch with a conflict and writes nothing.
+pub async fn expectations_guard_concurrent_writers(s: &dyn Store, ns: &str) {
+    let run = format!("{ns}-r6");
+    let absent = || Expect::Absent {
+        run_id: run.clone(),
+    };
+    let count = |n| Expect::Outcomes {
+        run_id: run.clone(),
+        count: n,
+    };
+    s.commit(Batch {
+        expect: vec![absent()],
+        new_runs: vec![new_run(&run, None)],
+        new_attempts: vec![attempt(&run, "a", 1), attempt(&run, "b", 1)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = s
+        .commit(Batch {
+            expect: vec![absent()],
+            new_runs: vec![new_run(&run, None)],
+            new_attempts: vec![attempt(&run, "c", 1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, crate::Error::Conflict { .. }), "{e}");
+    assert_eq!(
+        s.attempts(&run).await.unwrap().len(),
+        2,
+        "a conflicting batch writes nothing"
+    );
+    s.commit(Batch {
+        expect: vec![count(0)],
+        outcomes: vec![outcome(&run, "a", 1, 1)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = s
+        .commit(Batch {
+            expect: vec![count(0)],
+            outcomes: vec![outcome(&run, "b", 1, 2)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, crate::Error::Conflict { .. }),
+        "a stale count conflicts: {e}"
+    );
+    let b = s
+        .attempts(&run)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.node_id == "b")
+        .unwrap();
+    assert_eq!(
+        b.status,
+        AttemptStatus::Dispatched,
+        "the conflicting outcome was not written"
+    );
+    s.commit(Batch {
+        expect: vec![count(1)],
+        outcomes: vec![outcome(&run, "b", 1, 2)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let missing = Expect::Outcomes {
+        run_id: format!("{ns}-nope"),
+        count: 0,
+    };
+    assert!(
+        s.commit(Batch {
+            expect: vec![missing],
+            ..Default::default()
+        })
+        .await
+        .is_err(),
+        "a missing run conflicts"
+    );
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    expectations_guard_concurrent_writers(s, ns).await;
     records_a_run(s, ns).await;
     attempt_and_outcome_in_one_batch(s, ns).await;
     fences_duplicate_outcomes(s, ns).await;
