@@ -373,7 +373,7 @@ async fn two_coordinators_and_schedulers_never_double_dispatch_or_lose_a_fan_in(
                 .unwrap(),
         );
     }
-    let want: i64 = 1 * branches + (0..branches).sum::<i64>();
+    let want: i64 = branches + (0..branches).sum::<i64>();
     for w in waiters {
         let o = w.wait_with_output().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
