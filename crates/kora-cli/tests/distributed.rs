@@ -94,8 +94,15 @@ impl Deployment {
 
     /// Starts `kora serve --role <roles>`; returns its index in `procs`.
     fn serve(&mut self, roles: &str, extra: &[&str]) -> usize {
-        let child = self
-            .command()
+        self.serve_env(roles, extra, &[])
+    }
+
+    fn serve_env(&mut self, roles: &str, extra: &[&str], env: &[(&str, &str)]) -> usize {
+        let mut cmd = self.command();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .args(["serve", "--role", roles])
             .args(extra)
             .stdout(Stdio::null())
@@ -401,5 +408,71 @@ async fn two_coordinators_and_schedulers_never_double_dispatch_or_lose_a_fan_in(
     );
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "executed more than once: {twice:?}");
+    d.finish().await;
+}
+
+/// The coordinator dies right after committing a run's first dispatch and before publishing
+/// it (a failpoint aborts the process there). A new coordinator's outbox sweeper re-sends the
+/// lost tasks and the run completes, each node recorded once.
+#[tokio::test]
+async fn coordinator_crash_between_commit_and_publish_loses_nothing() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("scheduler", &[]);
+    d.serve("worker", &[]);
+    let doomed = d.serve_env(
+        "coordinator",
+        &[],
+        &[("KORA_FAILPOINT", "coordinator-after-commit")],
+    );
+    let o = d.kora(&["submit", "examples/diamond/workflow.json"]);
+    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let crashed = loop {
+        if let Some(status) = d.procs[doomed].try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the coordinator never reached the failpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !crashed.success(),
+        "the coordinator aborted at the failpoint: {crashed}"
+    );
+    d.serve("coordinator", &[]);
+    let status = loop {
+        let o = d.kora(&["runs", "show", &run_id, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if v["status"] == "succeeded"
+            || v["status"] == "failed"
+            || started.elapsed() > Duration::from_secs(40)
+        {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["results"]["report"]["merged_data"]["max"], 16);
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    let attempts = store.attempts(&run_id).await.unwrap();
+    assert_eq!(attempts.len(), 5, "one attempt per node: {attempts:?}");
+    assert!(
+        attempts.iter().all(|a| a.seq.is_some()),
+        "every node recorded: {attempts:?}"
+    );
+    store.close().await;
     d.finish().await;
 }

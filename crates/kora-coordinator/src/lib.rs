@@ -21,9 +21,10 @@ use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
 use kora_model::wire::{
     self, Admission, EventKind, NodeResult, NodeTask, RunEvent, TaskOutcome, WIRE_VERSION,
 };
-use kora_model::{Catalog, Map, Value, now_ms};
+use kora_model::{Catalog, Map, NodeSpec, Value, now_ms};
 use kora_store::{
-    AttemptStatus, AttemptUpdate, Batch, Expect, NewAttempt, NewRun, RunStatus, RunUpdate, Store,
+    AttemptKey, AttemptStatus, AttemptUpdate, Batch, Expect, NewAttempt, NewRun, RunStatus,
+    RunUpdate, Store,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -48,6 +49,10 @@ pub struct Config {
     /// Largest task message; a node whose inputs encode larger fails instead of being sent.
     /// Keep it under the task stream's message limit.
     pub max_task_bytes: usize,
+    /// How often the outbox sweeper looks for tasks whose publish was lost.
+    pub sweep_interval: Duration,
+    /// How old an unconfirmed dispatch must be before the sweeper re-sends it.
+    pub outbox_grace: Duration,
 }
 
 impl Default for Config {
@@ -57,6 +62,8 @@ impl Default for Config {
             fetch_wait: Duration::from_millis(500),
             cache_runs: 10_000,
             max_task_bytes: (8 << 20) - (64 << 10),
+            sweep_interval: Duration::from_secs(5),
+            outbox_grace: Duration::from_secs(3),
         }
     }
 }
@@ -93,9 +100,18 @@ pub async fn run(
         runs: HashMap::new(),
     };
     let mut backoff = Duration::from_millis(50);
+    // The first tick is immediate: after a crash, lost publishes are re-sent at start-up.
+    let mut sweep = tokio::time::interval(c.cfg.sweep_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = sweep.tick() => {
+                if let Err(e) = c.sweep().await {
+                    warn!(error = %e, "outbox sweep failed; it will run again");
+                }
+                continue;
+            }
             b = consumer.fetch(c.cfg.batch, c.cfg.fetch_wait) => b,
         };
         match batch {
@@ -138,6 +154,8 @@ struct Pending {
     finished: Vec<String>,
     /// Runs this batch already carries an expectation for.
     expected: HashSet<String>,
+    /// Which entries of `publish` are tasks, and their attempts (marked published once sent).
+    task_keys: Vec<(usize, AttemptKey)>,
 }
 
 impl Pending {
@@ -185,6 +203,7 @@ impl Coordinator {
             touched,
             finished,
             expected: _,
+            task_keys,
         } = p;
         if !batch.is_empty() {
             match self.store.commit(batch).await {
@@ -221,12 +240,23 @@ impl Coordinator {
                 .filter(|m| m.subject.contains(".task."))
                 .count() as u64,
         );
+        failpoint("coordinator-after-commit", !task_keys.is_empty());
         if !publish.is_empty() {
-            for r in self.broker.publish_many(publish).await {
+            let results = self.broker.publish_many(publish).await;
+            for r in &results {
                 if let Err(e) = r {
-                    // The ledger holds the decision; a re-publish sweeper is the backstop.
-                    error!(error = %e, "publish after commit failed");
+                    // The ledger holds the decision; the outbox sweeper re-sends it.
+                    error!(error = %e, "publish after commit failed; the outbox sweeper will re-send it");
                 }
+            }
+            let sent: Vec<AttemptKey> = task_keys
+                .into_iter()
+                .filter(|(i, _)| results.get(*i).is_some_and(Result::is_ok))
+                .map(|(_, k)| k)
+                .collect();
+            if let Err(e) = self.store.mark_published(&sent, now_ms()).await {
+                // Harmless: the sweeper re-sends them and the duplicates are ignored.
+                warn!(error = %e, "cannot mark tasks published");
             }
         }
         for d in keep {
@@ -564,6 +594,111 @@ impl Coordinator {
         }))
     }
 
+    /// The task message for one attempt, or why it cannot be sent.
+    fn task_message(
+        &self,
+        run_id: &str,
+        spec: &NodeSpec,
+        iteration: u32,
+        attempt: u32,
+        inputs: Map,
+    ) -> Result<Outbound, (&'static str, String)> {
+        let task_id = NodeTask::make_id(run_id, &spec.id, iteration, attempt);
+        let task = NodeTask {
+            v: WIRE_VERSION,
+            task_id: task_id.clone(),
+            run_id: run_id.to_string(),
+            node_id: spec.id.clone(),
+            node_type: spec.node_type.clone(),
+            iteration,
+            attempt,
+            config: spec.config.clone(),
+            inputs,
+        };
+        match wire::encode(&task) {
+            Ok(bytes) if bytes.len() <= self.cfg.max_task_bytes => {
+                let queue = spec
+                    .config
+                    .get("queue")
+                    .and_then(Value::as_str)
+                    .unwrap_or(DEFAULT_QUEUE);
+                Ok(Outbound::new(self.subjects.task(queue), bytes).msg_id(task_id))
+            }
+            Ok(bytes) => Err((
+                "TaskTooLarge",
+                format!(
+                    "the node's inputs encode to {} bytes, over the {}-byte message limit; pass large data by reference (a file or a table) instead",
+                    bytes.len(),
+                    self.cfg.max_task_bytes
+                ),
+            )),
+            Err(e) => Err(("EncodeError", format!("cannot encode the node's task: {e}"))),
+        }
+    }
+
+    /// The outbox sweeper: re-sends tasks the ledger says were dispatched but whose publish
+    /// was never confirmed (a crash between commit and publish). Re-sending is idempotent: the
+    /// task id is the message id, and a duplicate result is fenced.
+    async fn sweep(&self) -> Result<usize, Error> {
+        let cutoff = now_ms()
+            .saturating_sub(u64::try_from(self.cfg.outbox_grace.as_millis()).unwrap_or(u64::MAX));
+        let keys = self.store.unpublished(cutoff, 1000).await?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut by_run: std::collections::BTreeMap<String, Vec<AttemptKey>> = Default::default();
+        for k in keys {
+            by_run.entry(k.run_id.clone()).or_default().push(k);
+        }
+        let mut sent = Vec::new();
+        for (run_id, keys) in by_run {
+            let Some(run) = self.rebuild(&run_id).await? else {
+                continue;
+            };
+            let wf = Arc::clone(run.state.workflow());
+            let mut msgs = Vec::new();
+            let mut msg_keys = Vec::new();
+            for k in keys {
+                let Some(&node) = wf.index.get(&k.node_id) else {
+                    continue;
+                };
+                let Some((iteration, inputs)) = run.state.running_inputs(node) else {
+                    continue;
+                };
+                if iteration != k.iteration {
+                    continue;
+                }
+                if let Ok(msg) = self.task_message(
+                    &run_id,
+                    &wf.spec.nodes[node],
+                    k.iteration,
+                    k.attempt,
+                    inputs,
+                ) {
+                    msgs.push(msg);
+                    msg_keys.push(k);
+                }
+            }
+            for (k, r) in msg_keys
+                .into_iter()
+                .zip(self.broker.publish_many(msgs).await)
+            {
+                if r.is_ok() {
+                    sent.push(k);
+                }
+            }
+        }
+        if !sent.is_empty() {
+            warn!(
+                tasks = sent.len(),
+                "re-published tasks whose publish was lost between commit and publish"
+            );
+            self.metrics.tasks_republished.add(sent.len() as u64);
+            self.store.mark_published(&sent, now_ms()).await?;
+        }
+        Ok(sent.len())
+    }
+
     /// Turns planner actions into ledger writes and messages.
     fn apply(&self, run: &mut ActiveRun, actions: Vec<Action>, now: u64, p: &mut Pending) {
         let wf = Arc::clone(run.state.workflow());
@@ -587,41 +722,24 @@ impl Coordinator {
                         status: AttemptStatus::Dispatched,
                         at_ms: now,
                     });
-                    let task = NodeTask {
-                        v: WIRE_VERSION,
-                        task_id: task_id.clone(),
-                        run_id: run.run_id.clone(),
-                        node_id: spec.id.clone(),
-                        node_type: spec.node_type.clone(),
-                        iteration,
-                        attempt,
-                        config: spec.config.clone(),
-                        inputs,
-                    };
-                    let undeliverable = match wire::encode(&task) {
-                        Ok(bytes) if bytes.len() <= self.cfg.max_task_bytes => {
-                            let queue = spec
-                                .config
-                                .get("queue")
-                                .and_then(Value::as_str)
-                                .unwrap_or(DEFAULT_QUEUE);
-                            p.publish.push(
-                                Outbound::new(self.subjects.task(queue), bytes).msg_id(task_id),
-                            );
-                            None
-                        }
-                        Ok(bytes) => Some((
-                            "TaskTooLarge",
-                            format!(
-                                "the node's inputs encode to {} bytes, over the {}-byte message limit; pass large data by reference (a file or a table) instead",
-                                bytes.len(),
-                                self.cfg.max_task_bytes
-                            ),
-                        )),
-                        Err(e) => {
-                            Some(("EncodeError", format!("cannot encode the node's task: {e}")))
-                        }
-                    };
+                    let _ = task_id;
+                    let undeliverable =
+                        match self.task_message(&run.run_id, spec, iteration, attempt, inputs) {
+                            Ok(msg) => {
+                                p.task_keys.push((
+                                    p.publish.len(),
+                                    AttemptKey {
+                                        run_id: run.run_id.clone(),
+                                        node_id: spec.id.clone(),
+                                        iteration,
+                                        attempt,
+                                    },
+                                ));
+                                p.publish.push(msg);
+                                None
+                            }
+                            Err(e) => Some(e),
+                        };
                     // A task that cannot be sent fails its node, by Kailash's failure rules.
                     if let Some((error_type, error)) = undeliverable {
                         warn!(run_id = %run.run_id, node_id = %spec.id, %error, "node cannot be dispatched");
@@ -747,6 +865,15 @@ impl Coordinator {
                 }
             }
         }
+    }
+}
+
+/// A crash hook for tests: when `KORA_FAILPOINT` names this point (and `armed`), the process
+/// aborts here, as a `kill -9` would stop it.
+fn failpoint(name: &str, armed: bool) {
+    if armed && std::env::var("KORA_FAILPOINT").is_ok_and(|v| v == name) {
+        error!(failpoint = name, "failpoint hit: aborting");
+        std::process::abort();
     }
 }
 

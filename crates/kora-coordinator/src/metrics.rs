@@ -32,12 +32,14 @@ pub struct Metrics {
     /// Batches refused because another coordinator moved a run on first; retried on fresh
     /// state. A steady high rate means coordinators contend for the same runs.
     pub ledger_conflicts: Counter,
+    /// Tasks re-sent by the outbox sweeper after a crash between commit and publish.
+    pub tasks_republished: Counter,
 }
 
 impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 9] = [
+        let rows: [(&str, &str, &Counter); 10] = [
             (
                 "kora_runs_started_total",
                 "Runs admitted and started.",
@@ -82,6 +84,11 @@ impl Metrics {
                 "kora_ledger_conflicts_total",
                 "Ledger batches retried because another coordinator moved a run on first.",
                 &self.ledger_conflicts,
+            ),
+            (
+                "kora_tasks_republished_total",
+                "Tasks re-sent by the outbox sweeper after a crash between commit and publish.",
+                &self.tasks_republished,
             ),
         ];
         let mut out = String::new();

@@ -294,20 +294,7 @@ impl RunState {
                 self.group_started_ms[g] = Some(now_ms);
             }
             let iteration = self.node_iteration(i);
-            let g = {
-                let outputs = &self.outputs;
-                let status = &self.status;
-                let prev = &self.prev;
-                let current = |s: NodeIdx| match status[s] {
-                    NodeStatus::Skipped => Source::Skipped,
-                    NodeStatus::Succeeded | NodeStatus::FailedLeaf | NodeStatus::Failed => {
-                        outputs[s].as_ref().map_or(Source::Absent, Source::Output)
-                    }
-                    _ => Source::Absent,
-                };
-                let previous = |s: NodeIdx| prev[s].as_ref().map_or(Source::Absent, Source::Output);
-                gather(&self.wf, i, iteration, &current, &previous, &self.params)
-            };
+            let g = self.gather_for(i, iteration);
             if g.skip {
                 self.status[i] = NodeStatus::Skipped;
                 self.outputs[i] = None;
@@ -324,6 +311,29 @@ impl RunState {
                 });
             }
         }
+    }
+
+    fn gather_for(&self, i: NodeIdx, iteration: u32) -> crate::semantics::Gathered {
+        let current = |s: NodeIdx| match self.status[s] {
+            NodeStatus::Skipped => Source::Skipped,
+            NodeStatus::Succeeded | NodeStatus::FailedLeaf | NodeStatus::Failed => self.outputs[s]
+                .as_ref()
+                .map_or(Source::Absent, Source::Output),
+            _ => Source::Absent,
+        };
+        let previous = |s: NodeIdx| self.prev[s].as_ref().map_or(Source::Absent, Source::Output);
+        gather(&self.wf, i, iteration, &current, &previous, &self.params)
+    }
+
+    /// A running node's iteration and the inputs it was dispatched with, recomputed from the
+    /// state (the same values: the planner is deterministic). Used to re-send a task whose
+    /// publish was lost; `None` when the node is not running.
+    pub fn running_inputs(&self, node: NodeIdx) -> Option<(u32, Map)> {
+        if self.status[node] != NodeStatus::Running {
+            return None;
+        }
+        let iteration = self.node_iteration(node);
+        Some((iteration, self.gather_for(node, iteration).inputs))
     }
 
     fn finished(&mut self, node: NodeIdx, now_ms: u64, actions: &mut Vec<Action>) {

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 
 pub use error::{Error, Result};
 pub use records::{
-    AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, Expect, NewAttempt, NewRun,
-    RunFilter, RunRecord, RunStatus, RunUpdate, results_from_attempts,
+    AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, Expect,
+    NewAttempt, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
@@ -49,6 +49,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every attempt of a run, in the order outcomes were recorded (unfinished ones last).
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
     async fn events(&self, run_id: &str) -> Result<Vec<kora_model::wire::RunEvent>>;
+    /// Marks attempts whose task the broker has stored (the transactional outbox's "sent").
+    async fn mark_published(&self, attempts: &[AttemptKey], at_ms: u64) -> Result<()>;
+    /// Attempts of running runs decided (dispatched) at or before `before_ms` whose task was
+    /// never marked published: a crash came between the commit and the publish.
+    async fn unpublished(&self, before_ms: u64, limit: usize) -> Result<Vec<AttemptKey>>;
     /// Kailash's result shape for a run: see [`results_from_attempts`].
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
         Ok(results_from_attempts(

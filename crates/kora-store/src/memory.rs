@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use kora_model::wire::RunEvent;
 
 use crate::{
-    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result, RunFilter, RunRecord,
-    Store,
+    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result,
+    RunFilter, RunRecord, Store,
 };
 
 #[derive(Default)]
@@ -25,6 +25,7 @@ struct Inner {
 
 struct RunEntry {
     record: RunRecord,
+    published: foldhash::HashSet<(String, u32, u32)>,
     attempts: Vec<AttemptRecord>,
     index: HashMap<(String, u32, u32), usize>,
     events: Vec<RunEvent>,
@@ -103,6 +104,7 @@ impl Store for MemoryStore {
                 r.run_id,
                 RunEntry {
                     record,
+                    published: Default::default(),
                     attempts: Vec::with_capacity(nodes),
                     index: HashMap::with_capacity(nodes),
                     events: Vec::new(),
@@ -237,6 +239,47 @@ impl Store for MemoryStore {
             .map(|r| r.events.clone())
             .unwrap_or_default();
         out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+
+    async fn mark_published(&self, attempts: &[AttemptKey], _at_ms: u64) -> Result<()> {
+        let mut g = self.lock();
+        for k in attempts {
+            if let Some(run) = g.runs.get_mut(&k.run_id) {
+                run.published
+                    .insert((k.node_id.clone(), k.iteration, k.attempt));
+            }
+        }
+        Ok(())
+    }
+
+    async fn unpublished(&self, before_ms: u64, limit: usize) -> Result<Vec<AttemptKey>> {
+        let g = self.lock();
+        let mut out = Vec::new();
+        for run in g
+            .runs
+            .values()
+            .filter(|r| r.record.status == crate::RunStatus::Running)
+        {
+            for a in &run.attempts {
+                if a.status == AttemptStatus::Dispatched
+                    && a.dispatched_ms <= before_ms
+                    && !run
+                        .published
+                        .contains(&(a.node_id.clone(), a.iteration, a.attempt))
+                {
+                    out.push(AttemptKey {
+                        run_id: a.run_id.clone(),
+                        node_id: a.node_id.clone(),
+                        iteration: a.iteration,
+                        attempt: a.attempt,
+                    });
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
         Ok(out)
     }
 

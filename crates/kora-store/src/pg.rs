@@ -10,11 +10,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::{
-    AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result, RunFilter, RunRecord,
-    RunStatus, Store,
+    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result,
+    RunFilter, RunRecord, RunStatus, Store,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_ledger.sql")),
+    (2, include_str!("../migrations/postgres/0002_outbox.sql")),
+];
 
 /// Connection settings, owned by the store.
 #[derive(Debug, Clone)]
@@ -335,6 +338,49 @@ impl Store for PgStore {
                     dispatched_ms: u(r.try_get("dispatched_ms")?),
                     finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
                     seq: r.try_get::<Option<i64>, _>("seq")?.map(u),
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_published(&self, attempts: &[AttemptKey], at_ms: u64) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for k in attempts {
+            sqlx::query(
+                "UPDATE attempts SET published_ms = $1 WHERE run_id = $2 AND node_id = $3 AND iteration = $4 AND attempt = $5 AND published_ms IS NULL",
+            )
+            .bind(i(at_ms))
+            .bind(&k.run_id)
+            .bind(&k.node_id)
+            .bind(i32::try_from(k.iteration).unwrap_or(i32::MAX))
+            .bind(i32::try_from(k.attempt).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unpublished(&self, before_ms: u64, limit: usize) -> Result<Vec<AttemptKey>> {
+        let rows = sqlx::query(
+            "SELECT a.run_id, a.node_id, a.iteration, a.attempt FROM attempts a JOIN runs r ON r.run_id = a.run_id
+             WHERE a.status = 'dispatched' AND a.published_ms IS NULL AND a.dispatched_ms <= $1 AND r.status = 'running'
+             ORDER BY a.dispatched_ms LIMIT $2",
+        )
+        .bind(i(before_ms))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptKey {
+                    run_id: r.try_get("run_id")?,
+                    node_id: r.try_get("node_id")?,
+                    iteration: u32::try_from(r.try_get::<i32, _>("iteration")?).unwrap_or(0),
+                    attempt: u32::try_from(r.try_get::<i32, _>("attempt")?).unwrap_or(0),
                 })
             })
             .collect()

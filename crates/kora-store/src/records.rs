@@ -96,6 +96,15 @@ pub struct AttemptRecord {
     pub seq: Option<u64>,
 }
 
+/// Identifies one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub run_id: String,
+    pub node_id: String,
+    pub iteration: u32,
+    pub attempt: u32,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRun {
     pub run_id: String,

@@ -9,8 +9,8 @@ use kora_model::{Map, WorkflowSpec};
 use serde_json::json;
 
 use crate::{
-    AttemptStatus, AttemptUpdate, Batch, Expect, NewAttempt, NewRun, RunFilter, RunStatus,
-    RunUpdate, Store,
+    AttemptKey, AttemptStatus, AttemptUpdate, Batch, Expect, NewAttempt, NewRun, RunFilter,
+    RunStatus, RunUpdate, Store,
 };
 
 fn spec() -> WorkflowSpec {
@@ -357,7 +357,55 @@ pub async fn expectations_guard_concurrent_writers(s: &dyn Store, ns: &str) {
     );
 }
 
+/// The outbox: dispatched attempts whose task was never marked published are listed once old
+/// enough, until they are marked or the run ends.
+pub async fn outbox_lists_unpublished_dispatches(s: &dyn Store, ns: &str) {
+    let run = format!("{ns}-r7");
+    s.commit(Batch {
+        new_runs: vec![new_run(&run, None)],
+        new_attempts: vec![attempt(&run, "a", 1), attempt(&run, "b", 1)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let key = |node: &str| AttemptKey {
+        run_id: run.clone(),
+        node_id: node.into(),
+        iteration: 0,
+        attempt: 1,
+    };
+    s.mark_published(&[key("a")], 3).await.unwrap();
+    let mine = |v: Vec<AttemptKey>| {
+        v.into_iter()
+            .filter(|k| k.run_id == run)
+            .map(|k| k.node_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(mine(s.unpublished(10, 1000).await.unwrap()), ["b"]);
+    assert!(
+        mine(s.unpublished(1, 1000).await.unwrap()).is_empty(),
+        "too recent to be lost"
+    );
+    s.commit(Batch {
+        run_updates: vec![RunUpdate {
+            run_id: run.clone(),
+            status: RunStatus::Failed,
+            error: None,
+            error_node: None,
+            at_ms: 4,
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        mine(s.unpublished(10, 1000).await.unwrap()).is_empty(),
+        "a finished run needs no re-publish"
+    );
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    outbox_lists_unpublished_dispatches(s, ns).await;
     expectations_guard_concurrent_writers(s, ns).await;
     records_a_run(s, ns).await;
     attempt_and_outcome_in_one_batch(s, ns).await;
