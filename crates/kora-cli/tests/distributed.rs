@@ -476,3 +476,69 @@ async fn coordinator_crash_between_commit_and_publish_loses_nothing() {
     store.close().await;
     d.finish().await;
 }
+
+/// The NATS server (a private current release the test owns) is killed and restarted mid-run:
+/// the roles reconnect by themselves and the run completes.
+#[tokio::test]
+async fn nats_restart_mid_run_roles_reconnect_and_the_run_completes() {
+    let Some(bin) = kora_broker::testing::TestServer::current_bin() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no current nats-server: run .ci/services-up (CI must not skip)"
+        );
+        eprintln!("skipping: no current nats-server");
+        return;
+    };
+    let mut server = kora_broker::testing::TestServer::start(&bin);
+    let url = server.url();
+    let Some(mut d) = Deployment::new(&[("KORA_NATS_URL", url.as_str())]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("chain.json");
+    let mut nodes = Vec::new();
+    let mut conns = Vec::new();
+    for i in 0..8 {
+        let code = if i == 0 {
+            "import time\ntime.sleep(0.4)\nresult = 0".to_string()
+        } else {
+            "import time\ntime.sleep(0.4)\nresult = x + 1".to_string()
+        };
+        nodes.push(serde_json::json!({"id": format!("n{i}"), "type": "PythonCodeNode", "config": {"code": code}}));
+        if i > 0 {
+            conns.push(serde_json::json!({"source": format!("n{}", i - 1), "output": "result", "target": format!("n{i}"), "input": "x"}));
+        }
+    }
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": nodes, "connections": conns}).to_string(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let o = d.kora(&["submit", wf.to_str().unwrap()]);
+    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    server.restart();
+    let started = Instant::now();
+    let status = loop {
+        let o = d.kora(&["runs", "show", &run_id, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if v["status"] == "succeeded"
+            || v["status"] == "failed"
+            || started.elapsed() > Duration::from_secs(60)
+        {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["results"]["n7"]["result"], 7);
+    d.finish().await;
+}
