@@ -127,3 +127,49 @@ fn every_crate_says_what_it_owns_and_architecture_names_it() {
         );
     }
 }
+
+/// deploy/kora.toml is a valid configuration for the real loader, and docker-compose.yml runs
+/// the roles with the variables the binary reads. (No Docker engine here: they are parsed.)
+#[test]
+fn deployment_files_match_the_binary() {
+    let root = repo_root();
+    let cfg: kora_cli::serve::ServeConfig = kora_runtime::config::load(
+        Some(&root.join("deploy/kora.toml")),
+        "KORA_UNUSED",
+        Vec::<(String, String)>::new(),
+        serde_json::json!({}),
+    )
+    .expect("deploy/kora.toml loads");
+    cfg.validate().expect("deploy/kora.toml is valid");
+    assert_eq!(cfg.nats.url, "nats://nats:4222");
+    let compose: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(root.join("docker-compose.yml")).unwrap())
+            .unwrap();
+    let services = compose["services"].as_object().expect("services");
+    for s in ["nats", "postgres", "coordinator", "worker"] {
+        assert!(services.contains_key(s), "docker-compose.yml lacks {s}");
+    }
+    assert!(
+        compose["services"]["nats"]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "-js"),
+        "NATS needs JetStream"
+    );
+    for role in ["coordinator", "worker"] {
+        let env = compose["services"][role]["environment"]
+            .as_object()
+            .unwrap();
+        assert!(
+            env.contains_key("KORA_NATS_URL") && env.contains_key("KORA_DATABASE_URL"),
+            "{role} env"
+        );
+        assert_eq!(compose["services"][role]["command"][0], "serve");
+    }
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("--bin kora") && dockerfile.contains("python3"),
+        "the image builds kora and has python3"
+    );
+}
