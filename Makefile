@@ -24,8 +24,9 @@ services-up:
 	@bash .ci/services-up
 
 ## bench: performance figures (release build); not part of `make test`
-bench:
+bench: services-up
 	$(CARGO) bench -p kora-tests --bench embedded
+	$(CARGO) bench -p kora-tests --bench distributed
 
 ## lint: formatting and clippy, as CI would
 lint:

@@ -240,30 +240,41 @@ impl Broker for JetStreamBroker {
     }
 
     async fn publish_many(&self, msgs: Vec<Outbound>) -> Vec<Result<PublishAck>> {
-        // Send every message first, then collect the acks: pipelined, in order.
-        let mut pending = Vec::with_capacity(msgs.len());
+        // Pipelined within a window: the client holds a permit per unacknowledged publish
+        // (5,000 by default) until its ack is awaited, so sending everything before awaiting
+        // anything would stall a large batch.
+        const WINDOW: usize = 512;
+        type Pending = (String, Result<jetstream::context::PublishAckFuture>);
+        async fn settle(p: Pending) -> Result<PublishAck> {
+            let (subject, sent) = p;
+            let fut = sent?;
+            fut.await
+                .map(|a| PublishAck {
+                    stream: a.stream,
+                    sequence: a.sequence,
+                    duplicate: a.duplicate,
+                })
+                .map_err(|e| JetStreamBroker::publish_error(&subject, &e))
+        }
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut window: std::collections::VecDeque<Pending> =
+            std::collections::VecDeque::with_capacity(WINDOW);
         for m in msgs {
+            if window.len() >= WINDOW
+                && let Some(oldest) = window.pop_front()
+            {
+                out.push(settle(oldest).await);
+            }
             let (subject, p) = Self::outbound(m);
             let sent = self
                 .js
                 .send_publish(subject.clone(), p)
                 .await
                 .map_err(|e| Self::publish_error(&subject, &e));
-            pending.push((subject, sent));
+            window.push_back((subject, sent));
         }
-        let mut out = Vec::with_capacity(pending.len());
-        for (subject, sent) in pending {
-            out.push(match sent {
-                Ok(fut) => fut
-                    .await
-                    .map(|a| PublishAck {
-                        stream: a.stream,
-                        sequence: a.sequence,
-                        duplicate: a.duplicate,
-                    })
-                    .map_err(|e| Self::publish_error(&subject, &e)),
-                Err(e) => Err(e),
-            });
+        for p in window {
+            out.push(settle(p).await);
         }
         out
     }

@@ -299,6 +299,23 @@ pub async fn limits_stream_keeps_messages(b: &dyn Broker, ns: &str) {
     );
 }
 
+/// A batch larger than the client's in-flight publish limit goes through, in order.
+pub async fn publish_many_large_batch(b: &dyn Broker, ns: &str) {
+    let s = wq(ns, "big");
+    b.ensure_stream(&s).await.unwrap();
+    let n = 6000u64;
+    let msgs = (0..n)
+        .map(|i| Outbound::new(format!("{ns}.big.x"), i.to_string()))
+        .collect();
+    let acks = tokio::time::timeout(Duration::from_secs(60), b.publish_many(msgs))
+        .await
+        .expect("no stall");
+    assert_eq!(acks.len() as u64, n);
+    let seqs: Vec<u64> = acks.into_iter().map(|a| a.unwrap().sequence).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "acks in order");
+    assert_eq!(b.stream_info(&s.name).await.unwrap().messages, n);
+}
+
 /// Runs the whole contract.
 pub async fn run_all(b: &dyn Broker, ns: &str) {
     publish_fetch_ack(b, &format!("{ns}a")).await;
@@ -309,6 +326,7 @@ pub async fn run_all(b: &dyn Broker, ns: &str) {
     max_deliveries_then_replay(b, &format!("{ns}f")).await;
     competing_consumers_share_work(b, &format!("{ns}g")).await;
     limits_stream_keeps_messages(b, &format!("{ns}h")).await;
+    publish_many_large_batch(b, &format!("{ns}i")).await;
 }
 
 /// A private nats-server the test owns: its own loopback port and store directory, killed when

@@ -115,5 +115,6 @@ contract!(
     term_stops_redelivery,
     max_deliveries_then_replay,
     competing_consumers_share_work,
-    limits_stream_keeps_messages
+    limits_stream_keeps_messages,
+    publish_many_large_batch
 );
