@@ -145,13 +145,26 @@ impl Deployment {
 }
 
 impl Drop for Deployment {
-    /// Stops the processes and drops the database, even when the test failed.
+    /// Stops the processes, deletes the installation's streams and drops the database, even
+    /// when the test failed.
     fn drop(&mut self) {
         for p in &mut self.procs {
             let _ = p.kill();
             let _ = p.wait();
         }
         let db = self.db.clone();
+        let var = |name: &str| {
+            self.env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let (nats, prefix) = (
+            var("KORA_NATS_URL"),
+            var("KORA_PREFIX").to_ascii_uppercase(),
+        );
         // Drop runs inside the test's runtime; use a thread with its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -159,6 +172,14 @@ impl Drop for Deployment {
                 .build()
                 .unwrap();
             rt.block_on(async {
+                let cfg = kora_broker::nats::NatsConfig {
+                    url: nats,
+                    ..Default::default()
+                };
+                let connect = kora_broker::nats::JetStreamBroker::connect(&cfg);
+                if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(3), connect).await {
+                    let _ = b.delete_streams_with_prefix(&format!("{prefix}_")).await;
+                }
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
                     let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
