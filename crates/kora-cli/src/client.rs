@@ -105,3 +105,40 @@ pub async fn wait(
         None => bail!("run {run_id} did not finish in time"),
     }
 }
+
+/// A finished run as `kora run` and `kora submit --wait` print it:
+/// `{"run_id", "status", "results"}` plus `error` (or the rejection's problems).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub status: String,
+    pub results: Map,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+impl RunReport {
+    pub fn succeeded(&self) -> bool {
+        self.status == "succeeded"
+    }
+
+    /// Reads the results from the ledger once the run's terminal event arrived.
+    pub async fn build(
+        store: &dyn kora_store::Store,
+        run_id: String,
+        node_ids: &[String],
+        ending: Ending,
+    ) -> anyhow::Result<Self> {
+        let status = match ending.kind {
+            EventKind::RunSucceeded => "succeeded",
+            EventKind::RunRejected => "rejected",
+            _ => "failed",
+        };
+        Ok(RunReport {
+            results: store.results(&run_id, node_ids).await?,
+            status: status.into(),
+            run_id,
+            error: ending.detail,
+        })
+    }
+}

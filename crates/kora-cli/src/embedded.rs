@@ -10,8 +10,7 @@ use kora_broker::memory::MemoryBroker;
 use kora_broker::topology::{TopologyConfig, provision};
 use kora_coordinator::Metrics;
 use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
-use kora_model::wire::EventKind;
-use kora_model::{Map, Value, WorkflowSpec};
+use kora_model::{Map, WorkflowSpec};
 use kora_nodes::{NodesConfig, Registry};
 use kora_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -44,21 +43,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// A finished run: `{"run_id", "status", "results"}` plus `error` or `problems`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunReport {
-    pub run_id: String,
-    pub status: String,
-    pub results: Map,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<Value>,
-}
-
-impl RunReport {
-    pub fn succeeded(&self) -> bool {
-        self.status == "succeeded"
-    }
-}
+pub use crate::client::RunReport;
 
 pub struct Engine {
     pub broker: Arc<dyn Broker>,
@@ -112,7 +97,7 @@ impl Engine {
         let metrics = Arc::new(Metrics::default());
         let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = registry.clone();
         let sched_cfg = kora_scheduler::Config::default();
-        tracker.spawn(log_exit(
+        tracker.spawn(crate::serve::log_exit(
             "scheduler",
             kora_scheduler::run(
                 sched_cfg,
@@ -122,7 +107,7 @@ impl Engine {
                 shutdown.clone(),
             ),
         ));
-        tracker.spawn(log_exit(
+        tracker.spawn(crate::serve::log_exit(
             "coordinator",
             kora_coordinator::run(
                 kora_coordinator::Config {
@@ -145,7 +130,7 @@ impl Engine {
                 max_result_bytes: payload_limit,
                 ..kora_worker::Config::default()
             };
-            tracker.spawn(log_exit(
+            tracker.spawn(crate::serve::log_exit(
                 "worker",
                 kora_worker::run(
                     wcfg,
@@ -191,32 +176,12 @@ impl Engine {
         )
         .await?;
         let ending = client::wait(&self.broker, &self.subjects, &run_id, from, None).await?;
-        let results = self.store.results(&run_id, &ids).await?;
-        let status = match ending.kind {
-            EventKind::RunSucceeded => "succeeded",
-            EventKind::RunRejected => "rejected",
-            _ => "failed",
-        };
-        Ok(RunReport {
-            run_id,
-            status: status.into(),
-            results,
-            error: ending.detail,
-        })
+        RunReport::build(self.store.as_ref(), run_id, &ids, ending).await
     }
 
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-    }
-}
-
-async fn log_exit<E: std::fmt::Display>(
-    role: &'static str,
-    f: impl std::future::Future<Output = Result<(), E>>,
-) {
-    if let Err(e) = f.await {
-        tracing::error!(role, error = %e, "role stopped with an error");
     }
 }

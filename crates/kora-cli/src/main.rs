@@ -491,17 +491,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let store = serve::connect_store(&cfg).await?;
-            let report = kora_cli::embedded::RunReport {
-                results: store.results(&run_id, &ids).await?,
-                status: match ending.kind {
-                    kora_model::wire::EventKind::RunSucceeded => "succeeded",
-                    kora_model::wire::EventKind::RunRejected => "rejected",
-                    _ => "failed",
-                }
-                .into(),
-                run_id,
-                error: ending.detail,
-            };
+            let report =
+                kora_cli::client::RunReport::build(store.as_ref(), run_id, &ids, ending).await?;
             print_report(&report, format)?;
             Ok(match report.status.as_str() {
                 "succeeded" => ExitCode::SUCCESS,

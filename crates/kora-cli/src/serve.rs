@@ -267,7 +267,8 @@ pub async fn serve(
     Ok(())
 }
 
-async fn log_exit<E: std::fmt::Display>(
+/// Logs a role that stopped with an error (a role that returns is otherwise silent).
+pub(crate) async fn log_exit<E: std::fmt::Display>(
     role: &'static str,
     f: impl std::future::Future<Output = Result<(), E>>,
 ) {

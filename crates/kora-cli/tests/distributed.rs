@@ -139,6 +139,19 @@ impl Deployment {
         })
     }
 
+    /// Polls `kora runs show` until the run ends or `limit` passes; returns its last view.
+    async fn wait_finished(&self, run_id: &str, limit: Duration) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let o = self.kora(&["runs", "show", run_id, "--format", "json"]);
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            if v["status"] == "succeeded" || v["status"] == "failed" || started.elapsed() > limit {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     async fn finish(self) {
         drop(self);
     }
@@ -276,16 +289,7 @@ async fn killed_worker_task_is_redelivered_and_the_run_completes() {
     d.procs[first].kill().unwrap();
     d.procs[first].wait().unwrap();
     d.serve("worker", &[]);
-    let started = Instant::now();
-    let status = loop {
-        let o = d.kora(&["runs", "show", &run_id, "--format", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        let s = v["status"].as_str().unwrap_or("").to_string();
-        if s == "succeeded" || s == "failed" || started.elapsed() > Duration::from_secs(40) {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
     assert_eq!(status["status"], "succeeded", "{status}");
     assert_eq!(status["results"]["after"]["result"], "done!");
     // One recorded outcome per node: the lost attempt did not count twice.
@@ -468,17 +472,7 @@ async fn coordinator_crash_between_commit_and_publish_loses_nothing() {
         "the coordinator aborted at the failpoint: {crashed}"
     );
     d.serve("coordinator", &[]);
-    let status = loop {
-        let o = d.kora(&["runs", "show", &run_id, "--format", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v["status"] == "succeeded"
-            || v["status"] == "failed"
-            || started.elapsed() > Duration::from_secs(40)
-        {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
     assert_eq!(status["status"], "succeeded", "{status}");
     assert_eq!(status["results"]["report"]["merged_data"]["max"], 16);
     let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
@@ -547,18 +541,7 @@ async fn nats_restart_mid_run_roles_reconnect_and_the_run_completes() {
     server.kill();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     server.restart();
-    let started = Instant::now();
-    let status = loop {
-        let o = d.kora(&["runs", "show", &run_id, "--format", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if v["status"] == "succeeded"
-            || v["status"] == "failed"
-            || started.elapsed() > Duration::from_secs(60)
-        {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
     assert_eq!(status["status"], "succeeded", "{status}");
     assert_eq!(status["results"]["n7"]["result"], 7);
     d.finish().await;
