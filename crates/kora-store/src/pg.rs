@@ -177,26 +177,49 @@ async fn apply(tx: &mut Transaction<'_, Postgres>, batch: Batch) -> Result<Commi
             report.runs_existing += 1;
         }
     }
-    for n in batch.new_attempts {
-        let finished = (n.status == AttemptStatus::Skipped).then_some(i(n.at_ms));
+    // New attempts and events go in one statement per batch (multi-row UNNEST). Outcomes stay one
+    // keyed UPDATE each: an UPDATE joined to UNNEST made PostgreSQL scan the whole table.
+    if !batch.new_attempts.is_empty() {
+        let n = batch.new_attempts.len();
+        let (mut runs, mut nodes, mut iters, mut atts, mut types, mut statuses, mut at, mut fin) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for a in &batch.new_attempts {
+            runs.push(a.run_id.as_str());
+            nodes.push(a.node_id.as_str());
+            iters.push(i32::try_from(a.iteration).unwrap_or(i32::MAX));
+            atts.push(i32::try_from(a.attempt).unwrap_or(i32::MAX));
+            types.push(a.node_type.as_str());
+            statuses.push(a.status.as_str());
+            at.push(i(a.at_ms));
+            fin.push((a.status == AttemptStatus::Skipped).then_some(i(a.at_ms)));
+        }
         let done = sqlx::query(
             "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, finished_ms)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = $1)
+             SELECT u.run_id, u.node_id, u.iteration, u.attempt, u.node_type, u.status, u.dispatched_ms, u.finished_ms
+             FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+                  AS u(run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, finished_ms)
+             WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.run_id)
              ON CONFLICT DO NOTHING",
         )
-        .bind(&n.run_id)
-        .bind(&n.node_id)
-        .bind(i32::try_from(n.iteration).unwrap_or(i32::MAX))
-        .bind(i32::try_from(n.attempt).unwrap_or(i32::MAX))
-        .bind(&n.node_type)
-        .bind(n.status.as_str())
-        .bind(i(n.at_ms))
-        .bind(finished)
+        .bind(&runs)
+        .bind(&nodes)
+        .bind(&iters)
+        .bind(&atts)
+        .bind(&types)
+        .bind(&statuses)
+        .bind(&at)
+        .bind(&fin)
         .execute(&mut **tx)
         .await?;
-        if done.rows_affected() == 0 {
-            report.attempts_existing += 1;
-        }
+        report.attempts_existing += n - usize::try_from(done.rows_affected()).unwrap_or(n);
     }
     for o in batch.outcomes {
         let output = o.output.as_ref().map(json_text).transpose()?;
@@ -248,14 +271,19 @@ async fn apply(tx: &mut Transaction<'_, Postgres>, batch: Batch) -> Result<Commi
         .execute(&mut **tx)
         .await?;
     }
-    for e in batch.events {
+    if !batch.events.is_empty() {
+        let runs: Vec<&str> = batch.events.iter().map(|e| e.run_id.as_str()).collect();
+        let seqs: Vec<i64> = batch.events.iter().map(|e| i(e.seq)).collect();
+        let bodies: Vec<String> = batch.events.iter().map(json_text).collect::<Result<_>>()?;
         sqlx::query(
-            "INSERT INTO events (run_id, seq, body) SELECT $1, $2, $3::jsonb WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = $1)
+            "INSERT INTO events (run_id, seq, body)
+             SELECT u.run_id, u.seq, u.body::jsonb FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS u(run_id, seq, body)
+             WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.run_id)
              ON CONFLICT DO NOTHING",
         )
-        .bind(&e.run_id)
-        .bind(i(e.seq))
-        .bind(json_text(&e)?)
+        .bind(&runs)
+        .bind(&seqs)
+        .bind(&bodies)
         .execute(&mut **tx)
         .await?;
     }
