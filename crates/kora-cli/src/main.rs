@@ -341,21 +341,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 None => run.await?,
             };
             engine.shutdown().await;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Table => {
-                    println!("run {}  {}", report.run_id, report.status);
-                    if let Some(e) = &report.error {
-                        println!(
-                            "error: {}",
-                            e.get("error")
-                                .and_then(|v| v.as_str())
-                                .unwrap_or(&e.to_string())
-                        );
-                    }
-                    print!("{}", output::results_table(&report.results, 100));
-                }
-            }
+            print_report(&report, format)?;
             Ok(if report.succeeded() {
                 ExitCode::SUCCESS
             } else {

@@ -234,12 +234,7 @@ impl Coordinator {
                 }
             }
         }
-        self.metrics.tasks_dispatched.add(
-            publish
-                .iter()
-                .filter(|m| m.subject.contains(".task."))
-                .count() as u64,
-        );
+        self.metrics.tasks_dispatched.add(task_keys.len() as u64);
         failpoint("coordinator-after-commit", !task_keys.is_empty());
         if !publish.is_empty() {
             let results = self.broker.publish_many(publish).await;
