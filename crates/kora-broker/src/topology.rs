@@ -15,6 +15,9 @@ pub struct TopologyConfig {
     pub task_ack_wait: Duration,
     /// Deliveries of one task before it is given up (crashes and timeouts, not node errors).
     pub task_max_deliver: u32,
+    /// How long the scheduler and coordinator may hold a run request or ledger message before
+    /// another instance gets it: the recovery time after one of them crashes.
+    pub control_ack_wait: Duration,
     /// How long run events are kept.
     pub events_max_age: Duration,
     /// Window within which a re-published message id is a no-op.
@@ -28,6 +31,7 @@ impl Default for TopologyConfig {
         TopologyConfig {
             task_ack_wait: Duration::from_secs(30),
             task_max_deliver: 5,
+            control_ack_wait: Duration::from_secs(30),
             events_max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(600),
             max_msg_size: 8 << 20,
@@ -108,7 +112,7 @@ pub async fn provision_consumers(
     cfg: &TopologyConfig,
 ) -> Result<()> {
     let ledger_like = |name: &str| ConsumerConfig {
-        ack_wait: Duration::from_secs(30),
+        ack_wait: cfg.control_ack_wait,
         max_deliver: 0,
         ..ConsumerConfig::new(name)
     };

@@ -27,6 +27,24 @@ pub struct ServeConfig {
     pub database: DatabaseSection,
     pub worker: WorkerSection,
     pub tasks: TasksSection,
+    pub control: ControlSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// How long a scheduler or coordinator may hold a run request or ledger message before it
+    /// is redelivered (to another instance): the recovery time after one of them crashes.
+    /// Must exceed the longest ledger write (database.acquire_timeout_secs and more).
+    pub ack_wait_secs: f64,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection {
+            ack_wait_secs: 30.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -43,6 +61,9 @@ pub struct NatsSection {
 pub struct DatabaseSection {
     pub url: String,
     pub max_connections: u32,
+    /// How long a ledger write waits for a connection (PostgreSQL down or restarting) before
+    /// the batch fails and is retried with backoff.
+    pub acquire_timeout_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,6 +101,7 @@ impl Default for DatabaseSection {
         DatabaseSection {
             url: "postgres://127.0.0.1:5432/kora".into(),
             max_connections: 8,
+            acquire_timeout_secs: 10.0,
         }
     }
 }
@@ -111,6 +133,20 @@ impl ServeConfig {
         Subjects::new(&self.nats.prefix).map_err(anyhow::Error::msg)?;
         if self.worker.concurrency == 0 {
             bail!("worker.concurrency must be at least 1");
+        }
+        if !self.control.ack_wait_secs.is_finite() || self.control.ack_wait_secs < 1.0 {
+            bail!(
+                "control.ack_wait_secs must be at least 1 (it is {})",
+                self.control.ack_wait_secs
+            );
+        }
+        if !self.database.acquire_timeout_secs.is_finite()
+            || self.database.acquire_timeout_secs <= 0.0
+        {
+            bail!(
+                "database.acquire_timeout_secs must be more than 0 (it is {})",
+                self.database.acquire_timeout_secs
+            );
         }
         if self.worker.heartbeat_secs * 2.0 > self.tasks.ack_wait_secs {
             bail!(
@@ -164,6 +200,9 @@ pub async fn connect_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> 
     let s = PgStore::connect(&PgConfig {
         url: cfg.database.url.clone(),
         max_connections: cfg.database.max_connections,
+        acquire_timeout: std::time::Duration::from_secs_f64(
+            cfg.database.acquire_timeout_secs.clamp(0.1, 3600.0),
+        ),
         ..PgConfig::default()
     })
     .await
@@ -189,6 +228,7 @@ pub async fn serve(
     let topo = TopologyConfig {
         task_ack_wait: Duration::from_secs_f64(cfg.tasks.ack_wait_secs),
         task_max_deliver: cfg.tasks.max_deliver,
+        control_ack_wait: Duration::from_secs_f64(cfg.control.ack_wait_secs),
         ..TopologyConfig::default()
     };
     provision(

@@ -28,6 +28,7 @@ fn root() -> PathBuf {
 
 /// One installation: a prefix, a database, and the role processes started for it.
 struct Deployment {
+    admin: String,
     db: String,
     db_url: String,
     procs: Vec<Child>,
@@ -36,6 +37,11 @@ struct Deployment {
 
 impl Deployment {
     async fn new(extra_env: &[(&str, &str)]) -> Option<Deployment> {
+        Self::on(&admin_url(), extra_env).await
+    }
+
+    /// A deployment whose database is created through `admin` (another PostgreSQL server).
+    async fn on(admin: &str, extra_env: &[(&str, &str)]) -> Option<Deployment> {
         static N: AtomicU32 = AtomicU32::new(0);
         let services_up = std::net::TcpStream::connect("127.0.0.1:4222").is_ok()
             && std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
@@ -55,15 +61,12 @@ impl Deployment {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("d{t}x{}x{n}", std::process::id());
         let db = format!("kora_test_{prefix}");
-        let mut conn = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+        let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
             .execute(&mut conn)
             .await
             .unwrap();
-        let base = admin_url()
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .unwrap();
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
         let db_url = format!("{base}/{db}");
         let mut env = vec![
             ("KORA_NATS_URL".to_string(), NATS.to_string()),
@@ -76,6 +79,7 @@ impl Deployment {
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         Some(Deployment {
+            admin: admin.to_string(),
             db,
             db_url,
             procs: Vec::new(),
@@ -102,11 +106,20 @@ impl Deployment {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // KORA_TEST_LOGS=DIR keeps each role process's log there (for debugging a failure).
+        let stderr = match std::env::var_os("KORA_TEST_LOGS") {
+            Some(dir) => {
+                let path =
+                    Path::new(&dir).join(format!("{}-{}-{roles}.log", self.db, self.procs.len()));
+                std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
+            }
+            None => Stdio::null(),
+        };
         let child = cmd
             .args(["serve", "--role", roles])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         self.procs.push(child);
@@ -165,7 +178,7 @@ impl Drop for Deployment {
             let _ = p.kill();
             let _ = p.wait();
         }
-        let db = self.db.clone();
+        let (db, admin) = (self.db.clone(), self.admin.clone());
         let var = |name: &str| {
             self.env
                 .iter()
@@ -193,7 +206,7 @@ impl Drop for Deployment {
                 if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(3), connect).await {
                     let _ = b.delete_streams_with_prefix(&format!("{prefix}_")).await;
                 }
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                     let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                         .execute(&mut conn)
@@ -544,5 +557,278 @@ async fn nats_restart_mid_run_roles_reconnect_and_the_run_completes() {
     let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
     assert_eq!(status["status"], "succeeded", "{status}");
     assert_eq!(status["results"]["n7"]["result"], 7);
+    d.finish().await;
+}
+
+/// A private PostgreSQL 15 server the test owns (initdb into a temporary directory, run as the
+/// `postgres` user when the tests run as root), so it can be stopped and started without
+/// disturbing the machine's server that other tests share.
+struct PrivatePg {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl PrivatePg {
+    fn bin() -> Option<PathBuf> {
+        let bin = PathBuf::from("/usr/lib/postgresql/15/bin");
+        bin.join("initdb").exists().then_some(bin)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> std::process::ExitStatus {
+        let exe = self.bin.join(tool);
+        let mut c = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        c.args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    }
+
+    fn start_new(bin: PathBuf) -> PrivatePg {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = root()
+            .join("target/tmp")
+            .join(format!("pg-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if as_root {
+            // initdb refuses to run as root: the server runs as the `postgres` user.
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.parent().unwrap())
+                .status();
+        }
+        let pg = PrivatePg {
+            bin,
+            dir,
+            port,
+            as_root,
+        };
+        let data = pg.dir.join("data");
+        let status = pg.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+        );
+        assert!(status.success(), "initdb failed");
+        pg.start();
+        pg
+    }
+
+    fn start(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            self.port,
+            self.dir.display()
+        );
+        let status = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        );
+        assert!(status.success(), "pg_ctl start failed");
+    }
+
+    /// Stops the server as a crash would (no shutdown checkpoint; recovery on the next start).
+    fn crash(&self) {
+        let data = self.dir.join("data");
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        self.crash();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// PostgreSQL (a private server the test owns) goes down mid-run and comes back: the
+/// coordinator's commits fail, it backs off and retries, and once the database answers again
+/// the run completes with every node recorded once.
+#[tokio::test]
+async fn postgres_restart_mid_run_roles_retry_and_the_run_completes() {
+    let Some(bin) = PrivatePg::bin() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no PostgreSQL 15 binaries; CI must not skip"
+        );
+        eprintln!("skipping: no /usr/lib/postgresql/15/bin");
+        return;
+    };
+    let pg = PrivatePg::start_new(bin);
+    // Writes give up waiting for a connection after 0.5 s, so the outage below makes commits
+    // fail and the coordinator's retry-with-backoff path runs.
+    let Some(mut d) = Deployment::on(
+        &pg.admin_url(),
+        &[("KORA_DATABASE__ACQUIRE_TIMEOUT_SECS", "0.5")],
+    )
+    .await
+    else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("chain.json");
+    std::fs::write(&wf, sleepy_chain(8, 0.4)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let o = d.kora(&["submit", wf.to_str().unwrap()]);
+    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    pg.crash();
+    // Down for longer than a node takes: results pile up on the ledger stream meanwhile.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    pg.start();
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["results"]["n7"]["result"], 7);
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    let attempts = store.attempts(&run_id).await.unwrap();
+    assert_eq!(attempts.len(), 8, "one attempt per node: {attempts:?}");
+    let mut seqs: Vec<u64> = attempts.iter().filter_map(|a| a.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=8).collect::<Vec<u64>>(),
+        "each node recorded once"
+    );
+    store.close().await;
+    d.finish().await;
+    drop(pg);
+}
+
+/// A JSON workflow: a chain of `n` PythonCodeNodes, each sleeping `secs` and adding one.
+fn sleepy_chain(n: usize, secs: f64) -> String {
+    let mut nodes = Vec::new();
+    let mut conns = Vec::new();
+    for i in 0..n {
+        let code = if i == 0 {
+            format!("import time\ntime.sleep({secs})\nresult = 0")
+        } else {
+            format!("import time\ntime.sleep({secs})\nresult = x + 1")
+        };
+        nodes.push(serde_json::json!({"id": format!("n{i}"), "type": "PythonCodeNode", "config": {"code": code}}));
+        if i > 0 {
+            conns.push(serde_json::json!({"source": format!("n{}", i - 1), "output": "result", "target": format!("n{i}"), "input": "x"}));
+        }
+    }
+    serde_json::json!({"kora": 1, "nodes": nodes, "connections": conns}).to_string()
+}
+
+/// The scheduler dies after handing a run to the coordinator and before acking the request (a
+/// failpoint aborts it there), with more requests queued behind it. A new scheduler admits the
+/// redelivered request again: every run completes, each exactly once.
+#[tokio::test]
+async fn scheduler_crash_after_admitting_loses_and_duplicates_nothing() {
+    // Redelivered 2 s after the crash rather than the default 30.
+    let Some(mut d) = Deployment::new(&[("KORA_CONTROL__ACK_WAIT_SECS", "2")]).await else {
+        return;
+    };
+    d.serve("coordinator,worker", &[]);
+    // Requests published while no scheduler runs wait on the runs stream.
+    let mut run_ids = Vec::new();
+    for _ in 0..5 {
+        let o = d.kora(&["submit", "examples/diamond/workflow.json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        run_ids.push(v["run_id"].as_str().unwrap().to_string());
+    }
+    let doomed = d.serve_env(
+        "scheduler",
+        &[],
+        &[("KORA_FAILPOINT", "scheduler-after-admit")],
+    );
+    let started = Instant::now();
+    let crashed = loop {
+        if let Some(status) = d.procs[doomed].try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the scheduler never reached the failpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!crashed.success(), "aborted at the failpoint: {crashed}");
+    d.serve("scheduler", &[]);
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    for run_id in &run_ids {
+        let status = d.wait_finished(run_id, Duration::from_secs(60)).await;
+        assert_eq!(status["status"], "succeeded", "{status}");
+        assert_eq!(status["results"]["report"]["merged_data"]["max"], 16);
+        let attempts = store.attempts(run_id).await.unwrap();
+        assert_eq!(attempts.len(), 5, "one attempt per node: {attempts:?}");
+        let events = store.events(run_id).await.unwrap();
+        let accepted = events
+            .iter()
+            .filter(|e| e.kind == kora_model::wire::EventKind::RunAccepted)
+            .count();
+        assert_eq!(accepted, 1, "the run was started once");
+    }
+    let all = store.runs(&kora_store::RunFilter::default()).await.unwrap();
+    assert_eq!(all.len(), run_ids.len(), "no extra runs: {all:?}");
+    store.close().await;
     d.finish().await;
 }

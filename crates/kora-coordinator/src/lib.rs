@@ -90,6 +90,13 @@ pub async fn run(
     let consumer = broker
         .consumer(&subjects.stream_ledger(), Subjects::CONSUMER_COORDINATOR)
         .await?;
+    // A few batches may be in flight to the broker while the next one is recorded.
+    let (outbox_tx, outbox_rx) = tokio::sync::mpsc::channel(4);
+    let outbox = tokio::spawn(publish_decisions(
+        Arc::clone(&broker),
+        Arc::clone(&store),
+        outbox_rx,
+    ));
     let mut c = Coordinator {
         cfg,
         broker,
@@ -98,6 +105,7 @@ pub async fn run(
         catalog,
         metrics,
         runs: HashMap::new(),
+        outbox: outbox_tx,
     };
     let mut backoff = Duration::from_millis(50);
     // The first tick is immediate: after a crash, lost publishes are re-sent at start-up.
@@ -131,8 +139,60 @@ pub async fn run(
             }
         }
     }
-    c.broker.flush().await?;
+    let broker = Arc::clone(&c.broker);
+    drop(c);
+    let _ = outbox.await;
+    broker.flush().await?;
     Ok(())
+}
+
+/// What one committed batch must publish: tasks and events, and which entries are tasks.
+struct Published {
+    publish: Vec<Outbound>,
+    task_keys: Vec<(usize, AttemptKey)>,
+}
+
+/// The outbox publisher: publishes each committed batch's tasks and events (pipelined, in
+/// commit order, so a run's events stay in sequence), then marks the tasks published in the
+/// ledger. Ends when the coordinator drops its sender, after publishing what is queued.
+async fn publish_decisions(
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    mut rx: tokio::sync::mpsc::Receiver<Published>,
+) {
+    while let Some(job) = rx.recv().await {
+        let results = broker.publish_many(job.publish).await;
+        for r in &results {
+            if let Err(e) = r {
+                // The ledger holds the decision; the outbox sweeper re-sends it.
+                error!(error = %e, "publish after commit failed; the outbox sweeper will re-send it");
+            }
+        }
+        let sent: Vec<AttemptKey> = job
+            .task_keys
+            .into_iter()
+            .filter(|(i, _)| results.get(*i).is_some_and(Result::is_ok))
+            .map(|(_, k)| k)
+            .collect();
+        if let Err(e) = store.mark_published(&sent, now_ms()).await {
+            // Harmless: the sweeper re-sends them and the duplicates are ignored.
+            warn!(error = %e, tasks = sent.len(), "cannot mark tasks published");
+        }
+    }
+}
+
+/// Why a ledger message was not taken into the batch.
+enum Refusal {
+    /// The message itself is unusable: it is dead-lettered with this reason.
+    Poison(String),
+    /// The ledger could not be read: the batch is handed back and retried.
+    Unavailable(Error),
+}
+
+impl Refusal {
+    fn store(e: kora_store::Error) -> Refusal {
+        Refusal::Unavailable(Error::Store(e))
+    }
 }
 
 struct Coordinator {
@@ -143,6 +203,8 @@ struct Coordinator {
     catalog: Arc<dyn Catalog + Send + Sync>,
     metrics: Arc<Metrics>,
     runs: HashMap<String, ActiveRun>,
+    /// Committed batches on their way to the broker.
+    outbox: tokio::sync::mpsc::Sender<Published>,
 }
 
 /// What one batch produces: ledger writes, then messages to publish after the commit.
@@ -175,25 +237,42 @@ impl Coordinator {
         let mut p = Pending::default();
         let mut keep = Vec::with_capacity(deliveries.len());
         let admit_subject = self.subjects.ledger_admit();
-        for d in deliveries {
+        let mut deliveries = deliveries.into_iter();
+        while let Some(d) = deliveries.next() {
             let handled = if d.subject == admit_subject {
                 match wire::decode::<Admission>(&d.payload) {
                     Ok(a) => self.on_admission(a, &mut p).await,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(Refusal::Poison(e.to_string())),
                 }
             } else {
                 match wire::decode::<NodeResult>(&d.payload) {
                     Ok(r) => self.on_result(r, &mut p).await,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(Refusal::Poison(e.to_string())),
                 }
             };
             match handled {
                 Ok(()) => keep.push(d),
-                Err(reason) => {
+                Err(Refusal::Poison(reason)) => {
                     self.metrics.poison_messages.inc();
                     warn!(subject = %d.subject, %reason, "dead-lettering a ledger message");
                     dead_letter(self.broker.as_ref(), &self.subjects, "ledger", &d, &reason)
                         .await?;
+                }
+                Err(Refusal::Unavailable(e)) => {
+                    // The ledger could not be read (PostgreSQL down or restarting): nothing is
+                    // wrong with the message. Forget what this batch planned and hand every
+                    // message back to be redelivered once the loop has backed off.
+                    for id in &p.touched {
+                        self.runs.remove(id);
+                    }
+                    for d in keep
+                        .iter()
+                        .chain(std::iter::once(&d))
+                        .chain(deliveries.as_slice())
+                    {
+                        let _ = d.nak(Some(Duration::from_millis(500))).await;
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -237,21 +316,12 @@ impl Coordinator {
         self.metrics.tasks_dispatched.add(task_keys.len() as u64);
         failpoint("coordinator-after-commit", !task_keys.is_empty());
         if !publish.is_empty() {
-            let results = self.broker.publish_many(publish).await;
-            for r in &results {
-                if let Err(e) = r {
-                    // The ledger holds the decision; the outbox sweeper re-sends it.
-                    error!(error = %e, "publish after commit failed; the outbox sweeper will re-send it");
-                }
-            }
-            let sent: Vec<AttemptKey> = task_keys
-                .into_iter()
-                .filter(|(i, _)| results.get(*i).is_some_and(Result::is_ok))
-                .map(|(_, k)| k)
-                .collect();
-            if let Err(e) = self.store.mark_published(&sent, now_ms()).await {
-                // Harmless: the sweeper re-sends them and the duplicates are ignored.
-                warn!(error = %e, "cannot mark tasks published");
+            // Published by the outbox task, in commit order, while this loop records the next
+            // batch. The ledger already holds the decisions: a publish lost to a crash is
+            // re-sent by the sweeper.
+            let job = Published { publish, task_keys };
+            if self.outbox.send(job).await.is_err() {
+                warn!("the outbox publisher has stopped; the sweeper will re-send these tasks");
             }
         }
         for d in keep {
@@ -275,7 +345,7 @@ impl Coordinator {
         Ok(())
     }
 
-    async fn on_admission(&mut self, a: Admission, p: &mut Pending) -> Result<(), String> {
+    async fn on_admission(&mut self, a: Admission, p: &mut Pending) -> Result<(), Refusal> {
         let now = now_ms();
         match a {
             Admission::Rejected {
@@ -285,7 +355,7 @@ impl Coordinator {
                     .store
                     .run(&run_id)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(Refusal::store)?
                     .is_some()
                 {
                     return Ok(());
@@ -326,7 +396,7 @@ impl Coordinator {
                         .store
                         .run(&run_id)
                         .await
-                        .map_err(|e| e.to_string())?
+                        .map_err(Refusal::store)?
                         .is_some()
                 {
                     debug!(%run_id, "run already admitted");
@@ -337,7 +407,7 @@ impl Coordinator {
                         .store
                         .run_by_key(key)
                         .await
-                        .map_err(|e| e.to_string())?
+                        .map_err(Refusal::store)?
                         .is_some()
                 {
                     debug!(%run_id, key, "idempotency key already used");
@@ -409,11 +479,15 @@ impl Coordinator {
         }
     }
 
-    async fn on_result(&mut self, r: NodeResult, p: &mut Pending) -> Result<(), String> {
+    async fn on_result(&mut self, r: NodeResult, p: &mut Pending) -> Result<(), Refusal> {
         let now = now_ms();
         let from_cache = self.runs.contains_key(&r.run_id);
         if !from_cache {
-            match self.rebuild(&r.run_id).await.map_err(|e| e.to_string())? {
+            match self
+                .rebuild(&r.run_id)
+                .await
+                .map_err(Refusal::Unavailable)?
+            {
                 Some(run) => {
                     self.runs.insert(r.run_id.clone(), run);
                 }
@@ -429,10 +503,10 @@ impl Coordinator {
         };
         let Some(&node) = run.state.workflow().index.get(&r.node_id) else {
             self.runs.insert(r.run_id.clone(), run);
-            return Err(format!(
+            return Err(Refusal::Poison(format!(
                 "result names node '{}' which run {} does not have",
                 r.node_id, r.run_id
-            ));
+            )));
         };
         let (outcome, status, output, error, error_type) = match r.outcome {
             TaskOutcome::Success { output } => {
@@ -464,7 +538,11 @@ impl Coordinator {
             // state would wrongly fence a real result. Decide on the ledger's state instead: a
             // result's task was published only after its dispatch was committed, so a fresh
             // rebuild always knows the attempt.
-            match self.rebuild(&r.run_id).await.map_err(|e| e.to_string())? {
+            match self
+                .rebuild(&r.run_id)
+                .await
+                .map_err(Refusal::Unavailable)?
+            {
                 Some(fresh) => {
                     run = fresh;
                     applied = run.state.on_result(node, r.iteration, outcome, now);

@@ -96,7 +96,12 @@ pub async fn run(
             let msg =
                 Outbound::new(subjects.ledger_admit(), payload).msg_id(format!("admit:{run_id}"));
             match broker.publish(msg).await {
-                Ok(_) => d.ack().await?,
+                Ok(_) => {
+                    // A crash here re-admits the run on redelivery: the admission's dedup id and
+                    // the coordinator's run-exists check make that harmless.
+                    failpoint("scheduler-after-admit");
+                    d.ack().await?;
+                }
                 Err(e) => {
                     warn!(%run_id, error = %e, "cannot hand the run to the coordinator; it will be retried");
                     d.nak(Some(Duration::from_secs(1))).await?;
@@ -106,6 +111,14 @@ pub async fn run(
     }
     broker.flush().await?;
     Ok(())
+}
+
+/// Aborts the process when `KORA_FAILPOINT` names this point (crash tests only).
+fn failpoint(name: &str) {
+    if std::env::var("KORA_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint hit: aborting");
+        std::process::abort();
+    }
 }
 
 /// Validates a request: an admitted run, or a rejected one with every problem found.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kora_model::wire::RunEvent;
+use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
 
 use crate::{
     AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result,
@@ -17,6 +17,10 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_ledger.sql")),
     (2, include_str!("../migrations/postgres/0002_outbox.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_commit_function.sql"),
+    ),
 ];
 
 /// Connection settings, owned by the store.
@@ -127,176 +131,211 @@ fn run_row(r: &PgRow) -> Result<RunRecord> {
 
 const RUN_COLUMNS: &str = "run_id, idempotency_key, workflow_id, workflow_name, status, spec::text AS spec, params::text AS params, error, error_node, created_ms, updated_ms, finished_ms";
 
-async fn apply(tx: &mut Transaction<'_, Postgres>, batch: Batch) -> Result<CommitReport> {
-    let mut report = CommitReport::default();
-    for e in &batch.expect {
-        let run_id = match e {
-            Expect::Outcomes { run_id, .. } | Expect::Absent { run_id } => run_id,
+/// The batch as the JSON document `kora_commit` (migration 0003) takes, serialized straight
+/// from borrowed fields (no intermediate JSON tree: an admission batch can hold 10,000 attempts).
+#[derive(serde::Serialize)]
+struct BatchDoc<'a> {
+    expect: Vec<ExpectDoc<'a>>,
+    new_runs: Vec<RunDoc<'a>>,
+    new_attempts: Vec<AttemptDoc<'a>>,
+    outcomes: Vec<OutcomeDoc<'a>>,
+    run_updates: Vec<UpdateDoc<'a>>,
+    events: Vec<EventDoc<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ExpectDoc<'a> {
+    run_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct RunDoc<'a> {
+    run_id: &'a str,
+    idempotency_key: Option<&'a str>,
+    workflow_id: &'a str,
+    workflow_name: &'a str,
+    status: &'static str,
+    spec: Option<&'a kora_model::WorkflowSpec>,
+    params: &'a kora_model::Map,
+    error: Option<&'a str>,
+    at_ms: u64,
+    finished_ms: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct AttemptDoc<'a> {
+    run_id: &'a str,
+    node_id: &'a str,
+    iteration: u32,
+    attempt: u32,
+    node_type: &'a str,
+    status: &'static str,
+    at_ms: u64,
+    finished_ms: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct OutcomeDoc<'a> {
+    run_id: &'a str,
+    node_id: &'a str,
+    iteration: u32,
+    attempt: u32,
+    status: &'static str,
+    output: Option<&'a kora_model::Value>,
+    error: Option<&'a str>,
+    error_type: Option<&'a str>,
+    worker_id: Option<&'a str>,
+    at_ms: u64,
+}
+
+#[derive(serde::Serialize)]
+struct UpdateDoc<'a> {
+    run_id: &'a str,
+    status: &'static str,
+    error: Option<&'a str>,
+    error_node: Option<&'a str>,
+    at_ms: u64,
+    finished_ms: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct EventDoc<'a> {
+    run_id: &'a str,
+    seq: u64,
+    body: &'a RunEvent,
+}
+
+fn batch_json(batch: &Batch) -> Result<String> {
+    let doc = BatchDoc {
+        expect: batch
+            .expect
+            .iter()
+            .map(|e| match e {
+                Expect::Outcomes { run_id, count } => ExpectDoc {
+                    run_id,
+                    count: Some(*count),
+                },
+                Expect::Absent { run_id } => ExpectDoc {
+                    run_id,
+                    count: None,
+                },
+            })
+            .collect(),
+        new_runs: batch
+            .new_runs
+            .iter()
+            .map(|r| RunDoc {
+                run_id: &r.run_id,
+                idempotency_key: r.idempotency_key.as_deref(),
+                workflow_id: r.spec.as_ref().map(|s| s.id.as_str()).unwrap_or_default(),
+                workflow_name: r.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default(),
+                status: r.status.as_str(),
+                spec: r.spec.as_ref(),
+                params: &r.params,
+                error: r.error.as_deref(),
+                at_ms: r.at_ms,
+                finished_ms: r.status.is_final().then_some(r.at_ms),
+            })
+            .collect(),
+        new_attempts: batch
+            .new_attempts
+            .iter()
+            .map(|a| AttemptDoc {
+                run_id: &a.run_id,
+                node_id: &a.node_id,
+                iteration: a.iteration,
+                attempt: a.attempt,
+                node_type: &a.node_type,
+                status: a.status.as_str(),
+                at_ms: a.at_ms,
+                finished_ms: (a.status == AttemptStatus::Skipped).then_some(a.at_ms),
+            })
+            .collect(),
+        outcomes: batch
+            .outcomes
+            .iter()
+            .map(|o| OutcomeDoc {
+                run_id: &o.run_id,
+                node_id: &o.node_id,
+                iteration: o.iteration,
+                attempt: o.attempt,
+                status: o.status.as_str(),
+                output: o.output.as_ref(),
+                error: o.error.as_deref(),
+                error_type: o.error_type.as_deref(),
+                worker_id: o.worker_id.as_deref(),
+                at_ms: o.at_ms,
+            })
+            .collect(),
+        run_updates: batch
+            .run_updates
+            .iter()
+            .map(|u| UpdateDoc {
+                run_id: &u.run_id,
+                status: u.status.as_str(),
+                error: u.error.as_deref(),
+                error_node: u.error_node.as_deref(),
+                at_ms: u.at_ms,
+                finished_ms: u.status.is_final().then_some(u.at_ms),
+            })
+            .collect(),
+        events: batch
+            .events
+            .iter()
+            .map(|e| EventDoc {
+                run_id: &e.run_id,
+                seq: e.seq,
+                body: e,
+            })
+            .collect(),
+    };
+    json_text(&doc)
+}
+
+/// A failed expectation raised by `kora_commit` (SQLSTATE KR409).
+fn conflict(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some("KR409")
+    {
+        let detail = db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|p| p.detail().map(str::to_owned))
+            .unwrap_or_default();
+        return Error::Conflict {
+            run_id: db.message().to_owned(),
+            detail,
         };
-        let have: Option<i64> =
-            sqlx::query_scalar("SELECT outcomes FROM runs WHERE run_id = $1 FOR UPDATE")
-                .bind(run_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        match (e, have) {
-            (Expect::Absent { .. }, None) => {}
-            (Expect::Absent { .. }, Some(_)) => {
-                return Err(Error::Conflict {
-                    run_id: run_id.clone(),
-                    detail: "it already exists".into(),
-                });
-            }
-            (Expect::Outcomes { count, .. }, have) if have.map(u) != Some(*count) => {
-                return Err(Error::Conflict {
-                    run_id: run_id.clone(),
-                    detail: format!("expected {count} recorded outcomes, found {have:?}"),
-                });
-            }
-            (Expect::Outcomes { .. }, _) => {}
-        }
     }
-    for r in batch.new_runs {
-        let finished = r.status.is_final().then_some(i(r.at_ms));
-        let done = sqlx::query(
-            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms)
-             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $9, $10) ON CONFLICT DO NOTHING",
-        )
-        .bind(&r.run_id)
-        .bind(&r.idempotency_key)
-        .bind(r.spec.as_ref().map(|s| s.id.clone()).unwrap_or_default())
-        .bind(r.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default())
-        .bind(r.status.as_str())
-        .bind(r.spec.as_ref().map(json_text).transpose()?)
-        .bind(json_text(&r.params)?)
-        .bind(&r.error)
-        .bind(i(r.at_ms))
-        .bind(finished)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            report.runs_existing += 1;
-        }
-    }
-    // New attempts and events go in one statement per batch (multi-row UNNEST). Outcomes stay one
-    // keyed UPDATE each: an UPDATE joined to UNNEST made PostgreSQL scan the whole table.
-    if !batch.new_attempts.is_empty() {
-        let n = batch.new_attempts.len();
-        let (mut runs, mut nodes, mut iters, mut atts, mut types, mut statuses, mut at, mut fin) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for a in &batch.new_attempts {
-            runs.push(a.run_id.as_str());
-            nodes.push(a.node_id.as_str());
-            iters.push(i32::try_from(a.iteration).unwrap_or(i32::MAX));
-            atts.push(i32::try_from(a.attempt).unwrap_or(i32::MAX));
-            types.push(a.node_type.as_str());
-            statuses.push(a.status.as_str());
-            at.push(i(a.at_ms));
-            fin.push((a.status == AttemptStatus::Skipped).then_some(i(a.at_ms)));
-        }
-        let done = sqlx::query(
-            "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, finished_ms)
-             SELECT u.run_id, u.node_id, u.iteration, u.attempt, u.node_type, u.status, u.dispatched_ms, u.finished_ms
-             FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
-                  AS u(run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, finished_ms)
-             WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.run_id)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&runs)
-        .bind(&nodes)
-        .bind(&iters)
-        .bind(&atts)
-        .bind(&types)
-        .bind(&statuses)
-        .bind(&at)
-        .bind(&fin)
-        .execute(&mut **tx)
-        .await?;
-        report.attempts_existing += n - usize::try_from(done.rows_affected()).unwrap_or(n);
-    }
-    for o in batch.outcomes {
-        let output = o.output.as_ref().map(json_text).transpose()?;
-        // Numbering and recording happen in one statement; the run row is locked by the
-        // UPDATE, so concurrent coordinators number a run's outcomes without gaps or repeats.
-        let done = sqlx::query(
-            "WITH target AS (
-                 SELECT 1 FROM attempts
-                 WHERE run_id = $7 AND node_id = $8 AND iteration = $9 AND attempt = $10 AND status = 'dispatched'
-                 FOR UPDATE
-             ), bumped AS (
-                 UPDATE runs SET outcomes = outcomes + 1
-                 WHERE run_id = $7 AND EXISTS (SELECT 1 FROM target)
-                 RETURNING outcomes
-             )
-             UPDATE attempts SET status = $1, output = $2::jsonb, error = $3, error_type = $4, worker_id = $5,
-                    finished_ms = $6, seq = (SELECT outcomes FROM bumped)
-             WHERE run_id = $7 AND node_id = $8 AND iteration = $9 AND attempt = $10 AND status = 'dispatched'
-               AND EXISTS (SELECT 1 FROM bumped)",
-        )
-        .bind(o.status.as_str())
-        .bind(output)
-        .bind(&o.error)
-        .bind(&o.error_type)
-        .bind(&o.worker_id)
-        .bind(i(o.at_ms))
-        .bind(&o.run_id)
-        .bind(&o.node_id)
-        .bind(i32::try_from(o.iteration).unwrap_or(i32::MAX))
-        .bind(i32::try_from(o.attempt).unwrap_or(i32::MAX))
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            report.outcomes_ignored += 1;
-        }
-    }
-    for up in batch.run_updates {
-        let finished = up.status.is_final().then_some(i(up.at_ms));
-        sqlx::query(
-            "UPDATE runs SET status = $1, error = $2, error_node = $3, updated_ms = $4, finished_ms = $5
-             WHERE run_id = $6 AND status = 'running'",
-        )
-        .bind(up.status.as_str())
-        .bind(&up.error)
-        .bind(&up.error_node)
-        .bind(i(up.at_ms))
-        .bind(finished)
-        .bind(&up.run_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !batch.events.is_empty() {
-        let runs: Vec<&str> = batch.events.iter().map(|e| e.run_id.as_str()).collect();
-        let seqs: Vec<i64> = batch.events.iter().map(|e| i(e.seq)).collect();
-        let bodies: Vec<String> = batch.events.iter().map(json_text).collect::<Result<_>>()?;
-        sqlx::query(
-            "INSERT INTO events (run_id, seq, body)
-             SELECT u.run_id, u.seq, u.body::jsonb FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS u(run_id, seq, body)
-             WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.run_id)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&runs)
-        .bind(&seqs)
-        .bind(&bodies)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(report)
+    Error::Db(e)
+}
+
+fn count(report: &serde_json::Value, key: &str) -> usize {
+    report
+        .get(key)
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
 }
 
 #[async_trait]
 impl Store for PgStore {
     async fn commit(&self, batch: Batch) -> Result<CommitReport> {
-        let mut tx = self.pool.begin().await?;
-        let report = apply(&mut tx, batch).await?;
-        tx.commit().await?;
-        Ok(report)
+        // One statement in autocommit: one round trip and one WAL flush per batch.
+        let doc = batch_json(&batch)?;
+        let report: String = sqlx::query_scalar("SELECT kora_commit($1::jsonb)::text")
+            .bind(doc)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(conflict)?;
+        let report: serde_json::Value =
+            serde_json::from_str(&report).map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok(CommitReport {
+            runs_existing: count(&report, "runs_existing"),
+            outcomes_ignored: count(&report, "outcomes_ignored"),
+            attempts_existing: count(&report, "attempts_existing"),
+        })
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
@@ -375,20 +414,27 @@ impl Store for PgStore {
         if attempts.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for k in attempts {
-            sqlx::query(
-                "UPDATE attempts SET published_ms = $1 WHERE run_id = $2 AND node_id = $3 AND iteration = $4 AND attempt = $5 AND published_ms IS NULL",
-            )
-            .bind(i(at_ms))
-            .bind(&k.run_id)
-            .bind(&k.node_id)
-            .bind(i32::try_from(k.iteration).unwrap_or(i32::MAX))
-            .bind(i32::try_from(k.attempt).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?;
+        #[derive(serde::Serialize)]
+        struct KeyDoc<'a> {
+            run_id: &'a str,
+            node_id: &'a str,
+            iteration: u32,
+            attempt: u32,
         }
-        tx.commit().await?;
+        let keys: Vec<KeyDoc<'_>> = attempts
+            .iter()
+            .map(|k| KeyDoc {
+                run_id: &k.run_id,
+                node_id: &k.node_id,
+                iteration: k.iteration,
+                attempt: k.attempt,
+            })
+            .collect();
+        sqlx::query("SELECT kora_mark_published($1::jsonb, $2)")
+            .bind(json_text(&keys)?)
+            .bind(i(at_ms))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -404,7 +404,88 @@ pub async fn outbox_lists_unpublished_dispatches(s: &dyn Store, ns: &str) {
     );
 }
 
+/// A large batch (a fan-out's worth of results for two runs, with duplicates and strays) is
+/// recorded like the same outcomes one at a time: the first outcome per attempt wins, each run's
+/// outcomes are numbered 1.. in batch order, and the rest are fenced and counted.
+pub async fn large_batches_number_and_fence_like_small_ones(s: &dyn Store, ns: &str) {
+    let (r1, r2) = (format!("{ns}-big1"), format!("{ns}-big2"));
+    let nodes: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
+    let mut first = Batch {
+        new_runs: vec![new_run(&r1, None), new_run(&r2, None)],
+        ..Default::default()
+    };
+    for n in &nodes {
+        first.new_attempts.push(attempt(&r1, n, 1));
+        first.new_attempts.push(attempt(&r2, n, 1));
+    }
+    s.commit(first).await.unwrap();
+    let mut outcomes = Vec::new();
+    // r1 in reverse node order, r2 in order, interleaved; every 5th r1 node reported twice
+    // (the second with another value) and two strays for attempts that were never dispatched.
+    for (i, n) in nodes.iter().enumerate() {
+        let back = &nodes[nodes.len() - 1 - i];
+        outcomes.push(outcome(&r1, back, 1, i as i64));
+        outcomes.push(outcome(&r2, n, 1, i as i64));
+        if i % 5 == 0 {
+            outcomes.push(outcome(&r1, back, 1, 1000 + i as i64));
+        }
+    }
+    outcomes.push(outcome(&r1, "nowhere", 1, 0));
+    outcomes.push(outcome(&r2, "n00", 2, 0));
+    let report = s
+        .commit(Batch {
+            expect: vec![
+                Expect::Outcomes {
+                    run_id: r1.clone(),
+                    count: 0,
+                },
+                Expect::Outcomes {
+                    run_id: r2.clone(),
+                    count: 0,
+                },
+            ],
+            outcomes,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcomes_ignored,
+        8 + 2,
+        "duplicates and strays fenced"
+    );
+    let a1 = s.attempts(&r1).await.unwrap();
+    let seqs: Vec<u64> = a1.iter().filter_map(|a| a.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=40).collect::<Vec<u64>>(),
+        "numbered without gaps"
+    );
+    assert_eq!(a1[0].node_id, "n39", "in batch order");
+    assert_eq!(
+        a1[0].output,
+        Some(json!({"data": 0})),
+        "the first report wins"
+    );
+    let a2 = s.attempts(&r2).await.unwrap();
+    assert_eq!(a2[39].node_id, "n39");
+    assert_eq!(a2[39].seq, Some(40));
+    // The counts moved on: a writer still expecting 0 is refused.
+    let stale = s
+        .commit(Batch {
+            expect: vec![Expect::Outcomes {
+                run_id: r2.clone(),
+                count: 0,
+            }],
+            events: vec![event(&r2, 1)],
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(stale, Err(crate::Error::Conflict { .. })));
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    large_batches_number_and_fence_like_small_ones(s, ns).await;
     outbox_lists_unpublished_dispatches(s, ns).await;
     expectations_guard_concurrent_writers(s, ns).await;
     records_a_run(s, ns).await;
