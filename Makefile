@@ -26,7 +26,9 @@ services-up:
 ## bench: performance figures (release build); not part of `make test`
 bench: services-up
 	$(CARGO) bench -p kora-tests --bench embedded
+	$(CARGO) build --release -p kora-cli --bin kora
 	$(CARGO) bench -p kora-tests --bench distributed
+	$(CARGO) bench -p kora-tests --bench durability
 
 ## lint: formatting and clippy, as CI would
 lint:

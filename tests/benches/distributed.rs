@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kora_broker::nats::{JetStreamBroker, NatsConfig};
-use kora_broker::{Broker, ConsumerConfig, Outbound, Retention, StreamConfig};
-use kora_cli::serve::{Role, ServeConfig, serve};
+use kora_broker::{Broker, ConsumerConfig};
 use kora_model::subjects::Subjects;
 use kora_model::{Map, WorkflowSpec};
 use serde_json::json;
@@ -25,6 +24,10 @@ use sqlx::Connection;
 const NATS: &str = "nats://127.0.0.1:4222";
 const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+#[path = "support/raw.rs"]
+mod raw;
+use raw::{connect, pct};
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -32,20 +35,6 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(run());
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-async fn connect(name: &str) -> JetStreamBroker {
-    JetStreamBroker::connect(&NatsConfig {
-        url: NATS.into(),
-        name: name.into(),
-        ..NatsConfig::default()
-    })
-    .await
-    .expect("NATS on 127.0.0.1:4222")
 }
 
 async fn run() {
@@ -60,7 +49,7 @@ async fn run() {
         "\nkora distributed benchmark: NATS 127.0.0.1:4222 ({}), PostgreSQL 15, multi-thread runtime (2 threads)",
         server_version().await
     );
-    let (seq_p50, seq_p99, inflight_rate) = raw(&tag).await;
+    let (seq_p50, seq_p99, inflight_rate) = raw::raw(NATS, &tag, 1).await;
     println!(
         "raw JetStream round trip, sequential: p50 {seq_p50:.3} ms, p99 {seq_p99:.3} ms (1,000 tasks)"
     );
@@ -74,20 +63,47 @@ async fn run() {
         .execute(&mut admin)
         .await
         .expect("create db");
-    let mut cfg = ServeConfig::default();
-    cfg.nats.url = NATS.into();
-    cfg.nats.prefix = format!("kb{tag}");
-    cfg.database.url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    cfg.worker.concurrency = 256;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(serve(
-        cfg.clone(),
-        &[Role::Scheduler, Role::Coordinator, Role::Worker],
-        shutdown.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let broker: Arc<dyn Broker> = Arc::new(connect("kora-bench-client").await);
-    let subjects = Subjects::new(&cfg.nats.prefix).expect("prefix");
+    let prefix = format!("kb{tag}");
+    let db_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    // The roles run as `kora serve` processes, one per role, as users deploy them.
+    let bin = kora_bin();
+    let spawn = |role: &str, extra: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(["serve", "--role", role])
+            .args(extra)
+            .env("KORA_NATS_URL", NATS)
+            .env("KORA_DATABASE_URL", &db_url)
+            .env("KORA_PREFIX", &prefix)
+            .env_remove("KORA_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kora serve")
+    };
+    let mut procs = vec![
+        ("scheduler", spawn("scheduler", &[])),
+        (
+            "coordinator",
+            spawn("coordinator", &["--metrics-addr", &metrics_addr]),
+        ),
+        ("worker", spawn("worker", &["--concurrency", "256"])),
+    ];
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let idle: Vec<String> = procs
+        .iter()
+        .map(|(role, p)| format!("{role} {:.1} MiB", rss_mib(p.id(), "VmRSS")))
+        .collect();
+    println!(
+        "kora serve processes (one per role), RSS idle after start-up: {}",
+        idle.join(", ")
+    );
+    let broker: Arc<dyn Broker> = Arc::new(connect(NATS, "kora-bench-client").await);
+    let subjects = Subjects::new(&prefix).expect("prefix");
 
     let only = std::env::var("KORA_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "chain" {
@@ -116,26 +132,92 @@ async fn run() {
             per_run[per_run.len() - 1]
         );
     }
-    if !(only.is_empty() || only == "fanout") {
-        shutdown.cancel();
-        let _ = server.await;
-        cleanup(&cfg.nats.prefix, &tag, &db, &mut admin).await;
-        return;
+    if only.is_empty() || only == "fanout" {
+        fanout(&broker, &subjects, inflight_rate, &metrics_addr, &procs).await;
     }
+    for (_, p) in &mut procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    cleanup(&prefix, &tag, &db, &mut admin).await;
+}
+
+async fn fanout(
+    broker: &Arc<dyn Broker>,
+    subjects: &Subjects,
+    inflight_rate: f64,
+    metrics_addr: &str,
+    procs: &[(&str, std::process::Child)],
+) {
+    let before = scrape(metrics_addr);
     let fan = fanout_spec(10_000);
-    let t = run_one(&broker, &subjects, fan).await;
+    let t = run_one(broker, subjects, fan).await;
     let rate = 10_001.0 / t;
     println!(
-        "kora 10,000-node NoOp fan-out, 1 worker, PostgreSQL ledger: {rate:.0} nodes/s ({t:.2} s) = {:.2}x the raw in-flight rate (target >= 0.6x)",
+        "kora 10,000-node NoOp fan-out, 1 worker process (256 slots), PostgreSQL ledger: {rate:.0} nodes/s ({t:.2} s) = {:.2}x the raw in-flight rate (target >= 0.6x)",
         rate / inflight_rate
     );
+    let after = scrape(metrics_addr);
+    let delta =
+        |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let commits = delta("kora_ledger_commit_seconds_count");
+    if commits > 0.0 {
+        println!(
+            "  coordinator: {commits:.0} ledger transactions, {:.0} messages each on average, {:.2} ms each on average",
+            delta("kora_ledger_messages_total") / commits,
+            delta("kora_ledger_commit_seconds_sum") * 1000.0 / commits
+        );
+    }
+    let peak: Vec<String> = procs
+        .iter()
+        .map(|(role, p)| format!("{role} {:.1} MiB", rss_mib(p.id(), "VmHWM")))
+        .collect();
     println!(
-        "peak RSS of this process (all roles + client): {:.1} MiB",
-        peak_rss_mib()
+        "kora serve processes, peak RSS after the fan-out: {}",
+        peak.join(", ")
     );
-    shutdown.cancel();
-    let _ = server.await;
-    cleanup(&cfg.nats.prefix, &tag, &db, &mut admin).await;
+}
+
+/// The release `kora` binary: `KORA_BIN`, or target/release/kora (`make bench` builds it).
+fn kora_bin() -> std::path::PathBuf {
+    if let Some(b) = std::env::var_os("KORA_BIN") {
+        return b.into();
+    }
+    let b = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/kora");
+    assert!(
+        b.exists(),
+        "{} is missing: run `cargo build --release -p kora-cli --bin kora` (make bench does)",
+        b.display()
+    );
+    b
+}
+
+/// A process's resident memory (`VmRSS`) or its peak (`VmHWM`), in MiB.
+fn rss_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The coordinator's /metrics as name -> value.
+fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+        let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let _ = s.read_to_string(&mut text);
+    }
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 async fn cleanup(prefix: &str, tag: &str, db: &str, admin: &mut sqlx::PgConnection) {
@@ -173,16 +255,6 @@ async fn async_version() -> Option<String> {
         .await
         .ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn spec(v: serde_json::Value) -> WorkflowSpec {
@@ -314,91 +386,4 @@ async fn run_one_id(
         end.detail
     );
     t.elapsed().as_secs_f64()
-}
-
-/// The raw round trip through two work-queue streams with three connections, as a Kora hop
-/// without the engine.
-async fn raw(tag: &str) -> (f64, f64, f64) {
-    let (client, worker, collector) = (
-        connect("raw-client").await,
-        connect("raw-worker").await,
-        connect("raw-collector").await,
-    );
-    let (tasks, results) = (
-        format!("RAW{tag}_T").to_ascii_uppercase(),
-        format!("RAW{tag}_R").to_ascii_uppercase(),
-    );
-    let (ts, rs) = (format!("raw{tag}.t"), format!("raw{tag}.r"));
-    for (name, subj) in [(&tasks, &ts), (&results, &rs)] {
-        client
-            .ensure_stream(&StreamConfig::new(
-                name.clone(),
-                vec![subj.clone()],
-                Retention::WorkQueue,
-            ))
-            .await
-            .expect("stream");
-        client
-            .ensure_consumer(name, &ConsumerConfig::new("c"))
-            .await
-            .expect("consumer");
-    }
-    let wc = worker.consumer(&tasks, "c").await.expect("c");
-    let cc = collector.consumer(&results, "c").await.expect("c");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let (w_stop, rs2) = (stop.clone(), rs.clone());
-    let worker_task = tokio::spawn(async move {
-        while !w_stop.is_cancelled() {
-            let batch = wc
-                .fetch(256, Duration::from_millis(200))
-                .await
-                .unwrap_or_default();
-            let msgs: Vec<Outbound> = batch
-                .iter()
-                .map(|d| Outbound::new(rs2.clone(), d.payload.clone()))
-                .collect();
-            let _ = worker.publish_many(msgs).await;
-            for d in batch {
-                let _ = d.ack().await;
-            }
-        }
-    });
-    let payload = vec![7u8; 128];
-    let mut lat = Vec::new();
-    for _ in 0..1000 {
-        let t = Instant::now();
-        client
-            .publish(Outbound::new(ts.clone(), payload.clone()))
-            .await
-            .expect("publish");
-        let got = cc.fetch(1, Duration::from_secs(5)).await.expect("fetch");
-        for d in got {
-            let _ = d.ack().await;
-        }
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    lat.sort_by(f64::total_cmp);
-    let n = 20_000;
-    let t = Instant::now();
-    let mut sent = 0;
-    let mut received = 0;
-    while received < n {
-        let burst = (n - sent).min(1000 - (sent - received));
-        if burst > 0 {
-            let msgs = (0..burst)
-                .map(|_| Outbound::new(ts.clone(), payload.clone()))
-                .collect();
-            let _ = client.publish_many(msgs).await;
-            sent += burst;
-        }
-        let got = cc.fetch(1000, Duration::from_secs(5)).await.expect("fetch");
-        received += got.len();
-        for d in got {
-            let _ = d.ack().await;
-        }
-    }
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    stop.cancel();
-    let _ = worker_task.await;
-    (pct(&lat, 0.5), pct(&lat, 0.99), rate)
 }

@@ -166,6 +166,18 @@ fn deployment_files_match_the_binary() {
             "{role} env"
         );
         assert_eq!(compose["services"][role]["command"][0], "serve");
+        // Every KORA_SECTION__KEY the file sets is one the loader knows.
+        let vars: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let cfg: kora_cli::serve::ServeConfig =
+            kora_runtime::config::load(None, "KORA", vars, serde_json::json!({}))
+                .unwrap_or_else(|e| panic!("{role}'s environment: {e}"));
+        cfg.validate().unwrap();
+        if role == "coordinator" {
+            assert_eq!(cfg.metrics.addr, "0.0.0.0:9464");
+        }
     }
     let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
     assert!(

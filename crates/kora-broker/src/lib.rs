@@ -46,6 +46,8 @@ pub struct StreamConfig {
     /// Publishes beyond this count are refused (discard-new), so producers feel backpressure.
     pub max_msgs: Option<u64>,
     pub max_msg_size: Option<usize>,
+    /// Copies kept by a clustered server (1 or 3; 3 survives the loss of one node).
+    pub replicas: usize,
 }
 
 impl StreamConfig {
@@ -58,6 +60,7 @@ impl StreamConfig {
             max_age: None,
             max_msgs: None,
             max_msg_size: None,
+            replicas: 1,
         }
     }
 }
@@ -186,6 +189,19 @@ pub trait Broker: Send + Sync + 'static {
     }
     /// A handle on a durable consumer. Many handles (in many processes) share its messages.
     async fn consumer(&self, stream: &str, durable: &str) -> Result<Arc<dyn Consumer>>;
+    /// A handle that requests up to `buffer` messages ahead of use (a network broker's pull
+    /// batch): large for a role that records results in big batches, a worker's free slots for
+    /// a worker, so it does not hoard tasks another worker could run. Brokers without such a
+    /// buffer return a plain handle.
+    async fn consumer_buffered(
+        &self,
+        stream: &str,
+        durable: &str,
+        buffer: usize,
+    ) -> Result<Arc<dyn Consumer>> {
+        let _ = buffer;
+        self.consumer(stream, durable).await
+    }
     async fn get_message(&self, stream: &str, sequence: u64) -> Result<Option<StoredMessage>>;
     async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool>;
     async fn stream_info(&self, stream: &str) -> Result<StreamInfo>;

@@ -32,7 +32,8 @@ pub struct NatsConfig {
     pub url: String,
     /// Shown in the server's connection list.
     pub name: String,
-    /// Messages a consumer handle buffers ahead of use.
+    /// Messages a consumer handle requests (and buffers) ahead of use, unless the role asks
+    /// for another size ([`Broker::consumer_buffered`]).
     pub pull_batch: usize,
     /// Timeout for JetStream API calls and publish acks.
     pub request_timeout: Duration,
@@ -187,6 +188,7 @@ impl Broker for JetStreamBroker {
             max_message_size: cfg
                 .max_msg_size
                 .map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+            num_replicas: cfg.replicas.max(1),
             ..Default::default()
         };
         self.js
@@ -280,6 +282,16 @@ impl Broker for JetStreamBroker {
     }
 
     async fn consumer(&self, stream: &str, durable: &str) -> Result<Arc<dyn Consumer>> {
+        self.consumer_buffered(stream, durable, self.pull_batch)
+            .await
+    }
+
+    async fn consumer_buffered(
+        &self,
+        stream: &str,
+        durable: &str,
+        buffer: usize,
+    ) -> Result<Arc<dyn Consumer>> {
         let s = self.stream(stream).await?;
         let c: PullConsumer =
             s.get_consumer(durable)
@@ -290,7 +302,7 @@ impl Broker for JetStreamBroker {
                 })?;
         Ok(Arc::new(JetStreamConsumer {
             consumer: c,
-            batch: self.pull_batch,
+            batch: buffer.max(1),
             messages: Mutex::new(None),
         }))
     }

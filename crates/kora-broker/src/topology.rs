@@ -24,6 +24,8 @@ pub struct TopologyConfig {
     pub duplicate_window: Duration,
     /// Largest message accepted on any Kora stream.
     pub max_msg_size: usize,
+    /// Copies of every stream on a clustered server (1, or 3 to survive losing a node).
+    pub replicas: usize,
 }
 
 impl Default for TopologyConfig {
@@ -35,6 +37,7 @@ impl Default for TopologyConfig {
             events_max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(600),
             max_msg_size: 8 << 20,
+            replicas: 1,
         }
     }
 }
@@ -48,6 +51,7 @@ fn stream(
     StreamConfig {
         duplicate_window: cfg.duplicate_window,
         max_msg_size: Some(cfg.max_msg_size),
+        replicas: cfg.replicas,
         ..StreamConfig::new(name, subjects, retention)
     }
 }

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod conformance;
 pub mod embedded;
+pub mod http;
 pub mod input;
 pub mod output;
 pub mod serve;

@@ -117,6 +117,9 @@ enum Command {
         /// File nodes read only below this directory.
         #[arg(long, value_name = "DIR")]
         data_root: Option<PathBuf>,
+        /// Serve GET /metrics (Prometheus text) and /healthz on this address, e.g. 0.0.0.0:9464.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
         /// Log JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
@@ -232,18 +235,22 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     let serving = matches!(cli.command, Command::Serve { .. });
+    let log_json = matches!(cli.command, Command::Serve { log_json: true, .. });
     kora_runtime::telemetry::init(
         if serving && cli.verbose == 0 {
             "info"
         } else {
             level
         },
-        false,
+        log_json,
     );
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // A server uses every core; one-shot commands need one thread.
+    let mut builder = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -401,6 +408,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             queue,
             concurrency,
             data_root,
+            metrics_addr,
             log_json: _,
         } => {
             let roles = serve::parse_roles(&role)?;
@@ -413,6 +421,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             if let Some(d) = data_root {
                 extra["worker"]["data_root"] = d.display().to_string().into();
+            }
+            if let Some(a) = metrics_addr {
+                extra["metrics"]["addr"] = a.into();
             }
             let cfg = conn.load(extra)?;
             let token = tokio_util::sync::CancellationToken::new();

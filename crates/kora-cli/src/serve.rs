@@ -28,6 +28,15 @@ pub struct ServeConfig {
     pub worker: WorkerSection,
     pub tasks: TasksSection,
     pub control: ControlSection,
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address for `GET /metrics` (Prometheus text) and `GET /healthz`, e.g. `0.0.0.0:9464`;
+    /// empty (the default) serves nothing.
+    pub addr: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,6 +63,9 @@ pub struct NatsSection {
     pub url: String,
     /// Installation prefix of every subject, stream and consumer.
     pub prefix: String,
+    /// Copies of each stream on a NATS cluster: 1, or 3 to survive losing a server (see
+    /// docs/durability.md for what each costs). Applied when a stream is created or updated.
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +104,7 @@ impl Default for NatsSection {
         NatsSection {
             url: "nats://127.0.0.1:4222".into(),
             prefix: kora_model::subjects::DEFAULT_PREFIX.into(),
+            replicas: 1,
         }
     }
 }
@@ -133,6 +146,12 @@ impl ServeConfig {
         Subjects::new(&self.nats.prefix).map_err(anyhow::Error::msg)?;
         if self.worker.concurrency == 0 {
             bail!("worker.concurrency must be at least 1");
+        }
+        if !matches!(self.nats.replicas, 1..=5) {
+            bail!(
+                "nats.replicas must be between 1 and 5 (it is {}); use 3 on a three-server cluster",
+                self.nats.replicas
+            );
         }
         if !self.control.ack_wait_secs.is_finite() || self.control.ack_wait_secs < 1.0 {
             bail!(
@@ -229,6 +248,7 @@ pub async fn serve(
         task_ack_wait: Duration::from_secs_f64(cfg.tasks.ack_wait_secs),
         task_max_deliver: cfg.tasks.max_deliver,
         control_ack_wait: Duration::from_secs_f64(cfg.control.ack_wait_secs),
+        replicas: cfg.nats.replicas,
         ..TopologyConfig::default()
     };
     provision(
@@ -248,6 +268,15 @@ pub async fn serve(
     let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = registry.clone();
     let tracker = TaskTracker::new();
     let metrics = Arc::new(Metrics::default());
+    if !cfg.metrics.addr.is_empty() {
+        let listener = crate::http::bind(&cfg.metrics.addr).await?;
+        tracing::info!(addr = %cfg.metrics.addr, "serving /metrics and /healthz");
+        tracker.spawn(crate::http::serve(
+            listener,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
+    }
     for role in roles {
         match role {
             Role::Scheduler => {

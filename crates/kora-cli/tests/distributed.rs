@@ -224,7 +224,13 @@ async fn distributed_runs_match_kailash() {
     let Some(mut d) = Deployment::new(&[]).await else {
         return;
     };
-    d.serve("scheduler,coordinator", &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    d.serve("scheduler,coordinator", &["--metrics-addr", &metrics_addr]);
     d.serve("worker", &["--data-root", "examples/customer-routing"]);
     d.serve("worker", &["--data-root", "examples/customer-routing"]);
     let mut failures = Vec::new();
@@ -266,7 +272,42 @@ async fn distributed_runs_match_kailash() {
     let o = d.kora(&["runs", "list", "--limit", "100", "--format", "json"]);
     let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(runs.as_array().unwrap().len(), cases);
+    // The coordinator's counters, as Prometheus scrapes them.
+    let (status, body) = http_get(&metrics_addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let counter = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(counter("kora_runs_started_total") as usize, cases);
+    assert!(counter("kora_results_recorded_total") >= cases as f64);
+    assert!(counter("kora_ledger_commit_seconds_count") >= 1.0);
+    assert_eq!(http_get(&metrics_addr, "/healthz").0, 200);
+    assert_eq!(http_get(&metrics_addr, "/nope").0, 404);
     d.finish().await;
+}
+
+/// A plain HTTP/1.1 GET: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// kill -9 a worker while it runs a long (heartbeating) task: the task is redelivered to

@@ -88,7 +88,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let consumer = broker
-        .consumer(&subjects.stream_ledger(), Subjects::CONSUMER_COORDINATOR)
+        .consumer_buffered(
+            &subjects.stream_ledger(),
+            Subjects::CONSUMER_COORDINATOR,
+            cfg.batch,
+        )
         .await?;
     // A few batches may be in flight to the broker while the next one is recorded.
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::channel(4);
@@ -285,8 +289,15 @@ impl Coordinator {
             task_keys,
         } = p;
         if !batch.is_empty() {
-            match self.store.commit(batch).await {
+            let started = std::time::Instant::now();
+            let committed = self.store.commit(batch).await;
+            self.metrics.ledger_commits.inc();
+            self.metrics
+                .ledger_commit_micros
+                .add(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+            match committed {
                 Ok(report) => {
+                    self.metrics.ledger_messages.add(keep.len() as u64);
                     self.metrics
                         .results_fenced
                         .add(report.outcomes_ignored as u64);

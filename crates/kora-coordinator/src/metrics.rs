@@ -1,4 +1,5 @@
-//! Counters an operator can alert on. Exported by the gateway's `/metrics` (Prometheus text).
+//! Counters an operator can alert on, rendered as Prometheus text (served by `kora serve
+//! --metrics-addr` on `/metrics`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,6 +35,11 @@ pub struct Metrics {
     pub ledger_conflicts: Counter,
     /// Tasks re-sent by the outbox sweeper after a crash between commit and publish.
     pub tasks_republished: Counter,
+    /// Ledger transactions, the messages they carried and the time they took: the mean batch
+    /// size and commit latency are `messages / commits` and `commit_micros / commits`.
+    pub ledger_commits: Counter,
+    pub ledger_messages: Counter,
+    pub ledger_commit_micros: Counter,
 }
 
 impl Metrics {
@@ -98,6 +104,16 @@ impl Metrics {
                 c.get()
             ));
         }
+        out.push_str(&format!(
+            "# HELP kora_ledger_messages_total Ledger messages (admissions and results) handled in committed batches.\n\
+             # TYPE kora_ledger_messages_total counter\nkora_ledger_messages_total {}\n\
+             # HELP kora_ledger_commit_seconds Time of each ledger transaction (one per batch).\n\
+             # TYPE kora_ledger_commit_seconds summary\n\
+             kora_ledger_commit_seconds_sum {:.6}\nkora_ledger_commit_seconds_count {}\n",
+            self.ledger_messages.get(),
+            self.ledger_commit_micros.get() as f64 / 1e6,
+            self.ledger_commits.get()
+        ));
         out
     }
 }

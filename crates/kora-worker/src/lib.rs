@@ -66,10 +66,12 @@ pub async fn run(
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    // Never more tasks requested than this worker has slots for.
     let consumer = broker
-        .consumer(
+        .consumer_buffered(
             &subjects.stream_tasks(),
             &Subjects::consumer_workers(&cfg.queue),
+            cfg.concurrency.max(1),
         )
         .await?;
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
