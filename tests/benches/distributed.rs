@@ -7,9 +7,13 @@
 //! - kora chain: a 100-node NoOp chain, one run at a time: per-hop p50 and p99, a hop being the
 //!   interval between consecutive node completions seen by a client on the run's node events.
 //!   `KORA_BENCH_ONLY=chain` or `=fanout` runs the raw figures and that one scenario.
-//! - kora fan-out: a 10,000-node NoOp fan-out with one worker and the PostgreSQL ledger: nodes/s.
+//! - kora fan-out: a 10,000-node NoOp fan-out with one worker and the PostgreSQL ledger: nodes/s,
+//!   and the coordinator's batch size and commit time scraped from its `/metrics`.
+//! - RSS of each role's process idle after start-up and at its peak after the fan-out.
 //!
-//! Needs NATS on 127.0.0.1:4222 and PostgreSQL on 127.0.0.1:5432 (`make services-up`).
+//! The roles run as `kora serve` processes (one per role) from the release binary, `KORA_BIN` or
+//! target/release/kora (`make bench` builds it). Needs NATS on 127.0.0.1:4222 and PostgreSQL on
+//! 127.0.0.1:5432 (`make services-up`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +50,7 @@ async fn run() {
             .map_or(0, |d| d.as_millis() % 1_000_000)
     );
     println!(
-        "\nkora distributed benchmark: NATS 127.0.0.1:4222 ({}), PostgreSQL 15, multi-thread runtime (2 threads)",
+        "\nkora distributed benchmark: NATS 127.0.0.1:4222 ({}), PostgreSQL 15; roles as kora serve processes; client on a 2-thread runtime",
         server_version().await
     );
     let (seq_p50, seq_p99, inflight_rate) = raw::raw(NATS, &tag, 1).await;
