@@ -219,11 +219,22 @@ impl Broker for JetStreamBroker {
             },
             ..Default::default()
         };
-        // An existing durable keeps its settings: change them by deleting it first.
-        s.get_or_create_consumer(&cfg.durable, c)
-            .await
-            .map_err(|e| Error::Config(format!("consumer {} on {stream}: {e}", cfg.durable)))?;
-        Ok(())
+        // Create, or update an existing durable's editable settings (ack wait, max deliveries,
+        // ...). A change the server cannot apply in place (the deliver policy, say) keeps the
+        // existing consumer, with a warning: delete it to change those.
+        match s.create_consumer(c.clone()).await {
+            Ok(_) => Ok(()),
+            Err(update) => match s.get_or_create_consumer(&cfg.durable, c).await {
+                Ok(_) => {
+                    tracing::warn!(consumer = %cfg.durable, %stream, error = %update, "the consumer's new settings could not be applied; it keeps its old ones (delete it to change them)");
+                    Ok(())
+                }
+                Err(e) => Err(Error::Config(format!(
+                    "consumer {} on {stream}: {e}",
+                    cfg.durable
+                ))),
+            },
+        }
     }
 
     async fn publish(&self, msg: Outbound) -> Result<PublishAck> {

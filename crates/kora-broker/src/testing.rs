@@ -119,6 +119,33 @@ pub async fn redelivery_after_ack_wait(b: &dyn Broker, ns: &str) {
     again[0].ack().await.unwrap();
 }
 
+/// Ensuring an existing consumer again applies its new settings (an operator lowering the ack
+/// wait sees it take effect without deleting the consumer).
+pub async fn consumer_settings_update(b: &dyn Broker, ns: &str) {
+    let s = wq(ns, "cu");
+    b.ensure_stream(&s).await.unwrap();
+    b.ensure_consumer(&s.name, &consumer("w", 30_000, 0))
+        .await
+        .unwrap();
+    b.ensure_consumer(&s.name, &consumer("w", 300, 0))
+        .await
+        .unwrap();
+    b.publish(Outbound::new(format!("{ns}.cu.x"), "t"))
+        .await
+        .unwrap();
+    let c = b.consumer(&s.name, "w").await.unwrap();
+    let first = c.fetch(1, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    drop(first);
+    let again = c.fetch(1, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "redelivered after the updated 300 ms ack wait"
+    );
+    again[0].ack().await.unwrap();
+}
+
 /// `nak(delay)` redelivers no sooner than the delay; `progress` holds a delivery past ack-wait.
 pub async fn nak_delay_and_progress(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "nk");
@@ -317,7 +344,28 @@ pub async fn publish_many_large_batch(b: &dyn Broker, ns: &str) {
 }
 
 /// Runs the whole contract.
+/// Calls `$m!(check, check, ...)` with every contract check, so each broker's test file lists
+/// them through this one list: `kora_broker::contract_checks!(contract);`.
+#[macro_export]
+macro_rules! contract_checks {
+    ($m:ident) => {
+        $m!(
+            publish_fetch_ack,
+            dedup_by_message_id,
+            redelivery_after_ack_wait,
+            consumer_settings_update,
+            nak_delay_and_progress,
+            term_stops_redelivery,
+            max_deliveries_then_replay,
+            competing_consumers_share_work,
+            limits_stream_keeps_messages,
+            publish_many_large_batch
+        );
+    };
+}
+
 pub async fn run_all(b: &dyn Broker, ns: &str) {
+    consumer_settings_update(b, ns).await;
     publish_fetch_ack(b, &format!("{ns}a")).await;
     dedup_by_message_id(b, &format!("{ns}b")).await;
     redelivery_after_ack_wait(b, &format!("{ns}c")).await;

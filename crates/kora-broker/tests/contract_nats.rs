@@ -107,14 +107,4 @@ macro_rules! contract {
     };
 }
 
-contract!(
-    publish_fetch_ack,
-    dedup_by_message_id,
-    redelivery_after_ack_wait,
-    nak_delay_and_progress,
-    term_stops_redelivery,
-    max_deliveries_then_replay,
-    competing_consumers_share_work,
-    limits_stream_keeps_messages,
-    publish_many_large_batch
-);
+kora_broker::contract_checks!(contract);
