@@ -357,3 +357,73 @@ async fn oversized_inputs_and_outputs_fail_the_node_not_the_engine() {
     );
     engine.shutdown().await;
 }
+
+/// A node failing retryably succeeds on its third attempt: every attempt is in the ledger with
+/// its error, each retry came no sooner than the policy's delay (200 ms, then 400 ms; no jitter)
+/// and not much later, and upstream nodes ran once. A permanent failure is not retried.
+#[tokio::test]
+async fn flaky_node_is_retried_within_its_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let cfg = EngineConfig {
+        store: format!("sqlite:{}", path.display()),
+        ..engine_config(std::path::Path::new("."))
+    };
+    let engine = Engine::start(cfg).await.unwrap();
+    let retry =
+        json!({"max_attempts": 5, "initial_delay_ms": 200, "multiplier": 2.0, "jitter": false});
+    let wf = spec(json!({"kora": 1, "nodes": [
+        {"id": "up", "type": "NoOpNode", "config": {"data": 1}},
+        {"id": "flaky", "type": "FailNode", "config": {"succeed_on_attempt": 3, "retryable": true}, "retry": retry},
+        {"id": "broken", "type": "FailNode", "config": {"retryable": false}, "retry": retry}],
+        "connections": [
+            {"source": "up", "output": "data", "target": "flaky", "input": "data"},
+            {"source": "up", "output": "data", "target": "broken", "input": "data"}]}));
+    let r = tokio::time::timeout(Duration::from_secs(30), engine.run(wf, Map::new()))
+        .await
+        .expect("finishes")
+        .unwrap();
+    engine.shutdown().await;
+    assert!(r.succeeded(), "{:?}", r.error);
+    assert_eq!(r.results["broken"]["failed"], json!(true), "a failed leaf");
+    let store: Arc<dyn kora_store::Store> = kora_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let attempts = store.attempts(&r.run_id).await.unwrap();
+    let of = |node: &str| -> Vec<&kora_store::AttemptRecord> {
+        let mut v: Vec<_> = attempts.iter().filter(|a| a.node_id == node).collect();
+        v.sort_by_key(|a| a.attempt);
+        v
+    };
+    assert_eq!(of("up").len(), 1, "upstream ran once");
+    assert_eq!(of("broken").len(), 1, "a permanent error is not retried");
+    let flaky = of("flaky");
+    let statuses: Vec<_> = flaky.iter().map(|a| (a.attempt, a.status)).collect();
+    use kora_store::AttemptStatus::{Failed, Succeeded};
+    assert_eq!(statuses, [(1, Failed), (2, Failed), (3, Succeeded)]);
+    for a in &flaky[..2] {
+        assert!(
+            a.error.as_deref().unwrap_or("").contains("FailNode failed"),
+            "each failed attempt keeps its error: {:?}",
+            a.error
+        );
+    }
+    for (i, want) in [(1, 200), (2, 400)] {
+        let gap = flaky[i].finished_ms.unwrap() - flaky[i - 1].finished_ms.unwrap();
+        assert!(
+            (want..want + 1500).contains(&gap),
+            "attempt {} finished {gap} ms after attempt {}; the delay is {want} ms",
+            i + 1,
+            i
+        );
+    }
+    let retrying: Vec<_> = store
+        .events(&r.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kora_model::wire::EventKind::NodeRetrying)
+        .map(|e| e.detail.unwrap()["delay_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(retrying, [200, 400]);
+}

@@ -520,13 +520,25 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 .map(|s| s.nodes.iter().map(|n| n.id.clone()).collect())
                 .unwrap_or_default();
             let results = store.results(&run_id, &ids).await?;
+            let attempts = store.attempts(&run_id).await?;
             if format == Format::Json {
+                let attempts: Vec<serde_json::Value> = attempts
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "node_id": a.node_id, "iteration": a.iteration, "attempt": a.attempt,
+                            "status": a.status.as_str(), "error": a.error, "error_type": a.error_type,
+                            "worker_id": a.worker_id, "dispatched_ms": a.dispatched_ms,
+                            "finished_ms": a.finished_ms,
+                        })
+                    })
+                    .collect();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "run_id": rec.run_id, "status": rec.status.as_str(), "workflow": rec.workflow_name,
                         "error": rec.error, "error_node": rec.error_node, "created_ms": rec.created_ms,
-                        "finished_ms": rec.finished_ms, "results": results,
+                        "finished_ms": rec.finished_ms, "results": results, "attempts": attempts,
                     }))?
                 );
             } else {
@@ -540,6 +552,27 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     println!("error: {e}");
                 }
                 print!("{}", output::results_table(&results, 100));
+                // Every attempt of the nodes that failed or were retried, with its error.
+                let notable: Vec<&kora_store::AttemptRecord> = attempts
+                    .iter()
+                    .filter(|a| a.attempt > 1 || a.status == kora_store::AttemptStatus::Failed)
+                    .collect();
+                if !notable.is_empty() {
+                    println!("attempts that failed or were retried:");
+                    for a in notable {
+                        println!(
+                            "  {} (iteration {}) attempt {}: {}{}",
+                            a.node_id,
+                            a.iteration,
+                            a.attempt,
+                            a.status.as_str(),
+                            a.error
+                                .as_ref()
+                                .map(|e| format!(" - {e}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

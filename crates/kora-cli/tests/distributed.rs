@@ -873,3 +873,100 @@ async fn scheduler_crash_after_admitting_loses_and_duplicates_nothing() {
     store.close().await;
     d.finish().await;
 }
+
+/// Retries on real roles: a node failing retryably succeeds on its third attempt, each retry
+/// no sooner than its delay; the coordinator that scheduled the first retry is killed -9
+/// before sending it, and the next coordinator's sweeper sends it once due. Upstream ran once.
+#[tokio::test]
+async fn retries_follow_the_policy_and_survive_a_coordinator_crash() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("scheduler,worker", &[]);
+    let first = d.serve("coordinator", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("flaky.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "up", "type": "NoOpNode", "config": {"data": 1}},
+            {"id": "flaky", "type": "FailNode", "config": {"succeed_on_attempt": 3, "retryable": true},
+             "retry": {"max_attempts": 4, "initial_delay_ms": 1500, "multiplier": 2.0, "jitter": false}}],
+            "connections": [{"source": "up", "output": "data", "target": "flaky", "input": "data"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = d.kora(&["submit", wf.to_str().unwrap()]);
+    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    // Wait until the first retry is scheduled (its attempt row exists), then kill the
+    // coordinator holding it before its 1.5 s delay is over.
+    let started = Instant::now();
+    loop {
+        let rows = store.attempts(&run_id).await.unwrap();
+        if rows.iter().any(|a| a.node_id == "flaky" && a.attempt == 2) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no retry scheduled: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.procs[first].kill().unwrap();
+    d.procs[first].wait().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    d.serve("coordinator", &["--metrics-addr", &metrics_addr]);
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let (_, metrics) = http_get(&metrics_addr, "/metrics");
+    assert!(
+        metrics.contains("kora_tasks_republished_total 1\n"),
+        "the new coordinator's sweeper sent the lost retry:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("kora_tasks_retried_total 1\n"),
+        "and scheduled the second retry itself:\n{metrics}"
+    );
+    let attempts = store.attempts(&run_id).await.unwrap();
+    let of = |node: &str| -> Vec<&kora_store::AttemptRecord> {
+        let mut v: Vec<_> = attempts.iter().filter(|a| a.node_id == node).collect();
+        v.sort_by_key(|a| a.attempt);
+        v
+    };
+    assert_eq!(of("up").len(), 1, "upstream ran once: {attempts:?}");
+    let flaky = of("flaky");
+    use kora_store::AttemptStatus::{Failed, Succeeded};
+    let statuses: Vec<_> = flaky.iter().map(|a| (a.attempt, a.status)).collect();
+    assert_eq!(statuses, [(1, Failed), (2, Failed), (3, Succeeded)]);
+    let gap = |i: usize| flaky[i].finished_ms.unwrap() - flaky[i - 1].finished_ms.unwrap();
+    // The crashed coordinator's retry is re-sent by the sweeper: no sooner than its delay.
+    assert!(
+        gap(1) >= 1500,
+        "attempt 2 came {} ms after attempt 1",
+        gap(1)
+    );
+    // The second is the new coordinator's own: its 3 s delay, give or take scheduling.
+    assert!(
+        (3000..5000).contains(&gap(2)),
+        "attempt 3 came {} ms after attempt 2",
+        gap(2)
+    );
+    store.close().await;
+    d.finish().await;
+}

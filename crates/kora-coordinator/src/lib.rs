@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kora_broker::topology::dead_letter;
 use kora_broker::{Broker, Delivery, Outbound};
-use kora_model::plan::{Action, Outcome, RunOutcome, RunState};
+use kora_model::plan::{Action, Outcome, Rejected, RunOutcome, RunState};
 use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
 use kora_model::wire::{
     self, Admission, EventKind, NodeResult, NodeTask, RunEvent, TaskOutcome, WIRE_VERSION,
@@ -75,6 +75,49 @@ struct ActiveRun {
     /// Outcomes recorded in the ledger that this state has seen: what a batch expects, so a
     /// coordinator whose state is stale (another one moved the run on) is refused and rebuilds.
     outcomes: u64,
+    /// The current attempt of `(node, iteration)` where it is past the first (retries).
+    attempts: HashMap<(usize, u32), u32>,
+}
+
+impl ActiveRun {
+    fn attempt_of(&self, node: usize, iteration: u32) -> u32 {
+        self.attempts.get(&(node, iteration)).copied().unwrap_or(1)
+    }
+
+    /// Whether a result from `attempt` of `node`'s `iteration` would be applied now.
+    fn accepts(&self, node: usize, iteration: u32, attempt: u32) -> Result<(), Rejected> {
+        self.state.accepts(node, iteration)?;
+        let current = self.attempt_of(node, iteration);
+        if attempt == current {
+            Ok(())
+        } else {
+            Err(Rejected::StaleAttempt {
+                got: attempt,
+                current,
+            })
+        }
+    }
+}
+
+/// A retry waiting for its delay: `(due_ms, run_id, node, iteration, attempt)`.
+type DueRetry = std::cmp::Reverse<(u64, String, usize, u32, u32)>;
+
+/// The delay before `next_attempt` (2 or more) under `policy`, through `backon`'s exponential
+/// backoff (jitter adds up to the delay again).
+fn retry_delay(policy: &kora_model::RetryPolicy, next_attempt: u32) -> Duration {
+    use backon::BackoffBuilder;
+    let mut b = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(policy.initial_delay_ms))
+        .with_max_delay(Duration::from_millis(policy.max_delay_ms))
+        .with_factor(policy.multiplier as f32)
+        .with_max_times(usize::MAX);
+    if policy.jitter {
+        b = b.with_jitter();
+    }
+    let nth = usize::try_from(next_attempt.saturating_sub(2)).unwrap_or(0);
+    b.build()
+        .nth(nth)
+        .unwrap_or(Duration::from_millis(policy.max_delay_ms))
 }
 
 /// Runs the coordinator until `shutdown` is cancelled.
@@ -110,14 +153,26 @@ pub async fn run(
         metrics,
         runs: HashMap::new(),
         outbox: outbox_tx,
+        retries: std::collections::BinaryHeap::new(),
     };
     let mut backoff = Duration::from_millis(50);
     // The first tick is immediate: after a crash, lost publishes are re-sent at start-up.
     let mut sweep = tokio::time::interval(c.cfg.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let next_retry = c.retries.peek().map(|std::cmp::Reverse((due, ..))| *due);
+        let retry_at = next_retry.map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            |due| tokio::time::Instant::now() + Duration::from_millis(due.saturating_sub(now_ms())),
+        );
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(retry_at), if next_retry.is_some() => {
+                if let Err(e) = c.send_due_retries().await {
+                    warn!(error = %e, "cannot send due retries; the sweeper will");
+                }
+                continue;
+            }
             _ = sweep.tick() => {
                 if let Err(e) = c.sweep().await {
                     warn!(error = %e, "outbox sweep failed; it will run again");
@@ -209,6 +264,9 @@ struct Coordinator {
     runs: HashMap<String, ActiveRun>,
     /// Committed batches on their way to the broker.
     outbox: tokio::sync::mpsc::Sender<Published>,
+    /// Retries scheduled by this coordinator, earliest first. A retry lost with this process
+    /// (a crash) is re-sent by any coordinator's outbox sweeper once it is due.
+    retries: std::collections::BinaryHeap<DueRetry>,
 }
 
 /// What one batch produces: ledger writes, then messages to publish after the commit.
@@ -468,6 +526,7 @@ impl Coordinator {
                     run_id: run_id.clone(),
                     event_seq: 0,
                     outcomes: 0,
+                    attempts: HashMap::new(),
                 };
                 run.event_seq += 1;
                 p.batch.events.push(event(
@@ -490,7 +549,7 @@ impl Coordinator {
         }
     }
 
-    async fn on_result(&mut self, r: NodeResult, p: &mut Pending) -> Result<(), Refusal> {
+    async fn on_result(&mut self, mut r: NodeResult, p: &mut Pending) -> Result<(), Refusal> {
         let now = now_ms();
         let from_cache = self.runs.contains_key(&r.run_id);
         if !from_cache {
@@ -519,7 +578,16 @@ impl Coordinator {
                 r.node_id, r.run_id
             )));
         };
-        let (outcome, status, output, error, error_type) = match r.outcome {
+        let retryable = matches!(
+            r.outcome,
+            TaskOutcome::Failure {
+                retryable: true,
+                ..
+            }
+        );
+        let reported =
+            std::mem::replace(&mut r.outcome, TaskOutcome::Success { output: Map::new() });
+        let (outcome, status, output, error, error_type) = match reported {
             TaskOutcome::Success { output } => {
                 let v = Value::Object(output.clone());
                 (
@@ -543,8 +611,8 @@ impl Coordinator {
                 Some(error_type),
             ),
         };
-        let mut applied = run.state.on_result(node, r.iteration, outcome.clone(), now);
-        if applied.is_err() && from_cache && !p.expected.contains(&r.run_id) {
+        let mut verdict = run.accepts(node, r.iteration, r.attempt);
+        if verdict.is_err() && from_cache && !p.expected.contains(&r.run_id) {
             // A cached state may be stale (another coordinator moved the run on), and a stale
             // state would wrongly fence a real result. Decide on the ledger's state instead: a
             // result's task was published only after its dispatch was committed, so a fresh
@@ -556,7 +624,7 @@ impl Coordinator {
             {
                 Some(fresh) => {
                     run = fresh;
-                    applied = run.state.on_result(node, r.iteration, outcome, now);
+                    verdict = run.accepts(node, r.iteration, r.attempt);
                 }
                 None => {
                     self.metrics.results_fenced.inc();
@@ -564,6 +632,17 @@ impl Coordinator {
                 }
             }
         }
+        let wf = Arc::clone(run.state.workflow());
+        let policy = wf.spec.retry_policy(&wf.spec.nodes[node]);
+        if verdict.is_ok()
+            && status == AttemptStatus::Failed
+            && policy.retries(r.attempt, retryable)
+        {
+            self.schedule_retry(&mut run, node, &r, error, error_type, &policy, now, p);
+            self.runs.insert(r.run_id, run);
+            return Ok(());
+        }
+        let applied = verdict.and_then(|()| run.state.on_result(node, r.iteration, outcome, now));
         match applied {
             Err(rejected) => {
                 self.metrics.results_fenced.inc();
@@ -615,6 +694,143 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Records a failed attempt that will be retried, and the next attempt, due after the
+    /// policy's delay. The planner is not told: the node stays running.
+    #[allow(clippy::too_many_arguments)]
+    fn schedule_retry(
+        &mut self,
+        run: &mut ActiveRun,
+        node: usize,
+        r: &NodeResult,
+        error: Option<String>,
+        error_type: Option<String>,
+        policy: &kora_model::RetryPolicy,
+        now: u64,
+        p: &mut Pending,
+    ) {
+        let next = r.attempt + 1;
+        let delay = retry_delay(policy, next);
+        let due = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.metrics.results_recorded.inc();
+        self.metrics.tasks_retried.inc();
+        p.expect(run);
+        run.outcomes += 1;
+        p.batch.outcomes.push(AttemptUpdate {
+            run_id: r.run_id.clone(),
+            node_id: r.node_id.clone(),
+            iteration: r.iteration,
+            attempt: r.attempt,
+            status: AttemptStatus::Failed,
+            output: None,
+            error: error.clone(),
+            error_type: error_type.clone(),
+            worker_id: Some(r.worker_id.clone()),
+            at_ms: now,
+        });
+        let wf = Arc::clone(run.state.workflow());
+        // The next attempt's row is written now, dated when it is due: the outbox sweeper
+        // re-sends it if this coordinator dies before sending it.
+        p.batch.new_attempts.push(NewAttempt {
+            run_id: r.run_id.clone(),
+            node_id: r.node_id.clone(),
+            iteration: r.iteration,
+            attempt: next,
+            node_type: wf.spec.nodes[node].node_type.clone(),
+            status: AttemptStatus::Dispatched,
+            at_ms: due,
+        });
+        run.attempts.insert((node, r.iteration), next);
+        run.event_seq += 1;
+        let detail = serde_json::json!({
+            "error": error,
+            "error_type": error_type,
+            "next_attempt": next,
+            "delay_ms": due - now,
+        });
+        let mut e = event(
+            &r.run_id,
+            run.event_seq,
+            EventKind::NodeRetrying,
+            Some(&r.node_id),
+            r.attempt,
+            now,
+            Some(detail),
+        );
+        e.iteration = r.iteration;
+        p.batch.events.push(e);
+        p.publish
+            .push(event_msg(&self.subjects, p.batch.events.last()));
+        p.touched.push(r.run_id.clone());
+        info!(run_id = %r.run_id, node_id = %r.node_id, attempt = r.attempt, next_attempt = next, delay_ms = due - now, "node attempt failed; retry scheduled");
+        self.retries.push(std::cmp::Reverse((
+            due,
+            r.run_id.clone(),
+            node,
+            r.iteration,
+            next,
+        )));
+    }
+
+    /// Sends the retries whose delay has passed (each still current: the run may have ended or
+    /// moved on meanwhile), through the outbox publisher.
+    async fn send_due_retries(&mut self) -> Result<(), Error> {
+        let now = now_ms();
+        let mut job = Published {
+            publish: Vec::new(),
+            task_keys: Vec::new(),
+        };
+        while let Some(std::cmp::Reverse((due, ..))) = self.retries.peek() {
+            if *due > now {
+                break;
+            }
+            let Some(std::cmp::Reverse((_, run_id, node, iteration, attempt))) = self.retries.pop()
+            else {
+                break;
+            };
+            if !self.runs.contains_key(&run_id) {
+                match self.rebuild(&run_id).await? {
+                    Some(run) => {
+                        self.runs.insert(run_id.clone(), run);
+                    }
+                    None => continue,
+                }
+            }
+            let Some(run) = self.runs.get(&run_id) else {
+                continue;
+            };
+            if run.accepts(node, iteration, attempt).is_err() {
+                continue;
+            }
+            let Some((it, inputs)) = run.state.running_inputs(node) else {
+                continue;
+            };
+            let wf = Arc::clone(run.state.workflow());
+            let spec = &wf.spec.nodes[node];
+            match self.task_message(&run_id, spec, it, attempt, inputs) {
+                Ok(msg) => {
+                    job.task_keys.push((
+                        job.publish.len(),
+                        AttemptKey {
+                            run_id: run_id.clone(),
+                            node_id: spec.id.clone(),
+                            iteration: it,
+                            attempt,
+                        },
+                    ));
+                    job.publish.push(msg);
+                    self.metrics.tasks_dispatched.inc();
+                }
+                Err((kind, e)) => {
+                    warn!(%run_id, node_id = %spec.id, kind, error = %e, "cannot send a retry")
+                }
+            }
+        }
+        if !job.publish.is_empty() && self.outbox.send(job).await.is_err() {
+            warn!("the outbox publisher has stopped; the sweeper will re-send these retries");
+        }
+        Ok(())
+    }
+
     /// Rebuilds a run's planner state from the ledger by replaying its outcomes in order.
     async fn rebuild(&self, run_id: &str) -> Result<Option<ActiveRun>, Error> {
         let Some(rec) = self.store.run(run_id).await? else {
@@ -634,7 +850,16 @@ impl Coordinator {
         let mut state = RunState::new(compiled, &rec.params).keep_leaf_outputs(false);
         state.start(rec.created_ms);
         let mut recorded = 0;
-        for a in self.store.attempts(run_id).await? {
+        let rows = self.store.attempts(run_id).await?;
+        // The latest attempt of each (node, iteration): earlier failed ones were retried.
+        let mut attempts: HashMap<(usize, u32), u32> = HashMap::new();
+        for a in &rows {
+            if let Some(&node) = state.workflow().index.get(&a.node_id) {
+                let e = attempts.entry((node, a.iteration)).or_insert(1);
+                *e = (*e).max(a.attempt);
+            }
+        }
+        for a in rows {
             if a.seq.is_none() {
                 continue;
             }
@@ -642,6 +867,12 @@ impl Coordinator {
             let Some(&node) = state.workflow().index.get(&a.node_id) else {
                 continue;
             };
+            if attempts
+                .get(&(node, a.iteration))
+                .is_some_and(|&latest| latest > a.attempt)
+            {
+                continue;
+            }
             let outcome = match a.status {
                 AttemptStatus::Succeeded => Outcome::Success(
                     a.output
@@ -670,11 +901,13 @@ impl Coordinator {
             .max()
             .unwrap_or(0);
         info!(%run_id, "run state rebuilt from the ledger");
+        attempts.retain(|_, a| *a > 1);
         Ok(Some(ActiveRun {
             state,
             run_id: run_id.to_string(),
             event_seq,
             outcomes: recorded,
+            attempts,
         }))
     }
 
@@ -749,7 +982,7 @@ impl Coordinator {
                 let Some((iteration, inputs)) = run.state.running_inputs(node) else {
                     continue;
                 };
-                if iteration != k.iteration {
+                if iteration != k.iteration || run.attempt_of(node, iteration) != k.attempt {
                     continue;
                 }
                 if let Ok(msg) = self.task_message(
@@ -994,4 +1227,47 @@ fn event_msg(subjects: &Subjects, e: Option<&RunEvent>) -> Outbound {
         payload,
     )
     .msg_id(format!("event:{}", e.event_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(jitter: bool) -> kora_model::RetryPolicy {
+        kora_model::RetryPolicy {
+            max_attempts: 10,
+            initial_delay_ms: 100,
+            max_delay_ms: 1_000,
+            multiplier: 3.0,
+            jitter,
+            retry_permanent: false,
+        }
+    }
+
+    #[test]
+    fn retry_delays_grow_by_the_multiplier_up_to_the_cap() {
+        let p = policy(false);
+        let ms: Vec<u128> = (2..=6).map(|a| retry_delay(&p, a).as_millis()).collect();
+        assert_eq!(ms, [100, 300, 900, 1_000, 1_000]);
+    }
+
+    #[test]
+    fn jitter_stays_between_the_delay_and_twice_it() {
+        let p = policy(true);
+        for _ in 0..200 {
+            let d = retry_delay(&p, 3).as_millis();
+            assert!((300..600).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn only_retryable_errors_are_retried_unless_asked() {
+        let mut p = policy(false);
+        p.max_attempts = 3;
+        assert!(p.retries(1, true) && p.retries(2, true));
+        assert!(!p.retries(3, true), "the last attempt is final");
+        assert!(!p.retries(1, false));
+        p.retry_permanent = true;
+        assert!(p.retries(1, false));
+    }
 }

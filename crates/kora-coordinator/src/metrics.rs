@@ -35,6 +35,8 @@ pub struct Metrics {
     pub ledger_conflicts: Counter,
     /// Tasks re-sent by the outbox sweeper after a crash between commit and publish.
     pub tasks_republished: Counter,
+    /// Failed attempts given another attempt under their node's retry policy.
+    pub tasks_retried: Counter,
     /// Ledger transactions, the messages they carried and the time they took: the mean batch
     /// size and commit latency are `messages / commits` and `commit_micros / commits`.
     pub ledger_commits: Counter,
@@ -45,7 +47,7 @@ pub struct Metrics {
 impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 10] = [
+        let rows: [(&str, &str, &Counter); 11] = [
             (
                 "kora_runs_started_total",
                 "Runs admitted and started.",
@@ -95,6 +97,11 @@ impl Metrics {
                 "kora_tasks_republished_total",
                 "Tasks re-sent by the outbox sweeper after a crash between commit and publish.",
                 &self.tasks_republished,
+            ),
+            (
+                "kora_tasks_retried_total",
+                "Failed node attempts retried under their retry policy.",
+                &self.tasks_retried,
             ),
         ];
         let mut out = String::new();

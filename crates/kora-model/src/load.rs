@@ -144,12 +144,12 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
         }
     }
     if shape == Shape::Kora {
-        match serde_json::from_value::<WorkflowSpec>(doc.clone()) {
+        match serde_path_to_error::deserialize::<_, WorkflowSpec>(doc.clone()) {
             Ok(s) => return Ok((s, shape)),
             Err(e) => {
                 return Err(vec![err(
-                    "document",
-                    format!("not a valid Kora workflow: {e}"),
+                    kora_location(doc, &e.path().to_string()),
+                    e.into_inner().to_string(),
                 )]);
             }
         }
@@ -186,6 +186,30 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
         Ok((spec, shape))
     } else {
         Err(errors)
+    }
+}
+
+/// Where in a Kora document a field failed, naming the node by id: `nodes[1].retry` becomes
+/// `node 'store', field 'retry'`.
+fn kora_location(doc: &Value, path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("nodes[")
+        && let Some((index, field)) = rest.split_once(']')
+        && let Ok(i) = index.parse::<usize>()
+    {
+        let id = doc["nodes"][i]["id"]
+            .as_str()
+            .map_or_else(|| format!("nodes[{i}]"), |id| format!("node '{id}'"));
+        let field = field.trim_start_matches('.');
+        return if field.is_empty() {
+            id
+        } else {
+            format!("{id}, field '{field}'")
+        };
+    }
+    if path.is_empty() || path == "." {
+        "document".into()
+    } else {
+        format!("field '{path}'")
     }
 }
 
@@ -307,10 +331,22 @@ fn load_node(id: String, obj: &Map, at: &str, errors: &mut Vec<LoadError>) -> Op
             )),
         }
     }
+    // Kora's extension to every shape: a node's retry policy.
+    let retry = match obj.get("retry") {
+        None | Some(Value::Null) => None,
+        Some(v) => match serde_json::from_value::<crate::spec::RetryPolicy>(v.clone()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(err(format!("node '{id}', field 'retry'"), e.to_string()));
+                None
+            }
+        },
+    };
     Some(NodeSpec {
         id,
         node_type,
         config,
+        retry,
     })
 }
 

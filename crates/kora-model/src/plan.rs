@@ -81,6 +81,8 @@ pub enum Rejected {
     StaleIteration { got: u32, current: u32 },
     #[error("the run is already finished")]
     RunFinished,
+    #[error("the result is from attempt {got}, the node is at attempt {current}")]
+    StaleAttempt { got: u32, current: u32 },
 }
 
 /// The live state of one run.
@@ -180,13 +182,8 @@ impl RunState {
     }
 
     /// Applies a worker's result for `node` at `iteration`.
-    pub fn on_result(
-        &mut self,
-        node: NodeIdx,
-        iteration: u32,
-        outcome: Outcome,
-        now_ms: u64,
-    ) -> Result<Vec<Action>, Rejected> {
+    /// Whether a result for `node`'s `iteration` would be applied now (nothing changes).
+    pub fn accepts(&self, node: NodeIdx, iteration: u32) -> Result<(), Rejected> {
         if self.outcome.is_some() {
             return Err(Rejected::RunFinished);
         }
@@ -200,6 +197,17 @@ impl RunState {
                 current,
             });
         }
+        Ok(())
+    }
+
+    pub fn on_result(
+        &mut self,
+        node: NodeIdx,
+        iteration: u32,
+        outcome: Outcome,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, Rejected> {
+        self.accepts(node, iteration)?;
         let mut actions = Vec::new();
         let id = &self.wf.ids[node];
         match outcome {

@@ -29,10 +29,112 @@ pub struct WorkflowSpec {
     pub connections: Vec<Connection>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cycles: Vec<CycleSpec>,
+    /// The retry policy of every node that names none (Kora's canonical form only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// How a failed node attempt is retried. A node's errors are *retryable* (a lost worker, a
+/// crashed interpreter, a timeout, a connection refused) or *permanent* (an exception in user
+/// code, bad configuration); node types classify their own. Only retryable errors are retried
+/// unless `retry_permanent` is set. Delays grow from `initial_delay_ms` by `multiplier` up to
+/// `max_delay_ms`; with `jitter` each delay is drawn at random up to twice its value, so
+/// retries of many nodes do not arrive together. Delays are kept by the coordinator: a worker is
+/// never blocked by a retry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included: 1 never retries.
+    #[serde(default = "RetryPolicy::default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "RetryPolicy::default_initial")]
+    pub initial_delay_ms: u64,
+    #[serde(default = "RetryPolicy::default_max")]
+    pub max_delay_ms: u64,
+    #[serde(default = "RetryPolicy::default_multiplier")]
+    pub multiplier: f64,
+    #[serde(default = "RetryPolicy::default_jitter")]
+    pub jitter: bool,
+    /// Retry errors the node reports as permanent too.
+    #[serde(default)]
+    pub retry_permanent: bool,
+}
+
+impl RetryPolicy {
+    fn default_attempts() -> u32 {
+        3
+    }
+    fn default_initial() -> u64 {
+        1_000
+    }
+    fn default_max() -> u64 {
+        60_000
+    }
+    fn default_multiplier() -> f64 {
+        2.0
+    }
+    fn default_jitter() -> bool {
+        true
+    }
+
+    /// Whether attempt `attempt` (1-based) that failed, retryably or not, gets another.
+    pub fn retries(&self, attempt: u32, retryable: bool) -> bool {
+        attempt < self.max_attempts && (retryable || self.retry_permanent)
+    }
+
+    /// Problems with this policy, as `(field, message)`.
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(1..=100).contains(&self.max_attempts) {
+            out.push((
+                "retry.max_attempts",
+                format!("must be between 1 and 100, found {}", self.max_attempts),
+            ));
+        }
+        if !self.multiplier.is_finite() || self.multiplier < 1.0 || self.multiplier > 100.0 {
+            out.push((
+                "retry.multiplier",
+                format!("must be between 1 and 100, found {}", self.multiplier),
+            ));
+        }
+        if self.max_delay_ms < self.initial_delay_ms {
+            out.push((
+                "retry.max_delay_ms",
+                format!(
+                    "must be at least initial_delay_ms ({}), found {}",
+                    self.initial_delay_ms, self.max_delay_ms
+                ),
+            ));
+        }
+        if self.max_delay_ms > 24 * 3600 * 1000 {
+            out.push((
+                "retry.max_delay_ms",
+                format!(
+                    "must be at most a day (86400000), found {}",
+                    self.max_delay_ms
+                ),
+            ));
+        }
+        out
+    }
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, 1 s then 2 s (with jitter), retryable errors only.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: Self::default_attempts(),
+            initial_delay_ms: Self::default_initial(),
+            max_delay_ms: Self::default_max(),
+            multiplier: Self::default_multiplier(),
+            jitter: Self::default_jitter(),
+            retry_permanent: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +144,9 @@ pub struct NodeSpec {
     pub node_type: String,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub config: Map,
+    /// This node's retry policy; else the workflow's, else [`RetryPolicy::default`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 /// One mapping pair of an edge: `source.output` (a dotted path into the source's output) feeds
@@ -72,5 +177,13 @@ pub struct CycleSpec {
 impl WorkflowSpec {
     pub fn node(&self, id: &str) -> Option<&NodeSpec> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The policy that governs `node`'s retries.
+    pub fn retry_policy<'a>(&'a self, node: &'a NodeSpec) -> std::borrow::Cow<'a, RetryPolicy> {
+        match node.retry.as_ref().or(self.retry.as_ref()) {
+            Some(p) => std::borrow::Cow::Borrowed(p),
+            None => std::borrow::Cow::Owned(RetryPolicy::default()),
+        }
     }
 }

@@ -135,7 +135,17 @@ fn compile_inner(
     let mut types: Vec<Arc<NodeTypeInfo>> = Vec::with_capacity(spec.nodes.len());
     let mut type_cache: HashMap<&str, Arc<NodeTypeInfo>> = HashMap::new();
     let mut ids = Vec::new();
+    if let Some(p) = &spec.retry {
+        for (field, message) in p.check() {
+            problems.push(problem(None, Some(field), message));
+        }
+    }
     for node in &spec.nodes {
+        if let Some(p) = &node.retry {
+            for (field, message) in p.check() {
+                problems.push(problem(Some(&node.id), Some(field), message));
+            }
+        }
         if index.contains_key(&node.id) {
             problems.push(problem(
                 Some(&node.id),

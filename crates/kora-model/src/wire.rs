@@ -110,6 +110,9 @@ pub enum EventKind {
     CycleIteration,
     RunSucceeded,
     RunFailed,
+    /// An attempt failed and another is scheduled; `detail` has the error, the next attempt
+    /// and its delay.
+    NodeRetrying,
 }
 
 impl EventKind {
@@ -131,6 +134,7 @@ impl EventKind {
             EventKind::NodeDispatched => "node_dispatched",
             EventKind::NodeSucceeded => "node_succeeded",
             EventKind::NodeFailed => "node_failed",
+            EventKind::NodeRetrying => "node_retrying",
             EventKind::NodeSkipped => "node_skipped",
             EventKind::CycleIteration => "cycle_iteration",
             EventKind::RunSucceeded => "run_succeeded",

@@ -488,7 +488,15 @@ fn file_path(node: &str, input: &Map) -> Result<String, NodeError> {
 async fn read(root: &std::path::Path, path: &str) -> Result<String, NodeError> {
     let real = confine(root, path)?;
     tokio::fs::read_to_string(&real).await.map_err(|e| {
-        NodeError::retryable("IOError", format!("cannot read {}: {e}", real.display()))
+        let msg = format!("cannot read {}: {e}", real.display());
+        // A missing or unreadable file stays so on a retry; an interrupted read may not.
+        match e.kind() {
+            std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::PermissionDenied
+            | std::io::ErrorKind::IsADirectory
+            | std::io::ErrorKind::InvalidData => NodeError::permanent("FileNotFoundError", msg),
+            _ => NodeError::retryable("IOError", msg),
+        }
     })
 }
 
