@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod conformance;
+pub mod control;
 pub mod embedded;
 pub mod http;
 pub mod input;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use kora_cli::embedded::{Engine, EngineConfig};
 use kora_cli::{client, input, output, serve};
@@ -151,6 +152,102 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Dead letters: node attempts that failed for good (no retry left, or a permanent error).
+    #[command(
+        after_help = "Examples:\n  kora dlq list --since 1h --reason permanent_error\n  kora dlq show RUN:fetch:0:1\n  kora dlq replay RUN:fetch:0:1 --set limit=10\n  kora dlq replay --all --workflow orders\n  kora dlq purge --since 30d\n\nA replay runs the node again with the inputs it had, overridden by --set/--input-file, and\nresumes its run from there: nodes that completed keep their outputs and do not run again.\nEvery replay is recorded (who, when, which new attempt): `kora dlq list --any-state`."
+    )]
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+/// Which dead letters a dlq command acts on.
+#[derive(clap::Args, Clone)]
+struct DlqFilterArgs {
+    /// Only this workflow (its name).
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Only this reason: permanent_error, retries_exhausted, TaskTooLarge, ...
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only those failed since: 30m, 12h, 7d, or epoch milliseconds.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only this run's.
+    #[arg(long, value_name = "RUN_ID")]
+    run: Option<String>,
+}
+
+impl DlqFilterArgs {
+    fn filter(&self) -> anyhow::Result<kora_store::DeadLetterFilter> {
+        Ok(kora_store::DeadLetterFilter {
+            workflow: self.workflow.clone(),
+            reason: self.reason.clone(),
+            since_ms: self
+                .since
+                .as_deref()
+                .map(|s| kora_cli::control::parse_since(s, kora_model::now_ms()))
+                .transpose()?,
+            run_id: self.run.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Open dead letters, oldest first.
+    List {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Include replayed and purged ones (with who replayed them, and when).
+        #[arg(long)]
+        any_state: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// One dead letter: its inputs, error, and every attempt of its node.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Run a dead-lettered node again (with changed inputs) and resume its run from there.
+    Replay {
+        /// The dead letter to replay; or use --all with filters.
+        id: Option<String>,
+        /// Replay every open dead letter the filters select.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Override an input of the replayed node: key=value (JSON, or else a string).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Override inputs from a JSON object in a file.
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Close dead letters without replaying them (their attempts stay in the ledger).
+    Purge {
+        /// The dead letter to purge; or use --all with filters.
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +387,7 @@ fn print_report(report: &kora_cli::embedded::RunReport, format: Format) -> anyho
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Dlq { command } => dlq(command).await,
         Command::Run {
             file,
             params,
@@ -635,6 +733,276 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     let more = if t.open_outputs { " (and others)" } else { "" };
                     println!("    out {}{more}\n", t.outputs.join(", "));
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn ms_text(ms: Option<u64>) -> String {
+    ms.map_or_else(
+        || "-".into(),
+        |m| {
+            let secs = i64::try_from(m / 1000).unwrap_or(0);
+            let days = secs.div_euclid(86_400);
+            let rem = secs.rem_euclid(86_400);
+            // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+            let z = days + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z.rem_euclid(146_097);
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let d = doy - (153 * mp + 2) / 5 + 1;
+            let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+            let y = yoe + era * 400 + i64::from(mo <= 2);
+            format!(
+                "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}Z",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60
+            )
+        },
+    )
+}
+
+fn dead_letter_json(d: &kora_store::DeadLetterRecord) -> serde_json::Value {
+    let a = &d.attempt;
+    let info = a.dead_letter.as_ref();
+    serde_json::json!({
+        "id": d.id, "workflow": d.workflow_name, "run_id": a.run_id, "run_status": d.run_status.as_str(),
+        "node_id": a.node_id, "node_type": a.node_type, "iteration": a.iteration, "attempt": a.attempt,
+        "reason": info.map(|i| i.reason.clone()), "state": info.map(|i| i.state.clone()),
+        "error": a.error, "error_type": a.error_type, "failed_ms": a.finished_ms,
+        "inputs": info.and_then(|i| i.inputs.clone()),
+        "replayed_ms": info.and_then(|i| i.replayed_ms), "replayed_by": info.and_then(|i| i.replayed_by.clone()),
+        "replay_attempt": info.and_then(|i| i.replay_attempt),
+    })
+}
+
+async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    use kora_cli::control::{Control, actor, overrides};
+    match command {
+        DlqCommand::List {
+            filter,
+            any_state,
+            limit,
+            format,
+            conn,
+        } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let mut f = filter.filter()?;
+            f.any_state = any_state;
+            f.limit = limit;
+            let list = control.dead_letters(&f).await?;
+            if format == Format::Json {
+                let rows: Vec<_> = list.iter().map(dead_letter_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("no dead letters match");
+            } else {
+                for d in &list {
+                    let info = d.attempt.dead_letter.as_ref();
+                    let state = info.map_or("", |i| i.state.as_str());
+                    let replayed = info
+                        .and_then(|i| i.replayed_by.as_ref().map(|b| (b, i.replayed_ms)))
+                        .map(|(b, at)| format!("  replayed by {b} at {}", ms_text(at)))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {}  {}  {}  {}  {}{replayed}",
+                        d.id,
+                        ms_text(d.attempt.finished_ms),
+                        if d.workflow_name.is_empty() {
+                            "-"
+                        } else {
+                            &d.workflow_name
+                        },
+                        info.map_or("", |i| i.reason.as_str()),
+                        state,
+                        d.attempt
+                            .error
+                            .as_deref()
+                            .unwrap_or("")
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    );
+                }
+                eprintln!("{} dead letter(s)", list.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { id, format, conn } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let Some((d, attempts)) = control.dead_letter(&id).await? else {
+                eprintln!("error: no dead letter {id} (`kora dlq list --any-state` lists them)");
+                return Ok(ExitCode::from(EXIT_BAD_INPUT));
+            };
+            let tries: Vec<serde_json::Value> = attempts
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "attempt": a.attempt, "status": a.status.as_str(), "error": a.error,
+                        "error_type": a.error_type, "worker_id": a.worker_id,
+                        "dispatched_ms": a.dispatched_ms, "finished_ms": a.finished_ms,
+                        "overrides": a.overrides,
+                    })
+                })
+                .collect();
+            let mut v = dead_letter_json(&d);
+            v["attempts"] = serde_json::Value::Array(tries);
+            if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("dead letter {}", d.id);
+                println!(
+                    "  workflow {:?}, run {} ({})",
+                    d.workflow_name,
+                    d.attempt.run_id,
+                    d.run_status.as_str()
+                );
+                println!(
+                    "  node {} ({}), iteration {}, attempt {}",
+                    d.attempt.node_id, d.attempt.node_type, d.attempt.iteration, d.attempt.attempt
+                );
+                println!(
+                    "  reason {}, state {}",
+                    v["reason"].as_str().unwrap_or(""),
+                    v["state"].as_str().unwrap_or("")
+                );
+                println!(
+                    "  error {}: {}",
+                    d.attempt.error_type.as_deref().unwrap_or(""),
+                    d.attempt.error.as_deref().unwrap_or("")
+                );
+                println!("  inputs {}", serde_json::to_string(&v["inputs"])?);
+                if let Some(by) = v["replayed_by"].as_str() {
+                    println!(
+                        "  replayed by {by} at {} as attempt {}",
+                        ms_text(v["replayed_ms"].as_u64()),
+                        v["replay_attempt"]
+                    );
+                }
+                println!("  attempts of this node:");
+                for a in &attempts {
+                    println!(
+                        "    {}  {}  {}{}{}",
+                        a.attempt,
+                        a.status.as_str(),
+                        ms_text(a.finished_ms.or(Some(a.dispatched_ms))),
+                        a.error
+                            .as_ref()
+                            .map(|e| format!("  {e}"))
+                            .unwrap_or_default(),
+                        a.overrides
+                            .as_ref()
+                            .map(|o| format!(
+                                "  overrides {}",
+                                serde_json::Value::Object(o.clone())
+                            ))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay {
+            id,
+            all,
+            filter,
+            sets,
+            input_file,
+            conn,
+        } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let inputs = overrides(&sets, input_file.as_deref())?;
+            let who = actor();
+            let ids: Vec<String> = match (id, all) {
+                (Some(id), false) => vec![id],
+                (None, true) => control
+                    .dead_letters(&filter.filter()?)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.id)
+                    .collect(),
+                _ => anyhow::bail!("name one dead letter ID, or use --all with filters (not both)"),
+            };
+            let total = ids.len();
+            let mut failed = 0;
+            for (i, id) in ids.iter().enumerate() {
+                match control.replay(id, inputs.clone(), &who).await {
+                    Ok(out) => {
+                        println!(
+                            "replayed {id}: run {} resumes with {} attempt {}{}",
+                            out.run_id,
+                            out.node_id,
+                            out.attempt,
+                            if out.redispatched.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    " (and {} in-flight node(s) sent again)",
+                                    out.redispatched.len()
+                                )
+                            }
+                        );
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {e:#}");
+                    }
+                }
+                if total > 1 {
+                    let width = 30;
+                    let done = (i + 1) * width / total;
+                    eprintln!(
+                        "[{}{}] {}/{total}",
+                        "#".repeat(done),
+                        "-".repeat(width - done),
+                        i + 1
+                    );
+                }
+            }
+            if total == 0 {
+                println!("no dead letters match");
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        DlqCommand::Purge {
+            id,
+            all,
+            filter,
+            conn,
+        } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let mut f = filter.filter()?;
+            match (id, all) {
+                (Some(id), false) => {
+                    let key = kora_store::parse_dead_letter_id(&id)
+                        .with_context(|| format!("{id:?} is not a dead-letter id"))?;
+                    f.run_id = Some(key.run_id.clone());
+                    let n = control.dead_letters(&f).await?;
+                    anyhow::ensure!(n.iter().any(|d| d.id == id), "no open dead letter {id}");
+                    // Purge exactly this one: narrow by run, then confirm the count.
+                    let others: Vec<_> = n.into_iter().filter(|d| d.id != id).collect();
+                    anyhow::ensure!(
+                        others.is_empty(),
+                        "run {} has other open dead letters; purge them with --all --run {}",
+                        key.run_id,
+                        key.run_id
+                    );
+                    let purged = control.purge(&f).await?;
+                    println!("purged {purged} dead letter(s)");
+                }
+                (None, true) => {
+                    let purged = control.purge(&f).await?;
+                    println!("purged {purged} dead letter(s)");
+                }
+                _ => anyhow::bail!("name one dead letter ID, or use --all with filters (not both)"),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -970,3 +970,109 @@ async fn retries_follow_the_policy_and_survive_a_coordinator_crash() {
     store.close().await;
     d.finish().await;
 }
+
+/// The operator loop for a poison input: a node fails permanently (division by zero), is
+/// dead-lettered with its inputs, and its run fails. `kora dlq list` and `show` present it;
+/// `kora dlq replay ID --set divisor=5` runs it again with the input fixed; the run resumes and
+/// succeeds. The upstream node ran exactly once (an execution log counts), the replay is in
+/// the audit trail, and a second replay is refused.
+#[tokio::test]
+async fn dead_letter_replayed_with_a_fixed_input_resumes_the_run() {
+    let Some(mut d) = Deployment::new(&[("KORA_ACTOR", "ops-test")]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("executions.log");
+    let logline = |name: &str| {
+        format!(
+            "open({:?}, 'a').write('{name}\\n')\n",
+            log.display().to_string()
+        )
+    };
+    let wf = dir.path().join("divide.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "name": "divide", "nodes": [
+            {"id": "up", "type": "PythonCodeNode", "config": {"code": format!("{}result = 10", logline("up"))}},
+            {"id": "divide", "type": "PythonCodeNode",
+             "config": {"code": format!("{}result = 100 / (x - divisor)", logline("divide")), "divisor": 10}},
+            {"id": "after", "type": "PythonCodeNode", "config": {"code": format!("{}result = y + 1", logline("after"))}}],
+            "connections": [
+                {"source": "up", "output": "result", "target": "divide", "input": "x"},
+                {"source": "divide", "output": "result", "target": "after", "input": "y"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let first = d.submit_wait(&wf, None);
+    assert_eq!(first["status"], "failed", "{first}");
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+
+    let o = d.kora(&["dlq", "list", "--workflow", "divide", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(id, format!("{run_id}:divide:0:1"));
+    assert_eq!(list[0]["reason"], "permanent_error");
+    assert_eq!(list[0]["inputs"]["x"], 10, "the inputs it failed with");
+    assert!(
+        list[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("division by zero"),
+        "{}",
+        list[0]["error"]
+    );
+    let o = d.kora(&["dlq", "show", &id]);
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains("reason permanent_error") && shown.contains("ZeroDivisionError"),
+        "{shown}"
+    );
+
+    let o = d.kora(&["dlq", "replay", &id, "--set", "divisor=5"]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["results"]["divide"]["result"], 20.0);
+    assert_eq!(status["results"]["after"]["result"], 21.0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |n: &str| text.lines().filter(|l| *l == n).count();
+    assert_eq!(
+        (count("up"), count("divide"), count("after")),
+        (1, 2, 1),
+        "upstream not executed again:\n{text}"
+    );
+    // The audit trail, and no second replay of the same dead letter.
+    let o = d.kora(&[
+        "dlq",
+        "list",
+        "--any-state",
+        "--run",
+        &run_id,
+        "--format",
+        "json",
+    ]);
+    let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(all[0]["state"], "replayed");
+    assert_eq!(all[0]["replayed_by"], "ops-test");
+    assert_eq!(all[0]["replay_attempt"], 2);
+    let o = d.kora(&["dlq", "replay", &id]);
+    assert!(
+        !o.status.success(),
+        "a replayed dead letter is not replayed twice"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already replayed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    d.finish().await;
+}

@@ -77,9 +77,22 @@ struct ActiveRun {
     outcomes: u64,
     /// The current attempt of `(node, iteration)` where it is past the first (retries).
     attempts: HashMap<(usize, u32), u32>,
+    /// Inputs an operator set on `(node, iteration)` when replaying it (over the computed ones).
+    overrides: HashMap<(usize, u32), Map>,
 }
 
 impl ActiveRun {
+    /// A running node's inputs: computed by the planner, then the operator's overrides.
+    fn inputs_of(&self, node: usize) -> Option<Map> {
+        let (iteration, mut inputs) = self.state.running_inputs(node)?;
+        if let Some(o) = self.overrides.get(&(node, iteration)) {
+            for (k, v) in o {
+                inputs.insert(k.clone(), v.clone());
+            }
+        }
+        Some(inputs)
+    }
+
     fn attempt_of(&self, node: usize, iteration: u32) -> u32 {
         self.attempts.get(&(node, iteration)).copied().unwrap_or(1)
     }
@@ -299,11 +312,17 @@ impl Coordinator {
         let mut p = Pending::default();
         let mut keep = Vec::with_capacity(deliveries.len());
         let admit_subject = self.subjects.ledger_admit();
+        let resume_subject = self.subjects.ledger_resume();
         let mut deliveries = deliveries.into_iter();
         while let Some(d) = deliveries.next() {
             let handled = if d.subject == admit_subject {
                 match wire::decode::<Admission>(&d.payload) {
                     Ok(a) => self.on_admission(a, &mut p).await,
+                    Err(e) => Err(Refusal::Poison(e.to_string())),
+                }
+            } else if d.subject == resume_subject {
+                match wire::decode::<wire::Resume>(&d.payload) {
+                    Ok(r) => self.on_resume(r).await,
                     Err(e) => Err(Refusal::Poison(e.to_string())),
                 }
             } else {
@@ -527,6 +546,7 @@ impl Coordinator {
                     event_seq: 0,
                     outcomes: 0,
                     attempts: HashMap::new(),
+                    overrides: HashMap::new(),
                 };
                 run.event_seq += 1;
                 p.batch.events.push(event(
@@ -642,6 +662,18 @@ impl Coordinator {
             self.runs.insert(r.run_id, run);
             return Ok(());
         }
+        // A failure that is not retried is dead-lettered with the inputs it ran with.
+        let dead_letter = (verdict.is_ok() && status == AttemptStatus::Failed).then(|| {
+            let reason = if retryable {
+                "retries_exhausted"
+            } else {
+                "permanent_error"
+            };
+            (reason.to_string(), run.inputs_of(node).unwrap_or_default())
+        });
+        if dead_letter.is_some() {
+            self.metrics.dead_letters.inc();
+        }
         let applied = verdict.and_then(|()| run.state.on_result(node, r.iteration, outcome, now));
         match applied {
             Err(rejected) => {
@@ -664,6 +696,7 @@ impl Coordinator {
                     error_type,
                     worker_id: Some(r.worker_id),
                     at_ms: now,
+                    dead_letter,
                 });
                 run.event_seq += 1;
                 let kind = if failed {
@@ -691,6 +724,66 @@ impl Coordinator {
             }
         }
         self.runs.insert(r.run_id, run);
+        Ok(())
+    }
+
+    /// A replayed run was reopened in the ledger: forget any cached state, rebuild it, and send
+    /// the new attempts' tasks (through the outbox publisher; they are marked published there).
+    async fn on_resume(&mut self, r: wire::Resume) -> Result<(), Refusal> {
+        self.runs.remove(&r.run_id);
+        let Some(run) = self
+            .rebuild(&r.run_id)
+            .await
+            .map_err(Refusal::Unavailable)?
+        else {
+            debug!(run_id = %r.run_id, "resume of a run that is not running ignored");
+            return Ok(());
+        };
+        let wf = Arc::clone(run.state.workflow());
+        let mut job = Published {
+            publish: Vec::new(),
+            task_keys: Vec::new(),
+        };
+        for a in &r.attempts {
+            let Some(&node) = wf.index.get(&a.node_id) else {
+                continue;
+            };
+            if run.accepts(node, a.iteration, a.attempt).is_err() {
+                continue;
+            }
+            let Some(inputs) = run.inputs_of(node) else {
+                continue;
+            };
+            match self.task_message(
+                &r.run_id,
+                &wf.spec.nodes[node],
+                a.iteration,
+                a.attempt,
+                inputs,
+            ) {
+                Ok(msg) => {
+                    job.task_keys.push((
+                        job.publish.len(),
+                        AttemptKey {
+                            run_id: r.run_id.clone(),
+                            node_id: a.node_id.clone(),
+                            iteration: a.iteration,
+                            attempt: a.attempt,
+                        },
+                    ));
+                    job.publish.push(msg);
+                }
+                Err((kind, e)) => {
+                    warn!(run_id = %r.run_id, node_id = %a.node_id, kind, error = %e, "cannot send a resumed task");
+                }
+            }
+        }
+        info!(run_id = %r.run_id, tasks = job.publish.len(), "run resumed by a replay");
+        self.metrics.tasks_dispatched.add(job.publish.len() as u64);
+        self.runs.insert(r.run_id.clone(), run);
+        if !job.publish.is_empty() && self.outbox.send(job).await.is_err() {
+            warn!("the outbox publisher has stopped; the sweeper will send the resumed tasks");
+        }
         Ok(())
     }
 
@@ -726,6 +819,7 @@ impl Coordinator {
             error_type: error_type.clone(),
             worker_id: Some(r.worker_id.clone()),
             at_ms: now,
+            dead_letter: None,
         });
         let wf = Arc::clone(run.state.workflow());
         // The next attempt's row is written now, dated when it is due: the outbox sweeper
@@ -801,7 +895,8 @@ impl Coordinator {
             if run.accepts(node, iteration, attempt).is_err() {
                 continue;
             }
-            let Some((it, inputs)) = run.state.running_inputs(node) else {
+            let it = iteration;
+            let Some(inputs) = run.inputs_of(node) else {
                 continue;
             };
             let wf = Arc::clone(run.state.workflow());
@@ -853,10 +948,21 @@ impl Coordinator {
         let rows = self.store.attempts(run_id).await?;
         // The latest attempt of each (node, iteration): earlier failed ones were retried.
         let mut attempts: HashMap<(usize, u32), u32> = HashMap::new();
+        // The operator's overrides of the latest replay of each (node, iteration) still apply
+        // to the attempts after it (its retries).
+        let mut overrides: HashMap<(usize, u32), (u32, Map)> = HashMap::new();
         for a in &rows {
             if let Some(&node) = state.workflow().index.get(&a.node_id) {
                 let e = attempts.entry((node, a.iteration)).or_insert(1);
                 *e = (*e).max(a.attempt);
+                if let Some(o) = &a.overrides {
+                    let slot = overrides
+                        .entry((node, a.iteration))
+                        .or_insert((0, Map::new()));
+                    if a.attempt >= slot.0 {
+                        *slot = (a.attempt, o.clone());
+                    }
+                }
             }
         }
         for a in rows {
@@ -908,6 +1014,7 @@ impl Coordinator {
             event_seq,
             outcomes: recorded,
             attempts,
+            overrides: overrides.into_iter().map(|(k, (_, o))| (k, o)).collect(),
         }))
     }
 
@@ -979,12 +1086,12 @@ impl Coordinator {
                 let Some(&node) = wf.index.get(&k.node_id) else {
                     continue;
                 };
-                let Some((iteration, inputs)) = run.state.running_inputs(node) else {
-                    continue;
-                };
-                if iteration != k.iteration || run.attempt_of(node, iteration) != k.attempt {
+                if run.accepts(node, k.iteration, k.attempt).is_err() {
                     continue;
                 }
+                let Some(inputs) = run.inputs_of(node) else {
+                    continue;
+                };
                 if let Ok(msg) = self.task_message(
                     &run_id,
                     &wf.spec.nodes[node],
@@ -1073,6 +1180,8 @@ impl Coordinator {
                             error_type: Some(error_type.into()),
                             worker_id: None,
                             at_ms: now,
+                            // Its inputs are what is too large to keep: replay with overrides.
+                            dead_letter: Some((error_type.to_string(), Map::new())),
                         });
                         run.event_seq += 1;
                         p.batch.events.push(event(

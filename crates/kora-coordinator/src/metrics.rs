@@ -37,6 +37,8 @@ pub struct Metrics {
     pub tasks_republished: Counter,
     /// Failed attempts given another attempt under their node's retry policy.
     pub tasks_retried: Counter,
+    /// Failed attempts dead-lettered (no retry left, or a permanent error): `kora dlq list`.
+    pub dead_letters: Counter,
     /// Ledger transactions, the messages they carried and the time they took: the mean batch
     /// size and commit latency are `messages / commits` and `commit_micros / commits`.
     pub ledger_commits: Counter,
@@ -47,7 +49,7 @@ pub struct Metrics {
 impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 11] = [
+        let rows: [(&str, &str, &Counter); 12] = [
             (
                 "kora_runs_started_total",
                 "Runs admitted and started.",
@@ -102,6 +104,11 @@ impl Metrics {
                 "kora_tasks_retried_total",
                 "Failed node attempts retried under their retry policy.",
                 &self.tasks_retried,
+            ),
+            (
+                "kora_dead_letters_total",
+                "Failed node attempts dead-lettered (retries exhausted or a permanent error).",
+                &self.dead_letters,
             ),
         ];
         let mut out = String::new();

@@ -45,6 +45,10 @@ impl Subjects {
     pub fn ledger_result(&self) -> String {
         format!("{}.ledger.result", self.prefix)
     }
+    /// Operator requests to the coordinator (a replayed run to resume): `<p>.ledger.resume`.
+    pub fn ledger_resume(&self) -> String {
+        format!("{}.ledger.resume", self.prefix)
+    }
     pub fn ledger_all(&self) -> String {
         format!("{}.ledger.>", self.prefix)
     }

@@ -79,6 +79,24 @@ pub enum TaskOutcome {
     },
 }
 
+/// An operator's request to the coordinator, on `<p>.ledger.resume`: a replayed run was
+/// reopened in the ledger with these new attempts; send their tasks now. (If this message is
+/// lost, the coordinator's outbox sweeper sends them after its grace period.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    pub v: u16,
+    pub run_id: String,
+    pub attempts: Vec<AttemptRef>,
+}
+
+/// One attempt of a run's node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRef {
+    pub node_id: String,
+    pub iteration: u32,
+    pub attempt: u32,
+}
+
 /// A worker's answer to a [`NodeTask`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeResult {
@@ -201,6 +219,7 @@ versioned!(RunRequest, "run request");
 versioned!(NodeTask, "node task");
 versioned!(NodeResult, "node result");
 versioned!(RunEvent, "run event");
+versioned!(Resume, "resume request");
 
 impl Versioned for Admission {
     const WHAT: &'static str = "admission";

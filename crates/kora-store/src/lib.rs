@@ -20,8 +20,9 @@ use async_trait::async_trait;
 
 pub use error::{Error, Result};
 pub use records::{
-    AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, Expect,
-    NewAttempt, NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, results_from_attempts,
+    AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, DeadLetterFilter,
+    DeadLetterInfo, DeadLetterRecord, Expect, NewAttempt, NewRun, ReplayOutcome, ReplayRequest,
+    RunFilter, RunRecord, RunStatus, RunUpdate, parse_dead_letter_id, results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
@@ -54,6 +55,15 @@ pub trait Store: Send + Sync + 'static {
     /// Attempts of running runs decided (dispatched) at or before `before_ms` whose task was
     /// never marked published: a crash came between the commit and the publish.
     async fn unpublished(&self, before_ms: u64, limit: usize) -> Result<Vec<AttemptKey>>;
+    /// Dead-lettered attempts passing `filter`, oldest first.
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>>;
+    /// Replays an open dead letter, atomically: a new attempt of its node (with the request's
+    /// overrides), a fresh attempt for every other node the run had in flight when it ended,
+    /// the run reopened (`running`, error cleared), and the dead letter marked replayed with
+    /// who and when. A dead letter that is not open is a [`Error::Conflict`].
+    async fn replay(&self, req: &ReplayRequest) -> Result<ReplayOutcome>;
+    /// Marks the open dead letters passing `filter` purged (their attempts stay in the ledger).
+    async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<usize>;
     /// Kailash's result shape for a run: see [`results_from_attempts`].
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
         Ok(results_from_attempts(

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use kora_model::wire::RunEvent;
 
 use crate::{
-    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result,
-    RunFilter, RunRecord, Store,
+    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, DeadLetterFilter,
+    DeadLetterInfo, DeadLetterRecord, Error, Expect, ReplayOutcome, ReplayRequest, Result,
+    RunFilter, RunRecord, RunStatus, Store,
 };
 
 #[derive(Default)]
@@ -138,6 +139,8 @@ impl Store for MemoryStore {
                 dispatched_ms: n.at_ms,
                 finished_ms: skipped.then_some(n.at_ms),
                 seq: None,
+                dead_letter: None,
+                overrides: None,
             });
         }
         for o in batch.outcomes {
@@ -163,6 +166,14 @@ impl Store for MemoryStore {
             a.worker_id = o.worker_id;
             a.finished_ms = Some(o.at_ms);
             a.seq = Some(run.outcomes);
+            a.dead_letter = o.dead_letter.map(|(reason, inputs)| DeadLetterInfo {
+                reason,
+                state: "open".into(),
+                inputs: Some(inputs),
+                replayed_ms: None,
+                replayed_by: None,
+                replay_attempt: None,
+            });
         }
         for u in batch.run_updates {
             let Some(run) = inner.runs.get_mut(&u.run_id) else {
@@ -281,6 +292,133 @@ impl Store for MemoryStore {
             }
         }
         Ok(out)
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
+        let g = self.lock();
+        let mut out: Vec<DeadLetterRecord> = g
+            .order
+            .iter()
+            .filter_map(|id| g.runs.get(id))
+            .flat_map(|run| {
+                run.attempts
+                    .iter()
+                    .filter(|a| filter.admits(&run.record.workflow_name, a))
+                    .map(|a| DeadLetterRecord {
+                        id: kora_model::wire::NodeTask::make_id(
+                            &a.run_id,
+                            &a.node_id,
+                            a.iteration,
+                            a.attempt,
+                        ),
+                        workflow_name: run.record.workflow_name.clone(),
+                        run_status: run.record.status,
+                        attempt: a.clone(),
+                    })
+            })
+            .collect();
+        out.sort_by_key(|d| (d.attempt.finished_ms, d.id.clone()));
+        if filter.limit > 0 {
+            out.truncate(filter.limit);
+        }
+        Ok(out)
+    }
+
+    async fn replay(&self, req: &ReplayRequest) -> Result<ReplayOutcome> {
+        let key = crate::parse_dead_letter_id(&req.id)
+            .ok_or_else(|| Error::Config(format!("{:?} is not a dead-letter id", req.id)))?;
+        let mut g = self.lock();
+        let run = g
+            .runs
+            .get_mut(&key.run_id)
+            .ok_or_else(|| Error::RunNotFound(key.run_id.clone()))?;
+        let (next, orphans) =
+            crate::records::plan_replay(&key, &run.attempts).map_err(|detail| Error::Conflict {
+                run_id: key.run_id.clone(),
+                detail: format!("dead letter {}: {detail}", req.id),
+            })?;
+        let i = run.index[&(key.node_id.clone(), key.iteration, key.attempt)];
+        let node_type = run.attempts[i].node_type.clone();
+        if let Some(dl) = run.attempts[i].dead_letter.as_mut() {
+            dl.state = "replayed".into();
+            dl.replayed_ms = Some(req.at_ms);
+            dl.replayed_by = Some(req.actor.clone());
+            dl.replay_attempt = Some(next);
+        }
+        let mut fresh = vec![(
+            key.node_id.clone(),
+            key.iteration,
+            next,
+            node_type,
+            Some(req.overrides.clone()),
+        )];
+        let mut redispatched = Vec::new();
+        for o in orphans {
+            redispatched.push(AttemptKey {
+                run_id: key.run_id.clone(),
+                node_id: o.node_id.clone(),
+                iteration: o.iteration,
+                attempt: o.attempt + 1,
+            });
+            fresh.push((
+                o.node_id,
+                o.iteration,
+                o.attempt + 1,
+                o.node_type,
+                o.overrides,
+            ));
+        }
+        for (node_id, iteration, attempt, node_type, overrides) in fresh {
+            run.index
+                .insert((node_id.clone(), iteration, attempt), run.attempts.len());
+            run.attempts.push(AttemptRecord {
+                run_id: key.run_id.clone(),
+                node_id,
+                iteration,
+                attempt,
+                node_type,
+                status: AttemptStatus::Dispatched,
+                output: None,
+                error: None,
+                error_type: None,
+                worker_id: None,
+                dispatched_ms: req.at_ms,
+                finished_ms: None,
+                seq: None,
+                dead_letter: None,
+                overrides: overrides.filter(|o| !o.is_empty()),
+            });
+        }
+        let r = &mut run.record;
+        r.status = RunStatus::Running;
+        r.error = None;
+        r.error_node = None;
+        r.finished_ms = None;
+        r.updated_ms = req.at_ms;
+        Ok(ReplayOutcome {
+            run_id: key.run_id,
+            node_id: key.node_id,
+            attempt: next,
+            redispatched,
+        })
+    }
+
+    async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<usize> {
+        let mut g = self.lock();
+        let mut n = 0;
+        for run in g.runs.values_mut() {
+            let name = run.record.workflow_name.clone();
+            for a in &mut run.attempts {
+                if filter.admits(&name, a)
+                    && let Some(dl) = a.dead_letter.as_mut()
+                    && dl.state == "open"
+                {
+                    dl.state = "purged".into();
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {

@@ -10,7 +10,8 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 use crate::{
-    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result,
+    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, DeadLetterFilter,
+    DeadLetterInfo, DeadLetterRecord, Error, Expect, ReplayOutcome, ReplayRequest, Result,
     RunFilter, RunRecord, RunStatus, Store,
 };
 
@@ -20,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/postgres/0003_commit_function.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_dead_letters.sql"),
     ),
 ];
 
@@ -188,6 +193,8 @@ struct OutcomeDoc<'a> {
     error_type: Option<&'a str>,
     worker_id: Option<&'a str>,
     at_ms: u64,
+    dlq_reason: Option<&'a str>,
+    inputs: Option<&'a kora_model::Map>,
 }
 
 #[derive(serde::Serialize)]
@@ -267,6 +274,8 @@ fn batch_json(batch: &Batch) -> Result<String> {
                 error_type: o.error_type.as_deref(),
                 worker_id: o.worker_id.as_deref(),
                 at_ms: o.at_ms,
+                dlq_reason: o.dead_letter.as_ref().map(|(r, _)| r.as_str()),
+                inputs: o.dead_letter.as_ref().map(|(_, i)| i),
             })
             .collect(),
         run_updates: batch
@@ -317,6 +326,65 @@ fn count(report: &serde_json::Value, key: &str) -> usize {
         .and_then(serde_json::Value::as_u64)
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0)
+}
+
+const ATTEMPT_COLUMNS: &str = "a.run_id, a.node_id, a.iteration, a.attempt, a.node_type, a.status,
+    a.output::text AS output, a.error, a.error_type, a.worker_id, a.dispatched_ms, a.finished_ms, a.seq,
+    a.dlq_reason, a.dlq_state, a.inputs::text AS inputs, a.overrides::text AS overrides, a.replayed_ms,
+    a.replayed_by, a.replay_attempt";
+
+/// The dead-letter filter over `attempts a JOIN runs r`: $1 any state, $2 workflow, $3 reason,
+/// $4 since (ms), $5 run.
+const DLQ_WHERE: &str = "a.dlq_state IS NOT NULL AND ($1 OR a.dlq_state = 'open')
+    AND ($2::text IS NULL OR r.workflow_name = $2) AND ($3::text IS NULL OR a.dlq_reason = $3)
+    AND ($4::bigint IS NULL OR a.finished_ms >= $4) AND ($5::text IS NULL OR a.run_id = $5)";
+
+fn json_map(v: Option<String>) -> Result<Option<kora_model::Map>> {
+    v.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn attempt_row(r: &PgRow) -> Result<AttemptRecord> {
+    let status: String = r.try_get("status")?;
+    let output: Option<String> = r.try_get("output")?;
+    let dlq_state: Option<String> = r.try_get("dlq_state")?;
+    let dead_letter = match dlq_state {
+        Some(state) => Some(DeadLetterInfo {
+            reason: r
+                .try_get::<Option<String>, _>("dlq_reason")?
+                .unwrap_or_default(),
+            state,
+            inputs: json_map(r.try_get("inputs")?)?,
+            replayed_ms: r.try_get::<Option<i64>, _>("replayed_ms")?.map(u),
+            replayed_by: r.try_get("replayed_by")?,
+            replay_attempt: r
+                .try_get::<Option<i32>, _>("replay_attempt")?
+                .and_then(|a| u32::try_from(a).ok()),
+        }),
+        None => None,
+    };
+    Ok(AttemptRecord {
+        run_id: r.try_get("run_id")?,
+        node_id: r.try_get("node_id")?,
+        iteration: u32::try_from(r.try_get::<i32, _>("iteration")?).unwrap_or(0),
+        attempt: u32::try_from(r.try_get::<i32, _>("attempt")?).unwrap_or(0),
+        node_type: r.try_get("node_type")?,
+        status: AttemptStatus::parse(&status)
+            .ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
+        output: output
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| Error::Corrupt(e.to_string()))?,
+        error: r.try_get("error")?,
+        error_type: r.try_get("error_type")?,
+        worker_id: r.try_get("worker_id")?,
+        dispatched_ms: u(r.try_get("dispatched_ms")?),
+        finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
+        seq: r.try_get::<Option<i64>, _>("seq")?.map(u),
+        dead_letter,
+        overrides: json_map(r.try_get("overrides")?)?,
+    })
 }
 
 #[async_trait]
@@ -375,39 +443,165 @@ impl Store for PgStore {
     }
 
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
-        let rows = sqlx::query(
-            "SELECT run_id, node_id, iteration, attempt, node_type, status, output::text AS output, error, error_type,
-                    worker_id, dispatched_ms, finished_ms, seq
-             FROM attempts WHERE run_id = $1 ORDER BY seq NULLS LAST, dispatched_ms, node_id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.run_id = $1 ORDER BY a.seq NULLS LAST, a.dispatched_ms, a.node_id"
+        )))
         .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_row).collect()
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS}, r.workflow_name AS wf_name, r.status AS run_status
+             FROM attempts a JOIN runs r ON r.run_id = a.run_id
+             WHERE {DLQ_WHERE} ORDER BY a.finished_ms, a.run_id, a.node_id LIMIT $6"
+        )))
+        .bind(filter.any_state)
+        .bind(filter.workflow.as_deref())
+        .bind(filter.reason.as_deref())
+        .bind(filter.since_ms.map(i))
+        .bind(filter.run_id.as_deref())
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                let status: String = r.try_get("status")?;
-                let output: Option<String> = r.try_get("output")?;
-                Ok(AttemptRecord {
-                    run_id: r.try_get("run_id")?,
-                    node_id: r.try_get("node_id")?,
-                    iteration: u32::try_from(r.try_get::<i32, _>("iteration")?).unwrap_or(0),
-                    attempt: u32::try_from(r.try_get::<i32, _>("attempt")?).unwrap_or(0),
-                    node_type: r.try_get("node_type")?,
-                    status: AttemptStatus::parse(&status)
-                        .ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
-                    output: output
-                        .map(|o| serde_json::from_str(&o))
-                        .transpose()
-                        .map_err(|e| Error::Corrupt(e.to_string()))?,
-                    error: r.try_get("error")?,
-                    error_type: r.try_get("error_type")?,
-                    worker_id: r.try_get("worker_id")?,
-                    dispatched_ms: u(r.try_get("dispatched_ms")?),
-                    finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
-                    seq: r.try_get::<Option<i64>, _>("seq")?.map(u),
+                let a = attempt_row(r)?;
+                let status: String = r.try_get("run_status")?;
+                Ok(DeadLetterRecord {
+                    id: kora_model::wire::NodeTask::make_id(
+                        &a.run_id,
+                        &a.node_id,
+                        a.iteration,
+                        a.attempt,
+                    ),
+                    workflow_name: r.try_get("wf_name")?,
+                    run_status: RunStatus::parse(&status)
+                        .ok_or_else(|| Error::Corrupt(format!("run status {status:?}")))?,
+                    attempt: a,
                 })
             })
             .collect()
+    }
+
+    async fn replay(&self, req: &ReplayRequest) -> Result<ReplayOutcome> {
+        let key = crate::parse_dead_letter_id(&req.id)
+            .ok_or_else(|| Error::Config(format!("{:?} is not a dead-letter id", req.id)))?;
+        let mut tx = self.pool.begin().await?;
+        // The run row lock serializes replays (and coordinators' expectations) of this run.
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT status FROM runs WHERE run_id = $1 FOR UPDATE")
+                .bind(&key.run_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Err(Error::RunNotFound(key.run_id.clone()));
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.run_id = $1"
+        )))
+        .bind(&key.run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let attempts: Vec<AttemptRecord> = rows.iter().map(attempt_row).collect::<Result<_>>()?;
+        let (next, orphans) =
+            crate::records::plan_replay(&key, &attempts).map_err(|detail| Error::Conflict {
+                run_id: key.run_id.clone(),
+                detail: format!("dead letter {}: {detail}", req.id),
+            })?;
+        let node_type = attempts
+            .iter()
+            .find(|a| {
+                a.node_id == key.node_id && a.iteration == key.iteration && a.attempt == key.attempt
+            })
+            .map(|a| a.node_type.clone())
+            .unwrap_or_default();
+        sqlx::query(
+            "UPDATE attempts SET dlq_state = 'replayed', replayed_ms = $1, replayed_by = $2, replay_attempt = $3
+             WHERE run_id = $4 AND node_id = $5 AND iteration = $6 AND attempt = $7",
+        )
+        .bind(i(req.at_ms))
+        .bind(&req.actor)
+        .bind(i32::try_from(next).unwrap_or(i32::MAX))
+        .bind(&key.run_id)
+        .bind(&key.node_id)
+        .bind(i32::try_from(key.iteration).unwrap_or(i32::MAX))
+        .bind(i32::try_from(key.attempt).unwrap_or(i32::MAX))
+        .execute(&mut *tx)
+        .await?;
+        let overrides = (!req.overrides.is_empty())
+            .then(|| json_text(&req.overrides))
+            .transpose()?;
+        let mut fresh = vec![(
+            key.node_id.clone(),
+            key.iteration,
+            next,
+            node_type,
+            overrides,
+        )];
+        let mut redispatched = Vec::new();
+        for o in orphans {
+            redispatched.push(AttemptKey {
+                run_id: key.run_id.clone(),
+                node_id: o.node_id.clone(),
+                iteration: o.iteration,
+                attempt: o.attempt + 1,
+            });
+            let ov = o.overrides.as_ref().map(json_text).transpose()?;
+            fresh.push((o.node_id, o.iteration, o.attempt + 1, o.node_type, ov));
+        }
+        for (node_id, iteration, attempt, node_type, overrides) in fresh {
+            sqlx::query(
+                "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, overrides)
+                 VALUES ($1, $2, $3, $4, $5, 'dispatched', $6, $7::jsonb)",
+            )
+            .bind(&key.run_id)
+            .bind(node_id)
+            .bind(i32::try_from(iteration).unwrap_or(i32::MAX))
+            .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+            .bind(node_type)
+            .bind(i(req.at_ms))
+            .bind(overrides)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE runs SET status = 'running', error = NULL, error_node = NULL, finished_ms = NULL, updated_ms = $1
+             WHERE run_id = $2",
+        )
+        .bind(i(req.at_ms))
+        .bind(&key.run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ReplayOutcome {
+            run_id: key.run_id,
+            node_id: key.node_id,
+            attempt: next,
+            redispatched,
+        })
+    }
+
+    async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<usize> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE attempts a SET dlq_state = 'purged' FROM runs r
+             WHERE r.run_id = a.run_id AND a.dlq_state = 'open' AND {DLQ_WHERE}"
+        )))
+        .bind(false)
+        .bind(filter.workflow.as_deref())
+        .bind(filter.reason.as_deref())
+        .bind(filter.since_ms.map(i))
+        .bind(filter.run_id.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(0))
     }
 
     async fn mark_published(&self, attempts: &[AttemptKey], at_ms: u64) -> Result<()> {

@@ -94,6 +94,99 @@ pub struct AttemptRecord {
     /// Order in which outcomes were recorded within the run; replaying outcomes in this order
     /// rebuilds the planner's state.
     pub seq: Option<u64>,
+    /// Set when this (failed) attempt was dead-lettered.
+    pub dead_letter: Option<DeadLetterInfo>,
+    /// Inputs an operator set for this attempt when replaying (applied over the computed ones).
+    pub overrides: Option<Map>,
+}
+
+/// Why and how an attempt was dead-lettered, and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterInfo {
+    /// `permanent_error`, `retries_exhausted`, ...
+    pub reason: String,
+    /// `open`, `replayed` or `purged`.
+    pub state: String,
+    /// The runtime inputs the failed attempt ran with.
+    pub inputs: Option<Map>,
+    /// The audit trail: when, by whom, and as which new attempt it was replayed.
+    pub replayed_ms: Option<u64>,
+    pub replayed_by: Option<String>,
+    pub replay_attempt: Option<u32>,
+}
+
+/// A dead-lettered attempt with its run's workflow, as `kora dlq list` shows it. Its id is the
+/// task id, `<run>:<node>:<iteration>:<attempt>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterRecord {
+    pub id: String,
+    pub workflow_name: String,
+    pub run_status: RunStatus,
+    pub attempt: AttemptRecord,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub workflow: Option<String>,
+    pub reason: Option<String>,
+    pub since_ms: Option<u64>,
+    /// Only `open` ones unless set.
+    pub any_state: bool,
+    pub run_id: Option<String>,
+    /// 0 = no limit.
+    pub limit: usize,
+}
+
+/// Replaying one dead letter: a new attempt of its node, with `overrides` over its inputs.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    pub id: String,
+    pub overrides: Map,
+    pub actor: String,
+    pub at_ms: u64,
+}
+
+/// What a replay wrote: the run reopened and the attempts (re)dispatched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOutcome {
+    pub run_id: String,
+    pub node_id: String,
+    pub attempt: u32,
+    /// Other nodes that were in flight when the run failed, dispatched again.
+    pub redispatched: Vec<AttemptKey>,
+}
+
+impl DeadLetterFilter {
+    /// Whether `a` (of a run with this workflow name) passes.
+    pub fn admits(&self, workflow_name: &str, a: &AttemptRecord) -> bool {
+        let Some(dl) = &a.dead_letter else {
+            return false;
+        };
+        (self.any_state || dl.state == "open")
+            && self.workflow.as_deref().is_none_or(|w| w == workflow_name)
+            && self.reason.as_deref().is_none_or(|r| r == dl.reason)
+            && self
+                .since_ms
+                .is_none_or(|t| a.finished_ms.unwrap_or(0) >= t)
+            && self.run_id.as_deref().is_none_or(|r| r == a.run_id)
+    }
+}
+
+/// Splits a dead letter's id (a task id) into its attempt key.
+pub fn parse_dead_letter_id(id: &str) -> Option<AttemptKey> {
+    // Run ids hold no ':'; node ids may.
+    let (run_id, rest) = id.split_once(':')?;
+    let mut parts = rest.rsplitn(3, ':');
+    let attempt = parts.next()?.parse().ok()?;
+    let iteration = parts.next()?.parse().ok()?;
+    let node_id = parts.next()?.to_string();
+    let run_id = run_id.to_string();
+    Some(AttemptKey {
+        run_id,
+        node_id,
+        iteration,
+        attempt,
+    })
 }
 
 /// Identifies one attempt.
@@ -141,6 +234,8 @@ pub struct AttemptUpdate {
     pub error_type: Option<String>,
     pub worker_id: Option<String>,
     pub at_ms: u64,
+    /// Dead-letter this failed attempt: `(reason, the inputs it ran with)`.
+    pub dead_letter: Option<(String, Map)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -240,4 +335,46 @@ pub(crate) fn results_from_iter<'a>(
             (id.clone(), v)
         })
         .collect()
+}
+
+/// What a replay of `key` must write, decided from the run's attempts (the same for every
+/// store): the dead letter's node gets the next attempt number; every other node whose latest
+/// attempt is still `dispatched` (in flight when the run ended; its task is gone) gets a fresh
+/// one. `Err` says why the replay is refused.
+pub(crate) fn plan_replay(
+    key: &AttemptKey,
+    attempts: &[AttemptRecord],
+) -> Result<(u32, Vec<AttemptRecord>), String> {
+    let Some(dl) = attempts.iter().find(|a| {
+        a.node_id == key.node_id && a.iteration == key.iteration && a.attempt == key.attempt
+    }) else {
+        return Err("no such dead letter".into());
+    };
+    match &dl.dead_letter {
+        Some(info) if info.state == "open" => {}
+        Some(info) => return Err(format!("it is already {}", info.state)),
+        None => return Err("that attempt was not dead-lettered".into()),
+    }
+    let mut latest: std::collections::HashMap<(&str, u32), &AttemptRecord> =
+        std::collections::HashMap::new();
+    for a in attempts {
+        let e = latest.entry((a.node_id.as_str(), a.iteration)).or_insert(a);
+        if a.attempt > e.attempt {
+            *e = a;
+        }
+    }
+    let next = latest
+        .get(&(key.node_id.as_str(), key.iteration))
+        .map_or(key.attempt, |a| a.attempt)
+        + 1;
+    let mut orphans: Vec<AttemptRecord> = latest
+        .values()
+        .filter(|a| {
+            a.status == AttemptStatus::Dispatched
+                && !(a.node_id == key.node_id && a.iteration == key.iteration)
+        })
+        .map(|a| (*a).clone())
+        .collect();
+    orphans.sort_by(|a, b| (&a.node_id, a.iteration).cmp(&(&b.node_id, b.iteration)));
+    Ok((next, orphans))
 }

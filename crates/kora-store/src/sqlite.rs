@@ -12,7 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, Error, Expect, Result,
+    AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, DeadLetterFilter,
+    DeadLetterInfo, DeadLetterRecord, Error, Expect, ReplayOutcome, ReplayRequest, Result,
     RunFilter, RunRecord, RunStatus, Store,
 };
 
@@ -20,6 +21,10 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
     (2, include_str!("../migrations/sqlite/0002_outbox.sql")),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_dead_letters.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -190,8 +195,13 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
     }
     for o in batch.outcomes {
         let output = o.output.as_ref().map(json_text).transpose()?;
+        let (dlq_reason, inputs) = match &o.dead_letter {
+            Some((reason, inputs)) => (Some(reason.as_str()), Some(json_text(inputs)?)),
+            None => (None, None),
+        };
         let done = sqlx::query(
             "UPDATE attempts SET status = ?, output = ?, error = ?, error_type = ?, worker_id = ?, finished_ms = ?,
+                    dlq_reason = ?, dlq_state = CASE WHEN ? IS NULL THEN NULL ELSE 'open' END, inputs = ?,
                     seq = (SELECT outcomes + 1 FROM runs WHERE run_id = ?)
              WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ? AND status = 'dispatched'",
         )
@@ -201,6 +211,9 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         .bind(&o.error_type)
         .bind(&o.worker_id)
         .bind(i(o.at_ms))
+        .bind(dlq_reason)
+        .bind(dlq_reason)
+        .bind(inputs)
         .bind(&o.run_id)
         .bind(&o.run_id)
         .bind(&o.node_id)
@@ -246,8 +259,217 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
     Ok(report)
 }
 
+fn json_map(v: Option<String>) -> Result<Option<kora_model::Map>> {
+    v.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn attempt_row(r: &SqliteRow) -> Result<AttemptRecord> {
+    let status: String = r.try_get("status")?;
+    let output: Option<String> = r.try_get("output")?;
+    let dlq_state: Option<String> = r.try_get("dlq_state")?;
+    let dead_letter = match dlq_state {
+        Some(state) => Some(DeadLetterInfo {
+            reason: r
+                .try_get::<Option<String>, _>("dlq_reason")?
+                .unwrap_or_default(),
+            state,
+            inputs: json_map(r.try_get("inputs")?)?,
+            replayed_ms: r.try_get::<Option<i64>, _>("replayed_ms")?.map(u),
+            replayed_by: r.try_get("replayed_by")?,
+            replay_attempt: r
+                .try_get::<Option<i64>, _>("replay_attempt")?
+                .and_then(|a| u32::try_from(a).ok()),
+        }),
+        None => None,
+    };
+    Ok(AttemptRecord {
+        run_id: r.try_get("run_id")?,
+        node_id: r.try_get("node_id")?,
+        iteration: u32::try_from(r.try_get::<i64, _>("iteration")?).unwrap_or(0),
+        attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
+        node_type: r.try_get("node_type")?,
+        status: AttemptStatus::parse(&status)
+            .ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
+        output: output
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| Error::Corrupt(e.to_string()))?,
+        error: r.try_get("error")?,
+        error_type: r.try_get("error_type")?,
+        worker_id: r.try_get("worker_id")?,
+        dispatched_ms: u(r.try_get("dispatched_ms")?),
+        finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
+        seq: r.try_get::<Option<i64>, _>("seq")?.map(u),
+        dead_letter,
+        overrides: json_map(r.try_get("overrides")?)?,
+    })
+}
+
+/// The dead-letter filter as SQL conditions over `attempts a JOIN runs r` (`?` placeholders,
+/// bound in this order: any_state, workflow, workflow, reason, reason, since, since, run, run).
+const DLQ_WHERE: &str = "a.dlq_state IS NOT NULL AND (? OR a.dlq_state = 'open')
+    AND (? IS NULL OR r.workflow_name = ?) AND (? IS NULL OR a.dlq_reason = ?)
+    AND (? IS NULL OR a.finished_ms >= ?) AND (? IS NULL OR a.run_id = ?)";
+
+fn bind_dlq<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    f: &'q DeadLetterFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    let since = f.since_ms.map(i);
+    q.bind(f.any_state)
+        .bind(f.workflow.as_deref())
+        .bind(f.workflow.as_deref())
+        .bind(f.reason.as_deref())
+        .bind(f.reason.as_deref())
+        .bind(since)
+        .bind(since)
+        .bind(f.run_id.as_deref())
+        .bind(f.run_id.as_deref())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        let sql = format!(
+            "SELECT a.*, r.workflow_name AS wf_name, r.status AS run_status FROM attempts a JOIN runs r ON r.run_id = a.run_id
+             WHERE {DLQ_WHERE} ORDER BY a.finished_ms, a.run_id, a.node_id LIMIT ?"
+        );
+        let rows = bind_dlq(sqlx::query(sqlx::AssertSqlSafe(sql)), filter)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let a = attempt_row(r)?;
+                let status: String = r.try_get("run_status")?;
+                Ok(DeadLetterRecord {
+                    id: kora_model::wire::NodeTask::make_id(
+                        &a.run_id,
+                        &a.node_id,
+                        a.iteration,
+                        a.attempt,
+                    ),
+                    workflow_name: r.try_get("wf_name")?,
+                    run_status: RunStatus::parse(&status)
+                        .ok_or_else(|| Error::Corrupt(format!("run status {status:?}")))?,
+                    attempt: a,
+                })
+            })
+            .collect()
+    }
+
+    async fn replay(&self, req: &ReplayRequest) -> Result<ReplayOutcome> {
+        let key = crate::parse_dead_letter_id(&req.id)
+            .ok_or_else(|| Error::Config(format!("{:?} is not a dead-letter id", req.id)))?;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT * FROM attempts WHERE run_id = ?")
+            .bind(&key.run_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::RunNotFound(key.run_id.clone()));
+        }
+        let attempts: Vec<AttemptRecord> = rows.iter().map(attempt_row).collect::<Result<_>>()?;
+        let (next, orphans) =
+            crate::records::plan_replay(&key, &attempts).map_err(|detail| Error::Conflict {
+                run_id: key.run_id.clone(),
+                detail: format!("dead letter {}: {detail}", req.id),
+            })?;
+        let node_type = attempts
+            .iter()
+            .find(|a| {
+                a.node_id == key.node_id && a.attempt == key.attempt && a.iteration == key.iteration
+            })
+            .map(|a| a.node_type.clone())
+            .unwrap_or_default();
+        sqlx::query(
+            "UPDATE attempts SET dlq_state = 'replayed', replayed_ms = ?, replayed_by = ?, replay_attempt = ?
+             WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
+        )
+        .bind(i(req.at_ms))
+        .bind(&req.actor)
+        .bind(i64::from(next))
+        .bind(&key.run_id)
+        .bind(&key.node_id)
+        .bind(i64::from(key.iteration))
+        .bind(i64::from(key.attempt))
+        .execute(&mut *tx)
+        .await?;
+        let overrides = (!req.overrides.is_empty())
+            .then(|| json_text(&req.overrides))
+            .transpose()?;
+        let mut fresh = vec![(
+            key.node_id.clone(),
+            key.iteration,
+            next,
+            node_type,
+            overrides,
+        )];
+        let mut redispatched = Vec::new();
+        for o in orphans {
+            redispatched.push(AttemptKey {
+                run_id: key.run_id.clone(),
+                node_id: o.node_id.clone(),
+                iteration: o.iteration,
+                attempt: o.attempt + 1,
+            });
+            let ov = o.overrides.as_ref().map(json_text).transpose()?;
+            fresh.push((o.node_id, o.iteration, o.attempt + 1, o.node_type, ov));
+        }
+        for (node_id, iteration, attempt, node_type, overrides) in fresh {
+            sqlx::query(
+                "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, overrides)
+                 VALUES (?, ?, ?, ?, ?, 'dispatched', ?, ?)",
+            )
+            .bind(&key.run_id)
+            .bind(node_id)
+            .bind(i64::from(iteration))
+            .bind(i64::from(attempt))
+            .bind(node_type)
+            .bind(i(req.at_ms))
+            .bind(overrides)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE runs SET status = 'running', error = NULL, error_node = NULL, finished_ms = NULL, updated_ms = ?
+             WHERE run_id = ?",
+        )
+        .bind(i(req.at_ms))
+        .bind(&key.run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ReplayOutcome {
+            run_id: key.run_id,
+            node_id: key.node_id,
+            attempt: next,
+            redispatched,
+        })
+    }
+
+    async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<usize> {
+        let open_only = DeadLetterFilter {
+            any_state: false,
+            ..filter.clone()
+        };
+        let sql = format!(
+            "UPDATE attempts SET dlq_state = 'purged' WHERE rowid IN (
+                 SELECT a.rowid FROM attempts a JOIN runs r ON r.run_id = a.run_id WHERE {DLQ_WHERE})"
+        );
+        let done = bind_dlq(sqlx::query(sqlx::AssertSqlSafe(sql)), &open_only)
+            .execute(&self.pool)
+            .await?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(0))
+    }
+
     async fn commit(&self, batch: Batch) -> Result<CommitReport> {
         let mut tx = self.pool.begin().await?;
         let report = apply(&mut tx, batch).await?;
@@ -294,31 +516,7 @@ impl Store for SqliteStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let status: String = r.try_get("status")?;
-                let output: Option<String> = r.try_get("output")?;
-                Ok(AttemptRecord {
-                    run_id: r.try_get("run_id")?,
-                    node_id: r.try_get("node_id")?,
-                    iteration: u32::try_from(r.try_get::<i64, _>("iteration")?).unwrap_or(0),
-                    attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
-                    node_type: r.try_get("node_type")?,
-                    status: AttemptStatus::parse(&status)
-                        .ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
-                    output: output
-                        .map(|o| serde_json::from_str(&o))
-                        .transpose()
-                        .map_err(|e| Error::Corrupt(e.to_string()))?,
-                    error: r.try_get("error")?,
-                    error_type: r.try_get("error_type")?,
-                    worker_id: r.try_get("worker_id")?,
-                    dispatched_ms: u(r.try_get("dispatched_ms")?),
-                    finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
-                    seq: r.try_get::<Option<i64>, _>("seq")?.map(u),
-                })
-            })
-            .collect()
+        rows.iter().map(attempt_row).collect()
     }
 
     async fn mark_published(&self, attempts: &[AttemptKey], at_ms: u64) -> Result<()> {

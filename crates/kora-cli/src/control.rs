@@ -1,0 +1,223 @@
+//! The operator control API: what `kora dlq` does, as library calls over the ledger and the
+//! broker, so the HTTP gateway can be a thin layer over the same functions.
+//!
+//! - [`Control::dead_letters`]: dead-lettered attempts, filtered by workflow, reason, time, run.
+//! - [`Control::dead_letter`]: one, with every attempt of its node.
+//! - [`Control::replay`]: a new attempt of its node with the operator's input overrides; the run
+//!   is reopened and resumes from there (completed nodes keep their outputs and do not run
+//!   again); recorded with who and when.
+//! - [`Control::purge`]: closes dead letters without replaying them (the attempts stay).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use kora_broker::{Broker, Outbound};
+use kora_model::subjects::Subjects;
+use kora_model::wire::{self, AttemptRef, Resume, WIRE_VERSION};
+use kora_model::{Map, now_ms};
+use kora_store::{
+    AttemptRecord, DeadLetterFilter, DeadLetterRecord, ReplayOutcome, ReplayRequest, Store,
+};
+
+use crate::serve::{ServeConfig, connect_broker, connect_store};
+
+pub struct Control {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    subjects: Subjects,
+}
+
+impl Control {
+    pub fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>, subjects: Subjects) -> Self {
+        Control {
+            store,
+            broker,
+            subjects,
+        }
+    }
+
+    /// Connects to the ledger and the broker of the installation `cfg` names.
+    pub async fn connect(cfg: &ServeConfig) -> anyhow::Result<Self> {
+        let subjects = Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
+        let store = connect_store(cfg).await?;
+        let broker = connect_broker(cfg, "kora-control").await?;
+        Ok(Control::new(store, broker, subjects))
+    }
+
+    pub async fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> anyhow::Result<Vec<DeadLetterRecord>> {
+        Ok(self.store.dead_letters(filter).await?)
+    }
+
+    /// One dead letter (in any state) and every attempt of its node in that run.
+    pub async fn dead_letter(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<Option<(DeadLetterRecord, Vec<AttemptRecord>)>> {
+        let key = kora_store::parse_dead_letter_id(id).with_context(|| {
+            format!("{id:?} is not a dead-letter id (`kora dlq list` shows them: <run>:<node>:<iteration>:<attempt>)")
+        })?;
+        let found = self
+            .store
+            .dead_letters(&DeadLetterFilter {
+                run_id: Some(key.run_id.clone()),
+                any_state: true,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .find(|d| d.id == id);
+        let Some(dl) = found else {
+            return Ok(None);
+        };
+        let attempts = self
+            .store
+            .attempts(&key.run_id)
+            .await?
+            .into_iter()
+            .filter(|a| a.node_id == key.node_id && a.iteration == key.iteration)
+            .collect();
+        Ok(Some((dl, attempts)))
+    }
+
+    /// Replays a dead letter: the ledger reopens the run with new attempts (atomically), then
+    /// the coordinator is asked to send them at once. If that request is lost, its outbox
+    /// sweeper sends them within its grace period and sweep interval.
+    pub async fn replay(
+        &self,
+        id: &str,
+        overrides: Map,
+        actor: &str,
+    ) -> anyhow::Result<ReplayOutcome> {
+        let out = self
+            .store
+            .replay(&ReplayRequest {
+                id: id.to_string(),
+                overrides,
+                actor: actor.to_string(),
+                at_ms: now_ms(),
+            })
+            .await
+            .with_context(|| format!("cannot replay {id}"))?;
+        let mut attempts = vec![AttemptRef {
+            node_id: out.node_id.clone(),
+            iteration: kora_store::parse_dead_letter_id(id).map_or(0, |k| k.iteration),
+            attempt: out.attempt,
+        }];
+        attempts.extend(out.redispatched.iter().map(|k| AttemptRef {
+            node_id: k.node_id.clone(),
+            iteration: k.iteration,
+            attempt: k.attempt,
+        }));
+        let msg = Resume {
+            v: WIRE_VERSION,
+            run_id: out.run_id.clone(),
+            attempts,
+        };
+        let payload = wire::encode(&msg).map_err(anyhow::Error::msg)?;
+        if let Err(e) = self
+            .broker
+            .publish(Outbound::new(self.subjects.ledger_resume(), payload))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot notify the coordinator; its sweeper will send the replayed tasks");
+        }
+        Ok(out)
+    }
+
+    pub async fn purge(&self, filter: &DeadLetterFilter) -> anyhow::Result<usize> {
+        Ok(self.store.purge_dead_letters(filter).await?)
+    }
+}
+
+/// Who is acting, for the audit trail: `$KORA_ACTOR`, else `$USER@host`.
+pub fn actor() -> String {
+    if let Ok(a) = std::env::var("KORA_ACTOR") {
+        return a;
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+/// `--since`: a duration back from now (`90s`, `30m`, `12h`, `7d`) or milliseconds since the
+/// epoch.
+pub fn parse_since(s: &str, now: u64) -> anyhow::Result<u64> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("--since {s:?}: use e.g. 30m, 12h, 7d, or epoch milliseconds"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => anyhow::bail!("--since {s:?}: the unit must be s, m, h or d"),
+    };
+    Ok(now.saturating_sub(secs * 1000))
+}
+
+/// `--set key=value` pairs and an `--input-file` (a JSON object) as one overrides map; a value
+/// that parses as JSON is taken as JSON (`--set n=3` is a number), else as a string.
+pub fn overrides(sets: &[String], file: Option<&std::path::Path>) -> anyhow::Result<Map> {
+    let mut out = Map::new();
+    if let Some(f) = file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))?;
+        match v {
+            serde_json::Value::Object(m) => out.extend(m),
+            _ => anyhow::bail!("{} must hold a JSON object of inputs", f.display()),
+        }
+    }
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s:?}: use key=value"))?;
+        anyhow::ensure!(!k.is_empty(), "--set {s:?}: the key is empty");
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+        out.insert(k.to_string(), value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_and_epoch_ms() {
+        assert_eq!(
+            parse_since("30m", 10_000_000).unwrap(),
+            10_000_000 - 1_800_000
+        );
+        assert_eq!(
+            parse_since("2d", 500_000_000).unwrap(),
+            500_000_000 - 172_800_000
+        );
+        assert_eq!(parse_since("1700000000000", 0).unwrap(), 1_700_000_000_000);
+        assert!(parse_since("5w", 0).is_err());
+    }
+
+    #[test]
+    fn set_values_are_json_when_they_parse() {
+        let m = overrides(&["n=3".into(), "s=abc".into(), "o={\"a\":1}".into()], None).unwrap();
+        assert_eq!(m["n"], serde_json::json!(3));
+        assert_eq!(m["s"], serde_json::json!("abc"));
+        assert_eq!(m["o"]["a"], serde_json::json!(1));
+        assert!(overrides(&["novalue".into()], None).is_err());
+    }
+}
