@@ -187,6 +187,12 @@ pub trait Broker: Send + Sync + 'static {
         }
         out
     }
+    /// Sends a notification: delivered at most once to every current listener of a matching
+    /// pattern, never stored (NATS core publish). For signals whose loss is harmless or
+    /// covered otherwise, such as "stop the tasks of this cancelled run".
+    async fn notify(&self, subject: &str, payload: Vec<u8>) -> Result<()>;
+    /// Notifications on subjects matching `pattern` (`*` and `>` wildcards), from now on.
+    async fn listen(&self, pattern: &str) -> Result<futures::stream::BoxStream<'static, Vec<u8>>>;
     /// A handle on a durable consumer. Many handles (in many processes) share its messages.
     async fn consumer(&self, stream: &str, durable: &str) -> Result<Arc<dyn Consumer>>;
     /// A handle that requests up to `buffer` messages ahead of use (a network broker's pull

@@ -17,9 +17,14 @@ use crate::{
     max_deliveries_advisory, subject_matches, terminated_advisory,
 };
 
+/// A notification pattern and where to send what matches it.
+type Listener = (String, tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
+
 /// The in-memory broker. Cheap to clone; clones share state.
 #[derive(Clone, Default)]
 pub struct MemoryBroker {
+    /// Notification listeners: pattern and where to send.
+    listeners: Arc<Mutex<Vec<Listener>>>,
     streams: Arc<Mutex<HashMap<String, Arc<StreamCell>>>>,
     /// Subject -> stream, filled on first use and cleared when streams change.
     routes: Arc<Mutex<HashMap<String, Option<Arc<StreamCell>>>>>,
@@ -387,6 +392,21 @@ impl Broker for MemoryBroker {
 
     async fn publish_many(&self, msgs: Vec<Outbound>) -> Vec<Result<PublishAck>> {
         msgs.into_iter().map(|m| self.publish_sync(m)).collect()
+    }
+
+    async fn notify(&self, subject: &str, payload: Vec<u8>) -> Result<()> {
+        lock(&self.listeners).retain(|(pattern, tx)| {
+            !subject_matches(pattern, subject) || tx.send(payload.clone()).is_ok()
+        });
+        Ok(())
+    }
+
+    async fn listen(&self, pattern: &str) -> Result<futures::stream::BoxStream<'static, Vec<u8>>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.listeners).push((pattern.to_string(), tx));
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|m| (m, rx))
+        })))
     }
 
     async fn consumer(&self, stream: &str, durable: &str) -> Result<Arc<dyn Consumer>> {

@@ -292,6 +292,23 @@ impl Broker for JetStreamBroker {
         out
     }
 
+    async fn notify(&self, subject: &str, payload: Vec<u8>) -> Result<()> {
+        self.client
+            .publish(subject.to_string(), payload.into())
+            .await
+            .map_err(|e| Error::Connection(e.to_string()))
+    }
+
+    async fn listen(&self, pattern: &str) -> Result<futures::stream::BoxStream<'static, Vec<u8>>> {
+        use futures::StreamExt;
+        let sub = self
+            .client
+            .subscribe(pattern.to_string())
+            .await
+            .map_err(|e| Error::Connection(e.to_string()))?;
+        Ok(sub.map(|m| m.payload.to_vec()).boxed())
+    }
+
     async fn consumer(&self, stream: &str, durable: &str) -> Result<Arc<dyn Consumer>> {
         self.consumer_buffered(stream, durable, self.pull_batch)
             .await

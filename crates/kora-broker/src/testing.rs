@@ -344,6 +344,32 @@ pub async fn publish_many_large_batch(b: &dyn Broker, ns: &str) {
 }
 
 /// Runs the whole contract.
+/// A notification reaches every listener whose pattern matches, and no other.
+pub async fn notifications_reach_listeners(b: &dyn Broker, ns: &str) {
+    use futures::StreamExt;
+    let mut all = b.listen(&format!("{ns}.note.*")).await.unwrap();
+    let mut one = b.listen(&format!("{ns}.note.a")).await.unwrap();
+    // Core NATS subscriptions are registered asynchronously: flush makes them active.
+    b.flush().await.unwrap();
+    b.notify(&format!("{ns}.note.b"), b"to-all".to_vec())
+        .await
+        .unwrap();
+    b.notify(&format!("{ns}.note.a"), b"to-both".to_vec())
+        .await
+        .unwrap();
+    let wait = Duration::from_secs(3);
+    let got = tokio::time::timeout(wait, all.next()).await.ok().flatten();
+    assert_eq!(got.as_deref(), Some(&b"to-all"[..]));
+    let got = tokio::time::timeout(wait, all.next()).await.ok().flatten();
+    assert_eq!(got.as_deref(), Some(&b"to-both"[..]));
+    let got = tokio::time::timeout(wait, one.next()).await.ok().flatten();
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"to-both"[..]),
+        "only what matches its pattern"
+    );
+}
+
 /// Calls `$m!(check, check, ...)` with every contract check, so each broker's test file lists
 /// them through this one list: `kora_broker::contract_checks!(contract);`.
 #[macro_export]
@@ -359,12 +385,14 @@ macro_rules! contract_checks {
             max_deliveries_then_replay,
             competing_consumers_share_work,
             limits_stream_keeps_messages,
-            publish_many_large_batch
+            publish_many_large_batch,
+            notifications_reach_listeners
         );
     };
 }
 
 pub async fn run_all(b: &dyn Broker, ns: &str) {
+    notifications_reach_listeners(b, ns).await;
     consumer_settings_update(b, ns).await;
     publish_fetch_ack(b, &format!("{ns}a")).await;
     dedup_by_message_id(b, &format!("{ns}b")).await;

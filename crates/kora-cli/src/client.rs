@@ -84,7 +84,10 @@ pub async fn wait(
             if let Ok(e) = wire::decode::<RunEvent>(&d.payload)
                 && matches!(
                     e.kind,
-                    EventKind::RunSucceeded | EventKind::RunFailed | EventKind::RunRejected
+                    EventKind::RunSucceeded
+                        | EventKind::RunFailed
+                        | EventKind::RunRejected
+                        | EventKind::RunCancelled
                 )
             {
                 end = Some(Ending {
@@ -132,6 +135,7 @@ impl RunReport {
         let status = match ending.kind {
             EventKind::RunSucceeded => "succeeded",
             EventKind::RunRejected => "rejected",
+            EventKind::RunCancelled => "cancelled",
             _ => "failed",
         };
         Ok(RunReport {

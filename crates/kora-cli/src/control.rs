@@ -7,6 +7,8 @@
 //!   is reopened and resumes from there (completed nodes keep their outputs and do not run
 //!   again); recorded with who and when.
 //! - [`Control::purge`]: closes dead letters without replaying them (the attempts stay).
+//! - [`Control::cancel`]: cancels a run: no more dispatches, running tasks stopped, late
+//!   results ignored, the run recorded `cancelled` with who asked.
 
 use std::sync::Arc;
 
@@ -125,6 +127,48 @@ impl Control {
             tracing::warn!(error = %e, "cannot notify the coordinator; its sweeper will send the replayed tasks");
         }
         Ok(out)
+    }
+
+    /// Cancels a run: the request is stored on the ledger stream (it survives a coordinator
+    /// restart); the coordinator records the run cancelled and workers stop its tasks. Waits up
+    /// to `wait` for the ledger to show the run's final state, and returns it.
+    pub async fn cancel(
+        &self,
+        run_id: &str,
+        by: &str,
+        wait: std::time::Duration,
+    ) -> anyhow::Result<kora_store::RunStatus> {
+        let Some(rec) = self.store.run(run_id).await? else {
+            anyhow::bail!("no run {run_id} in the ledger");
+        };
+        if rec.status.is_final() {
+            return Ok(rec.status);
+        }
+        let msg = wire::Cancel {
+            v: WIRE_VERSION,
+            run_id: run_id.to_string(),
+            by: by.to_string(),
+        };
+        let payload = wire::encode(&msg).map_err(anyhow::Error::msg)?;
+        self.broker
+            .publish(
+                Outbound::new(self.subjects.ledger_cancel(), payload)
+                    .msg_id(format!("cancel:{run_id}")),
+            )
+            .await
+            .context("cannot send the cancel request")?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let status = self
+                .store
+                .run(run_id)
+                .await?
+                .map_or(kora_store::RunStatus::Running, |r| r.status);
+            if status.is_final() || tokio::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn purge(&self, filter: &DeadLetterFilter) -> anyhow::Result<usize> {

@@ -260,6 +260,16 @@ enum RunsCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Cancel a running run: nothing more is dispatched, its running tasks are stopped, their
+    /// late results are ignored, and the run is recorded `cancelled` (with who asked).
+    Cancel {
+        run_id: String,
+        /// How long to wait for the coordinator to record it.
+        #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+        timeout: f64,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Recent runs, newest first.
     List {
         /// Only runs in this state: running, succeeded, failed or rejected.
@@ -388,6 +398,40 @@ fn print_report(report: &kora_cli::embedded::RunReport, format: Format) -> anyho
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Dlq { command } => dlq(command).await,
+        Command::Runs {
+            command:
+                RunsCommand::Cancel {
+                    run_id,
+                    timeout,
+                    conn,
+                },
+        } => {
+            let control =
+                kora_cli::control::Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let status = control
+                .cancel(
+                    &run_id,
+                    &kora_cli::control::actor(),
+                    Duration::from_secs_f64(timeout.max(0.0)),
+                )
+                .await?;
+            match status {
+                kora_store::RunStatus::Cancelled => {
+                    println!("run {run_id} cancelled");
+                    Ok(ExitCode::SUCCESS)
+                }
+                kora_store::RunStatus::Running => {
+                    eprintln!(
+                        "error: run {run_id} is not cancelled yet after {timeout}s: is a coordinator running? The request is kept and applies when one starts."
+                    );
+                    Ok(ExitCode::from(1))
+                }
+                other => {
+                    println!("run {run_id} had already ended: {}", other.as_str());
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
         Command::Run {
             file,
             params,

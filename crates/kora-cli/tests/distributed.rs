@@ -1191,3 +1191,79 @@ async fn sigterm_drains_a_busy_worker_and_a_second_signal_stops_it_at_once() {
     );
     d.finish().await;
 }
+
+/// `kora runs cancel` mid-run: the run is recorded cancelled within moments, the running node's
+/// task is stopped on its worker (its interpreter never reaches the end of its sleep), nothing
+/// downstream is dispatched, and the run's events end with `run_cancelled`.
+#[tokio::test]
+async fn cancelling_a_run_stops_its_running_task_and_dispatches_nothing_more() {
+    let Some(mut d) = Deployment::new(&[("KORA_ACTOR", "ops-test")]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (started, finished, next) = (
+        dir.path().join("started"),
+        dir.path().join("finished"),
+        dir.path().join("next"),
+    );
+    let wf = dir.path().join("slow.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "slow", "type": "PythonCodeNode", "config": {"code": format!(
+                "import time\nopen({:?}, 'w').write('1')\ntime.sleep(4)\nopen({:?}, 'w').write('1')\nresult = 1",
+                started.display().to_string(), finished.display().to_string())}},
+            {"id": "next", "type": "PythonCodeNode", "config": {"code": format!(
+                "open({:?}, 'w').write('1')\nresult = x", next.display().to_string())}}],
+            "connections": [{"source": "slow", "output": "result", "target": "next", "input": "x"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = d.kora(&["submit", wf.to_str().unwrap()]);
+    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = Instant::now();
+    while !started.exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    let o = d.kora(&["runs", "cancel", &run_id]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cancelled"));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    // Past the node's 4 s: its task was stopped, and nothing after it ran.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!finished.exists(), "the running task was not stopped");
+    assert!(!next.exists(), "a node was dispatched after the cancel");
+    let o = d.kora(&["runs", "show", &run_id, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(v["error"], "cancelled by ops-test");
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    let events = store.events(&run_id).await.unwrap();
+    assert_eq!(
+        events.last().map(|e| e.kind),
+        Some(kora_model::wire::EventKind::RunCancelled)
+    );
+    store.close().await;
+    d.finish().await;
+}

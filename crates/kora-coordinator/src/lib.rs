@@ -293,6 +293,8 @@ struct Pending {
     expected: HashSet<String>,
     /// Which entries of `publish` are tasks, and their attempts (marked published once sent).
     task_keys: Vec<(usize, AttemptKey)>,
+    /// Runs cancelled by this batch: workers are told to stop their tasks after the commit.
+    cancelled: Vec<String>,
 }
 
 impl Pending {
@@ -313,11 +315,17 @@ impl Coordinator {
         let mut keep = Vec::with_capacity(deliveries.len());
         let admit_subject = self.subjects.ledger_admit();
         let resume_subject = self.subjects.ledger_resume();
+        let cancel_subject = self.subjects.ledger_cancel();
         let mut deliveries = deliveries.into_iter();
         while let Some(d) = deliveries.next() {
             let handled = if d.subject == admit_subject {
                 match wire::decode::<Admission>(&d.payload) {
                     Ok(a) => self.on_admission(a, &mut p).await,
+                    Err(e) => Err(Refusal::Poison(e.to_string())),
+                }
+            } else if d.subject == cancel_subject {
+                match wire::decode::<wire::Cancel>(&d.payload) {
+                    Ok(c) => self.on_cancel(c, &mut p).await,
                     Err(e) => Err(Refusal::Poison(e.to_string())),
                 }
             } else if d.subject == resume_subject {
@@ -364,6 +372,7 @@ impl Coordinator {
             finished,
             expected: _,
             task_keys,
+            cancelled,
         } = p;
         if !batch.is_empty() {
             let started = std::time::Instant::now();
@@ -402,6 +411,20 @@ impl Coordinator {
             }
         }
         self.metrics.tasks_dispatched.add(task_keys.len() as u64);
+        for run_id in &cancelled {
+            // At most once and not stored: a worker that misses it finishes the task, and its
+            // result is ignored.
+            if let Err(e) = self
+                .broker
+                .notify(
+                    &self.subjects.cancel_notice(run_id),
+                    run_id.as_bytes().to_vec(),
+                )
+                .await
+            {
+                warn!(%run_id, error = %e, "cannot tell workers to stop a cancelled run's tasks");
+            }
+        }
         failpoint("coordinator-after-commit", !task_keys.is_empty());
         if !publish.is_empty() {
             // Published by the outbox task, in commit order, while this loop records the next
@@ -724,6 +747,56 @@ impl Coordinator {
             }
         }
         self.runs.insert(r.run_id, run);
+        Ok(())
+    }
+
+    /// An operator cancels a run: record it cancelled (with who), announce it, and have workers
+    /// stop its tasks once committed. Its later results find the run finished and are ignored.
+    async fn on_cancel(&mut self, c: wire::Cancel, p: &mut Pending) -> Result<(), Refusal> {
+        let now = now_ms();
+        if !self.runs.contains_key(&c.run_id) {
+            match self
+                .rebuild(&c.run_id)
+                .await
+                .map_err(Refusal::Unavailable)?
+            {
+                Some(run) => {
+                    self.runs.insert(c.run_id.clone(), run);
+                }
+                None => {
+                    debug!(run_id = %c.run_id, "cancel of a run that is not running ignored");
+                    return Ok(());
+                }
+            }
+        }
+        let Some(mut run) = self.runs.remove(&c.run_id) else {
+            return Ok(());
+        };
+        p.expect(&run);
+        p.batch.run_updates.push(RunUpdate {
+            run_id: c.run_id.clone(),
+            status: RunStatus::Cancelled,
+            error: Some(format!("cancelled by {}", c.by)),
+            error_node: None,
+            at_ms: now,
+        });
+        run.event_seq += 1;
+        p.batch.events.push(event(
+            &c.run_id,
+            run.event_seq,
+            EventKind::RunCancelled,
+            None,
+            0,
+            now,
+            Some(serde_json::json!({ "by": c.by })),
+        ));
+        p.publish
+            .push(event_msg(&self.subjects, p.batch.events.last()));
+        info!(run_id = %c.run_id, by = %c.by, "run cancelled");
+        p.touched.push(c.run_id.clone());
+        p.finished.push(c.run_id.clone());
+        p.cancelled.push(c.run_id.clone());
+        self.runs.insert(c.run_id, run);
         Ok(())
     }
 

@@ -49,6 +49,18 @@ impl Subjects {
     pub fn ledger_resume(&self) -> String {
         format!("{}.ledger.resume", self.prefix)
     }
+    /// Operator requests to cancel a run: `<p>.ledger.cancel`.
+    pub fn ledger_cancel(&self) -> String {
+        format!("{}.ledger.cancel", self.prefix)
+    }
+    /// Notification to workers to stop a cancelled run's tasks: `<p>.control.cancel.<run_id>`
+    /// (NATS core: not stored).
+    pub fn cancel_notice(&self, run_id: &str) -> String {
+        format!("{}.control.cancel.{run_id}", self.prefix)
+    }
+    pub fn cancel_notices(&self) -> String {
+        format!("{}.control.cancel.*", self.prefix)
+    }
     pub fn ledger_all(&self) -> String {
         format!("{}.ledger.>", self.prefix)
     }

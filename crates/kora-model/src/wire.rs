@@ -89,6 +89,18 @@ pub struct Resume {
     pub attempts: Vec<AttemptRef>,
 }
 
+/// An operator's request to cancel a run, on `<p>.ledger.cancel`. The coordinator records the
+/// run cancelled (if it is still running), announces `run_cancelled`, and tells workers to stop
+/// the run's tasks (a notification on `<p>.control.cancel.<run_id>`); their late results are
+/// ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancel {
+    pub v: u16,
+    pub run_id: String,
+    /// Who asked, for the record.
+    pub by: String,
+}
+
 /// One attempt of a run's node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRef {
@@ -131,6 +143,8 @@ pub enum EventKind {
     /// An attempt failed and another is scheduled; `detail` has the error, the next attempt
     /// and its delay.
     NodeRetrying,
+    /// An operator cancelled the run; `detail` has who.
+    RunCancelled,
 }
 
 impl EventKind {
@@ -140,7 +154,8 @@ impl EventKind {
             EventKind::RunAccepted
             | EventKind::RunRejected
             | EventKind::RunSucceeded
-            | EventKind::RunFailed => "run",
+            | EventKind::RunFailed
+            | EventKind::RunCancelled => "run",
             _ => "node",
         }
     }
@@ -153,6 +168,7 @@ impl EventKind {
             EventKind::NodeSucceeded => "node_succeeded",
             EventKind::NodeFailed => "node_failed",
             EventKind::NodeRetrying => "node_retrying",
+            EventKind::RunCancelled => "run_cancelled",
             EventKind::NodeSkipped => "node_skipped",
             EventKind::CycleIteration => "cycle_iteration",
             EventKind::RunSucceeded => "run_succeeded",
@@ -220,6 +236,7 @@ versioned!(NodeTask, "node task");
 versioned!(NodeResult, "node result");
 versioned!(RunEvent, "run event");
 versioned!(Resume, "resume request");
+versioned!(Cancel, "cancel request");
 
 impl Versioned for Admission {
     const WHAT: &'static str = "admission";

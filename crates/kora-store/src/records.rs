@@ -7,6 +7,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Rejected,
+    /// Stopped by an operator (`kora runs cancel`).
+    Cancelled,
 }
 
 impl RunStatus {
@@ -16,6 +18,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Rejected => "rejected",
+            RunStatus::Cancelled => "cancelled",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -24,6 +27,7 @@ impl RunStatus {
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
             "rejected" => RunStatus::Rejected,
+            "cancelled" => RunStatus::Cancelled,
             _ => return None,
         })
     }

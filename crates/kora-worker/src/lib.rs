@@ -77,6 +77,14 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
+    // Cancelled runs: the coordinator's notices stop their tasks here.
+    let runs = Arc::new(RunTokens::default());
+    let notices = broker.listen(&subjects.cancel_notices()).await?;
+    let listener = tokio::spawn(listen_for_cancels(
+        notices,
+        Arc::clone(&runs),
+        shutdown.clone(),
+    ));
     let cfg = Arc::new(cfg);
     // Finished tasks go to one publisher, which publishes their results pipelined and then acks
     // the tasks: a result is always stored before its task is acked.
@@ -116,16 +124,17 @@ pub async fn run(
                     Err(_) => break,
                 },
             };
-            let (b, s, r, c, a, tx) = (
+            let (b, s, r, c, a, tx, rt) = (
                 Arc::clone(&broker),
                 subjects.clone(),
                 Arc::clone(&registry),
                 Arc::clone(&cfg),
                 abort.clone(),
                 done_tx.clone(),
+                Arc::clone(&runs),
             );
             tracker.spawn(async move {
-                let finished = handle(d, b.as_ref(), &s, &r, &c, &a).await;
+                let finished = handle(d, b.as_ref(), &s, &r, &c, &a, &rt).await;
                 drop(permit);
                 if let Some(f) = finished {
                     // The publisher outlives every task; if it has stopped, the unacked task is
@@ -146,6 +155,7 @@ pub async fn run(
     }
     drop(done_tx);
     let _ = publisher.await;
+    listener.abort();
     broker.flush().await?;
     Ok(())
 }
@@ -182,6 +192,79 @@ async fn publish_results(broker: Arc<dyn Broker>, mut rx: tokio::sync::mpsc::Rec
     }
 }
 
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// A token per run with tasks on this worker, cancelled when the run is.
+#[derive(Default)]
+struct RunTokens(std::sync::Mutex<std::collections::HashMap<String, (CancellationToken, usize)>>);
+
+impl RunTokens {
+    fn enter(&self, run_id: &str) -> CancellationToken {
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = g
+            .entry(run_id.to_string())
+            .or_insert_with(|| (CancellationToken::new(), 0));
+        e.1 += 1;
+        e.0.clone()
+    }
+    fn leave(&self, run_id: &str) {
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = g.get_mut(run_id) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                g.remove(run_id);
+            }
+        }
+    }
+    fn cancel(&self, run_id: &str) {
+        let g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((t, _)) = g.get(run_id) {
+            t.cancel();
+        }
+    }
+}
+
+async fn listen_for_cancels(
+    mut notices: futures::stream::BoxStream<'static, Vec<u8>>,
+    runs: Arc<RunTokens>,
+    shutdown: CancellationToken,
+) {
+    use futures::StreamExt;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            n = notices.next() => match n {
+                Some(run_id) => {
+                    let run_id = String::from_utf8_lossy(&run_id).to_string();
+                    debug!(%run_id, "run cancelled: stopping its tasks here");
+                    runs.cancel(&run_id);
+                }
+                None => return,
+            },
+        }
+    }
+}
+
 async fn handle(
     d: Delivery,
     broker: &dyn Broker,
@@ -189,6 +272,7 @@ async fn handle(
     registry: &Registry,
     cfg: &Config,
     abort: &CancellationToken,
+    runs: &RunTokens,
 ) -> Option<Finished> {
     let task = match wire::decode::<NodeTask>(&d.payload) {
         Ok(t) => t,
@@ -217,6 +301,8 @@ async fn handle(
                 node_id: task.node_id.clone(),
                 attempt: task.attempt,
             };
+            let cancelled = runs.enter(&task.run_id);
+            let _leave = scopeguard(|| runs.leave(&task.run_id));
             let mut fut = std::pin::pin!(node.run(&ctx, input));
             // Most nodes finish at once; only arm the heartbeat timer for those that do not.
             let result = match futures::poll!(fut.as_mut()) {
@@ -236,6 +322,12 @@ async fn handle(
                             }
                             () = abort.cancelled() => {
                                 let _ = d.nak(None).await;
+                                return None;
+                            }
+                            () = cancelled.cancelled() => {
+                                // The run was cancelled: stop, and drop the task for good.
+                                warn!(run_id = %task.run_id, node_id = %task.node_id, "task stopped: its run was cancelled");
+                                let _ = d.ack().await;
                                 return None;
                             }
                         }
