@@ -427,3 +427,43 @@ async fn flaky_node_is_retried_within_its_policy() {
         .collect();
     assert_eq!(retrying, [200, 400]);
 }
+
+/// A node past its `timeout_secs` is stopped on the worker and its attempt fails with a
+/// retryable TimeoutError, so its retry policy applies; the run does not wait for the sleep.
+#[tokio::test]
+async fn a_node_past_its_timeout_is_stopped_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let cfg = EngineConfig {
+        store: format!("sqlite:{}", path.display()),
+        ..engine_config(std::path::Path::new("."))
+    };
+    let engine = Engine::start(cfg).await.unwrap();
+    let wf = spec(json!({"kora": 1, "nodes": [
+        {"id": "stuck", "type": "PythonCodeNode", "config": {"code": "import time\ntime.sleep(30)\nresult = 1"},
+         "timeout_secs": 0.5, "retry": {"max_attempts": 2, "initial_delay_ms": 100, "jitter": false}}]}));
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), engine.run(wf, Map::new()))
+        .await
+        .expect("finishes long before the sleep")
+        .unwrap();
+    let took = t.elapsed();
+    engine.shutdown().await;
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(r.results["stuck"]["error_type"], json!("TimeoutError"));
+    let store: Arc<dyn kora_store::Store> = kora_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let attempts = store.attempts(&r.run_id).await.unwrap();
+    let types: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.error_type.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            (1, "TimeoutError".to_string()),
+            (2, "TimeoutError".to_string())
+        ]
+    );
+}

@@ -1111,6 +1111,10 @@ impl Coordinator {
             attempt,
             config: spec.config.clone(),
             inputs,
+            timeout_ms: spec
+                .timeout_secs
+                .map(|t| Duration::from_secs_f64(t).as_millis())
+                .and_then(|ms| u64::try_from(ms).ok()),
         };
         match wire::encode(&task) {
             Ok(bytes) if bytes.len() <= self.cfg.max_task_bytes => {

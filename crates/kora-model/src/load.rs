@@ -342,11 +342,25 @@ fn load_node(id: String, obj: &Map, at: &str, errors: &mut Vec<LoadError>) -> Op
             }
         },
     };
+    let timeout_secs = match obj.get("timeout_secs") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_f64() {
+            Some(t) => Some(t),
+            None => {
+                errors.push(err(
+                    format!("node '{id}', field 'timeout_secs'"),
+                    format!("must be a number of seconds, found {}", kind(v)),
+                ));
+                None
+            }
+        },
+    };
     Some(NodeSpec {
         id,
         node_type,
         config,
         retry,
+        timeout_secs,
     })
 }
 

@@ -147,6 +147,10 @@ pub struct NodeSpec {
     /// This node's retry policy; else the workflow's, else [`RetryPolicy::default`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Execution limit of one attempt, in seconds: past it the worker stops the node and the
+    /// attempt fails with a retryable `TimeoutError` (so the retry policy applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
 }
 
 /// One mapping pair of an edge: `source.output` (a dotted path into the source's output) feeds

@@ -146,6 +146,15 @@ fn compile_inner(
                 problems.push(problem(Some(&node.id), Some(field), message));
             }
         }
+        if let Some(t) = node.timeout_secs
+            && !(t.is_finite() && t > 0.0 && t <= 7.0 * 86_400.0)
+        {
+            problems.push(problem(
+                Some(&node.id),
+                Some("timeout_secs"),
+                format!("must be more than 0 and at most a week (604800), found {t}"),
+            ));
+        }
         if index.contains_key(&node.id) {
             problems.push(problem(
                 Some(&node.id),

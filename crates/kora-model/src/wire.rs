@@ -57,6 +57,10 @@ pub struct NodeTask {
     /// Edge values and runtime parameters; the worker overlays them on `config`.
     #[serde(default)]
     pub inputs: Map,
+    /// The node's execution limit: past it the worker stops the node and reports a retryable
+    /// `TimeoutError`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 impl NodeTask {

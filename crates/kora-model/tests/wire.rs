@@ -111,6 +111,7 @@ fn golden_vectors() {
                 .as_object()
                 .cloned()
                 .unwrap(),
+            timeout_ms: None,
         },
     );
     check(
@@ -178,6 +179,7 @@ fn newer_versions_and_garbage_are_refused_with_reasons() {
         attempt: 1,
         config: Default::default(),
         inputs: Default::default(),
+        timeout_ms: None,
     })
     .unwrap();
     let bytes = rmp_serde::to_vec_named(&task_json).unwrap();

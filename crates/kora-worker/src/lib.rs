@@ -303,7 +303,25 @@ async fn handle(
             };
             let cancelled = runs.enter(&task.run_id);
             let _leave = scopeguard(|| runs.leave(&task.run_id));
-            let mut fut = std::pin::pin!(node.run(&ctx, input));
+            let limit = task.timeout_ms.map(Duration::from_millis);
+            let timed = async {
+                match limit {
+                    None => node.run(&ctx, input).await,
+                    // Dropping the node's future stops it (a Python interpreter is killed).
+                    Some(limit) => match tokio::time::timeout(limit, node.run(&ctx, input)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(kora_nodes::NodeError::retryable(
+                            "TimeoutError",
+                            format!(
+                                "node '{}' did not finish within its timeout of {:.1}s and was stopped",
+                                task.node_id,
+                                limit.as_secs_f64()
+                            ),
+                        )),
+                    },
+                }
+            };
+            let mut fut = std::pin::pin!(timed);
             // Most nodes finish at once; only arm the heartbeat timer for those that do not.
             let result = match futures::poll!(fut.as_mut()) {
                 std::task::Poll::Ready(r) => r,
