@@ -105,7 +105,15 @@ pub async fn provision_streams(b: &dyn Broker, s: &Subjects, cfg: &TopologyConfi
         Retention::Limits,
         cfg,
     ))
-    .await
+    .await?;
+    let mut advisories = stream(
+        s.stream_advisories(),
+        vec![crate::max_deliveries_advisory(&s.stream_tasks(), "*")],
+        Retention::WorkQueue,
+        cfg,
+    );
+    advisories.max_age = Some(cfg.events_max_age);
+    b.ensure_stream(&advisories).await
 }
 
 /// Creates the roles' durable consumers; an existing consumer keeps its settings.
@@ -125,6 +133,11 @@ pub async fn provision_consumers(
     b.ensure_consumer(
         &s.stream_ledger(),
         &ledger_like(Subjects::CONSUMER_COORDINATOR),
+    )
+    .await?;
+    b.ensure_consumer(
+        &s.stream_advisories(),
+        &ledger_like(Subjects::CONSUMER_ADVISORIES),
     )
     .await?;
     for q in queues {

@@ -1267,3 +1267,67 @@ async fn cancelling_a_run_stops_its_running_task_and_dispatches_nothing_more() {
     store.close().await;
     d.finish().await;
 }
+
+/// A poison task that kills the worker running it (here the Python node kills its own worker
+/// process) reaches its max deliveries; the coordinator, told by the server's captured advisory,
+/// dead-letters it as `worker_lost` and the run fails by Kailash's rules instead of hanging.
+#[tokio::test]
+async fn a_task_that_keeps_killing_its_workers_is_dead_lettered_as_worker_lost() {
+    let Some(mut d) = Deployment::new(&[
+        ("KORA_TASKS__MAX_DELIVER", "2"),
+        ("KORA_TASKS__ACK_WAIT_SECS", "2"),
+        ("KORA_WORKER__HEARTBEAT_SECS", "1"),
+    ])
+    .await
+    else {
+        return;
+    };
+    d.serve("scheduler,coordinator", &[]);
+    // One worker per delivery (each dies), and one that is still alive at the end.
+    d.serve("worker", &[]);
+    d.serve("worker", &[]);
+    d.serve("worker", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("poison.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "name": "poison", "nodes": [
+            {"id": "killer", "type": "PythonCodeNode",
+             "config": {"code": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nresult = 1"}},
+            {"id": "after", "type": "NoOpNode"}],
+            "connections": [{"source": "killer", "output": "result", "target": "after", "input": "data"}]})
+        .to_string(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let o = d.kora(&["submit", wf.to_str().unwrap()]);
+    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "failed", "{status}");
+    let o = d.kora(&[
+        "dlq",
+        "list",
+        "--reason",
+        "worker_lost",
+        "--run",
+        &run_id,
+        "--format",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["node_id"], "killer");
+    assert!(
+        list[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("delivered 2 times"),
+        "{}",
+        list[0]["error"]
+    );
+    d.finish().await;
+}

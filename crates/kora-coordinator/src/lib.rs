@@ -150,6 +150,11 @@ pub async fn run(
             cfg.batch,
         )
         .await?;
+    // Tasks that reached their max deliveries (their workers kept dying), as the server's
+    // advisories captured in a stream.
+    let advisories = broker
+        .consumer(&subjects.stream_advisories(), Subjects::CONSUMER_ADVISORIES)
+        .await?;
     // A few batches may be in flight to the broker while the next one is recorded.
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::channel(4);
     let outbox = tokio::spawn(publish_decisions(
@@ -183,6 +188,21 @@ pub async fn run(
             () = tokio::time::sleep_until(retry_at), if next_retry.is_some() => {
                 if let Err(e) = c.send_due_retries().await {
                     warn!(error = %e, "cannot send due retries; the sweeper will");
+                }
+                continue;
+            }
+            a = advisories.fetch(16, c.cfg.fetch_wait) => {
+                match a {
+                    Ok(a) if !a.is_empty() => {
+                        if let Err(e) = c.on_lost_tasks(a).await {
+                            warn!(error = %e, "cannot handle max-deliveries advisories; they will be redelivered");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "cannot fetch max-deliveries advisories; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
                 continue;
             }
@@ -687,10 +707,11 @@ impl Coordinator {
         }
         // A failure that is not retried is dead-lettered with the inputs it ran with.
         let dead_letter = (verdict.is_ok() && status == AttemptStatus::Failed).then(|| {
-            let reason = if retryable {
-                "retries_exhausted"
-            } else {
-                "permanent_error"
+            let reason = match error_type.as_deref() {
+                Some("WorkerLost") => "worker_lost",
+                Some("TimeoutError") => "timeout",
+                _ if retryable => "retries_exhausted",
+                _ => "permanent_error",
             };
             (reason.to_string(), run.inputs_of(node).unwrap_or_default())
         });
@@ -747,6 +768,69 @@ impl Coordinator {
             }
         }
         self.runs.insert(r.run_id, run);
+        Ok(())
+    }
+
+    /// Tasks the server gave up on after their max deliveries: each one's workers crashed or
+    /// were killed every time. The attempt fails (`WorkerLost`, not retried: it already ran
+    /// that many times) through the normal result path, so it is dead-lettered and its run
+    /// follows Kailash's rules; the task is removed from the work queue.
+    async fn on_lost_tasks(&mut self, advisories: Vec<Delivery>) -> Result<(), Error> {
+        let tasks = self.subjects.stream_tasks();
+        for d in advisories {
+            let body: serde_json::Value =
+                serde_json::from_slice(&d.payload).unwrap_or(serde_json::Value::Null);
+            let (Some(seq), deliveries) =
+                (body["stream_seq"].as_u64(), body["deliveries"].as_u64())
+            else {
+                warn!(body = %String::from_utf8_lossy(&d.payload), "unreadable max-deliveries advisory dropped");
+                d.ack().await?;
+                continue;
+            };
+            match self.broker.get_message(&tasks, seq).await {
+                Ok(Some(m)) => {
+                    if let Ok(task) = wire::decode::<NodeTask>(&m.payload) {
+                        let now = now_ms();
+                        let result = NodeResult {
+                            v: WIRE_VERSION,
+                            task_id: task.task_id.clone(),
+                            run_id: task.run_id.clone(),
+                            node_id: task.node_id.clone(),
+                            iteration: task.iteration,
+                            attempt: task.attempt,
+                            outcome: TaskOutcome::Failure {
+                                error: format!(
+                                    "worker lost: the task was delivered {} times and its worker crashed or was killed each time",
+                                    deliveries.unwrap_or(0)
+                                ),
+                                error_type: "WorkerLost".into(),
+                                retryable: false,
+                            },
+                            worker_id: "coordinator".into(),
+                            started_at_ms: now,
+                            finished_at_ms: now,
+                        };
+                        warn!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, "task reached its max deliveries: its workers keep dying");
+                        let payload = wire::encode(&result)
+                            .map_err(|e| kora_broker::Error::Other(e.to_string()))?;
+                        self.broker
+                            .publish(
+                                Outbound::new(self.subjects.ledger_result(), payload)
+                                    .msg_id(format!("lost:{}", task.task_id)),
+                            )
+                            .await?;
+                    }
+                    // Out of the work queue, so it does not sit there for ever.
+                    let _ = self.broker.delete_message(&tasks, seq).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = d.nak(Some(Duration::from_secs(1))).await;
+                    return Err(e.into());
+                }
+            }
+            d.ack().await?;
+        }
         Ok(())
     }
 

@@ -102,9 +102,15 @@ impl Subjects {
     pub fn stream_dlq(&self) -> String {
         format!("{}_DLQ", self.upper())
     }
+    /// Captures the server's max-deliveries advisories for the task stream (tasks whose workers
+    /// kept dying), so the coordinator dead-letters them even if it was down when they fired.
+    pub fn stream_advisories(&self) -> String {
+        format!("{}_ADVISORIES", self.upper())
+    }
 
     pub const CONSUMER_SCHEDULER: &'static str = "scheduler";
     pub const CONSUMER_COORDINATOR: &'static str = "coordinator";
+    pub const CONSUMER_ADVISORIES: &'static str = "coordinator-advisories";
     pub fn consumer_workers(queue: &str) -> String {
         format!("workers-{queue}")
     }
