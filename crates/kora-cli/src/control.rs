@@ -93,7 +93,7 @@ impl Control {
         overrides: Map,
         actor: &str,
     ) -> anyhow::Result<ReplayOutcome> {
-        let out = self
+        let out = match self
             .store
             .replay(&ReplayRequest {
                 id: id.to_string(),
@@ -102,7 +102,13 @@ impl Control {
                 at_ms: now_ms(),
             })
             .await
-            .with_context(|| format!("cannot replay {id}"))?;
+        {
+            Ok(out) => out,
+            Err(kora_store::Error::Conflict { run_id, detail }) => anyhow::bail!(
+                "cannot replay: {detail} (`kora dlq list --any-state --run {run_id}` shows its history)"
+            ),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot replay {id}"))),
+        };
         let mut attempts = vec![AttemptRef {
             node_id: out.node_id.clone(),
             iteration: kora_store::parse_dead_letter_id(id).map_or(0, |k| k.iteration),

@@ -915,8 +915,8 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
                     v["state"].as_str().unwrap_or("")
                 );
                 println!(
-                    "  error {}: {}",
-                    d.attempt.error_type.as_deref().unwrap_or(""),
+                    "  error ({}) {}",
+                    d.attempt.error_type.as_deref().unwrap_or("?"),
                     d.attempt.error.as_deref().unwrap_or("")
                 );
                 println!("  inputs {}", serde_json::to_string(&v["inputs"])?);
