@@ -7,6 +7,7 @@
 //!   is reopened and resumes from there (completed nodes keep their outputs and do not run
 //!   again); recorded with who and when.
 //! - [`Control::purge`]: closes dead letters without replaying them (the attempts stay).
+//! - [`Control::retry_run`]: resumes a failed run by replaying its open dead letters.
 //! - [`Control::cancel`]: cancels a run: no more dispatches, running tasks stopped, late
 //!   results ignored, the run recorded `cancelled` with who asked.
 
@@ -175,6 +176,28 @@ impl Control {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+
+    /// Resumes a failed run from where it failed: replays each of its open dead letters (no
+    /// input changes). Completed nodes keep their outputs. A run that failed without a dead
+    /// letter (a node returned `success: false`) has nothing to replay: that is an error.
+    pub async fn retry_run(&self, run_id: &str, actor: &str) -> anyhow::Result<Vec<ReplayOutcome>> {
+        let open = self
+            .store
+            .dead_letters(&DeadLetterFilter {
+                run_id: Some(run_id.to_string()),
+                ..Default::default()
+            })
+            .await?;
+        anyhow::ensure!(
+            !open.is_empty(),
+            "run {run_id} has no open dead letter to resume from (`kora runs show {run_id}` says how it ended)"
+        );
+        let mut out = Vec::new();
+        for d in open {
+            out.push(self.replay(&d.id, Map::new(), actor).await?);
+        }
+        Ok(out)
     }
 
     pub async fn purge(&self, filter: &DeadLetterFilter) -> anyhow::Result<usize> {

@@ -260,6 +260,13 @@ enum RunsCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Resume a failed run from where it failed: its dead-lettered nodes run again (as they
+    /// were; use `kora dlq replay --set` to change their inputs), completed nodes are kept.
+    Retry {
+        run_id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Cancel a running run: nothing more is dispatched, its running tasks are stopped, their
     /// late results are ignored, and the run is recorded `cancelled` (with who asked).
     Cancel {
@@ -398,6 +405,22 @@ fn print_report(report: &kora_cli::embedded::RunReport, format: Format) -> anyho
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Dlq { command } => dlq(command).await,
+        Command::Runs {
+            command: RunsCommand::Retry { run_id, conn },
+        } => {
+            let control =
+                kora_cli::control::Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            for out in control
+                .retry_run(&run_id, &kora_cli::control::actor())
+                .await?
+            {
+                println!(
+                    "run {} resumes with {} attempt {}",
+                    out.run_id, out.node_id, out.attempt
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Runs {
             command:
                 RunsCommand::Cancel {

@@ -1331,3 +1331,48 @@ async fn a_task_that_keeps_killing_its_workers_is_dead_lettered_as_worker_lost()
     );
     d.finish().await;
 }
+
+/// `kora runs retry` resumes a failed run from its failed node (here one that fails only on its
+/// first attempt): the run succeeds; asking again finds nothing to resume.
+#[tokio::test]
+async fn runs_retry_resumes_a_failed_run_from_its_failed_node() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("once.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "a", "type": "NoOpNode", "config": {"data": 7}},
+            {"id": "f", "type": "FailNode", "config": {"succeed_on_attempt": 2}},
+            {"id": "z", "type": "NoOpNode"}],
+            "connections": [
+                {"source": "a", "output": "data", "target": "f", "input": "data"},
+                {"source": "f", "output": "data", "target": "z", "input": "data"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let first = d.submit_wait(&wf, None);
+    assert_eq!(first["status"], "failed", "{first}");
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+    let o = d.kora(&["runs", "retry", &run_id]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let status = d.wait_finished(&run_id, Duration::from_secs(30)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["results"]["z"]["data"], 7);
+    let o = d.kora(&["runs", "retry", &run_id]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no open dead letter"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    d.finish().await;
+}
