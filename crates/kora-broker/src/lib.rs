@@ -149,6 +149,8 @@ pub struct DeliveryInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamInfo {
     pub messages: u64,
+    /// The oldest stored message's sequence (`last_sequence + 1` when the stream is empty).
+    pub first_sequence: u64,
     pub last_sequence: u64,
 }
 

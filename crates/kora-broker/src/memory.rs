@@ -444,6 +444,10 @@ impl Broker for MemoryBroker {
         st.expire(now_ms());
         Ok(StreamInfo {
             messages: st.msgs.len() as u64,
+            first_sequence: st
+                .msgs
+                .first_key_value()
+                .map_or(st.last_seq + 1, |(s, _)| *s),
             last_sequence: st.last_seq,
         })
     }

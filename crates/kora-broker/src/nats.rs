@@ -376,6 +376,7 @@ impl Broker for JetStreamBroker {
         let info = self.stream(stream).await?.get_info().await.map_err(other)?;
         Ok(StreamInfo {
             messages: info.state.messages,
+            first_sequence: info.state.first_sequence,
             last_sequence: info.state.last_sequence,
         })
     }

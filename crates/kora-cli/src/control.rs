@@ -8,6 +8,8 @@
 //!   again); recorded with who and when.
 //! - [`Control::purge`]: closes dead letters without replaying them (the attempts stay).
 //! - [`Control::retry_run`]: resumes a failed run by replaying its open dead letters.
+//! - [`Control::poison`]: messages a role could not use (undecodable), with their reason;
+//!   [`Control::purge_poison`] removes one.
 //! - [`Control::cancel`]: cancels a run: no more dispatches, running tasks stopped, late
 //!   results ignored, the run recorded `cancelled` with who asked.
 
@@ -200,9 +202,64 @@ impl Control {
         Ok(out)
     }
 
+    /// Messages a role could not use (undecodable, or naming what does not exist), kept on the
+    /// dead-letter stream with their reason, newest first, at most `limit`.
+    pub async fn poison(&self, limit: usize) -> anyhow::Result<Vec<PoisonMessage>> {
+        let stream = self.subjects.stream_dlq();
+        let info = self.broker.stream_info(&stream).await?;
+        let mut out = Vec::new();
+        let mut seq = info.last_sequence;
+        while seq >= info.first_sequence.max(1) && out.len() < limit {
+            if let Some(m) = self.broker.get_message(&stream, seq).await? {
+                let header = |name: &str| {
+                    m.headers
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                out.push(PoisonMessage {
+                    sequence: m.sequence,
+                    source: m.subject.rsplit('.').next().unwrap_or_default().to_string(),
+                    reason: header(kora_broker::topology::HDR_REASON),
+                    original_subject: header(kora_broker::topology::HDR_ORIG_SUBJECT),
+                    deliveries: header(kora_broker::topology::HDR_DELIVERIES)
+                        .parse()
+                        .unwrap_or(0),
+                    received_ms: m.published_ms,
+                    bytes: m.payload.len(),
+                });
+            }
+            seq -= 1;
+        }
+        Ok(out)
+    }
+
+    /// Removes one poison message from the dead-letter stream.
+    pub async fn purge_poison(&self, sequence: u64) -> anyhow::Result<bool> {
+        Ok(self
+            .broker
+            .delete_message(&self.subjects.stream_dlq(), sequence)
+            .await?)
+    }
+
     pub async fn purge(&self, filter: &DeadLetterFilter) -> anyhow::Result<usize> {
         Ok(self.store.purge_dead_letters(filter).await?)
     }
+}
+
+/// A message a role dead-lettered because it could not use it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoisonMessage {
+    /// Its sequence on the dead-letter stream (`kora dlq purge --poison SEQ`).
+    pub sequence: u64,
+    /// Which role's input it was: `run` (scheduler), `ledger` (coordinator) or `task` (worker).
+    pub source: String,
+    pub reason: String,
+    pub original_subject: String,
+    pub deliveries: u32,
+    pub received_ms: u64,
+    pub bytes: usize,
 }
 
 /// Who is acting, for the audit trail: `$KORA_ACTOR`, else `$USER@host`.

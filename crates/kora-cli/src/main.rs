@@ -204,6 +204,9 @@ enum DlqCommand {
         /// Include replayed and purged ones (with who replayed them, and when).
         #[arg(long)]
         any_state: bool,
+        /// List messages a role could not use (undecodable, unknown run or node) instead.
+        #[arg(long)]
+        poison: bool,
         #[arg(long, default_value_t = 100)]
         limit: usize,
         #[arg(long, value_enum, default_value = "table")]
@@ -243,6 +246,9 @@ enum DlqCommand {
         id: Option<String>,
         #[arg(long)]
         all: bool,
+        /// Remove this poison message (its sequence in `kora dlq list --poison`).
+        #[arg(long, value_name = "SEQ")]
+        poison: Option<u64>,
         #[command(flatten)]
         filter: DlqFilterArgs,
         #[command(flatten)]
@@ -853,11 +859,37 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::List {
             filter,
             any_state,
+            poison,
             limit,
             format,
             conn,
         } => {
             let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            if poison {
+                let list = control.poison(limit).await?;
+                if format == Format::Json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else if list.is_empty() {
+                    println!("no poison messages");
+                } else {
+                    for m in &list {
+                        println!(
+                            "{}  {}  {}  {}  {} bytes  {}",
+                            m.sequence,
+                            ms_text(Some(m.received_ms)),
+                            m.source,
+                            m.original_subject,
+                            m.bytes,
+                            m.reason
+                        );
+                    }
+                    eprintln!(
+                        "{} poison message(s); `kora dlq purge --poison SEQ` removes one",
+                        list.len()
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut f = filter.filter()?;
             f.any_state = any_state;
             f.limit = limit;
@@ -1042,10 +1074,19 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::Purge {
             id,
             all,
+            poison,
             filter,
             conn,
         } => {
             let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            if let Some(seq) = poison {
+                if control.purge_poison(seq).await? {
+                    println!("removed poison message {seq}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!("error: no poison message {seq} (`kora dlq list --poison`)");
+                return Ok(ExitCode::from(EXIT_BAD_INPUT));
+            }
             let mut f = filter.filter()?;
             match (id, all) {
                 (Some(id), false) => {

@@ -1376,3 +1376,75 @@ async fn runs_retry_resumes_a_failed_run_from_its_failed_node() {
     );
     d.finish().await;
 }
+
+/// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
+/// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
+/// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_listed_and_purged() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let prefix = d
+        .env
+        .iter()
+        .find(|(k, _)| k == "KORA_PREFIX")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let subjects = kora_model::subjects::Subjects::new(&prefix).unwrap();
+    let broker = kora_broker::nats::JetStreamBroker::connect(&kora_broker::nats::NatsConfig {
+        url: NATS.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_broker::Broker;
+    for subject in [
+        subjects.run_submit(),
+        subjects.ledger_result(),
+        subjects.task(kora_model::subjects::DEFAULT_QUEUE),
+    ] {
+        broker
+            .publish(kora_broker::Outbound::new(
+                subject,
+                b"\xc1 not msgpack".to_vec(),
+            ))
+            .await
+            .unwrap();
+    }
+    let ok = d.submit_wait(&root().join("examples/diamond/workflow.json"), None);
+    assert_eq!(ok["status"], "succeeded", "the roles still serve: {ok}");
+    let list = loop {
+        let o = d.kora(&["dlq", "list", "--poison", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        if v.as_array().map_or(0, Vec::len) >= 3 {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut sources: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["source"].as_str().unwrap())
+        .collect();
+    sources.sort_unstable();
+    assert_eq!(sources, ["ledger", "run", "task"], "{list}");
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| !m["reason"].as_str().unwrap().is_empty()),
+        "each has its reason: {list}"
+    );
+    let seq = list[0]["sequence"].as_u64().unwrap().to_string();
+    let o = d.kora(&["dlq", "purge", "--poison", &seq]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = d.kora(&["dlq", "list", "--poison", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(2));
+    d.finish().await;
+}
