@@ -130,6 +130,16 @@ impl Deployment {
         self.command().args(args).output().unwrap()
     }
 
+    /// `kora submit FILE` (no wait): the run id.
+    fn submit(&self, file: &Path) -> String {
+        let o = self.kora(&["submit", file.to_str().unwrap()]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn submit_wait(&self, file: &Path, params: Option<&Path>) -> serde_json::Value {
         let mut args = vec![
             "submit".to_string(),
@@ -333,11 +343,7 @@ async fn killed_worker_task_is_redelivered_and_the_run_completes() {
             "connections": [{"from": "slow", "to": "after", "from_output": "result", "to_input": "x"}]}"#,
     )
     .unwrap();
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(&wf);
     // Let the first worker take the task, then kill it mid-task.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     d.procs[first].kill().unwrap();
@@ -505,11 +511,7 @@ async fn coordinator_crash_between_commit_and_publish_loses_nothing() {
         &[],
         &[("KORA_FAILPOINT", "coordinator-after-commit")],
     );
-    let o = d.kora(&["submit", "examples/diamond/workflow.json"]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(Path::new("examples/diamond/workflow.json"));
     let started = Instant::now();
     let crashed = loop {
         if let Some(status) = d.procs[doomed].try_wait().unwrap() {
@@ -585,12 +587,7 @@ async fn nats_restart_mid_run_roles_reconnect_and_the_run_completes() {
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(&wf);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     server.kill();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -759,12 +756,7 @@ async fn postgres_restart_mid_run_roles_retry_and_the_run_completes() {
     let wf = dir.path().join("chain.json");
     std::fs::write(&wf, sleepy_chain(8, 0.4)).unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(&wf);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     pg.crash();
     // Down for longer than a node takes: results pile up on the ledger stream meanwhile.
@@ -825,10 +817,7 @@ async fn scheduler_crash_after_admitting_loses_and_duplicates_nothing() {
     // Requests published while no scheduler runs wait on the runs stream.
     let mut run_ids = Vec::new();
     for _ in 0..5 {
-        let o = d.kora(&["submit", "examples/diamond/workflow.json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
-        run_ids.push(v["run_id"].as_str().unwrap().to_string());
+        run_ids.push(d.submit(Path::new("examples/diamond/workflow.json")));
     }
     let doomed = d.serve_env(
         "scheduler",
@@ -896,12 +885,7 @@ async fn retries_follow_the_policy_and_survive_a_coordinator_crash() {
         .to_string(),
     )
     .unwrap();
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(&wf);
     let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
         url: d.db_url.clone(),
         ..Default::default()
@@ -1131,11 +1115,7 @@ async fn sigterm_drains_a_busy_worker_and_a_second_signal_stops_it_at_once() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(&wf);
     wait_started().await;
     let t = Instant::now();
     sigterm(d.procs[busy].id());
@@ -1166,11 +1146,7 @@ async fn sigterm_drains_a_busy_worker_and_a_second_signal_stops_it_at_once() {
     .unwrap();
     let stubborn = d.serve_env("worker", &[], &[("KORA_WORKER__DRAIN_GRACE_SECS", "60")]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run2 = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run2 = d.submit(&wf);
     wait_started().await;
     let t = Instant::now();
     sigterm(d.procs[stubborn].id());
@@ -1220,11 +1196,7 @@ async fn cancelling_a_run_stops_its_running_task_and_dispatches_nothing_more() {
         .to_string(),
     )
     .unwrap();
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(&wf);
     let t = Instant::now();
     while !started.exists() {
         assert!(t.elapsed() < Duration::from_secs(20), "never started");
@@ -1300,11 +1272,7 @@ async fn a_task_that_keeps_killing_its_workers_is_dead_lettered_as_worker_lost()
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let o = d.kora(&["submit", wf.to_str().unwrap()]);
-    let run_id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = d.submit(&wf);
     let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
     assert_eq!(status["status"], "failed", "{status}");
     let o = d.kora(&[
@@ -1446,5 +1414,46 @@ async fn poison_messages_are_dead_lettered_listed_and_purged() {
     let o = d.kora(&["dlq", "list", "--poison", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().map(Vec::len), Some(2));
+    d.finish().await;
+}
+
+/// Routing: a node whose config names `queue: special` is published to `<p>.task.special` and
+/// run only by a worker serving that queue; the others run on the default pool.
+#[tokio::test]
+async fn nodes_go_to_the_worker_pool_of_their_queue() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("scheduler,coordinator", &[]);
+    let default_pool = d.serve("worker", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("routed.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "plain", "type": "PythonCodeNode", "config": {"code": "import os\nresult = os.getppid()"}},
+            {"id": "routed", "type": "PythonCodeNode",
+             "config": {"queue": "special", "code": "import os\nresult = os.getppid()"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let run_id = d.submit(&wf);
+    // Without a worker for its queue, the routed node waits (the default pool does not take it).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let o = d.kora(&["runs", "show", &run_id, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "running", "{v}");
+    let special_pool = d.serve("worker", &["--queue", "special"]);
+    let status = d.wait_finished(&run_id, Duration::from_secs(30)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    // Each node ran under the process of its pool (a Python interpreter's parent is its worker).
+    assert_eq!(
+        status["results"]["plain"]["result"],
+        d.procs[default_pool].id()
+    );
+    assert_eq!(
+        status["results"]["routed"]["result"],
+        d.procs[special_pool].id()
+    );
     d.finish().await;
 }

@@ -332,43 +332,22 @@ impl Store for MemoryStore {
             .runs
             .get_mut(&key.run_id)
             .ok_or_else(|| Error::RunNotFound(key.run_id.clone()))?;
-        let (next, orphans) =
-            crate::records::plan_replay(&key, &run.attempts).map_err(|detail| Error::Conflict {
+        let plan = crate::records::plan_replay(req, &key, &run.attempts).map_err(|detail| {
+            Error::Conflict {
                 run_id: key.run_id.clone(),
                 detail: format!("dead letter {}: {detail}", req.id),
-            })?;
+            }
+        })?;
+        let next = plan.next;
         let i = run.index[&(key.node_id.clone(), key.iteration, key.attempt)];
-        let node_type = run.attempts[i].node_type.clone();
         if let Some(dl) = run.attempts[i].dead_letter.as_mut() {
             dl.state = "replayed".into();
             dl.replayed_ms = Some(req.at_ms);
             dl.replayed_by = Some(req.actor.clone());
             dl.replay_attempt = Some(next);
         }
-        let mut fresh = vec![(
-            key.node_id.clone(),
-            key.iteration,
-            next,
-            node_type,
-            Some(req.overrides.clone()),
-        )];
-        let mut redispatched = Vec::new();
-        for o in orphans {
-            redispatched.push(AttemptKey {
-                run_id: key.run_id.clone(),
-                node_id: o.node_id.clone(),
-                iteration: o.iteration,
-                attempt: o.attempt + 1,
-            });
-            fresh.push((
-                o.node_id,
-                o.iteration,
-                o.attempt + 1,
-                o.node_type,
-                o.overrides,
-            ));
-        }
-        for (node_id, iteration, attempt, node_type, overrides) in fresh {
+        let redispatched = plan.redispatched;
+        for (node_id, iteration, attempt, node_type, overrides) in plan.fresh {
             run.index
                 .insert((node_id.clone(), iteration, attempt), run.attempts.len());
             run.attempts.push(AttemptRecord {
@@ -386,7 +365,7 @@ impl Store for MemoryStore {
                 finished_ms: None,
                 seq: None,
                 dead_letter: None,
-                overrides: overrides.filter(|o| !o.is_empty()),
+                overrides,
             });
         }
         let r = &mut run.record;

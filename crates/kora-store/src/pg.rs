@@ -511,18 +511,13 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let attempts: Vec<AttemptRecord> = rows.iter().map(attempt_row).collect::<Result<_>>()?;
-        let (next, orphans) =
-            crate::records::plan_replay(&key, &attempts).map_err(|detail| Error::Conflict {
+        let plan = crate::records::plan_replay(req, &key, &attempts).map_err(|detail| {
+            Error::Conflict {
                 run_id: key.run_id.clone(),
                 detail: format!("dead letter {}: {detail}", req.id),
-            })?;
-        let node_type = attempts
-            .iter()
-            .find(|a| {
-                a.node_id == key.node_id && a.iteration == key.iteration && a.attempt == key.attempt
-            })
-            .map(|a| a.node_type.clone())
-            .unwrap_or_default();
+            }
+        })?;
+        let next = plan.next;
         sqlx::query(
             "UPDATE attempts SET dlq_state = 'replayed', replayed_ms = $1, replayed_by = $2, replay_attempt = $3
              WHERE run_id = $4 AND node_id = $5 AND iteration = $6 AND attempt = $7",
@@ -536,28 +531,9 @@ impl Store for PgStore {
         .bind(i32::try_from(key.attempt).unwrap_or(i32::MAX))
         .execute(&mut *tx)
         .await?;
-        let overrides = (!req.overrides.is_empty())
-            .then(|| json_text(&req.overrides))
-            .transpose()?;
-        let mut fresh = vec![(
-            key.node_id.clone(),
-            key.iteration,
-            next,
-            node_type,
-            overrides,
-        )];
-        let mut redispatched = Vec::new();
-        for o in orphans {
-            redispatched.push(AttemptKey {
-                run_id: key.run_id.clone(),
-                node_id: o.node_id.clone(),
-                iteration: o.iteration,
-                attempt: o.attempt + 1,
-            });
-            let ov = o.overrides.as_ref().map(json_text).transpose()?;
-            fresh.push((o.node_id, o.iteration, o.attempt + 1, o.node_type, ov));
-        }
-        for (node_id, iteration, attempt, node_type, overrides) in fresh {
+        let redispatched = plan.redispatched;
+        for (node_id, iteration, attempt, node_type, overrides) in plan.fresh {
+            let overrides = overrides.as_ref().map(json_text).transpose()?;
             sqlx::query(
                 "INSERT INTO attempts (run_id, node_id, iteration, attempt, node_type, status, dispatched_ms, overrides)
                  VALUES ($1, $2, $3, $4, $5, 'dispatched', $6, $7::jsonb)",

@@ -341,14 +341,24 @@ pub(crate) fn results_from_iter<'a>(
         .collect()
 }
 
-/// What a replay of `key` must write, decided from the run's attempts (the same for every
-/// store): the dead letter's node gets the next attempt number; every other node whose latest
-/// attempt is still `dispatched` (in flight when the run ended; its task is gone) gets a fresh
-/// one. `Err` says why the replay is refused.
+/// What a replay writes, decided from the run's attempts the same way for every store.
+pub(crate) struct ReplayPlan {
+    /// The dead letter's node's new attempt number.
+    pub next: u32,
+    /// New attempt rows: `(node_id, iteration, attempt, node_type, overrides)`; the first is
+    /// the dead letter's node (with the request's overrides), then every other node whose
+    /// latest attempt was in flight when the run ended (its task is gone), keeping its
+    /// overrides.
+    pub fresh: Vec<(String, u32, u32, String, Option<Map>)>,
+    pub redispatched: Vec<AttemptKey>,
+}
+
+/// Plans the replay of `req` over the run's `attempts`; `Err` says why it is refused.
 pub(crate) fn plan_replay(
+    req: &ReplayRequest,
     key: &AttemptKey,
     attempts: &[AttemptRecord],
-) -> Result<(u32, Vec<AttemptRecord>), String> {
+) -> Result<ReplayPlan, String> {
     let Some(dl) = attempts.iter().find(|a| {
         a.node_id == key.node_id && a.iteration == key.iteration && a.attempt == key.attempt
     }) else {
@@ -371,14 +381,42 @@ pub(crate) fn plan_replay(
         .get(&(key.node_id.as_str(), key.iteration))
         .map_or(key.attempt, |a| a.attempt)
         + 1;
-    let mut orphans: Vec<AttemptRecord> = latest
+    let mut orphans: Vec<&AttemptRecord> = latest
         .values()
         .filter(|a| {
             a.status == AttemptStatus::Dispatched
                 && !(a.node_id == key.node_id && a.iteration == key.iteration)
         })
-        .map(|a| (*a).clone())
+        .copied()
         .collect();
     orphans.sort_by(|a, b| (&a.node_id, a.iteration).cmp(&(&b.node_id, b.iteration)));
-    Ok((next, orphans))
+    let overrides = (!req.overrides.is_empty()).then(|| req.overrides.clone());
+    let mut fresh = vec![(
+        key.node_id.clone(),
+        key.iteration,
+        next,
+        dl.node_type.clone(),
+        overrides,
+    )];
+    let mut redispatched = Vec::new();
+    for o in orphans {
+        redispatched.push(AttemptKey {
+            run_id: key.run_id.clone(),
+            node_id: o.node_id.clone(),
+            iteration: o.iteration,
+            attempt: o.attempt + 1,
+        });
+        fresh.push((
+            o.node_id.clone(),
+            o.iteration,
+            o.attempt + 1,
+            o.node_type.clone(),
+            o.overrides.clone(),
+        ));
+    }
+    Ok(ReplayPlan {
+        next,
+        fresh,
+        redispatched,
+    })
 }
