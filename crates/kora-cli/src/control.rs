@@ -10,6 +10,8 @@
 //! - [`Control::retry_run`]: resumes a failed run by replaying its open dead letters.
 //! - [`Control::poison`]: messages a role could not use (undecodable), with their reason;
 //!   [`Control::purge_poison`] removes one.
+//! - [`Control::add_trigger`], [`Control::triggers`], [`Control::set_trigger_paused`]: runs
+//!   started by messages on a NATS subject.
 //! - [`Control::cancel`]: cancels a run: no more dispatches, running tasks stopped, late
 //!   results ignored, the run recorded `cancelled` with who asked.
 
@@ -241,6 +243,51 @@ impl Control {
             .broker
             .delete_message(&self.subjects.stream_dlq(), sequence)
             .await?)
+    }
+
+    /// Registers (or replaces) a trigger: messages on `subject` start runs of `spec`. The
+    /// subject is captured from now on, even while no Kora process runs.
+    pub async fn add_trigger(
+        &self,
+        name: &str,
+        subject: &str,
+        spec: kora_model::WorkflowSpec,
+        params: Map,
+    ) -> anyhow::Result<()> {
+        crate::triggers::check_name(name)?;
+        anyhow::ensure!(
+            !subject.starts_with(&format!("{}.", self.subjects.prefix())),
+            "subject {subject:?} is inside Kora's own subjects; use another"
+        );
+        let now = now_ms();
+        let t = kora_store::TriggerRecord {
+            name: name.to_string(),
+            subject: subject.to_string(),
+            spec,
+            params,
+            paused: false,
+            created_ms: now,
+            updated_ms: now,
+        };
+        crate::triggers::provision(self.broker.as_ref(), &self.subjects, &t).await?;
+        self.store.put_trigger(&t).await?;
+        Ok(())
+    }
+
+    pub async fn triggers(&self) -> anyhow::Result<Vec<kora_store::TriggerRecord>> {
+        Ok(self.store.triggers().await?)
+    }
+
+    /// Pauses or resumes a trigger. A paused trigger's messages wait, and start their runs
+    /// when it is resumed.
+    pub async fn set_trigger_paused(&self, name: &str, paused: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.store
+                .set_trigger_paused(name, paused, now_ms())
+                .await?,
+            "no trigger {name:?} (`kora triggers list`)"
+        );
+        Ok(())
     }
 
     pub async fn purge(&self, filter: &DeadLetterFilter) -> anyhow::Result<usize> {

@@ -16,3 +16,4 @@ pub mod http;
 pub mod input;
 pub mod output;
 pub mod serve;
+pub mod triggers;

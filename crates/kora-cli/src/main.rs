@@ -152,6 +152,14 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Triggers: messages on a NATS subject start runs of a registered workflow.
+    #[command(
+        after_help = "Examples:\n  kora triggers add orders --subject shop.orders --workflow order.yaml\n  nats pub shop.orders '{\"order_id\": 42}'      # starts a run; the message is its parameters\n  kora triggers list\n  kora triggers pause orders                       # messages wait...\n  kora triggers resume orders                      # ...and run now\n\nMessages published while no Kora process runs are kept and processed when one starts.\nEach message starts exactly one run, however many schedulers run."
+    )]
+    Triggers {
+        #[command(subcommand)]
+        command: TriggersCommand,
+    },
     /// Dead letters: node attempts that failed for good (no retry left, or a permanent error).
     #[command(
         after_help = "Examples:\n  kora dlq list --since 1h --reason permanent_error\n  kora dlq show RUN:fetch:0:1\n  kora dlq replay RUN:fetch:0:1 --set limit=10\n  kora dlq replay --all --workflow orders\n  kora dlq purge --since 30d\n\nA replay runs the node again with the inputs it had, overridden by --set/--input-file, and\nresumes its run from there: nodes that completed keep their outputs and do not run again.\nEvery replay is recorded (who, when, which new attempt): `kora dlq list --any-state`."
@@ -159,6 +167,44 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TriggersCommand {
+    /// Register (or replace) a trigger.
+    Add {
+        name: String,
+        /// The NATS subject whose messages start runs (wildcards allowed).
+        #[arg(long)]
+        subject: String,
+        /// The workflow to run.
+        #[arg(long, value_name = "FILE")]
+        workflow: PathBuf,
+        /// Parameters of every run (a message's JSON object keys go over them).
+        #[arg(long, value_name = "FILE_OR_JSON")]
+        params: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Registered triggers.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Stop starting runs; messages wait.
+    Pause {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Start runs again, first for the messages that waited.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
     },
 }
 
@@ -411,6 +457,7 @@ fn print_report(report: &kora_cli::embedded::RunReport, format: Format) -> anyho
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Dlq { command } => dlq(command).await,
+        Command::Triggers { command } => triggers(command).await,
         Command::Runs {
             command: RunsCommand::Retry { run_id, conn },
         } => {
@@ -1112,6 +1159,88 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
                 }
                 _ => anyhow::bail!("name one dead letter ID, or use --all with filters (not both)"),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCode> {
+    use kora_cli::control::Control;
+    match command {
+        TriggersCommand::Add {
+            name,
+            subject,
+            workflow,
+            params,
+            conn,
+        } => {
+            let (spec, _) = input::load_workflow(&workflow)?;
+            let registry = Registry::builtin(&NodesConfig::default());
+            let problems: Vec<String> = kora_model::validate(&spec, &registry, None)
+                .iter()
+                .filter(|p| p.severity == Severity::Error)
+                .map(ToString::to_string)
+                .collect();
+            if !problems.is_empty() {
+                eprintln!("error: {} is not a usable workflow:", workflow.display());
+                for p in problems {
+                    eprintln!("  - {p}");
+                }
+                return Ok(ExitCode::from(EXIT_BAD_INPUT));
+            }
+            let params = input::load_params(params.as_deref())?;
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            control.add_trigger(&name, &subject, spec, params).await?;
+            println!(
+                "trigger {name}: messages on {subject} start runs of {}",
+                workflow.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TriggersCommand::List { format, conn } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let list = control.triggers().await?;
+            if format == Format::Json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "name": t.name, "subject": t.subject, "workflow": t.spec.name,
+                            "paused": t.paused, "params": t.params,
+                            "created_ms": t.created_ms, "updated_ms": t.updated_ms,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("no triggers (`kora triggers add --help`)");
+            } else {
+                for t in &list {
+                    println!(
+                        "{}  {}  {}  {}",
+                        t.name,
+                        t.subject,
+                        if t.spec.name.is_empty() {
+                            "-"
+                        } else {
+                            &t.spec.name
+                        },
+                        if t.paused { "paused" } else { "active" }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TriggersCommand::Pause { name, conn } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            control.set_trigger_paused(&name, true).await?;
+            println!("trigger {name} paused: its messages wait until it is resumed");
+            Ok(ExitCode::SUCCESS)
+        }
+        TriggersCommand::Resume { name, conn } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            control.set_trigger_paused(&name, false).await?;
+            println!("trigger {name} resumed");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -280,6 +280,14 @@ pub async fn serve(
     for role in roles {
         match role {
             Role::Scheduler => {
+                // Triggers start runs by submitting them: they live with the scheduler role.
+                let store = connect_store(&cfg).await?;
+                tracker.spawn(crate::triggers::run(
+                    Arc::clone(&broker),
+                    store,
+                    subjects.clone(),
+                    shutdown.clone(),
+                ));
                 tracker.spawn(log_exit(
                     "scheduler",
                     kora_scheduler::run(

@@ -22,7 +22,8 @@ pub use error::{Error, Result};
 pub use records::{
     AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, DeadLetterFilter,
     DeadLetterInfo, DeadLetterRecord, Expect, NewAttempt, NewRun, ReplayOutcome, ReplayRequest,
-    RunFilter, RunRecord, RunStatus, RunUpdate, parse_dead_letter_id, results_from_attempts,
+    RunFilter, RunRecord, RunStatus, RunUpdate, TriggerRecord, parse_dead_letter_id,
+    results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
@@ -64,6 +65,12 @@ pub trait Store: Send + Sync + 'static {
     async fn replay(&self, req: &ReplayRequest) -> Result<ReplayOutcome>;
     /// Marks the open dead letters passing `filter` purged (their attempts stay in the ledger).
     async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<usize>;
+    /// Registers a trigger, or replaces the one with its name (keeping when it was created).
+    async fn put_trigger(&self, t: &TriggerRecord) -> Result<()>;
+    /// Every registered trigger, by name.
+    async fn triggers(&self) -> Result<Vec<TriggerRecord>>;
+    /// Pauses or resumes a trigger; `false` when there is none of that name.
+    async fn set_trigger_paused(&self, name: &str, paused: bool, at_ms: u64) -> Result<bool>;
     /// Kailash's result shape for a run: see [`results_from_attempts`].
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
         Ok(results_from_attempts(

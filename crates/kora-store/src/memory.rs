@@ -19,6 +19,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
+    triggers: std::collections::BTreeMap<String, crate::TriggerRecord>,
     runs: HashMap<String, RunEntry>,
     order: Vec<String>,
     keys: HashMap<String, String>,
@@ -398,6 +399,33 @@ impl Store for MemoryStore {
             }
         }
         Ok(n)
+    }
+
+    async fn put_trigger(&self, t: &crate::TriggerRecord) -> Result<()> {
+        let mut g = self.lock();
+        let created = g
+            .triggers
+            .get(&t.name)
+            .map_or(t.created_ms, |o| o.created_ms);
+        let mut t = t.clone();
+        t.created_ms = created;
+        g.triggers.insert(t.name.clone(), t);
+        Ok(())
+    }
+
+    async fn triggers(&self) -> Result<Vec<crate::TriggerRecord>> {
+        Ok(self.lock().triggers.values().cloned().collect())
+    }
+
+    async fn set_trigger_paused(&self, name: &str, paused: bool, at_ms: u64) -> Result<bool> {
+        Ok(match self.lock().triggers.get_mut(name) {
+            Some(t) => {
+                t.paused = paused;
+                t.updated_ms = at_ms;
+                true
+            }
+            None => false,
+        })
     }
 
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_dead_letters.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_triggers.sql")),
 ];
 
 /// Connection settings, owned by the store.
@@ -450,6 +451,60 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(attempt_row).collect()
+    }
+
+    async fn put_trigger(&self, t: &crate::TriggerRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO triggers (name, subject, spec, params, paused, created_ms, updated_ms)
+             VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6, $7)
+             ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, spec = excluded.spec,
+                 params = excluded.params, paused = excluded.paused, updated_ms = excluded.updated_ms",
+        )
+        .bind(&t.name)
+        .bind(&t.subject)
+        .bind(json_text(&t.spec)?)
+        .bind(json_text(&t.params)?)
+        .bind(t.paused)
+        .bind(i(t.created_ms))
+        .bind(i(t.updated_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn triggers(&self) -> Result<Vec<crate::TriggerRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, subject, spec::text AS spec, params::text AS params, paused, created_ms, updated_ms
+             FROM triggers ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let spec: String = r.try_get("spec")?;
+                let params: String = r.try_get("params")?;
+                Ok(crate::TriggerRecord {
+                    name: r.try_get("name")?,
+                    subject: r.try_get("subject")?,
+                    spec: serde_json::from_str(&spec).map_err(|e| Error::Corrupt(e.to_string()))?,
+                    params: serde_json::from_str(&params)
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                    paused: r.try_get("paused")?,
+                    created_ms: u(r.try_get("created_ms")?),
+                    updated_ms: u(r.try_get("updated_ms")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_trigger_paused(&self, name: &str, paused: bool, at_ms: u64) -> Result<bool> {
+        let done = sqlx::query("UPDATE triggers SET paused = $1, updated_ms = $2 WHERE name = $3")
+            .bind(paused)
+            .bind(i(at_ms))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {

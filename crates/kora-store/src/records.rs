@@ -104,6 +104,19 @@ pub struct AttemptRecord {
     pub overrides: Option<Map>,
 }
 
+/// A registered trigger: messages on `subject` start runs of `spec`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerRecord {
+    pub name: String,
+    pub subject: String,
+    pub spec: WorkflowSpec,
+    /// Parameters of every run it starts; the message's own go over them.
+    pub params: Map,
+    pub paused: bool,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
 /// Why and how an attempt was dead-lettered, and what became of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetterInfo {

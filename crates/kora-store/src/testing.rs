@@ -619,7 +619,41 @@ pub async fn dead_letters_list_replay_and_purge(s: &dyn Store, ns: &str) {
     assert_eq!(s.purge_dead_letters(&mine).await.unwrap(), 0);
 }
 
+/// Triggers are registered, listed, replaced (keeping their creation time), paused and resumed.
+pub async fn triggers_register_pause_and_resume(s: &dyn Store, ns: &str) {
+    let name = format!("{ns}-orders");
+    let mut t = crate::TriggerRecord {
+        name: name.clone(),
+        subject: "shop.orders".into(),
+        spec: spec(),
+        params: Map::new(),
+        paused: false,
+        created_ms: 5,
+        updated_ms: 5,
+    };
+    s.put_trigger(&t).await.unwrap();
+    t.subject = "shop.orders.v2".into();
+    t.created_ms = 9;
+    t.updated_ms = 9;
+    s.put_trigger(&t).await.unwrap();
+    let mine = |all: Vec<crate::TriggerRecord>| all.into_iter().find(|x| x.name == name);
+    let got = mine(s.triggers().await.unwrap()).unwrap();
+    assert_eq!(got.subject, "shop.orders.v2");
+    assert_eq!((got.created_ms, got.updated_ms), (5, 9), "created once");
+    assert_eq!(got.spec, spec());
+    assert!(s.set_trigger_paused(&name, true, 12).await.unwrap());
+    assert!(mine(s.triggers().await.unwrap()).unwrap().paused);
+    assert!(s.set_trigger_paused(&name, false, 13).await.unwrap());
+    assert!(!mine(s.triggers().await.unwrap()).unwrap().paused);
+    assert!(
+        !s.set_trigger_paused(&format!("{ns}-none"), true, 14)
+            .await
+            .unwrap()
+    );
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    triggers_register_pause_and_resume(s, ns).await;
     dead_letters_list_replay_and_purge(s, ns).await;
     large_batches_number_and_fence_like_small_ones(s, ns).await;
     outbox_lists_unpublished_dispatches(s, ns).await;

@@ -1,0 +1,261 @@
+//! Triggers: messages on a registered NATS subject start runs of a registered workflow.
+//!
+//! A trigger is a ledger row (name, subject, workflow, parameters, paused) plus a JetStream
+//! stream that captures its subject (`<P>_TRIGGER_<NAME>`, work queue). The stream is created
+//! when the trigger is registered, so messages published while no Kora process runs are kept
+//! and start their runs when one returns. Every process serving the scheduler role runs
+//! [`run`]: it follows the ledger's triggers and consumes each active one's stream through one
+//! shared durable consumer, so each message starts exactly one run however many schedulers
+//! run (the run id derives from the message's stream position; a redelivery is the same run).
+//! A paused trigger is not consumed: its messages wait and are processed on resume.
+//!
+//! Must not: decide anything about a run; it only submits run requests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kora_broker::{Broker, ConsumerConfig, Retention, StreamConfig};
+use kora_model::subjects::Subjects;
+use kora_model::{Map, Value};
+use kora_store::{Store, TriggerRecord};
+use tokio_util::sync::CancellationToken;
+
+/// The durable consumer every scheduler shares on a trigger's stream.
+pub const CONSUMER: &str = "kora-trigger";
+
+/// Namespace of run ids derived from trigger messages (UUIDv5).
+const RUN_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b6f_7261_7472_4000_8000_6967_6765_7273);
+
+/// A trigger name: 1-64 letters, digits, `-` or `_`.
+pub fn check_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "trigger name {name:?}: use 1-64 letters, digits, '-' or '_'"
+    );
+    Ok(())
+}
+
+pub fn stream_name(subjects: &Subjects, name: &str) -> String {
+    format!(
+        "{}_TRIGGER_{}",
+        subjects.stream_runs().trim_end_matches("_RUNS"),
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Creates (or updates) the stream capturing the trigger's subject, and its consumer.
+pub async fn provision(
+    broker: &dyn Broker,
+    subjects: &Subjects,
+    t: &TriggerRecord,
+) -> anyhow::Result<()> {
+    let stream = stream_name(subjects, &t.name);
+    broker
+        .ensure_stream(&StreamConfig::new(
+            stream.clone(),
+            vec![t.subject.clone()],
+            Retention::WorkQueue,
+        ))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot capture subject {:?} for trigger {}: {e} (a subject another stream captures cannot be used)",
+                t.subject,
+                t.name
+            )
+        })?;
+    broker
+        .ensure_consumer(
+            &stream,
+            &ConsumerConfig {
+                ack_wait: Duration::from_secs(30),
+                ..ConsumerConfig::new(CONSUMER)
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// The run a message starts: its id (the same for a redelivery of the same message) and its
+/// parameters (the trigger's, then the message's: a JSON object's keys, or else the whole
+/// message as `event`).
+pub fn run_for(
+    t: &TriggerRecord,
+    stream_seq: u64,
+    published_ms: u64,
+    payload: &[u8],
+) -> (String, Map) {
+    let key = format!("trigger:{}:{stream_seq}:{published_ms}", t.name);
+    let run_id = uuid::Uuid::new_v5(&RUN_NAMESPACE, key.as_bytes()).to_string();
+    let mut params = t.params.clone();
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(m)) => params.extend(m),
+        Ok(other) => {
+            params.insert("event".into(), other);
+        }
+        Err(_) => {
+            params.insert(
+                "event".into(),
+                Value::String(String::from_utf8_lossy(payload).into_owned()),
+            );
+        }
+    }
+    (run_id, params)
+}
+
+/// Follows the ledger's triggers until `shutdown`: consumes each active one.
+pub async fn run(
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn Store>,
+    subjects: Subjects,
+    shutdown: CancellationToken,
+) {
+    let mut running: HashMap<String, (TriggerRecord, CancellationToken)> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let triggers = match store.triggers().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read triggers; retrying");
+                continue;
+            }
+        };
+        let wanted: HashMap<String, TriggerRecord> = triggers
+            .into_iter()
+            .filter(|t| !t.paused)
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        running.retain(|name, (t, token)| {
+            let keep = wanted.get(name).is_some_and(|w| w == t);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for (name, t) in wanted {
+            if running.contains_key(&name) {
+                continue;
+            }
+            let token = shutdown.child_token();
+            running.insert(name, (t.clone(), token.clone()));
+            tokio::spawn(consume(Arc::clone(&broker), subjects.clone(), t, token));
+        }
+    }
+    for (_, (_, token)) in running {
+        token.cancel();
+    }
+}
+
+async fn consume(
+    broker: Arc<dyn Broker>,
+    subjects: Subjects,
+    t: TriggerRecord,
+    stop: CancellationToken,
+) {
+    let stream = stream_name(&subjects, &t.name);
+    let consumer = loop {
+        match provision(broker.as_ref(), &subjects, &t).await {
+            Ok(()) => match broker.consumer(&stream, CONSUMER).await {
+                Ok(c) => break c,
+                Err(e) => tracing::warn!(trigger = %t.name, error = %e, "cannot consume trigger"),
+            },
+            Err(e) => tracing::warn!(trigger = %t.name, error = %e, "cannot set up trigger"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    };
+    tracing::info!(trigger = %t.name, subject = %t.subject, "trigger active");
+    loop {
+        let batch = tokio::select! {
+            () = stop.cancelled() => return,
+            b = consumer.fetch(64, Duration::from_millis(500)) => b,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(trigger = %t.name, error = %e, "cannot fetch trigger messages; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for d in batch {
+            let (run_id, params) =
+                run_for(&t, d.info.stream_sequence, d.info.published_ms, &d.payload);
+            let key = format!("trigger:{}:{}", t.name, d.info.stream_sequence);
+            match crate::client::submit(
+                broker.as_ref(),
+                &subjects,
+                t.spec.clone(),
+                params,
+                Some(key),
+                run_id.clone(),
+            )
+            .await
+            {
+                Ok(_) => {
+                    tracing::info!(trigger = %t.name, %run_id, "trigger started a run");
+                    let _ = d.ack().await;
+                }
+                Err(e) => {
+                    tracing::warn!(trigger = %t.name, error = %e, "cannot submit a triggered run; it will be retried");
+                    let _ = d.nak(Some(Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger() -> TriggerRecord {
+        TriggerRecord {
+            name: "orders".into(),
+            subject: "shop.orders".into(),
+            spec: kora_model::WorkflowSpec::default(),
+            params: serde_json::json!({"region": "eu", "limit": 1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            paused: false,
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_message_becomes_the_runs_parameters_and_names_its_run() {
+        let t = trigger();
+        let (id, p) = run_for(&t, 7, 100, br#"{"order_id": 42, "limit": 5}"#);
+        assert_eq!(p["order_id"], 42);
+        assert_eq!(p["limit"], 5, "the message wins over the trigger's");
+        assert_eq!(p["region"], "eu");
+        assert_eq!(
+            run_for(&t, 7, 100, b"{}").0,
+            id,
+            "a redelivery is the same run"
+        );
+        assert_ne!(run_for(&t, 8, 100, b"{}").0, id);
+        assert_eq!(run_for(&t, 1, 1, b"plain text").1["event"], "plain text");
+        assert_eq!(run_for(&t, 1, 1, b"[1, 2]").1["event"][1], 2);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("orders-v2_eu").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a.b").is_err());
+    }
+}
