@@ -245,24 +245,34 @@ impl Control {
             .await?)
     }
 
-    /// Registers (or replaces) a trigger: messages on `subject` start runs of `spec`. The
-    /// subject is captured from now on, even while no Kora process runs.
+    /// Registers (or replaces) a trigger: messages on a subject, or cron ticks, start runs of
+    /// `spec`. A subject is captured from now on, even while no Kora process runs.
     pub async fn add_trigger(
         &self,
         name: &str,
-        subject: &str,
+        source: TriggerSource,
         spec: kora_model::WorkflowSpec,
         params: Map,
     ) -> anyhow::Result<()> {
         crate::triggers::check_name(name)?;
-        anyhow::ensure!(
-            !subject.starts_with(&format!("{}.", self.subjects.prefix())),
-            "subject {subject:?} is inside Kora's own subjects; use another"
-        );
+        let (subject, schedule) = match source {
+            TriggerSource::Subject(subject) => {
+                anyhow::ensure!(
+                    !subject.starts_with(&format!("{}.", self.subjects.prefix())),
+                    "subject {subject:?} is inside Kora's own subjects; use another"
+                );
+                (subject, None)
+            }
+            TriggerSource::Cron(expr) => {
+                crate::triggers::parse_schedule(&expr)?;
+                (String::new(), Some(expr))
+            }
+        };
         let now = now_ms();
         let t = kora_store::TriggerRecord {
             name: name.to_string(),
-            subject: subject.to_string(),
+            subject,
+            schedule,
             spec,
             params,
             paused: false,
@@ -293,6 +303,15 @@ impl Control {
     pub async fn purge(&self, filter: &DeadLetterFilter) -> anyhow::Result<usize> {
         Ok(self.store.purge_dead_letters(filter).await?)
     }
+}
+
+/// What starts a trigger's runs.
+#[derive(Debug, Clone)]
+pub enum TriggerSource {
+    /// Each message on this NATS subject.
+    Subject(String),
+    /// Each tick of this cron schedule.
+    Cron(String),
 }
 
 /// A message a role dead-lettered because it could not use it.

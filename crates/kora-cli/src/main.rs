@@ -176,8 +176,12 @@ enum TriggersCommand {
     Add {
         name: String,
         /// The NATS subject whose messages start runs (wildcards allowed).
-        #[arg(long)]
-        subject: String,
+        #[arg(long, required_unless_present = "cron", conflicts_with = "cron")]
+        subject: Option<String>,
+        /// Or a cron schedule: "*/5 * * * *" (minute hour day month weekday), or with a
+        /// leading seconds field. One run per tick, however many schedulers run.
+        #[arg(long, value_name = "SCHEDULE")]
+        cron: Option<String>,
         /// The workflow to run.
         #[arg(long, value_name = "FILE")]
         workflow: PathBuf,
@@ -1170,10 +1174,20 @@ async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCode> {
         TriggersCommand::Add {
             name,
             subject,
+            cron,
             workflow,
             params,
             conn,
         } => {
+            let source = match (subject, cron) {
+                (Some(s), None) => kora_cli::control::TriggerSource::Subject(s),
+                (None, Some(c)) => kora_cli::control::TriggerSource::Cron(c),
+                _ => anyhow::bail!("give --subject or --cron"),
+            };
+            let what = match &source {
+                kora_cli::control::TriggerSource::Subject(s) => format!("messages on {s}"),
+                kora_cli::control::TriggerSource::Cron(c) => format!("ticks of {c:?}"),
+            };
             let (spec, _) = input::load_workflow(&workflow)?;
             let registry = Registry::builtin(&NodesConfig::default());
             let problems: Vec<String> = kora_model::validate(&spec, &registry, None)
@@ -1190,9 +1204,9 @@ async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCode> {
             }
             let params = input::load_params(params.as_deref())?;
             let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
-            control.add_trigger(&name, &subject, spec, params).await?;
+            control.add_trigger(&name, source, spec, params).await?;
             println!(
-                "trigger {name}: messages on {subject} start runs of {}",
+                "trigger {name}: {what} start runs of {}",
                 workflow.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -1205,7 +1219,7 @@ async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|t| {
                         serde_json::json!({
-                            "name": t.name, "subject": t.subject, "workflow": t.spec.name,
+                            "name": t.name, "subject": t.subject, "schedule": t.schedule, "workflow": t.spec.name,
                             "paused": t.paused, "params": t.params,
                             "created_ms": t.created_ms, "updated_ms": t.updated_ms,
                         })
@@ -1219,7 +1233,9 @@ async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "{}  {}  {}  {}",
                         t.name,
-                        t.subject,
+                        t.schedule
+                            .as_ref()
+                            .map_or_else(|| t.subject.clone(), |c| format!("cron {c:?}")),
                         if t.spec.name.is_empty() {
                             "-"
                         } else {

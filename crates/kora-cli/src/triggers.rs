@@ -9,6 +9,12 @@
 //! run (the run id derives from the message's stream position; a redelivery is the same run).
 //! A paused trigger is not consumed: its messages wait and are processed on resume.
 //!
+//! A cron trigger (`schedule`, with an optional seconds field) starts one run per tick: every
+//! scheduler computes the same ticks and submits the tick's run under an id derived from the
+//! trigger and the tick's time, so however many schedulers run, the broker's deduplication and
+//! the coordinator's run-exists check leave one run per tick. Ticks missed while no scheduler
+//! runs are not caught up.
+//!
 //! Must not: decide anything about a run; it only submits run requests.
 
 use std::collections::HashMap;
@@ -48,12 +54,26 @@ pub fn stream_name(subjects: &Subjects, name: &str) -> String {
     )
 }
 
-/// Creates (or updates) the stream capturing the trigger's subject, and its consumer.
+/// Parses a cron schedule: 5 fields (minute hour day month weekday) or 6 (seconds first).
+pub fn parse_schedule(expr: &str) -> anyhow::Result<croner::Cron> {
+    use std::str::FromStr;
+    croner::Cron::from_str(expr).map_err(|e| {
+        anyhow::anyhow!(
+            "cron schedule {expr:?}: {e} (e.g. \"*/5 * * * *\", or \"*/10 * * * * *\" with seconds)"
+        )
+    })
+}
+
+/// Creates (or updates) the stream capturing the trigger's subject, and its consumer. A cron
+/// trigger needs none.
 pub async fn provision(
     broker: &dyn Broker,
     subjects: &Subjects,
     t: &TriggerRecord,
 ) -> anyhow::Result<()> {
+    if t.schedule.is_some() {
+        return Ok(());
+    }
     let stream = stream_name(subjects, &t.name);
     broker
         .ensure_stream(&StreamConfig::new(
@@ -147,11 +167,73 @@ pub async fn run(
             }
             let token = shutdown.child_token();
             running.insert(name, (t.clone(), token.clone()));
-            tokio::spawn(consume(Arc::clone(&broker), subjects.clone(), t, token));
+            if t.schedule.is_some() {
+                tokio::spawn(fire_cron(Arc::clone(&broker), subjects.clone(), t, token));
+            } else {
+                tokio::spawn(consume(Arc::clone(&broker), subjects.clone(), t, token));
+            }
         }
     }
     for (_, (_, token)) in running {
         token.cancel();
+    }
+}
+
+/// The run of a cron tick: the same id in every scheduler; the tick's time as `scheduled_ms`.
+pub fn run_for_tick(t: &TriggerRecord, tick_ms: i64) -> (String, Map) {
+    let key = format!("cron:{}:{tick_ms}", t.name);
+    let run_id = uuid::Uuid::new_v5(&RUN_NAMESPACE, key.as_bytes()).to_string();
+    let mut params = t.params.clone();
+    params.insert("scheduled_ms".into(), Value::from(tick_ms));
+    (run_id, params)
+}
+
+async fn fire_cron(
+    broker: Arc<dyn Broker>,
+    subjects: Subjects,
+    t: TriggerRecord,
+    stop: CancellationToken,
+) {
+    let Some(cron) = t.schedule.as_deref().and_then(|e| parse_schedule(e).ok()) else {
+        tracing::warn!(trigger = %t.name, schedule = ?t.schedule, "unusable cron schedule; trigger idle");
+        return;
+    };
+    tracing::info!(trigger = %t.name, schedule = ?t.schedule, "cron trigger active");
+    let mut next = match cron.find_next_occurrence(&chrono::Utc::now(), false) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(trigger = %t.name, error = %e, "cron schedule has no next tick");
+            return;
+        }
+    };
+    loop {
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let tick_ms = next.timestamp_millis();
+        let (run_id, params) = run_for_tick(&t, tick_ms);
+        let key = format!("cron:{}:{tick_ms}", t.name);
+        match crate::client::submit(
+            broker.as_ref(),
+            &subjects,
+            t.spec.clone(),
+            params,
+            Some(key),
+            run_id.clone(),
+        )
+        .await
+        {
+            Ok(_) => tracing::info!(trigger = %t.name, %run_id, tick_ms, "cron trigger fired"),
+            Err(e) => {
+                tracing::warn!(trigger = %t.name, error = %e, tick_ms, "cron tick not submitted")
+            }
+        }
+        next = match cron.find_next_occurrence(&next, false) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
     }
 }
 
@@ -224,6 +306,7 @@ mod tests {
         TriggerRecord {
             name: "orders".into(),
             subject: "shop.orders".into(),
+            schedule: None,
             spec: kora_model::WorkflowSpec::default(),
             params: serde_json::json!({"region": "eu", "limit": 1})
                 .as_object()
@@ -250,6 +333,18 @@ mod tests {
         assert_ne!(run_for(&t, 8, 100, b"{}").0, id);
         assert_eq!(run_for(&t, 1, 1, b"plain text").1["event"], "plain text");
         assert_eq!(run_for(&t, 1, 1, b"[1, 2]").1["event"][1], 2);
+    }
+
+    #[test]
+    fn every_scheduler_names_a_tick_the_same_run() {
+        let t = trigger();
+        let (a, p) = run_for_tick(&t, 1_000);
+        assert_eq!(run_for_tick(&t, 1_000).0, a);
+        assert_ne!(run_for_tick(&t, 2_000).0, a);
+        assert_eq!(p["scheduled_ms"], 1_000);
+        assert!(parse_schedule("*/5 * * * *").is_ok());
+        assert!(parse_schedule("*/2 * * * * *").is_ok(), "seconds");
+        assert!(parse_schedule("every minute").is_err());
     }
 
     #[test]

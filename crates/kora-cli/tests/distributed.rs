@@ -1567,3 +1567,74 @@ async fn trigger_messages_published_while_kora_is_down_each_start_one_run() {
     );
     d.finish().await;
 }
+
+/// A cron trigger with two schedulers running fires once per tick: every run has its own tick,
+/// ticks are the schedule's 2 s apart, and pausing stops the firing.
+#[tokio::test]
+async fn two_schedulers_fire_a_cron_trigger_once_per_tick() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("tick.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "name": "tick", "nodes": [
+            {"id": "at", "type": "PythonCodeNode", "config": {"code": "result = scheduled_ms"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = d.kora(&[
+        "triggers",
+        "add",
+        "every2s",
+        "--cron",
+        "*/2 * * * * *",
+        "--workflow",
+        wf.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.serve("scheduler", &[]);
+    d.serve("scheduler", &[]);
+    d.serve("coordinator,worker", &[]);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let o = d.kora(&["triggers", "pause", "every2s"]);
+    assert!(o.status.success());
+    // Let the last fired runs finish; a tick already submitted still runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let o = d.kora(&["runs", "list", "--limit", "100", "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    let mut ticks = Vec::new();
+    for r in runs {
+        let o = d.kora(&[
+            "runs",
+            "show",
+            r["run_id"].as_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["status"], "succeeded", "{v}");
+        ticks.push(v["results"]["at"]["result"].as_i64().unwrap());
+    }
+    ticks.sort_unstable();
+    let mut distinct = ticks.clone();
+    distinct.dedup();
+    assert_eq!(ticks, distinct, "one run per tick with two schedulers");
+    assert!(ticks.len() >= 3, "ticks fired: {ticks:?}");
+    assert!(
+        ticks.windows(2).all(|w| w[1] - w[0] == 2000),
+        "ticks follow the schedule: {ticks:?}"
+    );
+    let before = ticks.len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let o = d.kora(&["runs", "list", "--limit", "100", "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        before,
+        "paused: no more ticks"
+    );
+    d.finish().await;
+}

@@ -455,9 +455,9 @@ impl Store for PgStore {
 
     async fn put_trigger(&self, t: &crate::TriggerRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO triggers (name, subject, spec, params, paused, created_ms, updated_ms)
-             VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6, $7)
-             ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, spec = excluded.spec,
+            "INSERT INTO triggers (name, subject, schedule, spec, params, paused, created_ms, updated_ms)
+             VALUES ($1, $2, $8, $3::jsonb, $4::jsonb, $5, $6, $7)
+             ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, schedule = excluded.schedule, spec = excluded.spec,
                  params = excluded.params, paused = excluded.paused, updated_ms = excluded.updated_ms",
         )
         .bind(&t.name)
@@ -467,6 +467,7 @@ impl Store for PgStore {
         .bind(t.paused)
         .bind(i(t.created_ms))
         .bind(i(t.updated_ms))
+        .bind(&t.schedule)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -474,7 +475,7 @@ impl Store for PgStore {
 
     async fn triggers(&self) -> Result<Vec<crate::TriggerRecord>> {
         let rows = sqlx::query(
-            "SELECT name, subject, spec::text AS spec, params::text AS params, paused, created_ms, updated_ms
+            "SELECT name, subject, schedule, spec::text AS spec, params::text AS params, paused, created_ms, updated_ms
              FROM triggers ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -486,6 +487,7 @@ impl Store for PgStore {
                 Ok(crate::TriggerRecord {
                     name: r.try_get("name")?,
                     subject: r.try_get("subject")?,
+                    schedule: r.try_get("schedule")?,
                     spec: serde_json::from_str(&spec).map_err(|e| Error::Corrupt(e.to_string()))?,
                     params: serde_json::from_str(&params)
                         .map_err(|e| Error::Corrupt(e.to_string()))?,

@@ -104,11 +104,14 @@ pub struct AttemptRecord {
     pub overrides: Option<Map>,
 }
 
-/// A registered trigger: messages on `subject` start runs of `spec`.
+/// A registered trigger: messages on `subject`, or the ticks of the cron `schedule`, start runs
+/// of `spec`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerRecord {
     pub name: String,
+    /// Empty for a cron trigger.
     pub subject: String,
+    pub schedule: Option<String>,
     pub spec: WorkflowSpec,
     /// Parameters of every run it starts; the message's own go over them.
     pub params: Map,

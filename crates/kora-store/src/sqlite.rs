@@ -334,13 +334,14 @@ fn bind_dlq<'q>(
 impl Store for SqliteStore {
     async fn put_trigger(&self, t: &crate::TriggerRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO triggers (name, subject, spec, params, paused, created_ms, updated_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, spec = excluded.spec,
+            "INSERT INTO triggers (name, subject, schedule, spec, params, paused, created_ms, updated_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, schedule = excluded.schedule, spec = excluded.spec,
                  params = excluded.params, paused = excluded.paused, updated_ms = excluded.updated_ms",
         )
         .bind(&t.name)
         .bind(&t.subject)
+        .bind(&t.schedule)
         .bind(json_text(&t.spec)?)
         .bind(json_text(&t.params)?)
         .bind(t.paused)
@@ -362,6 +363,7 @@ impl Store for SqliteStore {
                 Ok(crate::TriggerRecord {
                     name: r.try_get("name")?,
                     subject: r.try_get("subject")?,
+                    schedule: r.try_get("schedule")?,
                     spec: serde_json::from_str(&spec).map_err(|e| Error::Corrupt(e.to_string()))?,
                     params: serde_json::from_str(&params)
                         .map_err(|e| Error::Corrupt(e.to_string()))?,

@@ -625,6 +625,7 @@ pub async fn triggers_register_pause_and_resume(s: &dyn Store, ns: &str) {
     let mut t = crate::TriggerRecord {
         name: name.clone(),
         subject: "shop.orders".into(),
+        schedule: None,
         spec: spec(),
         params: Map::new(),
         paused: false,

@@ -1,6 +1,7 @@
 CREATE TABLE IF NOT EXISTS triggers (
     name       TEXT PRIMARY KEY,
-    subject    TEXT NOT NULL,
+    subject    TEXT NOT NULL DEFAULT '',
+    schedule   TEXT,
     spec       TEXT NOT NULL,
     params     TEXT NOT NULL DEFAULT '{}',
     paused     INTEGER NOT NULL DEFAULT 0,
