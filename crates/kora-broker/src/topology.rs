@@ -141,13 +141,18 @@ pub async fn provision_consumers(
     )
     .await?;
     for q in queues {
-        let c = ConsumerConfig {
-            filter_subject: Some(s.task(q)),
-            ack_wait: cfg.task_ack_wait,
-            max_deliver: cfg.task_max_deliver,
-            ..ConsumerConfig::new(Subjects::consumer_workers(q))
-        };
-        b.ensure_consumer(&s.stream_tasks(), &c).await?;
+        for (subject, durable) in [
+            (s.task(q), Subjects::consumer_workers(q)),
+            (s.task_high(q), Subjects::consumer_workers_high(q)),
+        ] {
+            let c = ConsumerConfig {
+                filter_subject: Some(subject),
+                ack_wait: cfg.task_ack_wait,
+                max_deliver: cfg.task_max_deliver,
+                ..ConsumerConfig::new(durable)
+            };
+            b.ensure_consumer(&s.stream_tasks(), &c).await?;
+        }
     }
     Ok(())
 }

@@ -136,6 +136,9 @@ enum Command {
         /// Submitting again with the same key is the same run (its run id derives from the key).
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
+        /// `high`: workers take this run's tasks before waiting `normal` ones.
+        #[arg(long, value_enum)]
+        priority: Option<PriorityArg>,
         /// Wait for the run to finish and print its results (reads the ledger: needs the database URL).
         #[arg(long)]
         wait: bool,
@@ -168,6 +171,12 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PriorityArg {
+    Normal,
+    High,
 }
 
 #[derive(Subcommand)]
@@ -662,12 +671,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             file,
             params,
             idempotency_key,
+            priority,
             wait,
             timeout,
             format,
             conn,
         } => {
-            let (spec, _) = input::load_workflow(&file)?;
+            let (mut spec, _) = input::load_workflow(&file)?;
+            if let Some(p) = priority {
+                spec.priority = match p {
+                    PriorityArg::Normal => kora_model::Priority::Normal,
+                    PriorityArg::High => kora_model::Priority::High,
+                };
+            }
             let params = input::load_params(params.as_deref())?;
             let cfg = conn.load(serde_json::json!({}))?;
             let subjects = kora_model::subjects::Subjects::new(&cfg.nats.prefix)

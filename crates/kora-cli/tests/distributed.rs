@@ -1638,3 +1638,58 @@ async fn two_schedulers_fire_a_cron_trigger_once_per_tick() {
     );
     d.finish().await;
 }
+
+/// Priorities: with one worker slot busy on a long queue of normal tasks, a run submitted with
+/// `--priority high` has its task taken before the waiting normal ones.
+#[tokio::test]
+async fn high_priority_tasks_are_taken_before_waiting_normal_ones() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("scheduler,coordinator", &[]);
+    d.serve("worker", &["--concurrency", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow.json");
+    let nodes: Vec<_> = (0..12)
+        .map(|i| {
+            serde_json::json!({"id": format!("s{i}"), "type": "PythonCodeNode",
+            "config": {"code": "import time\ntime.sleep(0.3)\nresult = 1"}})
+        })
+        .collect();
+    std::fs::write(
+        &slow,
+        serde_json::json!({"kora": 1, "nodes": nodes}).to_string(),
+    )
+    .unwrap();
+    let urgent = dir.path().join("urgent.json");
+    std::fs::write(
+        &urgent,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "now", "type": "PythonCodeNode", "config": {"code": "result = 1"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let normal_run = d.submit(&slow);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let o = d.kora(&[
+        "submit",
+        urgent.to_str().unwrap(),
+        "--priority",
+        "high",
+        "--wait",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(v["status"], "succeeded", "{v}");
+    // The 12 normal tasks take 3.6 s on the one slot; the urgent run ended long before them.
+    let o = d.kora(&["runs", "show", &normal_run, "--format", "json"]);
+    let normal: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        normal["status"], "running",
+        "the high-priority run overtook the waiting normal tasks: {normal}"
+    );
+    let done = d.wait_finished(&normal_run, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded");
+    d.finish().await;
+}

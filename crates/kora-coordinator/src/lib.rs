@@ -917,6 +917,7 @@ impl Coordinator {
                 a.iteration,
                 a.attempt,
                 inputs,
+                wf.spec.priority,
             ) {
                 Ok(msg) => {
                     job.task_keys.push((
@@ -1058,7 +1059,7 @@ impl Coordinator {
             };
             let wf = Arc::clone(run.state.workflow());
             let spec = &wf.spec.nodes[node];
-            match self.task_message(&run_id, spec, it, attempt, inputs) {
+            match self.task_message(&run_id, spec, it, attempt, inputs, wf.spec.priority) {
                 Ok(msg) => {
                     job.task_keys.push((
                         job.publish.len(),
@@ -1176,6 +1177,7 @@ impl Coordinator {
     }
 
     /// The task message for one attempt, or why it cannot be sent.
+    #[allow(clippy::too_many_arguments)]
     fn task_message(
         &self,
         run_id: &str,
@@ -1183,6 +1185,7 @@ impl Coordinator {
         iteration: u32,
         attempt: u32,
         inputs: Map,
+        priority: kora_model::Priority,
     ) -> Result<Outbound, (&'static str, String)> {
         let task_id = NodeTask::make_id(run_id, &spec.id, iteration, attempt);
         let task = NodeTask {
@@ -1207,7 +1210,11 @@ impl Coordinator {
                     .get("queue")
                     .and_then(Value::as_str)
                     .unwrap_or(DEFAULT_QUEUE);
-                Ok(Outbound::new(self.subjects.task(queue), bytes).msg_id(task_id))
+                let subject = match priority {
+                    kora_model::Priority::High => self.subjects.task_high(queue),
+                    kora_model::Priority::Normal => self.subjects.task(queue),
+                };
+                Ok(Outbound::new(subject, bytes).msg_id(task_id))
             }
             Ok(bytes) => Err((
                 "TaskTooLarge",
@@ -1259,6 +1266,7 @@ impl Coordinator {
                     k.iteration,
                     k.attempt,
                     inputs,
+                    wf.spec.priority,
                 ) {
                     msgs.push(msg);
                     msg_keys.push(k);
@@ -1308,23 +1316,29 @@ impl Coordinator {
                         at_ms: now,
                     });
                     let _ = task_id;
-                    let undeliverable =
-                        match self.task_message(&run.run_id, spec, iteration, attempt, inputs) {
-                            Ok(msg) => {
-                                p.task_keys.push((
-                                    p.publish.len(),
-                                    AttemptKey {
-                                        run_id: run.run_id.clone(),
-                                        node_id: spec.id.clone(),
-                                        iteration,
-                                        attempt,
-                                    },
-                                ));
-                                p.publish.push(msg);
-                                None
-                            }
-                            Err(e) => Some(e),
-                        };
+                    let undeliverable = match self.task_message(
+                        &run.run_id,
+                        spec,
+                        iteration,
+                        attempt,
+                        inputs,
+                        wf.spec.priority,
+                    ) {
+                        Ok(msg) => {
+                            p.task_keys.push((
+                                p.publish.len(),
+                                AttemptKey {
+                                    run_id: run.run_id.clone(),
+                                    node_id: spec.id.clone(),
+                                    iteration,
+                                    attempt,
+                                },
+                            ));
+                            p.publish.push(msg);
+                            None
+                        }
+                        Err(e) => Some(e),
+                    };
                     // A task that cannot be sent fails its node, by Kailash's failure rules.
                     if let Some((error_type, error)) = undeliverable {
                         warn!(run_id = %run.run_id, node_id = %spec.id, %error, "node cannot be dispatched");

@@ -32,6 +32,25 @@ pub struct WorkflowSpec {
     /// The retry policy of every node that names none (Kora's canonical form only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Tasks of `high` priority runs are taken by workers before `normal` ones.
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
+}
+
+/// A run's priority: workers take every waiting `high` task of their queue before `normal`
+/// ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    #[default]
+    Normal,
+    High,
+}
+
+impl Priority {
+    pub fn is_normal(&self) -> bool {
+        *self == Priority::Normal
+    }
 }
 
 fn one() -> u32 {

@@ -68,6 +68,10 @@ impl Subjects {
     pub fn task(&self, queue: &str) -> String {
         format!("{}.task.{queue}", self.prefix)
     }
+    /// High-priority tasks for one queue: `<p>.task.<queue>.high` (taken first).
+    pub fn task_high(&self, queue: &str) -> String {
+        format!("{}.task.{queue}.high", self.prefix)
+    }
     pub fn task_all(&self) -> String {
         format!("{}.task.>", self.prefix)
     }
@@ -113,6 +117,9 @@ impl Subjects {
     pub const CONSUMER_ADVISORIES: &'static str = "coordinator-advisories";
     pub fn consumer_workers(queue: &str) -> String {
         format!("workers-{queue}")
+    }
+    pub fn consumer_workers_high(queue: &str) -> String {
+        format!("workers-{queue}-high")
     }
 }
 

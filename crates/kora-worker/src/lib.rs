@@ -74,6 +74,14 @@ pub async fn run(
             cfg.concurrency.max(1),
         )
         .await?;
+    // High-priority tasks of the same queue, taken first.
+    let urgent = broker
+        .consumer_buffered(
+            &subjects.stream_tasks(),
+            &Subjects::consumer_workers_high(&cfg.queue),
+            cfg.concurrency.max(1),
+        )
+        .await?;
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
@@ -98,9 +106,14 @@ pub async fn run(
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let room = slots.available_permits() + 1;
-        let batch = tokio::select! {
-            () = shutdown.cancelled() => break,
-            b = consumer.fetch(room, cfg.fetch_wait) => b,
+        // Waiting high-priority tasks first; then normal ones, waiting briefly so a
+        // high-priority task that arrives meanwhile is not kept behind them for long.
+        let batch = match urgent.fetch(room, Duration::ZERO).await {
+            Ok(b) if !b.is_empty() => Ok(b),
+            _ => tokio::select! {
+                () = shutdown.cancelled() => break,
+                b = consumer.fetch(room, cfg.fetch_wait.min(Duration::from_millis(100))) => b,
+            },
         };
         let batch = match batch {
             Ok(b) => {
