@@ -191,10 +191,39 @@ impl Broker for JetStreamBroker {
             num_replicas: cfg.replicas.max(1),
             ..Default::default()
         };
-        self.js
-            .create_or_update_stream(c)
-            .await
-            .map_err(|e| Error::Config(format!("stream {}: {e}", cfg.name)))?;
+        // Update only what differs: nats-server 2.9.10 can crash (a nil dereference in
+        // `updateWithAdvisory`, seen here) when several processes update one stream at once,
+        // and every role provisions the streams at start-up.
+        let same = |have: &jetstream::stream::Config| {
+            have.subjects == c.subjects
+                && have.retention == c.retention
+                && have.duplicate_window == c.duplicate_window
+                && have.max_age == c.max_age
+                && have.max_messages == c.max_messages
+                && have.discard == c.discard
+                && have.max_message_size == c.max_message_size
+                && have.num_replicas == c.num_replicas
+        };
+        let err = |e: &dyn std::fmt::Display| Error::Config(format!("stream {}: {e}", cfg.name));
+        match self.js.get_stream(&cfg.name).await {
+            Ok(mut existing) => {
+                let info = existing.info().await.map_err(|e| err(&e))?;
+                if same(&info.config) {
+                    return Ok(());
+                }
+                self.js.update_stream(c).await.map_err(|e| err(&e))?;
+            }
+            Err(_) => {
+                if let Err(e) = self.js.create_stream(c.clone()).await {
+                    // Another process created it meanwhile: fine if it is the same.
+                    let mut existing = self.js.get_stream(&cfg.name).await.map_err(|_| err(&e))?;
+                    let info = existing.info().await.map_err(|e| err(&e))?;
+                    if !same(&info.config) {
+                        self.js.update_stream(c).await.map_err(|e| err(&e))?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
