@@ -70,12 +70,13 @@ impl Control {
             .store
             .dead_letters(&DeadLetterFilter {
                 run_id: Some(key.run_id.clone()),
+                id: Some(id.to_string()),
                 any_state: true,
                 ..Default::default()
             })
             .await?
             .into_iter()
-            .find(|d| d.id == id);
+            .next();
         let Some(dl) = found else {
             return Ok(None);
         };

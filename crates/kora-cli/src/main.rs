@@ -1159,19 +1159,14 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
                 (Some(id), false) => {
                     let key = kora_store::parse_dead_letter_id(&id)
                         .with_context(|| format!("{id:?} is not a dead-letter id"))?;
-                    f.run_id = Some(key.run_id.clone());
-                    let n = control.dead_letters(&f).await?;
-                    anyhow::ensure!(n.iter().any(|d| d.id == id), "no open dead letter {id}");
-                    // Purge exactly this one: narrow by run, then confirm the count.
-                    let others: Vec<_> = n.into_iter().filter(|d| d.id != id).collect();
-                    anyhow::ensure!(
-                        others.is_empty(),
-                        "run {} has other open dead letters; purge them with --all --run {}",
-                        key.run_id,
-                        key.run_id
-                    );
+                    f.run_id = Some(key.run_id);
+                    f.id = Some(id.clone());
                     let purged = control.purge(&f).await?;
-                    println!("purged {purged} dead letter(s)");
+                    anyhow::ensure!(
+                        purged == 1,
+                        "no open dead letter {id} (`kora dlq list --any-state --run RUN`)"
+                    );
+                    println!("purged {id}");
                 }
                 (None, true) => {
                     let purged = control.purge(&f).await?;

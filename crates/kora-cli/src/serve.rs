@@ -277,11 +277,20 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
+    // One ledger pool for the process, opened by the first role that needs it.
+    let mut ledger: Option<Arc<dyn Store>> = None;
     for role in roles {
         match role {
             Role::Scheduler => {
                 // Triggers start runs by submitting them: they live with the scheduler role.
-                let store = connect_store(&cfg).await?;
+                let store = match &ledger {
+                    Some(s) => Arc::clone(s),
+                    None => {
+                        let s = connect_store(&cfg).await?;
+                        ledger = Some(Arc::clone(&s));
+                        s
+                    }
+                };
                 tracker.spawn(crate::triggers::run(
                     Arc::clone(&broker),
                     store,
@@ -300,7 +309,14 @@ pub async fn serve(
                 ));
             }
             Role::Coordinator => {
-                let store = connect_store(&cfg).await?;
+                let store = match &ledger {
+                    Some(s) => Arc::clone(s),
+                    None => {
+                        let s = connect_store(&cfg).await?;
+                        ledger = Some(Arc::clone(&s));
+                        s
+                    }
+                };
                 tracker.spawn(log_exit(
                     "coordinator",
                     kora_coordinator::run(

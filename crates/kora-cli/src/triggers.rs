@@ -101,9 +101,9 @@ pub async fn provision(
     Ok(())
 }
 
-/// The run a message starts: its id (the same for a redelivery of the same message) and its
-/// parameters (the trigger's, then the message's: a JSON object's keys, or else the whole
-/// message as `event`).
+/// The run a message starts: the key that names it (the same for a redelivery of the same
+/// message) and its parameters (the trigger's, then the message's: a JSON object's keys, or
+/// else the whole message as `event`).
 pub fn run_for(
     t: &TriggerRecord,
     stream_seq: u64,
@@ -111,7 +111,6 @@ pub fn run_for(
     payload: &[u8],
 ) -> (String, Map) {
     let key = format!("trigger:{}:{stream_seq}:{published_ms}", t.name);
-    let run_id = uuid::Uuid::new_v5(&RUN_NAMESPACE, key.as_bytes()).to_string();
     let mut params = t.params.clone();
     match serde_json::from_slice::<Value>(payload) {
         Ok(Value::Object(m)) => params.extend(m),
@@ -125,7 +124,25 @@ pub fn run_for(
             );
         }
     }
-    (run_id, params)
+    (key, params)
+}
+
+/// Submits the run named by `key`: its run id and its idempotency key both derive from it, so
+/// whoever submits the same key (a redelivery, another scheduler) makes the same run.
+async fn submit_keyed(
+    broker: &dyn Broker,
+    subjects: &Subjects,
+    t: &TriggerRecord,
+    key: String,
+    params: Map,
+) -> anyhow::Result<String> {
+    let run_id = run_id_of(&key);
+    crate::client::submit(broker, subjects, t.spec.clone(), params, Some(key), run_id).await
+}
+
+/// The run id a trigger key names (UUIDv5).
+pub fn run_id_of(key: &str) -> String {
+    uuid::Uuid::new_v5(&RUN_NAMESPACE, key.as_bytes()).to_string()
 }
 
 /// Follows the ledger's triggers until `shutdown`: consumes each active one.
@@ -179,13 +196,12 @@ pub async fn run(
     }
 }
 
-/// The run of a cron tick: the same id in every scheduler; the tick's time as `scheduled_ms`.
+/// The run of a cron tick: the same key in every scheduler; the tick's time as `scheduled_ms`.
 pub fn run_for_tick(t: &TriggerRecord, tick_ms: i64) -> (String, Map) {
     let key = format!("cron:{}:{tick_ms}", t.name);
-    let run_id = uuid::Uuid::new_v5(&RUN_NAMESPACE, key.as_bytes()).to_string();
     let mut params = t.params.clone();
     params.insert("scheduled_ms".into(), Value::from(tick_ms));
-    (run_id, params)
+    (key, params)
 }
 
 async fn fire_cron(
@@ -213,19 +229,9 @@ async fn fire_cron(
             () = tokio::time::sleep(wait) => {}
         }
         let tick_ms = next.timestamp_millis();
-        let (run_id, params) = run_for_tick(&t, tick_ms);
-        let key = format!("cron:{}:{tick_ms}", t.name);
-        match crate::client::submit(
-            broker.as_ref(),
-            &subjects,
-            t.spec.clone(),
-            params,
-            Some(key),
-            run_id.clone(),
-        )
-        .await
-        {
-            Ok(_) => tracing::info!(trigger = %t.name, %run_id, tick_ms, "cron trigger fired"),
+        let (key, params) = run_for_tick(&t, tick_ms);
+        match submit_keyed(broker.as_ref(), &subjects, &t, key, params).await {
+            Ok(run_id) => tracing::info!(trigger = %t.name, %run_id, tick_ms, "cron trigger fired"),
             Err(e) => {
                 tracing::warn!(trigger = %t.name, error = %e, tick_ms, "cron tick not submitted")
             }
@@ -272,20 +278,10 @@ async fn consume(
             }
         };
         for d in batch {
-            let (run_id, params) =
+            let (key, params) =
                 run_for(&t, d.info.stream_sequence, d.info.published_ms, &d.payload);
-            let key = format!("trigger:{}:{}", t.name, d.info.stream_sequence);
-            match crate::client::submit(
-                broker.as_ref(),
-                &subjects,
-                t.spec.clone(),
-                params,
-                Some(key),
-                run_id.clone(),
-            )
-            .await
-            {
-                Ok(_) => {
+            match submit_keyed(broker.as_ref(), &subjects, &t, key, params).await {
+                Ok(run_id) => {
                     tracing::info!(trigger = %t.name, %run_id, "trigger started a run");
                     let _ = d.ack().await;
                 }
@@ -322,6 +318,7 @@ mod tests {
     fn a_message_becomes_the_runs_parameters_and_names_its_run() {
         let t = trigger();
         let (id, p) = run_for(&t, 7, 100, br#"{"order_id": 42, "limit": 5}"#);
+        assert_eq!(id, "trigger:orders:7:100");
         assert_eq!(p["order_id"], 42);
         assert_eq!(p["limit"], 5, "the message wins over the trigger's");
         assert_eq!(p["region"], "eu");

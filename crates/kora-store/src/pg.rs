@@ -335,10 +335,11 @@ const ATTEMPT_COLUMNS: &str = "a.run_id, a.node_id, a.iteration, a.attempt, a.no
     a.replayed_by, a.replay_attempt";
 
 /// The dead-letter filter over `attempts a JOIN runs r`: $1 any state, $2 workflow, $3 reason,
-/// $4 since (ms), $5 run.
+/// $4 since (ms), $5 run, $6 dead-letter id.
 const DLQ_WHERE: &str = "a.dlq_state IS NOT NULL AND ($1 OR a.dlq_state = 'open')
     AND ($2::text IS NULL OR r.workflow_name = $2) AND ($3::text IS NULL OR a.dlq_reason = $3)
-    AND ($4::bigint IS NULL OR a.finished_ms >= $4) AND ($5::text IS NULL OR a.run_id = $5)";
+    AND ($4::bigint IS NULL OR a.finished_ms >= $4) AND ($5::text IS NULL OR a.run_id = $5)
+    AND ($6::text IS NULL OR a.run_id || ':' || a.node_id || ':' || a.iteration || ':' || a.attempt = $6)";
 
 fn json_map(v: Option<String>) -> Result<Option<kora_model::Map>> {
     v.map(|t| serde_json::from_str(&t))
@@ -518,13 +519,14 @@ impl Store for PgStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ATTEMPT_COLUMNS}, r.workflow_name AS wf_name, r.status AS run_status
              FROM attempts a JOIN runs r ON r.run_id = a.run_id
-             WHERE {DLQ_WHERE} ORDER BY a.finished_ms, a.run_id, a.node_id LIMIT $6"
+             WHERE {DLQ_WHERE} ORDER BY a.finished_ms, a.run_id, a.node_id LIMIT $7"
         )))
         .bind(filter.any_state)
         .bind(filter.workflow.as_deref())
         .bind(filter.reason.as_deref())
         .bind(filter.since_ms.map(i))
         .bind(filter.run_id.as_deref())
+        .bind(filter.id.as_deref())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -632,6 +634,7 @@ impl Store for PgStore {
         .bind(filter.reason.as_deref())
         .bind(filter.since_ms.map(i))
         .bind(filter.run_id.as_deref())
+        .bind(filter.id.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(0))

@@ -153,6 +153,8 @@ pub struct DeadLetterFilter {
     /// Only `open` ones unless set.
     pub any_state: bool,
     pub run_id: Option<String>,
+    /// Only this one (its id, the task id).
+    pub id: Option<String>,
     /// 0 = no limit.
     pub limit: usize,
 }
@@ -189,6 +191,14 @@ impl DeadLetterFilter {
                 .since_ms
                 .is_none_or(|t| a.finished_ms.unwrap_or(0) >= t)
             && self.run_id.as_deref().is_none_or(|r| r == a.run_id)
+            && self.id.as_deref().is_none_or(|id| {
+                id == kora_model::wire::NodeTask::make_id(
+                    &a.run_id,
+                    &a.node_id,
+                    a.iteration,
+                    a.attempt,
+                )
+            })
     }
 }
 

@@ -309,10 +309,12 @@ fn attempt_row(r: &SqliteRow) -> Result<AttemptRecord> {
 }
 
 /// The dead-letter filter as SQL conditions over `attempts a JOIN runs r` (`?` placeholders,
-/// bound in this order: any_state, workflow, workflow, reason, reason, since, since, run, run).
+/// bound in this order: any_state, workflow, workflow, reason, reason, since, since, run, run,
+/// id, id).
 const DLQ_WHERE: &str = "a.dlq_state IS NOT NULL AND (? OR a.dlq_state = 'open')
     AND (? IS NULL OR r.workflow_name = ?) AND (? IS NULL OR a.dlq_reason = ?)
-    AND (? IS NULL OR a.finished_ms >= ?) AND (? IS NULL OR a.run_id = ?)";
+    AND (? IS NULL OR a.finished_ms >= ?) AND (? IS NULL OR a.run_id = ?)
+    AND (? IS NULL OR a.run_id || ':' || a.node_id || ':' || a.iteration || ':' || a.attempt = ?)";
 
 fn bind_dlq<'q>(
     q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
@@ -328,6 +330,8 @@ fn bind_dlq<'q>(
         .bind(since)
         .bind(f.run_id.as_deref())
         .bind(f.run_id.as_deref())
+        .bind(f.id.as_deref())
+        .bind(f.id.as_deref())
 }
 
 #[async_trait]

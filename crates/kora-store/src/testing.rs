@@ -547,6 +547,21 @@ pub async fn dead_letters_list_replay_and_purge(s: &dyn Store, ns: &str) {
         s.dead_letters(&later).await.unwrap().is_empty(),
         "finished at 3"
     );
+    let by_id = |id: String| DeadLetterFilter {
+        id: Some(id),
+        ..mine.clone()
+    };
+    assert_eq!(
+        s.dead_letters(&by_id(dl.id.clone())).await.unwrap().len(),
+        1
+    );
+    assert!(
+        s.dead_letters(&by_id(format!("{run}:b:0:1")))
+            .await
+            .unwrap()
+            .is_empty(),
+        "b was not dead-lettered"
+    );
 
     let mut set = Map::new();
     set.insert("data".into(), json!(2));

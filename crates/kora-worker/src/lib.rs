@@ -314,8 +314,6 @@ async fn handle(
                 node_id: task.node_id.clone(),
                 attempt: task.attempt,
             };
-            let cancelled = runs.enter(&task.run_id);
-            let _leave = scopeguard(|| runs.leave(&task.run_id));
             let limit = task.timeout_ms.map(Duration::from_millis);
             let timed = async {
                 match limit {
@@ -339,6 +337,9 @@ async fn handle(
             let result = match futures::poll!(fut.as_mut()) {
                 std::task::Poll::Ready(r) => r,
                 std::task::Poll::Pending => {
+                    // Only a node still running can be stopped by its run's cancellation.
+                    let cancelled = runs.enter(&task.run_id);
+                    let _leave = scopeguard(|| runs.leave(&task.run_id));
                     let mut beat = tokio::time::interval_at(
                         tokio::time::Instant::now() + cfg.heartbeat,
                         cfg.heartbeat,
