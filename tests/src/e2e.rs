@@ -467,3 +467,97 @@ async fn a_node_past_its_timeout_is_stopped_and_retried() {
         ]
     );
 }
+
+/// A per-key concurrency limit: runs of one key never overlap, the extra ones are queued (in
+/// the ledger, with a `run_queued` event) and start as slots free; another key is not held up.
+#[tokio::test]
+async fn a_per_key_concurrency_limit_queues_the_extra_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let cfg = EngineConfig {
+        store: format!("sqlite:{}", path.display()),
+        ..engine_config(std::path::Path::new("."))
+    };
+    let engine = Engine::start(cfg).await.unwrap();
+    let wf = spec(
+        json!({"kora": 1, "id": "per-customer", "name": "per-customer",
+        "concurrency": {"limit": 1, "key": "work.customer"},
+        "nodes": [{"id": "work", "type": "PythonCodeNode", "config": {"code":
+            "import time\nt0 = time.time()\ntime.sleep(0.4)\nresult = {'start': t0, 'end': time.time(), 'customer': customer}"}}]}),
+    );
+    let params = |c: &str| {
+        json!({"work": {"customer": c}})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let runs = async {
+        tokio::join!(
+            engine.run(wf.clone(), params("A")),
+            engine.run(wf.clone(), params("A")),
+            engine.run(wf.clone(), params("A")),
+            engine.run(wf.clone(), params("B")),
+        )
+    };
+    let (a1, a2, a3, b1) = tokio::time::timeout(Duration::from_secs(60), runs)
+        .await
+        .expect("all finish");
+    let reports = [a1.unwrap(), a2.unwrap(), a3.unwrap(), b1.unwrap()];
+    engine.shutdown().await;
+    let span = |r: &kora_cli::client::RunReport| {
+        let o = &r.results["work"]["result"];
+        (o["start"].as_f64().unwrap(), o["end"].as_f64().unwrap())
+    };
+    for r in &reports {
+        assert!(r.succeeded(), "{r:?}");
+    }
+    let mut a: Vec<(f64, f64)> = reports[..3].iter().map(span).collect();
+    a.sort_by(|x, y| x.0.total_cmp(&y.0));
+    for w in a.windows(2) {
+        assert!(w[1].0 >= w[0].1, "runs of key A overlapped: {a:?}");
+    }
+    let b = span(&reports[3]);
+    assert!(b.0 < a[2].0, "key B waited behind key A: B {b:?}, A {a:?}");
+    let store = kora_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let mut queued = 0;
+    for r in &reports {
+        let kinds: Vec<_> = store
+            .events(&r.run_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.contains(&kora_model::wire::EventKind::RunQueued) {
+            queued += 1;
+            assert!(kinds.contains(&kora_model::wire::EventKind::RunStarted));
+        }
+    }
+    assert_eq!(queued, 2, "two of the three A runs waited");
+}
+
+/// A run past its `deadline_secs` fails with DeadlineExceeded and its running task is
+/// stopped: the run does not wait for the node.
+#[tokio::test]
+async fn a_run_past_its_deadline_fails_and_stops_its_tasks() {
+    let engine = Engine::start(engine_config(std::path::Path::new(".")))
+        .await
+        .unwrap();
+    let wf = spec(
+        json!({"kora": 1, "name": "slow", "deadline_secs": 1.0, "nodes": [
+        {"id": "stuck", "type": "PythonCodeNode", "config": {"code": "import time\ntime.sleep(30)\nresult = 1"}}]}),
+    );
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), engine.run(wf, Map::new()))
+        .await
+        .expect("ends long before the sleep")
+        .unwrap();
+    let took = t.elapsed();
+    engine.shutdown().await;
+    assert_eq!(r.status, "failed", "{r:?}");
+    let error = r.error.clone().unwrap_or_default().to_string();
+    assert!(error.contains("DeadlineExceeded"), "{error}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}

@@ -160,6 +160,7 @@ impl Control {
             v: WIRE_VERSION,
             run_id: run_id.to_string(),
             by: by.to_string(),
+            deadline_ms: None,
         };
         let payload = wire::encode(&msg).map_err(anyhow::Error::msg)?;
         self.broker

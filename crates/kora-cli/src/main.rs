@@ -509,7 +509,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     println!("run {run_id} cancelled");
                     Ok(ExitCode::SUCCESS)
                 }
-                kora_store::RunStatus::Running => {
+                kora_store::RunStatus::Running | kora_store::RunStatus::Queued => {
                     eprintln!(
                         "error: run {run_id} is not cancelled yet after {timeout}s: is a coordinator running? The request is kept and applies when one starts."
                     );

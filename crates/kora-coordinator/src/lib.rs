@@ -79,6 +79,9 @@ struct ActiveRun {
     attempts: HashMap<(usize, u32), u32>,
     /// Inputs an operator set on `(node, iteration)` when replaying it (over the computed ones).
     overrides: HashMap<(usize, u32), Map>,
+    /// The run's concurrency group, if its workflow has a limit: when it ends, a queued run
+    /// of the group may start.
+    group: Option<String>,
 }
 
 impl ActiveRun {
@@ -172,6 +175,7 @@ pub async fn run(
         runs: HashMap::new(),
         outbox: outbox_tx,
         retries: std::collections::BinaryHeap::new(),
+        deadlines: std::collections::BinaryHeap::new(),
     };
     let mut backoff = Duration::from_millis(50);
     // The first tick is immediate: after a crash, lost publishes are re-sent at start-up.
@@ -179,15 +183,23 @@ pub async fn run(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next_retry = c.retries.peek().map(|std::cmp::Reverse((due, ..))| *due);
-        let retry_at = next_retry.map_or_else(
+        let next_deadline = c.deadlines.peek().map(|std::cmp::Reverse((due, _))| *due);
+        let next_timer = match (next_retry, next_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timer_at = next_timer.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             |due| tokio::time::Instant::now() + Duration::from_millis(due.saturating_sub(now_ms())),
         );
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(retry_at), if next_retry.is_some() => {
+            () = tokio::time::sleep_until(timer_at), if next_timer.is_some() => {
                 if let Err(e) = c.send_due_retries().await {
                     warn!(error = %e, "cannot send due retries; the sweeper will");
+                }
+                if let Err(e) = c.end_overdue_runs(false).await {
+                    warn!(error = %e, "cannot end runs past their deadline; the sweep will");
                 }
                 continue;
             }
@@ -209,6 +221,13 @@ pub async fn run(
             _ = sweep.tick() => {
                 if let Err(e) = c.sweep().await {
                     warn!(error = %e, "outbox sweep failed; it will run again");
+                }
+                // Deadlines and queued runs whose moment was missed (a crash, a conflict).
+                if let Err(e) = c.end_overdue_runs(true).await {
+                    warn!(error = %e, "cannot end runs past their deadline; the sweep will retry");
+                }
+                if let Err(e) = c.start_queued(None).await {
+                    warn!(error = %e, "cannot start queued runs; the sweep will retry");
                 }
                 continue;
             }
@@ -297,6 +316,9 @@ struct Coordinator {
     runs: HashMap<String, ActiveRun>,
     /// Committed batches on their way to the broker.
     outbox: tokio::sync::mpsc::Sender<Published>,
+    /// Deadlines of runs this coordinator admitted, earliest first. Deadlines lost with this
+    /// process are found in the ledger by any coordinator's sweep.
+    deadlines: std::collections::BinaryHeap<std::cmp::Reverse<(u64, String)>>,
     /// Retries scheduled by this coordinator, earliest first. A retry lost with this process
     /// (a crash) is re-sent by any coordinator's outbox sweeper once it is due.
     retries: std::collections::BinaryHeap<DueRetry>,
@@ -315,6 +337,10 @@ struct Pending {
     task_keys: Vec<(usize, AttemptKey)>,
     /// Runs cancelled by this batch: workers are told to stop their tasks after the commit.
     cancelled: Vec<String>,
+    /// Concurrency groups with a run ended by this batch: their queued runs may start.
+    freed: Vec<String>,
+    /// Runs of each concurrency group this batch `(starts, queues)`.
+    groups: HashMap<String, (u64, u64)>,
 }
 
 impl Pending {
@@ -393,6 +419,8 @@ impl Coordinator {
             expected: _,
             task_keys,
             cancelled,
+            freed,
+            groups: _,
         } = p;
         if !batch.is_empty() {
             let started = std::time::Instant::now();
@@ -461,6 +489,11 @@ impl Coordinator {
         for id in finished {
             self.runs.remove(&id);
         }
+        if !freed.is_empty()
+            && let Err(e) = self.start_queued(Some(freed)).await
+        {
+            warn!(error = %e, "cannot start queued runs now; the sweep will");
+        }
         if self.runs.len() > self.cfg.cache_runs {
             // Evict arbitrary entries; they are rebuilt from the ledger on their next result.
             let extra: Vec<String> = self
@@ -505,6 +538,8 @@ impl Coordinator {
                     status: RunStatus::Rejected,
                     error: Some(problems.join("\n")),
                     at_ms: now,
+                    concurrency: None,
+                    deadline_ms: None,
                 });
                 let detail = serde_json::json!({ "problems": problems });
                 p.batch.events.push(event(
@@ -544,12 +579,22 @@ impl Coordinator {
                     debug!(%run_id, key, "idempotency key already used");
                     return Ok(());
                 }
-                let compiled = match kora_model::compile(
+                let checked = kora_model::compile(
                     &request.workflow,
                     self.catalog.as_ref(),
                     Some(&request.params),
-                ) {
-                    Ok((c, _)) => c,
+                )
+                // Compiling with the parameters checked the concurrency key is present.
+                .map(|(c, w)| {
+                    let group = request
+                        .workflow
+                        .concurrency_group(&request.params)
+                        .ok()
+                        .flatten();
+                    (c, w, group)
+                });
+                let (compiled, group) = match checked {
+                    Ok((c, _, g)) => (c, g),
                     Err(problems) => {
                         let problems: Vec<String> =
                             problems.iter().map(ToString::to_string).collect();
@@ -564,8 +609,46 @@ impl Coordinator {
                         .await;
                     }
                 };
-                self.metrics.runs_started.inc();
-                info!(%run_id, workflow = %request.workflow.name, "run started");
+                // Over its concurrency limit (or behind runs already waiting), the run is
+                // recorded queued and starts when a slot frees. The ledger refuses the commit
+                // if another coordinator took the slot meanwhile; the batch is then retried.
+                let queued = match &group {
+                    Some((g, limit)) => {
+                        let (running, waiting) = self
+                            .store
+                            .concurrency_usage(g)
+                            .await
+                            .map_err(Refusal::store)?;
+                        let here = p.groups.entry(g.clone()).or_default();
+                        let queued = waiting + here.1 > 0 || running + here.0 >= u64::from(*limit);
+                        if queued {
+                            here.1 += 1;
+                        } else {
+                            here.0 += 1;
+                        }
+                        queued
+                    }
+                    None => false,
+                };
+                let submitted = if request.submitted_at_ms > 0 {
+                    request.submitted_at_ms.min(now)
+                } else {
+                    now
+                };
+                let deadline_ms = request
+                    .workflow
+                    .deadline_secs
+                    .map(|d| submitted + (d * 1000.0) as u64);
+                if let Some(d) = deadline_ms {
+                    self.deadlines.push(std::cmp::Reverse((d, run_id.clone())));
+                }
+                if queued {
+                    self.metrics.runs_queued.inc();
+                    info!(%run_id, workflow = %request.workflow.name, group = group.as_ref().map(|g| g.0.as_str()), "run queued under its concurrency limit");
+                } else {
+                    self.metrics.runs_started.inc();
+                    info!(%run_id, workflow = %request.workflow.name, "run started");
+                }
                 let state = RunState::new(compiled, &request.params).keep_leaf_outputs(false);
                 if p.expected.insert(run_id.clone()) {
                     p.batch.expect.push(Expect::Absent {
@@ -579,9 +662,15 @@ impl Coordinator {
                     idempotency_key: request.idempotency_key,
                     spec: Some(request.workflow),
                     params: request.params,
-                    status: RunStatus::Running,
+                    status: if queued {
+                        RunStatus::Queued
+                    } else {
+                        RunStatus::Running
+                    },
                     error: None,
                     at_ms: now,
+                    concurrency: group.clone(),
+                    deadline_ms,
                 });
                 let mut run = ActiveRun {
                     state,
@@ -590,6 +679,7 @@ impl Coordinator {
                     outcomes: 0,
                     attempts: HashMap::new(),
                     overrides: HashMap::new(),
+                    group: group.as_ref().map(|g| g.0.clone()),
                 };
                 run.event_seq += 1;
                 p.batch.events.push(event(
@@ -603,6 +693,21 @@ impl Coordinator {
                 ));
                 p.publish
                     .push(event_msg(&self.subjects, p.batch.events.last()));
+                if let (true, Some((g, limit))) = (queued, &group) {
+                    run.event_seq += 1;
+                    p.batch.events.push(event(
+                        &run_id,
+                        run.event_seq,
+                        EventKind::RunQueued,
+                        None,
+                        0,
+                        now,
+                        Some(serde_json::json!({ "group": g, "limit": limit })),
+                    ));
+                    p.publish
+                        .push(event_msg(&self.subjects, p.batch.events.last()));
+                    return Ok(());
+                }
                 let actions = run.state.start(now);
                 self.apply(&mut run, actions, now, p);
                 p.touched.push(run_id.clone());
@@ -857,10 +962,33 @@ impl Coordinator {
             return Ok(());
         };
         p.expect(&run);
+        // Past its deadline a run fails; an operator's cancel cancels it.
+        let (status, kind, error, detail) = match c.deadline_ms {
+            Some(d) => {
+                let error = format!(
+                    "DeadlineExceeded: the run's deadline (deadline_secs) passed at {d} ms since the epoch; its unfinished tasks were stopped"
+                );
+                let detail =
+                    serde_json::json!({ "error": error, "error_type": "DeadlineExceeded" });
+                self.metrics.runs_failed.inc();
+                self.metrics.runs_past_deadline.inc();
+                warn!(run_id = %c.run_id, deadline_ms = d, "run failed: past its deadline");
+                (RunStatus::Failed, EventKind::RunFailed, error, detail)
+            }
+            None => {
+                info!(run_id = %c.run_id, by = %c.by, "run cancelled");
+                (
+                    RunStatus::Cancelled,
+                    EventKind::RunCancelled,
+                    format!("cancelled by {}", c.by),
+                    serde_json::json!({ "by": c.by }),
+                )
+            }
+        };
         p.batch.run_updates.push(RunUpdate {
             run_id: c.run_id.clone(),
-            status: RunStatus::Cancelled,
-            error: Some(format!("cancelled by {}", c.by)),
+            status,
+            error: Some(error),
             error_node: None,
             at_ms: now,
         });
@@ -868,15 +996,17 @@ impl Coordinator {
         p.batch.events.push(event(
             &c.run_id,
             run.event_seq,
-            EventKind::RunCancelled,
+            kind,
             None,
             0,
             now,
-            Some(serde_json::json!({ "by": c.by })),
+            Some(detail),
         ));
         p.publish
             .push(event_msg(&self.subjects, p.batch.events.last()));
-        info!(run_id = %c.run_id, by = %c.by, "run cancelled");
+        if let Some(g) = &run.group {
+            p.freed.push(g.clone());
+        }
         p.touched.push(c.run_id.clone());
         p.finished.push(c.run_id.clone());
         p.cancelled.push(c.run_id.clone());
@@ -941,6 +1071,137 @@ impl Coordinator {
         self.runs.insert(r.run_id.clone(), run);
         if !job.publish.is_empty() && self.outbox.send(job).await.is_err() {
             warn!("the outbox publisher has stopped; the sweeper will send the resumed tasks");
+        }
+        Ok(())
+    }
+
+    /// Starts queued runs that have a free slot under their concurrency limit (of `groups`, or
+    /// of every group), oldest first: each in its own commit, which the ledger refuses if the
+    /// run was started by another coordinator or its group filled up meanwhile.
+    async fn start_queued(&mut self, groups: Option<Vec<String>>) -> Result<usize, Error> {
+        let ids = self.store.startable_runs(groups.as_deref(), 64).await?;
+        let mut started = 0;
+        for run_id in ids {
+            let Some(rec) = self.store.run(&run_id).await? else {
+                continue;
+            };
+            if rec.status != RunStatus::Queued {
+                continue;
+            }
+            let Some(spec) = rec.spec else { continue };
+            let Ok((compiled, _)) =
+                kora_model::compile(&spec, self.catalog.as_ref(), Some(&rec.params))
+            else {
+                continue;
+            };
+            let group = spec
+                .concurrency_group(&rec.params)
+                .ok()
+                .flatten()
+                .map(|(g, _)| g);
+            let event_seq = self
+                .store
+                .events(&run_id)
+                .await?
+                .iter()
+                .map(|e| e.seq)
+                .max()
+                .unwrap_or(0);
+            let mut run = ActiveRun {
+                state: RunState::new(compiled, &rec.params).keep_leaf_outputs(false),
+                run_id: run_id.clone(),
+                event_seq,
+                outcomes: 0,
+                attempts: HashMap::new(),
+                overrides: HashMap::new(),
+                group,
+            };
+            let now = now_ms();
+            let mut p = Pending::default();
+            p.expected.insert(run_id.clone());
+            p.batch.expect.push(Expect::Queued {
+                run_id: run_id.clone(),
+            });
+            p.batch.run_updates.push(RunUpdate {
+                run_id: run_id.clone(),
+                status: RunStatus::Running,
+                error: None,
+                error_node: None,
+                at_ms: now,
+            });
+            run.event_seq += 1;
+            p.batch.events.push(event(
+                &run_id,
+                run.event_seq,
+                EventKind::RunStarted,
+                None,
+                0,
+                now,
+                Some(serde_json::json!({ "queued_ms": now.saturating_sub(rec.created_ms) })),
+            ));
+            p.publish
+                .push(event_msg(&self.subjects, p.batch.events.last()));
+            let actions = run.state.start(now);
+            self.apply(&mut run, actions, now, &mut p);
+            match self.store.commit(p.batch).await {
+                Ok(_) => {}
+                Err(kora_store::Error::Conflict { detail, .. }) => {
+                    self.metrics.ledger_conflicts.inc();
+                    debug!(%run_id, %detail, "queued run not started: taken or no slot");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            started += 1;
+            self.metrics.runs_started.inc();
+            self.metrics.tasks_dispatched.add(p.task_keys.len() as u64);
+            info!(%run_id, waited_ms = now.saturating_sub(rec.created_ms), "queued run started");
+            if !p.finished.contains(&run_id) {
+                self.runs.insert(run_id, run);
+            }
+            let job = Published {
+                publish: p.publish,
+                task_keys: p.task_keys,
+            };
+            if self.outbox.send(job).await.is_err() {
+                warn!("the outbox publisher has stopped; the sweeper will send these tasks");
+            }
+        }
+        Ok(started)
+    }
+
+    /// Ends runs whose deadline passed: due ones this coordinator admitted, and (`sweep`)
+    /// every overdue run in the ledger. Each gets a deadline message on the ledger's cancel
+    /// subject, handled in a batch like an operator's cancel (one per run: its message id).
+    async fn end_overdue_runs(&mut self, sweep: bool) -> Result<(), Error> {
+        let now = now_ms();
+        let mut due = Vec::new();
+        while let Some(std::cmp::Reverse((d, _))) = self.deadlines.peek() {
+            if *d > now {
+                break;
+            }
+            if let Some(std::cmp::Reverse((d, id))) = self.deadlines.pop() {
+                due.push((id, d));
+            }
+        }
+        if sweep {
+            due.extend(self.store.overdue_runs(now, 256).await?);
+        }
+        for (run_id, d) in due {
+            let msg = wire::Cancel {
+                v: WIRE_VERSION,
+                run_id: run_id.clone(),
+                by: "deadline".into(),
+                deadline_ms: Some(d),
+            };
+            let payload =
+                wire::encode(&msg).map_err(|e| kora_broker::Error::Other(e.to_string()))?;
+            self.broker
+                .publish(
+                    Outbound::new(self.subjects.ledger_cancel(), payload)
+                        .msg_id(format!("deadline:{run_id}")),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -1166,7 +1427,13 @@ impl Coordinator {
             .unwrap_or(0);
         info!(%run_id, "run state rebuilt from the ledger");
         attempts.retain(|_, a| *a > 1);
+        let group = spec
+            .concurrency_group(&rec.params)
+            .ok()
+            .flatten()
+            .map(|(g, _)| g);
         Ok(Some(ActiveRun {
+            group,
             state,
             run_id: run_id.to_string(),
             event_seq,
@@ -1463,6 +1730,9 @@ impl Coordinator {
                     p.publish
                         .push(event_msg(&self.subjects, p.batch.events.last()));
                     p.finished.push(run.run_id.clone());
+                    if let Some(g) = &run.group {
+                        p.freed.push(g.clone());
+                    }
                 }
             }
         }

@@ -44,12 +44,16 @@ pub struct Metrics {
     pub ledger_commits: Counter,
     pub ledger_messages: Counter,
     pub ledger_commit_micros: Counter,
+    /// Runs accepted over their workflow's concurrency limit, queued for a slot.
+    pub runs_queued: Counter,
+    /// Runs failed because their deadline passed.
+    pub runs_past_deadline: Counter,
 }
 
 impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 12] = [
+        let rows: [(&str, &str, &Counter); 14] = [
             (
                 "kora_runs_started_total",
                 "Runs admitted and started.",
@@ -109,6 +113,16 @@ impl Metrics {
                 "kora_dead_letters_total",
                 "Failed node attempts dead-lettered (retries exhausted or a permanent error).",
                 &self.dead_letters,
+            ),
+            (
+                "kora_runs_queued_total",
+                "Runs accepted over their workflow's concurrency limit and queued for a slot.",
+                &self.runs_queued,
+            ),
+            (
+                "kora_runs_deadline_exceeded_total",
+                "Runs failed because their deadline (deadline_secs) passed.",
+                &self.runs_past_deadline,
             ),
         ];
         let mut out = String::new();

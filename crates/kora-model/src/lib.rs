@@ -22,7 +22,9 @@ pub mod wire;
 
 pub use catalog::{Catalog, NodeTypeInfo, ParamInfo};
 pub use plan::{Action, NodeStatus, Outcome, RunOutcome, RunState};
-pub use spec::{Connection, CycleSpec, NodeSpec, Priority, RetryPolicy, WorkflowSpec};
+pub use spec::{
+    ConcurrencyLimit, Connection, CycleSpec, NodeSpec, Priority, RetryPolicy, WorkflowSpec,
+};
 pub use validate::{CompiledWorkflow, NodeIdx, Problem, Severity, compile, validate};
 pub use value::{Map, Value};
 

@@ -35,6 +35,26 @@ pub struct WorkflowSpec {
     /// Tasks of `high` priority runs are taken by workers before `normal` ones.
     #[serde(default, skip_serializing_if = "Priority::is_normal")]
     pub priority: Priority,
+    /// How many runs of this workflow may run at once (per key, when it names one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyLimit>,
+    /// The run's deadline, in seconds from its submission: past it the run fails
+    /// (`DeadlineExceeded`) and its in-flight tasks are told to stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_secs: Option<f64>,
+}
+
+/// At most `limit` runs of a workflow run at once, or at most `limit` per value of the run
+/// parameter `key` names (a dotted path into the run's parameters, `fetch.customer_id`). Runs
+/// over the limit are accepted and wait, `queued`, in submission order; each starts when a
+/// running one ends. The limit holds across every coordinator: the ledger refuses a commit that
+/// would exceed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyLimit {
+    pub limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// A run's priority: workers take every waiting `high` task of their queue before `normal`
@@ -200,6 +220,40 @@ pub struct CycleSpec {
 impl WorkflowSpec {
     pub fn node(&self, id: &str) -> Option<&NodeSpec> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The concurrency group a run with `params` belongs to and its limit: the workflow's
+    /// (id, else name) alone, or with the value of the run parameter the limit's `key` names.
+    /// `Err` says which parameter is missing.
+    pub fn concurrency_group(&self, params: &Map) -> Result<Option<(String, u32)>, String> {
+        let Some(c) = &self.concurrency else {
+            return Ok(None);
+        };
+        let wf = if self.id.is_empty() {
+            &self.name
+        } else {
+            &self.id
+        };
+        let Some(key) = &c.key else {
+            return Ok(Some((wf.clone(), c.limit)));
+        };
+        let mut v = None;
+        let mut cur: Option<&crate::Value> = None;
+        for (i, part) in key.split('.').enumerate() {
+            cur = if i == 0 {
+                params.get(part)
+            } else {
+                cur.and_then(|c| c.get(part))
+            };
+            v = cur;
+        }
+        match v {
+            None | Some(crate::Value::Null) => Err(format!(
+                "concurrency.key names the run parameter '{key}', which this run does not have: pass it in the run's parameters"
+            )),
+            Some(crate::Value::String(s)) => Ok(Some((format!("{wf}|{s}"), c.limit))),
+            Some(other) => Ok(Some((format!("{wf}|{other}"), c.limit))),
+        }
     }
 
     /// The policy that governs `node`'s retries.

@@ -140,6 +140,46 @@ fn compile_inner(
             problems.push(problem(None, Some(field), message));
         }
     }
+    if let Some(c) = &spec.concurrency {
+        if c.limit == 0 {
+            problems.push(problem(
+                None,
+                Some("concurrency.limit"),
+                "must be at least 1 (0 would never start a run)",
+            ));
+        }
+        if c.key
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.split('.').any(str::is_empty))
+        {
+            problems.push(problem(
+                None,
+                Some("concurrency.key"),
+                "must name a run parameter, as a dotted path such as `fetch.customer_id`",
+            ));
+        }
+        if spec.id.is_empty() && spec.name.is_empty() {
+            problems.push(problem(
+                None,
+                Some("concurrency"),
+                "a workflow with a concurrency limit needs an `id` or a `name`: the limit is shared by the runs of that workflow",
+            ));
+        }
+    }
+    if let Some(ps) = params
+        && let Err(message) = spec.concurrency_group(ps)
+    {
+        problems.push(problem(None, Some("concurrency.key"), message));
+    }
+    if let Some(d) = spec.deadline_secs
+        && !(d.is_finite() && d > 0.0 && d <= 30.0 * 86_400.0)
+    {
+        problems.push(problem(
+            None,
+            Some("deadline_secs"),
+            format!("must be more than 0 and at most 30 days (2592000), found {d}"),
+        ));
+    }
     for node in &spec.nodes {
         if let Some(p) = &node.retry {
             for (field, message) in p.check() {

@@ -103,6 +103,10 @@ pub struct Cancel {
     pub run_id: String,
     /// Who asked, for the record.
     pub by: String,
+    /// Set when the coordinator ends a run past its deadline (`deadline_secs`): the run is
+    /// recorded failed (`DeadlineExceeded`), not cancelled. This is the deadline, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 /// One attempt of a run's node.
@@ -149,6 +153,10 @@ pub enum EventKind {
     NodeRetrying,
     /// An operator cancelled the run; `detail` has who.
     RunCancelled,
+    /// The run waits for a slot under its workflow's concurrency limit; `detail` has the group.
+    RunQueued,
+    /// A queued run got its slot and started.
+    RunStarted,
 }
 
 impl EventKind {
@@ -159,7 +167,9 @@ impl EventKind {
             | EventKind::RunRejected
             | EventKind::RunSucceeded
             | EventKind::RunFailed
-            | EventKind::RunCancelled => "run",
+            | EventKind::RunCancelled
+            | EventKind::RunQueued
+            | EventKind::RunStarted => "run",
             _ => "node",
         }
     }
@@ -173,6 +183,8 @@ impl EventKind {
             EventKind::NodeFailed => "node_failed",
             EventKind::NodeRetrying => "node_retrying",
             EventKind::RunCancelled => "run_cancelled",
+            EventKind::RunQueued => "run_queued",
+            EventKind::RunStarted => "run_started",
             EventKind::NodeSkipped => "node_skipped",
             EventKind::CycleIteration => "cycle_iteration",
             EventKind::RunSucceeded => "run_succeeded",

@@ -71,6 +71,14 @@ pub trait Store: Send + Sync + 'static {
     async fn triggers(&self) -> Result<Vec<TriggerRecord>>;
     /// Pauses or resumes a trigger; `false` when there is none of that name.
     async fn set_trigger_paused(&self, name: &str, paused: bool, at_ms: u64) -> Result<bool>;
+    /// How many runs of a concurrency group are `(running, queued)`.
+    async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)>;
+    /// Queued runs that may start now, oldest first: in each concurrency group (of `groups`,
+    /// or all), at most as many as the group has free slots. At most `limit` in all.
+    async fn startable_runs(&self, groups: Option<&[String]>, limit: usize) -> Result<Vec<String>>;
+    /// Running or queued runs whose deadline is at or before `now_ms`, earliest first, with
+    /// their deadlines.
+    async fn overdue_runs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>>;
     /// Kailash's result shape for a run: see [`results_from_attempts`].
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
         Ok(results_from_attempts(

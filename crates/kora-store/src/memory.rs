@@ -33,6 +33,67 @@ struct RunEntry {
     events: Vec<RunEvent>,
     event_seqs: foldhash::HashSet<u64>,
     outcomes: u64,
+    concurrency: Option<(String, u32)>,
+    deadline_ms: Option<u64>,
+}
+
+/// Refuses a batch that would leave a concurrency group with more running runs than its
+/// limit (counted as after the batch: its starts added, its finishes taken off).
+fn check_limits(inner: &Inner, batch: &Batch) -> Result<()> {
+    let mut delta: std::collections::BTreeMap<&str, (i64, u32)> = Default::default();
+    let mut started: foldhash::HashSet<&str> = Default::default();
+    for r in &batch.new_runs {
+        if let (RunStatus::Running, Some((g, lim))) = (r.status, &r.concurrency)
+            && !inner.runs.contains_key(&r.run_id)
+        {
+            let e = delta.entry(g).or_insert((0, *lim));
+            e.0 += 1;
+            e.1 = e.1.min(*lim);
+            started.insert(&r.run_id);
+        }
+    }
+    for u in &batch.run_updates {
+        let Some(run) = inner.runs.get(&u.run_id) else {
+            continue;
+        };
+        let Some((g, lim)) = &run.concurrency else {
+            continue;
+        };
+        if u.status == RunStatus::Running && run.record.status == RunStatus::Queued {
+            if started.insert(&u.run_id) {
+                let e = delta.entry(g).or_insert((0, *lim));
+                e.0 += 1;
+                e.1 = e.1.min(*lim);
+            }
+        } else if u.status.is_final()
+            && (run.record.status == RunStatus::Running || started.contains(u.run_id.as_str()))
+        {
+            delta.entry(g).or_insert((0, *lim)).0 -= 1;
+        }
+    }
+    for (g, (d, lim)) in delta {
+        if started.is_empty() || d <= 0 {
+            continue;
+        }
+        let running = inner
+            .runs
+            .values()
+            .filter(|r| {
+                r.record.status == RunStatus::Running
+                    && r.concurrency.as_ref().is_some_and(|(x, _)| x == g)
+            })
+            .count();
+        let after = i64::try_from(running).unwrap_or(i64::MAX) + d;
+        if after > i64::from(lim) {
+            return Err(Error::Conflict {
+                run_id: g.to_string(),
+                detail: format!(
+                    "concurrency group {g:?} would have {after} runs running, over its limit of {lim}"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl MemoryStore {
@@ -70,7 +131,19 @@ impl Store for MemoryStore {
                     }
                 }
                 Expect::Absent { .. } => {}
+                Expect::Queued { run_id } => {
+                    let have = inner.runs.get(run_id).map(|r| r.record.status);
+                    if have != Some(RunStatus::Queued) {
+                        return Err(Error::Conflict {
+                            run_id: run_id.clone(),
+                            detail: format!("expected a queued run, found {have:?}"),
+                        });
+                    }
+                }
             }
+        }
+        if batch.limited() {
+            check_limits(inner, &batch)?;
         }
         for r in batch.new_runs {
             if inner.runs.contains_key(&r.run_id)
@@ -112,6 +185,8 @@ impl Store for MemoryStore {
                     events: Vec::new(),
                     event_seqs: Default::default(),
                     outcomes: 0,
+                    concurrency: r.concurrency,
+                    deadline_ms: r.deadline_ms,
                 },
             );
         }
@@ -293,6 +368,73 @@ impl Store for MemoryStore {
             }
         }
         Ok(out)
+    }
+
+    async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)> {
+        let g = self.lock();
+        let (mut running, mut queued) = (0, 0);
+        for r in g.runs.values() {
+            if r.concurrency.as_ref().is_some_and(|(x, _)| x == group) {
+                match r.record.status {
+                    RunStatus::Running => running += 1,
+                    RunStatus::Queued => queued += 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok((running, queued))
+    }
+
+    async fn startable_runs(&self, groups: Option<&[String]>, limit: usize) -> Result<Vec<String>> {
+        let g = self.lock();
+        // Free slots per group, then queued runs in submission order.
+        let mut free: HashMap<&str, i64> = HashMap::new();
+        for r in g.runs.values() {
+            if let Some((x, lim)) = &r.concurrency {
+                let e = free.entry(x.as_str()).or_insert(i64::from(*lim));
+                if r.record.status == RunStatus::Running {
+                    *e -= 1;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for id in &g.order {
+            let Some(r) = g.runs.get(id) else { continue };
+            let Some((x, _)) = &r.concurrency else {
+                continue;
+            };
+            if r.record.status != RunStatus::Queued
+                || groups.is_some_and(|gs| !gs.iter().any(|s| s == x))
+            {
+                continue;
+            }
+            if let Some(f) = free.get_mut(x.as_str())
+                && *f > 0
+            {
+                *f -= 1;
+                out.push(id.clone());
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn overdue_runs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>> {
+        let g = self.lock();
+        let mut out: Vec<(u64, String)> = g
+            .runs
+            .values()
+            .filter(|r| !r.record.status.is_final())
+            .filter_map(|r| {
+                r.deadline_ms
+                    .filter(|d| *d <= now_ms)
+                    .map(|d| (d, r.record.run_id.clone()))
+            })
+            .collect();
+        out.sort();
+        Ok(out.into_iter().take(limit).map(|(d, id)| (id, d)).collect())
     }
 
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_dead_letters.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_triggers.sql")),
+    (6, include_str!("../migrations/postgres/0006_limits.sql")),
 ];
 
 /// Connection settings, owned by the store.
@@ -142,6 +143,9 @@ const RUN_COLUMNS: &str = "run_id, idempotency_key, workflow_id, workflow_name, 
 #[derive(serde::Serialize)]
 struct BatchDoc<'a> {
     expect: Vec<ExpectDoc<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    expect_queued: Vec<&'a str>,
+    limited: bool,
     new_runs: Vec<RunDoc<'a>>,
     new_attempts: Vec<AttemptDoc<'a>>,
     outcomes: Vec<OutcomeDoc<'a>>,
@@ -168,6 +172,9 @@ struct RunDoc<'a> {
     error: Option<&'a str>,
     at_ms: u64,
     finished_ms: Option<u64>,
+    concurrency_key: Option<&'a str>,
+    concurrency_limit: Option<u32>,
+    deadline_ms: Option<u64>,
 }
 
 #[derive(serde::Serialize)]
@@ -217,15 +224,25 @@ struct EventDoc<'a> {
 
 fn batch_json(batch: &Batch) -> Result<String> {
     let doc = BatchDoc {
+        expect_queued: batch
+            .expect
+            .iter()
+            .filter_map(|e| match e {
+                Expect::Queued { run_id } => Some(run_id.as_str()),
+                _ => None,
+            })
+            .collect(),
+        limited: batch.limited(),
         expect: batch
             .expect
             .iter()
+            .filter(|e| !matches!(e, Expect::Queued { .. }))
             .map(|e| match e {
                 Expect::Outcomes { run_id, count } => ExpectDoc {
                     run_id,
                     count: Some(*count),
                 },
-                Expect::Absent { run_id } => ExpectDoc {
+                Expect::Absent { run_id } | Expect::Queued { run_id } => ExpectDoc {
                     run_id,
                     count: None,
                 },
@@ -245,6 +262,9 @@ fn batch_json(batch: &Batch) -> Result<String> {
                 error: r.error.as_deref(),
                 at_ms: r.at_ms,
                 finished_ms: r.status.is_final().then_some(r.at_ms),
+                concurrency_key: r.concurrency.as_ref().map(|(g, _)| g.as_str()),
+                concurrency_limit: r.concurrency.as_ref().map(|(_, l)| *l),
+                deadline_ms: r.deadline_ms,
             })
             .collect(),
         new_attempts: batch
@@ -666,6 +686,46 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)> {
+        let (running, queued): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'queued')
+             FROM runs WHERE concurrency_key = $1",
+        )
+        .bind(group)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((u(running), u(queued)))
+    }
+
+    async fn startable_runs(&self, groups: Option<&[String]>, limit: usize) -> Result<Vec<String>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT run_id FROM (
+                 SELECT q.run_id, q.created_ms,
+                        row_number() OVER (PARTITION BY q.concurrency_key ORDER BY q.created_ms, q.run_id) AS pos,
+                        q.concurrency_limit - (SELECT count(*) FROM runs x WHERE x.concurrency_key = q.concurrency_key AND x.status = 'running') AS free
+                 FROM runs q
+                 WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+                   AND ($1::text[] IS NULL OR q.concurrency_key = ANY($1))
+             ) s WHERE pos <= free ORDER BY created_ms, run_id LIMIT $2",
+        )
+        .bind(groups)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    async fn overdue_runs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT run_id, deadline_ms FROM runs WHERE deadline_ms IS NOT NULL AND deadline_ms <= $1 AND status IN ('running', 'queued') ORDER BY deadline_ms LIMIT $2",
+        )
+        .bind(i(now_ms))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, d)| (id, u(d))).collect())
     }
 
     async fn unpublished(&self, before_ms: u64, limit: usize) -> Result<Vec<AttemptKey>> {

@@ -3,6 +3,8 @@ use kora_model::{Map, Value, WorkflowSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
+    /// Accepted, waiting for a slot under its workflow's concurrency limit.
+    Queued,
     Running,
     Succeeded,
     Failed,
@@ -14,6 +16,7 @@ pub enum RunStatus {
 impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
@@ -23,6 +26,7 @@ impl RunStatus {
     }
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "queued" => RunStatus::Queued,
             "running" => RunStatus::Running,
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
@@ -32,7 +36,7 @@ impl RunStatus {
         })
     }
     pub fn is_final(self) -> bool {
-        self != RunStatus::Running
+        !matches!(self, RunStatus::Running | RunStatus::Queued)
     }
 }
 
@@ -237,6 +241,11 @@ pub struct NewRun {
     pub status: RunStatus,
     pub error: Option<String>,
     pub at_ms: u64,
+    /// The run's concurrency group and its limit: the commit is refused (a conflict) if it
+    /// would leave more runs of the group running than the limit.
+    pub concurrency: Option<(String, u32)>,
+    /// When the run must be finished by; past it the coordinator fails it.
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -300,9 +309,23 @@ pub enum Expect {
     Outcomes { run_id: String, count: u64 },
     /// The run does not exist yet.
     Absent { run_id: String },
+    /// The run is queued (under a concurrency limit): what starting it assumes.
+    Queued { run_id: String },
 }
 
 impl Batch {
+    /// Whether this batch can start runs under a concurrency limit or sets a deadline: the
+    /// stores then check the limits after writing.
+    pub fn limited(&self) -> bool {
+        self.new_runs
+            .iter()
+            .any(|r| r.concurrency.is_some() || r.deadline_ms.is_some())
+            || self
+                .expect
+                .iter()
+                .any(|e| matches!(e, Expect::Queued { .. }))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.new_runs.is_empty()
             && self.outcomes.is_empty()

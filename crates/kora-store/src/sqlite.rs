@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0003_dead_letters.sql"),
     ),
     (4, include_str!("../migrations/sqlite/0004_triggers.sql")),
+    (5, include_str!("../migrations/sqlite/0005_limits.sql")),
 ];
 
 pub struct SqliteStore {
@@ -122,10 +123,69 @@ fn run_row(r: &SqliteRow) -> Result<RunRecord> {
     })
 }
 
+/// Refuses the batch if one of the runs it started leaves its concurrency group over its limit.
+async fn check_limits(tx: &mut Transaction<'_, Sqlite>, starting: &[String]) -> Result<()> {
+    for run_id in starting {
+        let group: Option<(String, i64)> = sqlx::query_as(
+            "SELECT concurrency_key, concurrency_limit FROM runs WHERE run_id = ? AND status = 'running' AND concurrency_key IS NOT NULL",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some((g, limit)) = group else { continue };
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runs WHERE concurrency_key = ? AND status = 'running'",
+        )
+        .bind(&g)
+        .fetch_one(&mut **tx)
+        .await?;
+        if running > limit {
+            return Err(Error::Conflict {
+                run_id: run_id.clone(),
+                detail: format!(
+                    "concurrency group {g:?} would have {running} runs running, over its limit of {limit}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitReport> {
     let mut report = CommitReport::default();
+    // Runs this batch may start under a concurrency limit: checked after the writes.
+    let starting: Vec<String> = if batch.limited() {
+        batch
+            .new_runs
+            .iter()
+            .map(|r| r.run_id.clone())
+            .chain(
+                batch
+                    .run_updates
+                    .iter()
+                    .filter(|u| u.status == RunStatus::Running)
+                    .map(|u| u.run_id.clone()),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
     for e in &batch.expect {
         let run_id = match e {
+            Expect::Queued { run_id } => {
+                let have: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM runs WHERE run_id = ?")
+                        .bind(run_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if have.as_deref() != Some("queued") {
+                    return Err(Error::Conflict {
+                        run_id: run_id.clone(),
+                        detail: format!("expected a queued run, found {have:?}"),
+                    });
+                }
+                continue;
+            }
             Expect::Outcomes { run_id, .. } | Expect::Absent { run_id } => run_id,
         };
         let have: Option<i64> = sqlx::query_scalar("SELECT outcomes FROM runs WHERE run_id = ?")
@@ -147,13 +207,14 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
                 });
             }
             (Expect::Outcomes { .. }, _) => {}
+            (Expect::Queued { .. }, _) => {}
         }
     }
     for r in batch.new_runs {
         let finished = r.status.is_final().then_some(i(r.at_ms));
         let done = sqlx::query(
-            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms, concurrency_key, concurrency_limit, deadline_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&r.run_id)
         .bind(&r.idempotency_key)
@@ -166,6 +227,9 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         .bind(i(r.at_ms))
         .bind(i(r.at_ms))
         .bind(finished)
+        .bind(r.concurrency.as_ref().map(|(g, _)| g.clone()))
+        .bind(r.concurrency.as_ref().map(|(_, l)| i64::from(*l)))
+        .bind(r.deadline_ms.map(i))
         .execute(&mut **tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -235,7 +299,7 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         let finished = up.status.is_final().then_some(i(up.at_ms));
         sqlx::query(
             "UPDATE runs SET status = ?, error = ?, error_node = ?, updated_ms = ?, finished_ms = ?
-             WHERE run_id = ? AND status = 'running'",
+             WHERE run_id = ? AND status IN ('running', 'queued')",
         )
         .bind(up.status.as_str())
         .bind(&up.error)
@@ -246,6 +310,7 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         .execute(&mut **tx)
         .await?;
     }
+    check_limits(tx, &starting).await?;
     for e in batch.events {
         sqlx::query(
             "INSERT INTO events (run_id, seq, body) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?) ON CONFLICT DO NOTHING",
@@ -551,6 +616,46 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(attempt_row).collect()
+    }
+
+    async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)> {
+        let (running, queued): (i64, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(status = 'running'), 0), coalesce(sum(status = 'queued'), 0) FROM runs WHERE concurrency_key = ?",
+        )
+        .bind(group)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((u(running), u(queued)))
+    }
+
+    async fn startable_runs(&self, groups: Option<&[String]>, limit: usize) -> Result<Vec<String>> {
+        let groups = groups.map(|g| serde_json::to_string(g).unwrap_or_default());
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT run_id FROM (
+                 SELECT q.run_id, q.created_ms, q.rowid AS r,
+                        row_number() OVER (PARTITION BY q.concurrency_key ORDER BY q.created_ms, q.rowid) AS pos,
+                        q.concurrency_limit - (SELECT count(*) FROM runs x WHERE x.concurrency_key = q.concurrency_key AND x.status = 'running') AS free
+                 FROM runs q
+                 WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+                   AND (?1 IS NULL OR q.concurrency_key IN (SELECT value FROM json_each(?1)))
+             ) WHERE pos <= free ORDER BY created_ms, r LIMIT ?2",
+        )
+        .bind(groups)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    async fn overdue_runs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT run_id, deadline_ms FROM runs WHERE deadline_ms IS NOT NULL AND deadline_ms <= ? AND status IN ('running', 'queued') ORDER BY deadline_ms LIMIT ?",
+        )
+        .bind(i(now_ms))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, d)| (id, u(d))).collect())
     }
 
     async fn mark_published(&self, attempts: &[AttemptKey], at_ms: u64) -> Result<()> {

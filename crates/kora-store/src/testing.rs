@@ -29,6 +29,8 @@ fn new_run(id: &str, key: Option<&str>) -> NewRun {
         status: RunStatus::Running,
         error: None,
         at_ms: 1,
+        concurrency: None,
+        deadline_ms: None,
     }
 }
 
@@ -668,7 +670,114 @@ pub async fn triggers_register_pause_and_resume(s: &dyn Store, ns: &str) {
     );
 }
 
+/// Concurrency limits hold in the ledger: a commit that would leave a group with more running
+/// runs than its limit is a conflict; queued runs do not count, start oldest first as slots
+/// free, and can be cancelled while queued. Deadlines are listed once due.
+pub async fn concurrency_limits_and_deadlines(s: &dyn Store, ns: &str) {
+    let g = format!("{ns}-group");
+    let id = |n: u32| format!("{ns}-c{n}");
+    let run = |n: u32, status: RunStatus| NewRun {
+        status,
+        at_ms: u64::from(n),
+        concurrency: Some((g.clone(), 2)),
+        deadline_ms: Some(100),
+        ..new_run(&id(n), None)
+    };
+    let conflict = |r: crate::Result<crate::CommitReport>| {
+        assert!(
+            matches!(r, Err(crate::Error::Conflict { .. })),
+            "expected a conflict, got {r:?}"
+        );
+    };
+    let update = |n: u32, status: RunStatus| RunUpdate {
+        run_id: id(n),
+        status,
+        error: None,
+        error_node: None,
+        at_ms: 50,
+    };
+    let batch = |new_runs: Vec<NewRun>| Batch {
+        new_runs,
+        ..Default::default()
+    };
+    s.commit(batch(vec![
+        run(1, RunStatus::Running),
+        run(2, RunStatus::Running),
+    ]))
+    .await
+    .unwrap();
+    conflict(s.commit(batch(vec![run(3, RunStatus::Running)])).await);
+    assert!(s.run(&id(3)).await.unwrap().is_none(), "nothing written");
+    s.commit(batch(vec![
+        run(3, RunStatus::Queued),
+        run(4, RunStatus::Queued),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(s.concurrency_usage(&g).await.unwrap(), (2, 2));
+    let groups = [g.clone()];
+    assert!(
+        s.startable_runs(Some(&groups), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A finish in the same batch as a start makes room for it.
+    s.commit(Batch {
+        run_updates: vec![update(1, RunStatus::Succeeded)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.startable_runs(Some(&groups), 10).await.unwrap(), [id(3)]);
+    let start = |ns: &[u32]| Batch {
+        expect: ns
+            .iter()
+            .map(|n| Expect::Queued { run_id: id(*n) })
+            .collect(),
+        run_updates: ns.iter().map(|n| update(*n, RunStatus::Running)).collect(),
+        ..Default::default()
+    };
+    conflict(s.commit(start(&[3, 4])).await);
+    assert_eq!(
+        s.run(&id(3)).await.unwrap().unwrap().status,
+        RunStatus::Queued
+    );
+    s.commit(start(&[3])).await.unwrap();
+    conflict(s.commit(start(&[3])).await);
+    assert_eq!(
+        s.run(&id(3)).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
+    s.commit(Batch {
+        run_updates: vec![update(4, RunStatus::Cancelled)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.run(&id(4)).await.unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+    assert_eq!(s.concurrency_usage(&g).await.unwrap(), (2, 0));
+    let mine = |v: Vec<(String, u64)>| -> Vec<String> {
+        let mut v: Vec<String> = v
+            .into_iter()
+            .filter(|(r, d)| r.starts_with(ns) && *d == 100)
+            .map(|(r, _)| r)
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(mine(s.overdue_runs(99, 100).await.unwrap()).is_empty());
+    assert_eq!(
+        mine(s.overdue_runs(100, 100).await.unwrap()),
+        [id(2), id(3)]
+    );
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    concurrency_limits_and_deadlines(s, ns).await;
     triggers_register_pause_and_resume(s, ns).await;
     dead_letters_list_replay_and_purge(s, ns).await;
     large_batches_number_and_fence_like_small_ones(s, ns).await;

@@ -1,0 +1,78 @@
+-- Concurrency limits and run deadlines. A run belongs to at most one concurrency group
+-- (`concurrency_key`) with its limit; a queued run waits for a slot. kora_commit becomes a
+-- wrapper around the function of migration 0004 (renamed kora_commit_base, unchanged): before
+-- it, `expect_queued` checks and queued runs' updates (start, cancel); after it, new runs'
+-- groups and deadlines, and the limit check.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS concurrency_key TEXT;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS concurrency_limit INTEGER;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS deadline_ms BIGINT;
+CREATE INDEX IF NOT EXISTS runs_by_concurrency ON runs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_by_deadline ON runs (deadline_ms) WHERE deadline_ms IS NOT NULL;
+
+ALTER FUNCTION kora_commit(jsonb) RENAME TO kora_commit_base;
+
+CREATE FUNCTION kora_commit(b jsonb) RETURNS jsonb
+LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
+DECLARE
+    e text;
+    st text;
+    u record;
+    k record;
+    n bigint;
+    report jsonb;
+BEGIN
+    IF b ? 'expect_queued' THEN
+        FOR e IN SELECT value FROM jsonb_array_elements_text(b->'expect_queued') LOOP
+            SELECT status INTO st FROM runs WHERE run_id = e FOR UPDATE;
+            IF st IS DISTINCT FROM 'queued' THEN
+                RAISE EXCEPTION USING ERRCODE = 'KR409', MESSAGE = e,
+                    DETAIL = format('expected a queued run, found %s', coalesce(st, 'no run'));
+            END IF;
+        END LOOP;
+    END IF;
+    -- A queued run's first update (its start, or its cancellation) applies here; the base
+    -- function updates running runs only, so it applies the rest in order.
+    IF jsonb_array_length(coalesce(b->'run_updates', '[]')) > 0 THEN
+        FOR u IN
+            SELECT x.* FROM jsonb_to_recordset(b->'run_updates') AS x(run_id text, status text,
+                 error text, error_node text, at_ms bigint, finished_ms bigint)
+        LOOP
+            UPDATE runs SET status = u.status, error = u.error, error_node = u.error_node,
+                   updated_ms = u.at_ms, finished_ms = u.finished_ms
+            WHERE run_id = u.run_id AND status = 'queued';
+        END LOOP;
+    END IF;
+
+    report := kora_commit_base(b);
+
+    IF coalesce((b->>'limited')::boolean, false) THEN
+        UPDATE runs r SET concurrency_key = x.concurrency_key, concurrency_limit = x.concurrency_limit,
+               deadline_ms = x.deadline_ms
+        FROM jsonb_to_recordset(coalesce(b->'new_runs', '[]')) AS x(run_id text, concurrency_key text,
+             concurrency_limit int, deadline_ms bigint)
+        WHERE r.run_id = x.run_id AND (x.concurrency_key IS NOT NULL OR x.deadline_ms IS NOT NULL)
+          AND r.concurrency_key IS NULL AND r.deadline_ms IS NULL;
+        -- No group may be left with more running runs than its limit. The lock (per group,
+        -- taken in order) makes concurrent commits count one after the other: each count is
+        -- a new snapshot that sees the commits before it.
+        FOR k IN
+            SELECT DISTINCT r.concurrency_key AS grp, r.concurrency_limit AS lim
+            FROM runs r
+            WHERE r.concurrency_key IS NOT NULL AND r.status = 'running' AND r.run_id IN (
+                SELECT x->>'run_id' FROM jsonb_array_elements(coalesce(b->'new_runs', '[]')) x
+                UNION
+                SELECT x->>'run_id' FROM jsonb_array_elements(coalesce(b->'run_updates', '[]')) x
+                WHERE x->>'status' = 'running')
+            ORDER BY 1, 2
+        LOOP
+            PERFORM pg_advisory_xact_lock(hashtextextended(k.grp, 7203571));
+            SELECT count(*) INTO n FROM runs WHERE concurrency_key = k.grp AND status = 'running';
+            IF n > k.lim THEN
+                RAISE EXCEPTION USING ERRCODE = 'KR409', MESSAGE = k.grp,
+                    DETAIL = format('concurrency group would have %s runs running, over its limit of %s', n, k.lim);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN report;
+END
+$fn$;

@@ -1,0 +1,6 @@
+-- Concurrency limits (a run's group and its limit) and run deadlines.
+ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
+ALTER TABLE runs ADD COLUMN concurrency_limit INTEGER;
+ALTER TABLE runs ADD COLUMN deadline_ms INTEGER;
+CREATE INDEX IF NOT EXISTS runs_by_concurrency ON runs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_by_deadline ON runs (deadline_ms) WHERE deadline_ms IS NOT NULL;
