@@ -561,3 +561,64 @@ async fn a_run_past_its_deadline_fails_and_stops_its_tasks() {
     assert!(error.contains("DeadlineExceeded"), "{error}");
     assert!(took < Duration::from_secs(8), "took {took:?}");
 }
+
+/// A queue's rate limit spaces its tasks: ten independent nodes on a queue limited to 5 a
+/// second (burst 1) start 200 ms apart, so the run takes about two seconds instead of a few
+/// milliseconds; the held tasks are counted.
+#[tokio::test]
+async fn a_queue_rate_limit_spaces_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let cfg = EngineConfig {
+        store: format!("sqlite:{}", path.display()),
+        rate_limits: [(
+            "default".to_string(),
+            kora_coordinator::RateLimit {
+                per_sec: 5.0,
+                burst: 1,
+            },
+        )]
+        .into(),
+        ..engine_config(std::path::Path::new("."))
+    };
+    let engine = Engine::start(cfg).await.unwrap();
+    let nodes: Vec<Value> = (0..10)
+        .map(|i| json!({"id": format!("n{i}"), "type": "NoOpNode"}))
+        .collect();
+    let wf = spec(json!({"kora": 1, "name": "paced", "nodes": nodes}));
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(30), engine.run(wf, Map::new()))
+        .await
+        .expect("finishes")
+        .unwrap();
+    let took = t.elapsed();
+    let paced = engine.metrics.tasks_paced.get();
+    let store = Arc::clone(&engine.store);
+    engine.shutdown().await;
+    assert!(r.succeeded(), "{r:?}");
+    assert!(took >= Duration::from_millis(1700), "took only {took:?}");
+    assert_eq!(paced, 9, "all but the first waited for their slot");
+    let mut starts: Vec<u64> = store
+        .attempts(&r.run_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.dispatched_ms)
+        .collect();
+    starts.sort_unstable();
+    for w in starts.windows(2) {
+        let gap = w[1] - w[0];
+        assert!((199..=201).contains(&gap), "slots 200 ms apart: {starts:?}");
+    }
+    let mut finished: Vec<u64> = store
+        .attempts(&r.run_id)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.finished_ms)
+        .collect();
+    finished.sort_unstable();
+    for w in finished.windows(2) {
+        assert!(w[1] - w[0] >= 120, "tasks ran spaced out: {finished:?}");
+    }
+}

@@ -29,6 +29,8 @@ pub struct EngineConfig {
     /// Largest message on any stream; a node whose inputs or output would exceed it (less a
     /// small margin) fails with `TaskTooLarge` or `OutputTooLarge`.
     pub max_message_bytes: usize,
+    /// Task rate limits by queue name.
+    pub rate_limits: std::collections::BTreeMap<String, kora_coordinator::RateLimit>,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +41,7 @@ impl Default for EngineConfig {
             workers: 1,
             concurrency: 64,
             max_message_bytes: 8 << 20,
+            rate_limits: Default::default(),
         }
     }
 }
@@ -112,6 +115,7 @@ impl Engine {
             kora_coordinator::run(
                 kora_coordinator::Config {
                     max_task_bytes: payload_limit,
+                    rate_limits: cfg.rate_limits.clone(),
                     ..kora_coordinator::Config::default()
                 },
                 Arc::clone(&broker),

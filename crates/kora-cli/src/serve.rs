@@ -29,6 +29,41 @@ pub struct ServeConfig {
     pub tasks: TasksSection,
     pub control: ControlSection,
     pub metrics: MetricsSection,
+    /// Per-queue settings, `[queues.<name>]`: today, rate limits (read by coordinators; give
+    /// every coordinator the same).
+    pub queues: std::collections::BTreeMap<String, QueueSection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// At most this many tasks a second are sent to the queue, across every coordinator.
+    pub rate_per_sec: f64,
+    /// Tasks that may be sent at once after the queue was idle.
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl ServeConfig {
+    /// The coordinator's rate limits from `[queues.*]`.
+    pub fn rate_limits(&self) -> std::collections::BTreeMap<String, kora_coordinator::RateLimit> {
+        self.queues
+            .iter()
+            .map(|(q, s)| {
+                (
+                    q.clone(),
+                    kora_coordinator::RateLimit {
+                        per_sec: s.rate_per_sec,
+                        burst: s.burst,
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -166,6 +201,17 @@ impl ServeConfig {
                 "database.acquire_timeout_secs must be more than 0 (it is {})",
                 self.database.acquire_timeout_secs
             );
+        }
+        for (q, s) in &self.queues {
+            if !(s.rate_per_sec.is_finite() && s.rate_per_sec > 0.0 && s.rate_per_sec <= 1e6) {
+                bail!(
+                    "queues.{q}.rate_per_sec must be more than 0 and at most 1000000 (it is {})",
+                    s.rate_per_sec
+                );
+            }
+            if s.burst == 0 {
+                bail!("queues.{q}.burst must be at least 1");
+            }
         }
         if self.worker.heartbeat_secs * 2.0 > self.tasks.ack_wait_secs {
             bail!(
@@ -320,7 +366,10 @@ pub async fn serve(
                 tracker.spawn(log_exit(
                     "coordinator",
                     kora_coordinator::run(
-                        kora_coordinator::Config::default(),
+                        kora_coordinator::Config {
+                            rate_limits: cfg.rate_limits(),
+                            ..kora_coordinator::Config::default()
+                        },
                         Arc::clone(&broker),
                         store,
                         subjects.clone(),

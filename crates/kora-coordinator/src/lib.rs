@@ -53,6 +53,23 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// How old an unconfirmed dispatch must be before the sweeper re-sends it.
     pub outbox_grace: Duration,
+    /// Task rate limits by queue name: tasks of a limited queue are sent no faster than
+    /// this, across every coordinator sharing the ledger; the rest wait in the coordinator.
+    pub rate_limits: std::collections::BTreeMap<String, RateLimit>,
+}
+
+/// At most `per_sec` tasks a second on a queue, after a burst of up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Milliseconds between two tasks.
+    fn interval_ms(&self) -> f64 {
+        1000.0 / self.per_sec
+    }
 }
 
 impl Default for Config {
@@ -64,6 +81,7 @@ impl Default for Config {
             max_task_bytes: (8 << 20) - (64 << 10),
             sweep_interval: Duration::from_secs(5),
             outbox_grace: Duration::from_secs(3),
+            rate_limits: Default::default(),
         }
     }
 }
@@ -341,6 +359,20 @@ struct Pending {
     freed: Vec<String>,
     /// Runs of each concurrency group this batch `(starts, queues)`.
     groups: HashMap<String, (u64, u64)>,
+    /// Attempts for rate-limited queues: given their start times before the commit.
+    paced: Vec<Paced>,
+}
+
+/// An attempt whose queue has a rate limit.
+struct Paced {
+    queue: String,
+    /// Its task message in `Pending::publish`; `None` for a retry (sent when due).
+    publish: Option<usize>,
+    /// Its row in `Pending::batch.new_attempts` (dated when it may start).
+    row: usize,
+    /// Not before this (a retry's delay).
+    not_before: u64,
+    retry: (String, usize, u32, u32),
 }
 
 impl Pending {
@@ -411,6 +443,16 @@ impl Coordinator {
                 }
             }
         }
+        if let Err(e) = self.pace(&mut p).await {
+            // The rate table could not be read: hand the batch back, as for a ledger outage.
+            for id in &p.touched {
+                self.runs.remove(id);
+            }
+            for d in &keep {
+                let _ = d.nak(Some(Duration::from_millis(500))).await;
+            }
+            return Err(e);
+        }
         let Pending {
             batch,
             publish,
@@ -421,6 +463,7 @@ impl Coordinator {
             cancelled,
             freed,
             groups: _,
+            paced: _,
         } = p;
         if !batch.is_empty() {
             let started = std::time::Instant::now();
@@ -1143,6 +1186,7 @@ impl Coordinator {
                 .push(event_msg(&self.subjects, p.batch.events.last()));
             let actions = run.state.start(now);
             self.apply(&mut run, actions, now, &mut p);
+            self.pace(&mut p).await?;
             match self.store.commit(p.batch).await {
                 Ok(_) => {}
                 Err(kora_store::Error::Conflict { detail, .. }) => {
@@ -1202,6 +1246,77 @@ impl Coordinator {
                         .msg_id(format!("deadline:{run_id}")),
                 )
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives the attempts of rate-limited queues their start times: reserves them on each
+    /// queue's rate (in the ledger, so every coordinator shares it), dates their rows when
+    /// they may start, and holds back the tasks not due yet. Held tasks are sent from the
+    /// timer heap when due, or by the outbox sweeper after a crash (their rows are dated).
+    async fn pace(&mut self, p: &mut Pending) -> Result<(), Error> {
+        if p.paced.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        // One reservation per queue and earliest start: a batch's first dispatches share one.
+        let mut groups: std::collections::BTreeMap<(String, u64), Vec<Paced>> = Default::default();
+        for item in std::mem::take(&mut p.paced) {
+            groups
+                .entry((item.queue.clone(), item.not_before))
+                .or_default()
+                .push(item);
+        }
+        let mut held: HashSet<usize> = HashSet::default();
+        for ((queue, not_before), items) in groups {
+            let Some(limit) = self.cfg.rate_limits.get(&queue).copied() else {
+                continue;
+            };
+            let interval = limit.interval_ms();
+            let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+            let begin = self
+                .store
+                .reserve_rate(&queue, interval, n, not_before as f64)
+                .await?;
+            let tolerance = f64::from(limit.burst.max(1) - 1) * interval;
+            for (i, item) in items.into_iter().enumerate() {
+                let at = (begin + i as f64 * interval - tolerance)
+                    .max(not_before as f64)
+                    .ceil() as u64;
+                if let Some(row) = p.batch.new_attempts.get_mut(item.row) {
+                    row.at_ms = at;
+                }
+                let (run_id, node, iteration, attempt) = item.retry;
+                match item.publish {
+                    Some(idx) if at > now => {
+                        held.insert(idx);
+                        self.metrics.tasks_paced.inc();
+                        self.retries
+                            .push(std::cmp::Reverse((at, run_id, node, iteration, attempt)));
+                    }
+                    Some(_) => {}
+                    None => {
+                        if at > not_before {
+                            self.metrics.tasks_paced.inc();
+                        }
+                        self.retries
+                            .push(std::cmp::Reverse((at, run_id, node, iteration, attempt)));
+                    }
+                }
+            }
+        }
+        if !held.is_empty() {
+            let mut moved = vec![None; p.publish.len()];
+            for (i, m) in std::mem::take(&mut p.publish).into_iter().enumerate() {
+                if !held.contains(&i) {
+                    moved[i] = Some(p.publish.len());
+                    p.publish.push(m);
+                }
+            }
+            p.task_keys = std::mem::take(&mut p.task_keys)
+                .into_iter()
+                .filter_map(|(i, k)| moved.get(i).copied().flatten().map(|j| (j, k)))
+                .collect();
         }
         Ok(())
     }
@@ -1275,13 +1390,21 @@ impl Coordinator {
             .push(event_msg(&self.subjects, p.batch.events.last()));
         p.touched.push(r.run_id.clone());
         info!(run_id = %r.run_id, node_id = %r.node_id, attempt = r.attempt, next_attempt = next, delay_ms = due - now, "node attempt failed; retry scheduled");
-        self.retries.push(std::cmp::Reverse((
-            due,
-            r.run_id.clone(),
-            node,
-            r.iteration,
-            next,
-        )));
+        let queue = queue_of(&wf.spec.nodes[node]);
+        let retry = (r.run_id.clone(), node, r.iteration, next);
+        if self.cfg.rate_limits.contains_key(queue) {
+            p.paced.push(Paced {
+                queue: queue.to_string(),
+                publish: None,
+                row: p.batch.new_attempts.len() - 1,
+                not_before: due,
+                retry,
+            });
+        } else {
+            let (run_id, node, iteration, attempt) = retry;
+            self.retries
+                .push(std::cmp::Reverse((due, run_id, node, iteration, attempt)));
+        }
     }
 
     /// Sends the retries whose delay has passed (each still current: the run may have ended or
@@ -1472,11 +1595,7 @@ impl Coordinator {
         };
         match wire::encode(&task) {
             Ok(bytes) if bytes.len() <= self.cfg.max_task_bytes => {
-                let queue = spec
-                    .config
-                    .get("queue")
-                    .and_then(Value::as_str)
-                    .unwrap_or(DEFAULT_QUEUE);
+                let queue = queue_of(spec);
                 let subject = match priority {
                     kora_model::Priority::High => self.subjects.task_high(queue),
                     kora_model::Priority::Normal => self.subjects.task(queue),
@@ -1592,6 +1711,21 @@ impl Coordinator {
                         wf.spec.priority,
                     ) {
                         Ok(msg) => {
+                            let queue = queue_of(spec);
+                            if self.cfg.rate_limits.contains_key(queue) {
+                                p.paced.push(Paced {
+                                    queue: queue.to_string(),
+                                    publish: Some(p.publish.len()),
+                                    row: p.batch.new_attempts.len() - 1,
+                                    not_before: now,
+                                    retry: (
+                                        run.run_id.clone(),
+                                        wf.index[&spec.id],
+                                        iteration,
+                                        attempt,
+                                    ),
+                                });
+                            }
                             p.task_keys.push((
                                 p.publish.len(),
                                 AttemptKey {
@@ -1737,6 +1871,14 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// The worker queue a node's tasks go to: its config's `queue`, else the default one.
+fn queue_of(spec: &NodeSpec) -> &str {
+    spec.config
+        .get("queue")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_QUEUE)
 }
 
 /// A crash hook for tests: when `KORA_FAILPOINT` names this point (and `armed`), the process

@@ -48,12 +48,14 @@ pub struct Metrics {
     pub runs_queued: Counter,
     /// Runs failed because their deadline passed.
     pub runs_past_deadline: Counter,
+    /// Tasks held back by their queue's rate limit (sent later, when their slot comes).
+    pub tasks_paced: Counter,
 }
 
 impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 14] = [
+        let rows: [(&str, &str, &Counter); 15] = [
             (
                 "kora_runs_started_total",
                 "Runs admitted and started.",
@@ -123,6 +125,11 @@ impl Metrics {
                 "kora_runs_deadline_exceeded_total",
                 "Runs failed because their deadline (deadline_secs) passed.",
                 &self.runs_past_deadline,
+            ),
+            (
+                "kora_tasks_rate_limited_total",
+                "Tasks held back by their queue's rate limit and sent when their slot came.",
+                &self.tasks_paced,
             ),
         ];
         let mut out = String::new();

@@ -79,6 +79,18 @@ pub trait Store: Send + Sync + 'static {
     /// Running or queued runs whose deadline is at or before `now_ms`, earliest first, with
     /// their deadlines.
     async fn overdue_runs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>>;
+    /// Reserves `n` task starts on `queue`'s rate limit (a GCRA shared by every
+    /// coordinator): moves the queue's theoretical arrival time to
+    /// `max(it, not_before_ms) + n * interval_ms` and returns where the reservation began,
+    /// `max(it, not_before_ms)`. Task `i` may start at
+    /// `max(not_before, begin + i * interval - (burst - 1) * interval)`.
+    async fn reserve_rate(
+        &self,
+        queue: &str,
+        interval_ms: f64,
+        n: u32,
+        not_before_ms: f64,
+    ) -> Result<f64>;
     /// Kailash's result shape for a run: see [`results_from_attempts`].
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
         Ok(results_from_attempts(

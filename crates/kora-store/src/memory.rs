@@ -23,6 +23,7 @@ struct Inner {
     runs: HashMap<String, RunEntry>,
     order: Vec<String>,
     keys: HashMap<String, String>,
+    rates: HashMap<String, f64>,
 }
 
 struct RunEntry {
@@ -368,6 +369,20 @@ impl Store for MemoryStore {
             }
         }
         Ok(out)
+    }
+
+    async fn reserve_rate(
+        &self,
+        queue: &str,
+        interval_ms: f64,
+        n: u32,
+        not_before_ms: f64,
+    ) -> Result<f64> {
+        let mut g = self.lock();
+        let tat = g.rates.entry(queue.to_string()).or_insert(0.0);
+        let begin = tat.max(not_before_ms);
+        *tat = begin + interval_ms * f64::from(n);
+        Ok(begin)
     }
 
     async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)> {

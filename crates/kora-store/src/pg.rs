@@ -688,6 +688,27 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn reserve_rate(
+        &self,
+        queue: &str,
+        interval_ms: f64,
+        n: u32,
+        not_before_ms: f64,
+    ) -> Result<f64> {
+        let span = interval_ms * f64::from(n);
+        let begin: f64 = sqlx::query_scalar(
+            "INSERT INTO queue_rates (queue, tat_ms) VALUES ($1, $2 + $3)
+             ON CONFLICT (queue) DO UPDATE SET tat_ms = greatest(queue_rates.tat_ms, $2) + $3
+             RETURNING tat_ms - $3",
+        )
+        .bind(queue)
+        .bind(not_before_ms)
+        .bind(span)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(begin)
+    }
+
     async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)> {
         let (running, queued): (i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'queued')

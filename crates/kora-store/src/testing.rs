@@ -776,7 +776,24 @@ pub async fn concurrency_limits_and_deadlines(s: &dyn Store, ns: &str) {
     );
 }
 
+/// Rate reservations on one queue follow each other: each begins where the last ended, or at
+/// its `not_before` when the queue has been idle since.
+pub async fn rate_reservations_follow_each_other(s: &dyn Store, ns: &str) {
+    let q = format!("{ns}-queue");
+    assert_eq!(s.reserve_rate(&q, 100.0, 5, 1000.0).await.unwrap(), 1000.0);
+    assert_eq!(s.reserve_rate(&q, 100.0, 2, 1200.0).await.unwrap(), 1500.0);
+    assert_eq!(s.reserve_rate(&q, 100.0, 1, 1650.0).await.unwrap(), 1700.0);
+    // Idle past the last reservation: it begins at not_before.
+    assert_eq!(s.reserve_rate(&q, 100.0, 1, 9000.0).await.unwrap(), 9000.0);
+    let other = format!("{ns}-other");
+    assert_eq!(
+        s.reserve_rate(&other, 100.0, 1, 1000.0).await.unwrap(),
+        1000.0
+    );
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    rate_reservations_follow_each_other(s, ns).await;
     concurrency_limits_and_deadlines(s, ns).await;
     triggers_register_pause_and_resume(s, ns).await;
     dead_letters_list_replay_and_purge(s, ns).await;

@@ -76,3 +76,10 @@ BEGIN
     RETURN report;
 END
 $fn$;
+
+-- Per-queue rate limits (GCRA): each queue's theoretical arrival time, shared by every
+-- coordinator. A reservation of n tasks moves it on by n intervals in one statement.
+CREATE TABLE IF NOT EXISTS queue_rates (
+    queue  TEXT PRIMARY KEY,
+    tat_ms DOUBLE PRECISION NOT NULL
+);
