@@ -99,22 +99,95 @@ impl Control {
         overrides: Map,
         actor: &str,
     ) -> anyhow::Result<ReplayOutcome> {
-        let out = match self
+        self.replay_with(ReplayRequest {
+            id: id.to_string(),
+            overrides,
+            actor: actor.to_string(),
+            at_ms: now_ms(),
+            restart: None,
+        })
+        .await
+    }
+
+    /// Restarts a run that ended (failed, succeeded or cancelled) from `node`: a new attempt
+    /// of it (with `overrides` over its inputs) and, as it completes, of every node downstream
+    /// of it; the other nodes keep their outputs and are not executed again. The old attempts
+    /// stay in the ledger, superseded; downstream open dead letters are closed as replayed.
+    pub async fn restart_from(
+        &self,
+        run_id: &str,
+        node: &str,
+        overrides: Map,
+        actor: &str,
+    ) -> anyhow::Result<ReplayOutcome> {
+        let Some(rec) = self.store.run(run_id).await? else {
+            anyhow::bail!("no run {run_id} in the ledger");
+        };
+        let Some(spec) = rec.spec else {
+            anyhow::bail!("run {run_id} was rejected: it has no workflow to restart");
+        };
+        if spec.node(node).is_none() {
+            let ids: Vec<&str> = spec.nodes.iter().map(|n| n.id.as_str()).collect();
+            anyhow::bail!(
+                "run {run_id}'s workflow has no node '{node}'; its nodes are: {}",
+                ids.join(", ")
+            );
+        }
+        // Everything reachable from the node, cycle edges included.
+        let mut downstream: Vec<String> = Vec::new();
+        let mut todo = vec![node.to_string()];
+        let mut on_cycle = false;
+        while let Some(n) = todo.pop() {
+            for c in spec.connections.iter().filter(|c| c.source == n) {
+                if c.target == node {
+                    on_cycle = true;
+                } else if !downstream.contains(&c.target) {
+                    downstream.push(c.target.clone());
+                    todo.push(c.target.clone());
+                }
+            }
+        }
+        anyhow::ensure!(
+            !on_cycle,
+            "node '{node}' is inside a cycle: restart from a node before the cycle"
+        );
+        let latest = self
             .store
-            .replay(&ReplayRequest {
-                id: id.to_string(),
-                overrides,
-                actor: actor.to_string(),
-                at_ms: now_ms(),
-            })
-            .await
-        {
+            .attempts(run_id)
+            .await?
+            .into_iter()
+            .filter(|a| a.node_id == node && a.iteration == 0)
+            .max_by_key(|a| a.attempt)
+            .with_context(|| {
+                format!("node '{node}' never ran in run {run_id}: restart from a node that did (`kora runs show {run_id}`)")
+            })?;
+        downstream.sort();
+        self.replay_with(ReplayRequest {
+            id: wire::NodeTask::make_id(run_id, node, 0, latest.attempt),
+            overrides,
+            actor: actor.to_string(),
+            at_ms: now_ms(),
+            restart: Some(downstream),
+        })
+        .await
+    }
+
+    /// Writes a replay or restart in the ledger, then asks the coordinator to send its tasks.
+    async fn replay_with(&self, req: ReplayRequest) -> anyhow::Result<ReplayOutcome> {
+        let id = req.id.clone();
+        let out = match self.store.replay(&req).await {
             Ok(out) => out,
             Err(kora_store::Error::Conflict { run_id, detail }) => anyhow::bail!(
-                "cannot replay: {detail} (`kora dlq list --any-state --run {run_id}` shows its history)"
+                "cannot {}: {detail} (`kora runs show {run_id}` and `kora dlq list --any-state --run {run_id}` show its history)",
+                if req.restart.is_some() {
+                    "restart"
+                } else {
+                    "replay"
+                }
             ),
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot replay {id}"))),
         };
+        let id = id.as_str();
         let mut attempts = vec![AttemptRef {
             node_id: out.node_id.clone(),
             iteration: kora_store::parse_dead_letter_id(id).map_or(0, |k| k.iteration),

@@ -327,8 +327,22 @@ enum RunsCommand {
     },
     /// Resume a failed run from where it failed: its dead-lettered nodes run again (as they
     /// were; use `kora dlq replay --set` to change their inputs), completed nodes are kept.
+    /// With --from NODE, restart a run that ended (failed, succeeded or cancelled) from that
+    /// node: it and every node downstream of it run again; the others keep their outputs.
+    #[command(
+        after_help = "Examples:\n  kora runs retry RUN_ID\n  kora runs retry RUN_ID --from enrich\n  kora runs retry RUN_ID --from enrich --set limit=10\n\nThe old attempts stay in the ledger (`kora runs show`), superseded by the new ones; who\nrestarted the run and when is recorded on the node's previous attempt."
+    )]
     Retry {
         run_id: String,
+        /// Restart from this node (and re-run everything downstream of it).
+        #[arg(long, value_name = "NODE")]
+        from: Option<String>,
+        /// With --from: override an input of that node, key=value (JSON, or else a string).
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "from")]
+        sets: Vec<String>,
+        /// With --from: override its inputs from a JSON object in a file.
+        #[arg(long, value_name = "FILE", requires = "from")]
+        input_file: Option<PathBuf>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -472,10 +486,28 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => dlq(command).await,
         Command::Triggers { command } => triggers(command).await,
         Command::Runs {
-            command: RunsCommand::Retry { run_id, conn },
+            command:
+                RunsCommand::Retry {
+                    run_id,
+                    from,
+                    sets,
+                    input_file,
+                    conn,
+                },
         } => {
             let control =
                 kora_cli::control::Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            if let Some(node) = from {
+                let inputs = kora_cli::control::overrides(&sets, input_file.as_deref())?;
+                let out = control
+                    .restart_from(&run_id, &node, inputs, &kora_cli::control::actor())
+                    .await?;
+                println!(
+                    "run {} restarts from {} (attempt {}); the nodes downstream of it run again",
+                    out.run_id, out.node_id, out.attempt
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             for out in control
                 .retry_run(&run_id, &kora_cli::control::actor())
                 .await?

@@ -1345,6 +1345,94 @@ async fn runs_retry_resumes_a_failed_run_from_its_failed_node() {
     d.finish().await;
 }
 
+/// `kora runs retry RUN --from NODE` restarts a run that succeeded from a middle node with a
+/// changed input: that node and the one downstream of it run again (counted in an execution
+/// log); the upstream node and an independent branch do not. From a node that is not in the
+/// workflow, or while the run is running, it is refused with a clear message.
+#[tokio::test]
+async fn runs_retry_from_a_node_reruns_it_and_its_downstream_only() {
+    let Some(mut d) = Deployment::new(&[("KORA_ACTOR", "ops-test")]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("executions.log");
+    let logline = |name: &str| {
+        format!(
+            "open({:?}, 'a').write('{name}\\n')\n",
+            log.display().to_string()
+        )
+    };
+    let wf = dir.path().join("scale.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "name": "scale", "nodes": [
+            {"id": "up", "type": "PythonCodeNode", "config": {"code": format!("{}result = 3", logline("up"))}},
+            {"id": "side", "type": "PythonCodeNode", "config": {"code": format!("{}result = 'side'", logline("side"))}},
+            {"id": "mid", "type": "PythonCodeNode",
+             "config": {"code": format!("{}result = x * factor", logline("mid")), "factor": 2}},
+            {"id": "down", "type": "PythonCodeNode", "config": {"code": format!("{}result = y + 1", logline("down"))}}],
+            "connections": [
+                {"source": "up", "output": "result", "target": "mid", "input": "x"},
+                {"source": "mid", "output": "result", "target": "down", "input": "y"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let first = d.submit_wait(&wf, None);
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(first["results"]["down"]["result"], 7);
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+
+    let o = d.kora(&["runs", "retry", &run_id, "--from", "nope"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has no node 'nope'"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = d.kora(&[
+        "runs",
+        "retry",
+        &run_id,
+        "--from",
+        "mid",
+        "--set",
+        "factor=10",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("restarts from mid (attempt 2)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["results"]["mid"]["result"], 30);
+    assert_eq!(status["results"]["down"]["result"], 31);
+    assert_eq!(status["results"]["side"]["result"], "side");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |n: &str| text.lines().filter(|l| *l == n).count();
+    assert_eq!(
+        (count("up"), count("side"), count("mid"), count("down")),
+        (1, 1, 2, 2),
+        "only mid and downstream ran again:\n{text}"
+    );
+    // Restarting again from the same node works on the new attempt (numbering continues).
+    let o = d.kora(&["runs", "retry", &run_id, "--from", "down"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |n: &str| text.lines().filter(|l| *l == n).count();
+    assert_eq!((count("mid"), count("down")), (2, 3), "{text}");
+    d.finish().await;
+}
+
 /// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
 /// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
 /// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.

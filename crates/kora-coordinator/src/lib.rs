@@ -93,7 +93,9 @@ struct ActiveRun {
     /// Outcomes recorded in the ledger that this state has seen: what a batch expects, so a
     /// coordinator whose state is stale (another one moved the run on) is refused and rebuilds.
     outcomes: u64,
-    /// The current attempt of `(node, iteration)` where it is past the first (retries).
+    /// The current attempt of `(node, iteration)` where it is past the first (retries), or
+    /// the latest recorded one (a rebuilt run): a node dispatched again after a restart from
+    /// an upstream node takes the next number.
     attempts: HashMap<(usize, u32), u32>,
     /// Inputs an operator set on `(node, iteration)` when replaying it (over the computed ones).
     overrides: HashMap<(usize, u32), Map>,
@@ -1549,7 +1551,6 @@ impl Coordinator {
             .max()
             .unwrap_or(0);
         info!(%run_id, "run state rebuilt from the ledger");
-        attempts.retain(|_, a| *a > 1);
         let group = spec
             .concurrency_group(&rec.params)
             .ok()
@@ -1689,8 +1690,17 @@ impl Coordinator {
                     iteration,
                     inputs,
                 } => {
-                    let spec = &wf.spec.nodes[wf.index[&wf.ids[node]]];
-                    let attempt = 1;
+                    let spec_idx = wf.index[&wf.ids[node]];
+                    let spec = &wf.spec.nodes[spec_idx];
+                    // A node that already has attempts (its run restarted from a node
+                    // upstream of it) takes the next number; the old ones stay, superseded.
+                    let attempt = match run.attempts.get(&(spec_idx, iteration)) {
+                        Some(&a) => {
+                            run.attempts.insert((spec_idx, iteration), a + 1);
+                            a + 1
+                        }
+                        None => 1,
+                    };
                     let task_id = NodeTask::make_id(&run.run_id, &spec.id, iteration, attempt);
                     p.batch.new_attempts.push(NewAttempt {
                         run_id: run.run_id.clone(),
@@ -1782,11 +1792,19 @@ impl Coordinator {
                 }
                 Action::Skip { node, iteration } => {
                     let id = &wf.ids[node];
+                    let spec_idx = wf.index[id];
+                    let attempt = match run.attempts.get(&(spec_idx, iteration)) {
+                        Some(&a) => {
+                            run.attempts.insert((spec_idx, iteration), a + 1);
+                            a + 1
+                        }
+                        None => 0,
+                    };
                     p.batch.new_attempts.push(NewAttempt {
                         run_id: run.run_id.clone(),
                         node_id: id.clone(),
                         iteration,
-                        attempt: 0,
+                        attempt,
                         node_type: wf.spec.nodes[node].node_type.clone(),
                         status: AttemptStatus::Skipped,
                         at_ms: now,

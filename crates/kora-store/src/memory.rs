@@ -490,13 +490,20 @@ impl Store for MemoryStore {
             .runs
             .get_mut(&key.run_id)
             .ok_or_else(|| Error::RunNotFound(key.run_id.clone()))?;
-        let plan = crate::records::plan_replay(req, &key, &run.attempts).map_err(|detail| {
-            Error::Conflict {
+        let plan = crate::records::plan_replay(req, &key, &run.attempts, run.record.status)
+            .map_err(|detail| Error::Conflict {
                 run_id: key.run_id.clone(),
-                detail: format!("dead letter {}: {detail}", req.id),
-            }
-        })?;
+                detail: format!("{} {}: {detail}", req.what(), req.id),
+            })?;
         let next = plan.next;
+        for k in &plan.superseded {
+            let j = run.index[&(k.node_id.clone(), k.iteration, k.attempt)];
+            if let Some(dl) = run.attempts[j].dead_letter.as_mut() {
+                dl.state = "replayed".into();
+                dl.replayed_ms = Some(req.at_ms);
+                dl.replayed_by = Some(req.actor.clone());
+            }
+        }
         let i = run.index[&(key.node_id.clone(), key.iteration, key.attempt)];
         if let Some(dl) = run.attempts[i].dead_letter.as_mut() {
             dl.state = "replayed".into();

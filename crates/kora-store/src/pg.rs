@@ -580,9 +580,10 @@ impl Store for PgStore {
                 .bind(&key.run_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if exists.is_none() {
+        let Some(status) = exists else {
             return Err(Error::RunNotFound(key.run_id.clone()));
-        }
+        };
+        let status = RunStatus::parse(&status).unwrap_or(RunStatus::Running);
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.run_id = $1"
         )))
@@ -590,15 +591,30 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let attempts: Vec<AttemptRecord> = rows.iter().map(attempt_row).collect::<Result<_>>()?;
-        let plan = crate::records::plan_replay(req, &key, &attempts).map_err(|detail| {
+        let plan = crate::records::plan_replay(req, &key, &attempts, status).map_err(|detail| {
             Error::Conflict {
                 run_id: key.run_id.clone(),
-                detail: format!("dead letter {}: {detail}", req.id),
+                detail: format!("{} {}: {detail}", req.what(), req.id),
             }
         })?;
         let next = plan.next;
+        for k in &plan.superseded {
+            sqlx::query(
+                "UPDATE attempts SET dlq_state = 'replayed', replayed_ms = $1, replayed_by = $2
+                 WHERE run_id = $3 AND node_id = $4 AND iteration = $5 AND attempt = $6",
+            )
+            .bind(i(req.at_ms))
+            .bind(&req.actor)
+            .bind(&k.run_id)
+            .bind(&k.node_id)
+            .bind(i32::try_from(k.iteration).unwrap_or(i32::MAX))
+            .bind(i32::try_from(k.attempt).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
-            "UPDATE attempts SET dlq_state = 'replayed', replayed_ms = $1, replayed_by = $2, replay_attempt = $3
+            "UPDATE attempts SET dlq_state = CASE WHEN dlq_state IS NULL THEN NULL ELSE 'replayed' END,
+                    replayed_ms = $1, replayed_by = $2, replay_attempt = $3
              WHERE run_id = $4 AND node_id = $5 AND iteration = $6 AND attempt = $7",
         )
         .bind(i(req.at_ms))

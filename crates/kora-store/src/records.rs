@@ -164,12 +164,29 @@ pub struct DeadLetterFilter {
 }
 
 /// Replaying one dead letter: a new attempt of its node, with `overrides` over its inputs.
-#[derive(Debug, Clone)]
+///
+/// With `restart`, `id` is the latest attempt of a node of a run that ended (any outcome),
+/// and the run restarts from that node: `restart` lists the nodes downstream of it, which the
+/// coordinator dispatches again as the node's new attempt completes (their open dead letters
+/// are closed as replayed; their old outcomes stay in the ledger, superseded).
+#[derive(Debug, Clone, Default)]
 pub struct ReplayRequest {
     pub id: String,
     pub overrides: Map,
     pub actor: String,
     pub at_ms: u64,
+    pub restart: Option<Vec<String>>,
+}
+
+impl ReplayRequest {
+    /// What `id` names, for messages.
+    pub fn what(&self) -> &'static str {
+        if self.restart.is_some() {
+            "attempt"
+        } else {
+            "dead letter"
+        }
+    }
 }
 
 /// What a replay wrote: the run reopened and the attempts (re)dispatched.
@@ -400,6 +417,8 @@ pub(crate) struct ReplayPlan {
     /// overrides.
     pub fresh: Vec<(String, u32, u32, String, Option<Map>)>,
     pub redispatched: Vec<AttemptKey>,
+    /// Open dead letters a restart supersedes (of the node and those downstream of it).
+    pub superseded: Vec<AttemptKey>,
 }
 
 /// Plans the replay of `req` over the run's `attempts`; `Err` says why it is refused.
@@ -407,16 +426,46 @@ pub(crate) fn plan_replay(
     req: &ReplayRequest,
     key: &AttemptKey,
     attempts: &[AttemptRecord],
+    run_status: RunStatus,
 ) -> Result<ReplayPlan, String> {
     let Some(dl) = attempts.iter().find(|a| {
         a.node_id == key.node_id && a.iteration == key.iteration && a.attempt == key.attempt
     }) else {
-        return Err("no such dead letter".into());
+        return Err(if req.restart.is_some() {
+            "no such attempt".into()
+        } else {
+            "no such dead letter".into()
+        });
     };
-    match &dl.dead_letter {
-        Some(info) if info.state == "open" => {}
-        Some(info) => return Err(format!("it is already {}", info.state)),
-        None => return Err("that attempt was not dead-lettered".into()),
+    let restart: &[String] = req.restart.as_deref().unwrap_or_default();
+    if req.restart.is_some() {
+        if !matches!(
+            run_status,
+            RunStatus::Failed | RunStatus::Succeeded | RunStatus::Cancelled
+        ) {
+            return Err(format!(
+                "the run is {}: only a run that ended can be restarted from a node (cancel it first)",
+                run_status.as_str()
+            ));
+        }
+        if !matches!(dl.status, AttemptStatus::Succeeded | AttemptStatus::Failed) {
+            return Err(format!(
+                "node '{}' did not run to an outcome in this run ({})",
+                key.node_id,
+                dl.status.as_str()
+            ));
+        }
+        if attempts.iter().any(|a| {
+            a.node_id == key.node_id && a.iteration == key.iteration && a.attempt > key.attempt
+        }) {
+            return Err("that is not the node's latest attempt".into());
+        }
+    } else {
+        match &dl.dead_letter {
+            Some(info) if info.state == "open" => {}
+            Some(info) => return Err(format!("it is already {}", info.state)),
+            None => return Err("that attempt was not dead-lettered".into()),
+        }
     }
     let mut latest: std::collections::HashMap<(&str, u32), &AttemptRecord> =
         std::collections::HashMap::new();
@@ -435,6 +484,7 @@ pub(crate) fn plan_replay(
         .filter(|a| {
             a.status == AttemptStatus::Dispatched
                 && !(a.node_id == key.node_id && a.iteration == key.iteration)
+                && !restart.contains(&a.node_id)
         })
         .copied()
         .collect();
@@ -463,9 +513,30 @@ pub(crate) fn plan_replay(
             o.overrides.clone(),
         ));
     }
+    let superseded = if req.restart.is_some() {
+        attempts
+            .iter()
+            .filter(|a| {
+                (a.node_id == key.node_id || restart.contains(&a.node_id))
+                    && !(a.node_id == key.node_id
+                        && a.iteration == key.iteration
+                        && a.attempt == key.attempt)
+                    && a.dead_letter.as_ref().is_some_and(|d| d.state == "open")
+            })
+            .map(|a| AttemptKey {
+                run_id: a.run_id.clone(),
+                node_id: a.node_id.clone(),
+                iteration: a.iteration,
+                attempt: a.attempt,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(ReplayPlan {
         next,
         fresh,
         redispatched,
+        superseded,
     })
 }

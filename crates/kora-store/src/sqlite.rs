@@ -500,15 +500,35 @@ impl Store for SqliteStore {
             return Err(Error::RunNotFound(key.run_id.clone()));
         }
         let attempts: Vec<AttemptRecord> = rows.iter().map(attempt_row).collect::<Result<_>>()?;
-        let plan = crate::records::plan_replay(req, &key, &attempts).map_err(|detail| {
+        let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE run_id = ?")
+            .bind(&key.run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let status = RunStatus::parse(&status).unwrap_or(RunStatus::Running);
+        let plan = crate::records::plan_replay(req, &key, &attempts, status).map_err(|detail| {
             Error::Conflict {
                 run_id: key.run_id.clone(),
-                detail: format!("dead letter {}: {detail}", req.id),
+                detail: format!("{} {}: {detail}", req.what(), req.id),
             }
         })?;
         let next = plan.next;
+        for k in &plan.superseded {
+            sqlx::query(
+                "UPDATE attempts SET dlq_state = 'replayed', replayed_ms = ?, replayed_by = ?
+                 WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
+            )
+            .bind(i(req.at_ms))
+            .bind(&req.actor)
+            .bind(&k.run_id)
+            .bind(&k.node_id)
+            .bind(i64::from(k.iteration))
+            .bind(i64::from(k.attempt))
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
-            "UPDATE attempts SET dlq_state = 'replayed', replayed_ms = ?, replayed_by = ?, replay_attempt = ?
+            "UPDATE attempts SET dlq_state = CASE WHEN dlq_state IS NULL THEN NULL ELSE 'replayed' END,
+                    replayed_ms = ?, replayed_by = ?, replay_attempt = ?
              WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ?",
         )
         .bind(i(req.at_ms))

@@ -573,6 +573,7 @@ pub async fn dead_letters_list_replay_and_purge(s: &dyn Store, ns: &str) {
             overrides: set.clone(),
             actor: "tester".into(),
             at_ms: 10,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -611,6 +612,7 @@ pub async fn dead_letters_list_replay_and_purge(s: &dyn Store, ns: &str) {
             overrides: Map::new(),
             actor: "tester".into(),
             at_ms: 11,
+            ..Default::default()
         })
         .await;
     assert!(
@@ -792,7 +794,95 @@ pub async fn rate_reservations_follow_each_other(s: &dyn Store, ns: &str) {
     );
 }
 
+/// A run that ended restarts from a node: a new attempt of it, its downstream nodes' open dead
+/// letters closed as replayed, the run reopened. Refused while the run is running, or from an
+/// attempt that is not the node's latest.
+pub async fn runs_restart_from_a_node(s: &dyn Store, ns: &str) {
+    let run = format!("{ns}-restart");
+    let mut failed = outcome(&run, "c", 1, 0);
+    failed.status = AttemptStatus::Failed;
+    failed.output = None;
+    failed.error = Some("boom".into());
+    failed.dead_letter = Some(("permanent_error".into(), Map::new()));
+    s.commit(Batch {
+        new_runs: vec![new_run(&run, None)],
+        new_attempts: vec![
+            attempt(&run, "a", 1),
+            attempt(&run, "b", 1),
+            attempt(&run, "c", 1),
+        ],
+        outcomes: vec![outcome(&run, "a", 1, 1), outcome(&run, "b", 1, 2), failed],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let restart = |id: String, at_ms: u64| ReplayRequest {
+        id,
+        actor: "op".into(),
+        at_ms,
+        restart: Some(vec!["b".into(), "c".into()]),
+        ..Default::default()
+    };
+    let running = s.replay(&restart(format!("{run}:a:0:1"), 5)).await;
+    assert!(
+        matches!(running, Err(crate::Error::Conflict { .. })),
+        "{running:?}"
+    );
+    s.commit(Batch {
+        run_updates: vec![RunUpdate {
+            run_id: run.clone(),
+            status: RunStatus::Failed,
+            error: Some("boom".into()),
+            error_node: Some("c".into()),
+            at_ms: 6,
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let out = s.replay(&restart(format!("{run}:a:0:1"), 7)).await.unwrap();
+    assert_eq!((out.node_id.as_str(), out.attempt), ("a", 2));
+    assert!(out.redispatched.is_empty(), "{out:?}");
+    let rec = s.run(&run).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.error), (RunStatus::Running, None));
+    let open = s
+        .dead_letters(&DeadLetterFilter {
+            run_id: Some(run.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(open.is_empty(), "c's dead letter closed: {open:?}");
+    let a2 = s
+        .attempts(&run)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.node_id == "a" && a.attempt == 2)
+        .unwrap();
+    assert_eq!(a2.status, AttemptStatus::Dispatched);
+    // Ended again, the first attempt is no longer the latest.
+    s.commit(Batch {
+        run_updates: vec![RunUpdate {
+            run_id: run.clone(),
+            status: RunStatus::Cancelled,
+            error: None,
+            error_node: None,
+            at_ms: 8,
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stale = s.replay(&restart(format!("{run}:a:0:1"), 9)).await;
+    assert!(
+        matches!(stale, Err(crate::Error::Conflict { .. })),
+        "{stale:?}"
+    );
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    runs_restart_from_a_node(s, ns).await;
     rate_reservations_follow_each_other(s, ns).await;
     concurrency_limits_and_deadlines(s, ns).await;
     triggers_register_pause_and_resume(s, ns).await;
