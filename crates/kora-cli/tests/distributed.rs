@@ -1433,6 +1433,100 @@ async fn runs_retry_from_a_node_reruns_it_and_its_downstream_only() {
     d.finish().await;
 }
 
+/// Limits hold across two coordinators sharing the ledger: six runs of a workflow limited to
+/// two at a time never overlap more than two (the workers could run four), and two runs whose
+/// nodes go to a queue limited to 4 tasks a second start their eight tasks at least ~250 ms
+/// apart, whichever coordinator dispatched them.
+#[tokio::test]
+async fn concurrency_and_rate_limits_hold_across_two_coordinators() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let rates = r#"{"paced": {"rate_per_sec": 4, "burst": 1}}"#;
+    d.serve_env(
+        "scheduler,worker",
+        &[],
+        &[("KORA_WORKER__PYTHON_WORKERS", "4")],
+    );
+    d.serve_env(
+        "worker",
+        &[],
+        &[
+            ("KORA_WORKER__QUEUE", "paced"),
+            ("KORA_WORKER__PYTHON_WORKERS", "4"),
+        ],
+    );
+    d.serve_env("coordinator", &[], &[("KORA_QUEUES", rates)]);
+    d.serve_env("coordinator", &[], &[("KORA_QUEUES", rates)]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("spans.log");
+    let limited = dir.path().join("limited.json");
+    std::fs::write(
+        &limited,
+        serde_json::json!({"kora": 1, "name": "limited", "concurrency": {"limit": 2}, "nodes": [
+            {"id": "work", "type": "PythonCodeNode", "config": {"code": format!(
+                "import time\nt0 = time.time()\ntime.sleep(0.5)\nopen({:?}, 'a').write(f'span {{t0}} {{time.time()}}\\n')\nresult = 1",
+                log.display().to_string())}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let paced = dir.path().join("paced.json");
+    let node = |i: u32| {
+        serde_json::json!({"id": format!("n{i}"), "type": "PythonCodeNode", "config": {"queue": "paced", "code": format!(
+            "import time\nopen({:?}, 'a').write(f'start {{time.time()}}\\n')\nresult = 1",
+            log.display().to_string())}})
+    };
+    std::fs::write(
+        &paced,
+        serde_json::json!({"kora": 1, "name": "paced", "nodes": (0..4).map(node).collect::<Vec<_>>()})
+            .to_string(),
+    )
+    .unwrap();
+    // Both coordinators up, and the paced worker's interpreter warm (its first start would
+    // lag its slot), before the burst of submissions.
+    let warm = dir.path().join("warm.json");
+    std::fs::write(
+        &warm,
+        serde_json::json!({"kora": 1, "name": "warm", "nodes": [
+            {"id": "w", "type": "PythonCodeNode", "config": {"queue": "paced", "code": "result = 1"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(d.submit_wait(&warm, None)["status"], "succeeded");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut runs: Vec<String> = (0..6).map(|_| d.submit(&limited)).collect();
+    runs.extend((0..2).map(|_| d.submit(&paced)));
+    for r in &runs {
+        let status = d.wait_finished(r, Duration::from_secs(60)).await;
+        assert_eq!(status["status"], "succeeded", "{status}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let nums = |kind: &str| -> Vec<Vec<f64>> {
+        text.lines()
+            .filter(|l| l.starts_with(kind))
+            .map(|l| l.split(' ').skip(1).map(|x| x.parse().unwrap()).collect())
+            .collect()
+    };
+    let spans = nums("span ");
+    assert_eq!(spans.len(), 6, "{text}");
+    let mut most = 0;
+    for s in &spans {
+        // Runs running at the moment this one started (itself included).
+        let at = s[0] + 0.01;
+        let n = spans.iter().filter(|o| o[0] <= at && at < o[1]).count();
+        most = most.max(n);
+    }
+    assert!(most <= 2, "more than two runs at once: {text}");
+    assert_eq!(most, 2, "the limit was used: {text}");
+    let mut starts: Vec<f64> = nums("start ").into_iter().map(|v| v[0]).collect();
+    starts.sort_by(f64::total_cmp);
+    assert_eq!(starts.len(), 8, "{text}");
+    for w in starts.windows(2) {
+        assert!(w[1] - w[0] >= 0.2, "paced tasks 250 ms apart: {starts:?}");
+    }
+    d.finish().await;
+}
+
 /// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
 /// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
 /// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.
