@@ -321,7 +321,9 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// kill -9 a worker while it runs a long (heartbeating) task: the task is redelivered to
-/// another worker after the ack wait and the run completes, with the node recorded once.
+/// another worker after the ack wait and the run completes, with the node recorded once. The
+/// task (5 s) outlives the ack wait (3 s): on the live worker its heartbeats keep it from
+/// being redelivered again, so it starts twice (killed, then completed) and completes once.
 #[tokio::test]
 async fn killed_worker_task_is_redelivered_and_the_run_completes() {
     let Some(mut d) = Deployment::new(&[
@@ -335,12 +337,18 @@ async fn killed_worker_task_is_redelivered_and_the_run_completes() {
     d.serve("scheduler,coordinator", &[]);
     let first = d.serve("worker", &[]);
     let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("executions.log");
     let wf = dir.path().join("slow.json");
+    let code = format!(
+        "import time\nopen({log:?}, 'a').write('start\\n')\ntime.sleep(5)\nopen({log:?}, 'a').write('end\\n')\nresult = 'done'",
+        log = log.display().to_string()
+    );
     std::fs::write(
         &wf,
-        r#"{"nodes": [{"id": "slow", "type": "PythonCodeNode", "config": {"code": "import time\ntime.sleep(2.5)\nresult = 'done'"}},
+        serde_json::json!({"nodes": [{"id": "slow", "type": "PythonCodeNode", "config": {"code": code}},
                      {"id": "after", "type": "PythonCodeNode", "config": {"code": "result = x + '!'"}}],
-            "connections": [{"from": "slow", "to": "after", "from_output": "result", "to_input": "x"}]}"#,
+            "connections": [{"from": "slow", "to": "after", "from_output": "result", "to_input": "x"}]})
+        .to_string(),
     )
     .unwrap();
     let run_id = d.submit(&wf);
@@ -366,13 +374,20 @@ async fn killed_worker_task_is_redelivered_and_the_run_completes() {
         .filter(|a| a.node_id == "slow" && a.seq.is_some())
         .collect();
     assert_eq!(slow.len(), 1, "{attempts:?}");
-    // It really was redelivered: run by the first worker from dispatch, it would finish ~2.5 s
-    // later; taken first by the second worker (started at 1.5 s), ~4 s. Redelivered after the
-    // 3 s ack wait that followed the kill, it finishes more than 5 s after dispatch.
+    // It really was redelivered: run by the first worker from dispatch, it would finish ~5 s
+    // later. Redelivered after the 3 s ack wait that followed the kill, it finishes more than
+    // 7 s after dispatch.
     let took = slow[0].finished_ms.unwrap() - slow[0].dispatched_ms;
     assert!(
-        took > 5000,
+        took > 7000,
         "slow finished {took} ms after dispatch: no redelivery happened"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let count = |n: &str| text.lines().filter(|l| *l == n).count();
+    assert_eq!(
+        (count("start"), count("end")),
+        (2, 1),
+        "started by the killed worker and once more, completed once:\n{text}"
     );
     store.close().await;
     d.finish().await;

@@ -4,7 +4,8 @@
 //! answering one JSON line on stdout; the user's own prints go to stderr. Code objects are
 //! compiled once per interpreter and cached. An interpreter that dies fails only the task it was
 //! running (with a retryable error) and is replaced; one that overruns its time limit is killed
-//! and replaced.
+//! and replaced. An interpreter whose worker died (killed, crashed) exits within 0.2 s: it
+//! watches its parent process.
 //!
 //! This is isolation from the worker process, not a sandbox: node code runs with the worker's
 //! user, files and network. Run untrusted workflows only on workers you would give a shell to.
@@ -24,7 +25,14 @@ use kora_model::Map;
 /// output `{"result": result}`; without one, every public local that is not a module, function
 /// or class is returned.
 pub const RUNNER: &str = r#"
-import builtins, json, sys, traceback, types
+import builtins, json, os, sys, threading, time, traceback, types
+# Die with the worker: an interpreter orphaned by a killed worker must not go on running the
+# node's code (its side effects would happen twice once the task is redelivered).
+def _watch(_parent=os.getppid()):
+    while os.getppid() == _parent:
+        time.sleep(0.2)
+    os._exit(1)
+threading.Thread(target=_watch, daemon=True).start()
 _out = sys.stdout
 sys.stdout = sys.stderr
 _cache = {}
