@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use kora_broker::{Broker, ConsumerConfig, Outbound};
 use kora_model::subjects::Subjects;
 use kora_model::wire::{self, EventKind, RunEvent, RunRequest, WIRE_VERSION};
@@ -55,6 +55,9 @@ pub struct Ending {
 ///
 /// `from` is the event stream's sequence at which to start reading: take it with
 /// [`events_position`] before submitting, so the waiter skips every earlier run's events.
+///
+/// A submission deduplicated by its idempotency key ends with `RunDeduplicated`, whose
+/// `detail.run_id` is the run it stands for: see [`follow`].
 pub async fn wait(
     broker: &Arc<dyn Broker>,
     subjects: &Subjects,
@@ -62,6 +65,61 @@ pub async fn wait(
     from: u64,
     timeout: Option<Duration>,
 ) -> anyhow::Result<Ending> {
+    let end = wait_for(broker, subjects, run_id, from, timeout, |k| {
+        matches!(
+            k,
+            EventKind::RunSucceeded
+                | EventKind::RunFailed
+                | EventKind::RunRejected
+                | EventKind::RunCancelled
+                | EventKind::RunDeduplicated
+        )
+    })
+    .await?;
+    end.with_context(|| format!("run {run_id} did not finish in time"))
+}
+
+/// Waits for the coordinator to take in a submission: accepted (running or queued), rejected,
+/// or deduplicated onto an earlier run. `None` when no coordinator answered in `timeout`.
+pub async fn admission(
+    broker: &Arc<dyn Broker>,
+    subjects: &Subjects,
+    run_id: &str,
+    from: u64,
+    timeout: Duration,
+) -> anyhow::Result<Option<Ending>> {
+    wait_for(broker, subjects, run_id, from, Some(timeout), |k| {
+        matches!(
+            k,
+            EventKind::RunAccepted | EventKind::RunRejected | EventKind::RunDeduplicated
+        )
+    })
+    .await
+}
+
+/// The run a deduplicated submission stands for, from its `RunDeduplicated` ending.
+pub fn follow(ending: &Ending) -> Option<String> {
+    (ending.kind == EventKind::RunDeduplicated)
+        .then(|| {
+            ending
+                .detail
+                .as_ref()?
+                .get("run_id")?
+                .as_str()
+                .map(String::from)
+        })
+        .flatten()
+}
+
+/// Reads the run's run-level events from `from` until one passes `done`, or `timeout`.
+async fn wait_for(
+    broker: &Arc<dyn Broker>,
+    subjects: &Subjects,
+    run_id: &str,
+    from: u64,
+    timeout: Option<Duration>,
+    done: impl Fn(EventKind) -> bool,
+) -> anyhow::Result<Option<Ending>> {
     let durable = format!("wait-{}", run_id.replace(['.', '*', '>', ' '], "_"));
     let cfg = ConsumerConfig {
         filter_subject: Some(subjects.event(run_id, "run", "*")),
@@ -82,13 +140,8 @@ pub async fn wait(
         for d in batch {
             let _ = d.ack().await;
             if let Ok(e) = wire::decode::<RunEvent>(&d.payload)
-                && matches!(
-                    e.kind,
-                    EventKind::RunSucceeded
-                        | EventKind::RunFailed
-                        | EventKind::RunRejected
-                        | EventKind::RunCancelled
-                )
+                && end.is_none()
+                && done(e.kind)
             {
                 end = Some(Ending {
                     kind: e.kind,
@@ -103,10 +156,7 @@ pub async fn wait(
     let _ = broker
         .delete_consumer(&subjects.stream_events(), &durable)
         .await;
-    match result {
-        Some(e) => Ok(e),
-        None => bail!("run {run_id} did not finish in time"),
-    }
+    Ok(result)
 }
 
 /// A finished run as `kora run` and `kora submit --wait` print it:
@@ -126,6 +176,23 @@ impl RunReport {
     }
 
     /// Reads the results from the ledger once the run's terminal event arrived.
+    /// How a run that already ended ended, from its ledger record (for a submission that was
+    /// deduplicated onto it).
+    pub fn ending_of(rec: &kora_store::RunRecord) -> Ending {
+        use kora_store::RunStatus;
+        let kind = match rec.status {
+            RunStatus::Succeeded => EventKind::RunSucceeded,
+            RunStatus::Rejected => EventKind::RunRejected,
+            RunStatus::Cancelled => EventKind::RunCancelled,
+            _ => EventKind::RunFailed,
+        };
+        let detail = rec
+            .error
+            .as_ref()
+            .map(|e| serde_json::json!({"error": e, "node": rec.error_node}));
+        Ending { kind, detail }
+    }
+
     pub async fn build(
         store: &dyn kora_store::Store,
         run_id: String,

@@ -459,9 +459,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Namespace of run ids derived from idempotency keys (UUIDv5).
-const KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b6f_7261_0000_4000_8000_6964_656d_706f);
-
 fn print_report(report: &kora_cli::embedded::RunReport, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
@@ -728,11 +725,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 &kora_broker::topology::TopologyConfig::default(),
             )
             .await?;
-            // A key always maps to the same run id, so a resubmission is deduplicated.
-            let run_id = match &idempotency_key {
-                Some(k) => uuid::Uuid::new_v5(&KEY_NAMESPACE, k.as_bytes()).to_string(),
-                None => uuid::Uuid::now_v7().to_string(),
-            };
+            // A keyed submission gets its own run id too: the coordinator decides whether the
+            // key names a run inside the idempotency window (then this id becomes an alias of
+            // that run, and we report that run) or not.
+            let run_id = uuid::Uuid::now_v7().to_string();
+            let keyed = idempotency_key.is_some();
             let ids: Vec<String> = spec.nodes.iter().map(|n| n.id.clone()).collect();
             let from = client::events_position(broker.as_ref(), &subjects).await?;
             client::submit(
@@ -745,19 +742,49 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             )
             .await?;
             if !wait {
-                println!("{}", serde_json::json!({ "run_id": run_id }));
-                broker.flush().await.ok();
+                if !keyed {
+                    println!("{}", serde_json::json!({ "run_id": run_id }));
+                    broker.flush().await.ok();
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let limit = Duration::from_secs_f64(timeout.unwrap_or(30.0).max(0.0));
+                match client::admission(&broker, &subjects, &run_id, from, limit).await? {
+                    Some(e) => match client::follow(&e) {
+                        Some(existing) => println!(
+                            "{}",
+                            serde_json::json!({ "run_id": existing, "deduplicated": true })
+                        ),
+                        None => println!("{}", serde_json::json!({ "run_id": run_id })),
+                    },
+                    None => {
+                        eprintln!(
+                            "warning: no coordinator took the submission in within {}s; it is stored and is taken in when one runs (if its key names a recent run, that run stands for it)",
+                            limit.as_secs_f64()
+                        );
+                        println!("{}", serde_json::json!({ "run_id": run_id }));
+                    }
+                }
                 return Ok(ExitCode::SUCCESS);
             }
-            let ending = client::wait(
-                &broker,
-                &subjects,
-                &run_id,
-                from,
-                timeout.map(Duration::from_secs_f64),
-            )
-            .await?;
+            let limit = timeout.map(Duration::from_secs_f64);
+            let mut ending = client::wait(&broker, &subjects, &run_id, from, limit).await?;
             let store = serve::connect_store(&cfg).await?;
+            let mut run_id = run_id;
+            if let Some(existing) = client::follow(&ending) {
+                eprintln!(
+                    "note: the idempotency key names run {existing}, submitted within the idempotency window: reporting that run"
+                );
+                let rec = store
+                    .run(&existing)
+                    .await?
+                    .with_context(|| format!("run {existing} is not in the ledger"))?;
+                ending = if rec.status.is_final() {
+                    kora_cli::client::RunReport::ending_of(&rec)
+                } else {
+                    client::wait(&broker, &subjects, &existing, from, limit).await?
+                };
+                run_id = existing;
+            }
             let report =
                 kora_cli::client::RunReport::build(store.as_ref(), run_id, &ids, ending).await?;
             print_report(&report, format)?;
@@ -777,6 +804,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = conn.load(serde_json::json!({}))?;
             let store = serve::connect_store(&cfg).await?;
+            // A submission deduplicated by its idempotency key stands for an earlier run.
+            let run_id = match store.alias_of(&run_id).await? {
+                Some(real) => {
+                    eprintln!(
+                        "note: {run_id} was deduplicated by its idempotency key onto run {real}"
+                    );
+                    real
+                }
+                None => run_id,
+            };
             let Some(rec) = store.run(&run_id).await? else {
                 eprintln!(
                     "error: no run {run_id} in the ledger at {}",

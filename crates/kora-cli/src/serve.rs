@@ -81,12 +81,16 @@ pub struct ControlSection {
     /// is redelivered (to another instance): the recovery time after one of them crashes.
     /// Must exceed the longest ledger write (database.acquire_timeout_secs and more).
     pub ack_wait_secs: f64,
+    /// A submission whose idempotency key names a run younger than this is that run; past
+    /// it, the key is free again and makes a new run. Read by coordinators.
+    pub idempotency_window_secs: f64,
 }
 
 impl Default for ControlSection {
     fn default() -> Self {
         ControlSection {
             ack_wait_secs: 30.0,
+            idempotency_window_secs: 86_400.0,
         }
     }
 }
@@ -200,6 +204,15 @@ impl ServeConfig {
             bail!(
                 "database.acquire_timeout_secs must be more than 0 (it is {})",
                 self.database.acquire_timeout_secs
+            );
+        }
+        if !(self.control.idempotency_window_secs.is_finite()
+            && self.control.idempotency_window_secs >= 0.0
+            && self.control.idempotency_window_secs <= 10.0 * 365.0 * 86_400.0)
+        {
+            bail!(
+                "control.idempotency_window_secs must be between 0 and ten years (it is {})",
+                self.control.idempotency_window_secs
             );
         }
         for (q, s) in &self.queues {
@@ -368,6 +381,9 @@ pub async fn serve(
                     kora_coordinator::run(
                         kora_coordinator::Config {
                             rate_limits: cfg.rate_limits(),
+                            idempotency_window: Duration::from_secs_f64(
+                                cfg.control.idempotency_window_secs,
+                            ),
                             ..kora_coordinator::Config::default()
                         },
                         Arc::clone(&broker),

@@ -1542,6 +1542,65 @@ async fn concurrency_and_rate_limits_hold_across_two_coordinators() {
     d.finish().await;
 }
 
+/// The same idempotency key within the window is the same run: a second `kora submit` prints
+/// the first run's id (marked deduplicated), `--wait` reports that run's results, and the
+/// node ran once. Past the window (2 s here) the key makes a new run.
+#[tokio::test]
+async fn an_idempotency_key_is_one_run_within_its_window() {
+    let Some(mut d) = Deployment::new(&[("KORA_CONTROL__IDEMPOTENCY_WINDOW_SECS", "2")]).await
+    else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("executions.log");
+    let wf = dir.path().join("once.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "name": "once", "nodes": [
+            {"id": "pay", "type": "PythonCodeNode", "config": {"code": format!(
+                "open({:?}, 'a').write('pay\\n')\nresult = 'paid'", log.display().to_string())}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let submit = |extra: &[&str]| {
+        let mut args = vec![
+            "submit",
+            wf.to_str().unwrap(),
+            "--idempotency-key",
+            "order-42",
+        ];
+        args.extend_from_slice(extra);
+        let o = d.kora(&args);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+    };
+    let first = submit(&[]);
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+    assert!(first.get("deduplicated").is_none(), "{first}");
+    let second = submit(&[]);
+    assert_eq!(second["run_id"], run_id.as_str(), "{second}");
+    assert_eq!(second["deduplicated"], true);
+    let waited = submit(&["--wait", "--timeout", "30"]);
+    assert_eq!(waited["run_id"], run_id.as_str(), "{waited}");
+    assert_eq!(waited["status"], "succeeded", "{waited}");
+    assert_eq!(waited["results"]["pay"]["result"], "paid");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 1, "paid once:\n{text}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = submit(&["--wait", "--timeout", "30"]);
+    assert_ne!(later["run_id"], run_id.as_str(), "past the window: {later}");
+    assert_eq!(later["status"], "succeeded", "{later}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    d.finish().await;
+}
+
 /// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
 /// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
 /// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.

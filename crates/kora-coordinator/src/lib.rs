@@ -51,6 +51,9 @@ pub struct Config {
     pub max_task_bytes: usize,
     /// How often the outbox sweeper looks for tasks whose publish was lost.
     pub sweep_interval: Duration,
+    /// A submission whose idempotency key names a run younger than this is that run (its run
+    /// id becomes an alias); past it, the key is released and a new run takes it.
+    pub idempotency_window: Duration,
     /// How old an unconfirmed dispatch must be before the sweeper re-sends it.
     pub outbox_grace: Duration,
     /// Task rate limits by queue name: tasks of a limited queue are sent no faster than
@@ -80,6 +83,7 @@ impl Default for Config {
             cache_runs: 10_000,
             max_task_bytes: (8 << 20) - (64 << 10),
             sweep_interval: Duration::from_secs(5),
+            idempotency_window: Duration::from_secs(24 * 3600),
             outbox_grace: Duration::from_secs(3),
             rate_limits: Default::default(),
         }
@@ -363,6 +367,8 @@ struct Pending {
     groups: HashMap<String, (u64, u64)>,
     /// Attempts for rate-limited queues: given their start times before the commit.
     paced: Vec<Paced>,
+    /// Idempotency keys taken by runs this batch creates, and by which.
+    keys: HashMap<String, String>,
 }
 
 /// An attempt whose queue has a rate limit.
@@ -466,6 +472,7 @@ impl Coordinator {
             freed,
             groups: _,
             paced: _,
+            keys: _,
         } = p;
         if !batch.is_empty() {
             let started = std::time::Instant::now();
@@ -613,16 +620,59 @@ impl Coordinator {
                     debug!(%run_id, "run already admitted");
                     return Ok(());
                 }
-                if let Some(key) = &request.idempotency_key
-                    && self
-                        .store
-                        .run_by_key(key)
-                        .await
-                        .map_err(Refusal::store)?
-                        .is_some()
+                if self
+                    .store
+                    .alias_of(&run_id)
+                    .await
+                    .map_err(Refusal::store)?
+                    .is_some()
                 {
-                    debug!(%run_id, key, "idempotency key already used");
+                    debug!(%run_id, "submission already deduplicated");
                     return Ok(());
+                }
+                if let Some(key) = &request.idempotency_key {
+                    let holder = match p.keys.get(key) {
+                        Some(id) => Some((id.clone(), now)),
+                        None => self
+                            .store
+                            .run_by_key(key)
+                            .await
+                            .map_err(Refusal::store)?
+                            .map(|r| (r.run_id, r.created_ms)),
+                    };
+                    let window =
+                        u64::try_from(self.cfg.idempotency_window.as_millis()).unwrap_or(u64::MAX);
+                    match holder {
+                        Some((existing, created)) if now.saturating_sub(created) < window => {
+                            // The same request again: this submission is that run.
+                            info!(%run_id, %existing, key, "submission deduplicated by its idempotency key");
+                            self.metrics.runs_deduplicated.inc();
+                            p.batch.aliases.push(kora_store::Alias {
+                                alias: run_id.clone(),
+                                run_id: existing.clone(),
+                                at_ms: now,
+                            });
+                            let e = event(
+                                &run_id,
+                                1,
+                                EventKind::RunDeduplicated,
+                                None,
+                                0,
+                                now,
+                                Some(
+                                    serde_json::json!({ "run_id": existing, "idempotency_key": key }),
+                                ),
+                            );
+                            p.publish.push(event_msg(&self.subjects, Some(&e)));
+                            return Ok(());
+                        }
+                        Some((old, _)) => {
+                            info!(%run_id, %old, key, "idempotency key past its window: released to a new run");
+                            p.batch.release_keys.push(key.clone());
+                        }
+                        None => {}
+                    }
+                    p.keys.insert(key.clone(), run_id.clone());
                 }
                 let checked = kora_model::compile(
                     &request.workflow,

@@ -50,12 +50,14 @@ pub struct Metrics {
     pub runs_past_deadline: Counter,
     /// Tasks held back by their queue's rate limit (sent later, when their slot comes).
     pub tasks_paced: Counter,
+    /// Submissions that named a recent run by their idempotency key (no new run).
+    pub runs_deduplicated: Counter,
 }
 
 impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 15] = [
+        let rows: [(&str, &str, &Counter); 16] = [
             (
                 "kora_runs_started_total",
                 "Runs admitted and started.",
@@ -130,6 +132,11 @@ impl Metrics {
                 "kora_tasks_rate_limited_total",
                 "Tasks held back by their queue's rate limit and sent when their slot came.",
                 &self.tasks_paced,
+            ),
+            (
+                "kora_runs_deduplicated_total",
+                "Submissions that named a recent run by their idempotency key (no new run made).",
+                &self.runs_deduplicated,
             ),
         ];
         let mut out = String::new();

@@ -157,6 +157,10 @@ pub enum EventKind {
     RunQueued,
     /// A queued run got its slot and started.
     RunStarted,
+    /// This submission carried the idempotency key of a run younger than the idempotency
+    /// window: no run was made; `detail.run_id` is the run it stands for. Published on the
+    /// submission's own run id (which becomes an alias of that run), not stored as an event.
+    RunDeduplicated,
 }
 
 impl EventKind {
@@ -169,7 +173,8 @@ impl EventKind {
             | EventKind::RunFailed
             | EventKind::RunCancelled
             | EventKind::RunQueued
-            | EventKind::RunStarted => "run",
+            | EventKind::RunStarted
+            | EventKind::RunDeduplicated => "run",
             _ => "node",
         }
     }
@@ -185,6 +190,7 @@ impl EventKind {
             EventKind::RunCancelled => "run_cancelled",
             EventKind::RunQueued => "run_queued",
             EventKind::RunStarted => "run_started",
+            EventKind::RunDeduplicated => "run_deduplicated",
             EventKind::NodeSkipped => "node_skipped",
             EventKind::CycleIteration => "cycle_iteration",
             EventKind::RunSucceeded => "run_succeeded",

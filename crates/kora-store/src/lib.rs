@@ -20,9 +20,9 @@ use async_trait::async_trait;
 
 pub use error::{Error, Result};
 pub use records::{
-    AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport, DeadLetterFilter,
-    DeadLetterInfo, DeadLetterRecord, Expect, NewAttempt, NewRun, ReplayOutcome, ReplayRequest,
-    RunFilter, RunRecord, RunStatus, RunUpdate, TriggerRecord, parse_dead_letter_id,
+    Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport,
+    DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect, NewAttempt, NewRun, ReplayOutcome,
+    ReplayRequest, RunFilter, RunRecord, RunStatus, RunUpdate, TriggerRecord, parse_dead_letter_id,
     results_from_attempts,
 };
 
@@ -42,11 +42,14 @@ pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn Store>> {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies a batch atomically. Creating a run that exists, or finishing an attempt that is
-    /// already finished, is skipped and reported in [`CommitReport`], never applied twice.
+    /// already finished, is skipped and reported in [`CommitReport`], never applied twice. A new
+    /// run whose idempotency key another run holds is a [`Error::Conflict`].
     async fn commit(&self, batch: Batch) -> Result<CommitReport>;
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;
-    /// The run created with this idempotency key, if any.
+    /// The run holding this idempotency key, if any.
     async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>>;
+    /// The run a deduplicated submission's run id stands for, if it is an alias.
+    async fn alias_of(&self, run_id: &str) -> Result<Option<String>>;
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Every attempt of a run, in the order outcomes were recorded (unfinished ones last).
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;

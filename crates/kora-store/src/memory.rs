@@ -24,6 +24,7 @@ struct Inner {
     order: Vec<String>,
     keys: HashMap<String, String>,
     rates: HashMap<String, f64>,
+    aliases: HashMap<String, String>,
 }
 
 struct RunEntry {
@@ -146,12 +147,35 @@ impl Store for MemoryStore {
         if batch.limited() {
             check_limits(inner, &batch)?;
         }
-        for r in batch.new_runs {
-            if inner.runs.contains_key(&r.run_id)
-                || r.idempotency_key
-                    .as_ref()
-                    .is_some_and(|k| inner.keys.contains_key(k))
+        // Checked before anything is written: a new run whose key another run holds (and
+        // this batch does not release) is a conflict.
+        for r in &batch.new_runs {
+            if let Some(k) = &r.idempotency_key
+                && !inner.runs.contains_key(&r.run_id)
+                && !batch.release_keys.contains(k)
+                && inner.keys.get(k).is_some_and(|holder| *holder != r.run_id)
             {
+                return Err(Error::Conflict {
+                    run_id: r.run_id.clone(),
+                    detail: format!("idempotency key {k} is held by another run"),
+                });
+            }
+        }
+        for k in &batch.release_keys {
+            if let Some(holder) = inner.keys.remove(k)
+                && let Some(run) = inner.runs.get_mut(&holder)
+            {
+                run.record.idempotency_key = None;
+            }
+        }
+        for a in &batch.aliases {
+            inner
+                .aliases
+                .entry(a.alias.clone())
+                .or_insert_with(|| a.run_id.clone());
+        }
+        for r in batch.new_runs {
+            if inner.runs.contains_key(&r.run_id) {
                 report.runs_existing += 1;
                 continue;
             }
@@ -289,6 +313,10 @@ impl Store for MemoryStore {
             .get(key)
             .and_then(|id| g.runs.get(id))
             .map(|r| r.record.clone()))
+    }
+
+    async fn alias_of(&self, run_id: &str) -> Result<Option<String>> {
+        Ok(self.lock().aliases.get(run_id).cloned())
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {

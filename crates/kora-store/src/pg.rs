@@ -146,11 +146,23 @@ struct BatchDoc<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     expect_queued: Vec<&'a str>,
     limited: bool,
+    keyed: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    release_keys: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<AliasDoc<'a>>,
     new_runs: Vec<RunDoc<'a>>,
     new_attempts: Vec<AttemptDoc<'a>>,
     outcomes: Vec<OutcomeDoc<'a>>,
     run_updates: Vec<UpdateDoc<'a>>,
     events: Vec<EventDoc<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct AliasDoc<'a> {
+    alias: &'a str,
+    run_id: &'a str,
+    at_ms: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -233,6 +245,17 @@ fn batch_json(batch: &Batch) -> Result<String> {
             })
             .collect(),
         limited: batch.limited(),
+        keyed: batch.new_runs.iter().any(|r| r.idempotency_key.is_some()),
+        release_keys: &batch.release_keys,
+        aliases: batch
+            .aliases
+            .iter()
+            .map(|a| AliasDoc {
+                alias: &a.alias,
+                run_id: &a.run_id,
+                at_ms: a.at_ms,
+            })
+            .collect(),
         expect: batch
             .expect
             .iter()
@@ -446,6 +469,15 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    async fn alias_of(&self, run_id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT run_id FROM run_aliases WHERE alias = $1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {

@@ -316,6 +316,19 @@ pub struct Batch {
     pub new_attempts: Vec<NewAttempt>,
     pub run_updates: Vec<RunUpdate>,
     pub events: Vec<RunEvent>,
+    /// Idempotency keys whose runs are older than the window: released (their runs no longer
+    /// hold them) before the new runs are written, so a new run can take them.
+    pub release_keys: Vec<String>,
+    /// Submissions deduplicated onto an earlier run (same key, within the window).
+    pub aliases: Vec<Alias>,
+}
+
+/// A run id that names another run: a submission deduplicated by its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub alias: String,
+    pub run_id: String,
+    pub at_ms: u64,
 }
 
 /// What a writer assumes about a run: how several coordinators share runs safely
@@ -349,6 +362,8 @@ impl Batch {
             && self.new_attempts.is_empty()
             && self.run_updates.is_empty()
             && self.events.is_empty()
+            && self.aliases.is_empty()
+            && self.release_keys.is_empty()
     }
 }
 

@@ -210,6 +210,22 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
             (Expect::Queued { .. }, _) => {}
         }
     }
+    for k in &batch.release_keys {
+        sqlx::query("UPDATE runs SET idempotency_key = NULL WHERE idempotency_key = ?")
+            .bind(k)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for a in &batch.aliases {
+        sqlx::query(
+            "INSERT INTO run_aliases (alias, run_id, created_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&a.alias)
+        .bind(&a.run_id)
+        .bind(i(a.at_ms))
+        .execute(&mut **tx)
+        .await?;
+    }
     for r in batch.new_runs {
         let finished = r.status.is_final().then_some(i(r.at_ms));
         let done = sqlx::query(
@@ -234,6 +250,18 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         .await?;
         if done.rows_affected() == 0 {
             report.runs_existing += 1;
+            if let Some(key) = &r.idempotency_key {
+                let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM runs WHERE run_id = ?")
+                    .bind(&r.run_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if exists.is_none() {
+                    return Err(Error::Conflict {
+                        run_id: r.run_id.clone(),
+                        detail: format!("idempotency key {key} is held by another run"),
+                    });
+                }
+            }
         }
     }
     for n in batch.new_attempts {
@@ -610,6 +638,15 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    async fn alias_of(&self, run_id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT run_id FROM run_aliases WHERE alias = ?")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {

@@ -881,7 +881,55 @@ pub async fn runs_restart_from_a_node(s: &dyn Store, ns: &str) {
     );
 }
 
+/// An idempotency key belongs to one run: another run with it is a conflict (nothing
+/// written); a submission can be recorded as an alias of the run; a released key (past its
+/// window) goes to a new run and the old run no longer holds it.
+pub async fn idempotency_keys_alias_and_release(s: &dyn Store, ns: &str) {
+    let key = format!("{ns}-idem");
+    let id = |n: u32| format!("{ns}-k{n}");
+    s.commit(Batch {
+        new_runs: vec![new_run(&id(1), Some(&key))],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let taken = s
+        .commit(Batch {
+            new_runs: vec![new_run(&id(2), Some(&key))],
+            new_attempts: vec![attempt(&id(2), "a", 1)],
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(taken, Err(crate::Error::Conflict { .. })),
+        "{taken:?}"
+    );
+    assert!(s.run(&id(2)).await.unwrap().is_none());
+    s.commit(Batch {
+        aliases: vec![crate::Alias {
+            alias: id(2),
+            run_id: id(1),
+            at_ms: 5,
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.alias_of(&id(2)).await.unwrap(), Some(id(1)));
+    assert_eq!(s.alias_of(&id(1)).await.unwrap(), None);
+    s.commit(Batch {
+        release_keys: vec![key.clone()],
+        new_runs: vec![new_run(&id(3), Some(&key))],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.run_by_key(&key).await.unwrap().unwrap().run_id, id(3));
+    assert_eq!(s.run(&id(1)).await.unwrap().unwrap().idempotency_key, None);
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    idempotency_keys_alias_and_release(s, ns).await;
     runs_restart_from_a_node(s, ns).await;
     rate_reservations_follow_each_other(s, ns).await;
     concurrency_limits_and_deadlines(s, ns).await;

@@ -43,7 +43,13 @@ BEGIN
         END LOOP;
     END IF;
 
+    IF b ? 'release_keys' OR b ? 'aliases' THEN
+        PERFORM kora_commit_keys(b, 'before');
+    END IF;
     report := kora_commit_base(b);
+    IF coalesce((b->>'keyed')::boolean, false) AND (report->>'runs_existing')::bigint > 0 THEN
+        PERFORM kora_commit_keys(b, 'after');
+    END IF;
 
     IF coalesce((b->>'limited')::boolean, false) THEN
         UPDATE runs r SET concurrency_key = x.concurrency_key, concurrency_limit = x.concurrency_limit,
@@ -83,3 +89,43 @@ CREATE TABLE IF NOT EXISTS queue_rates (
     queue  TEXT PRIMARY KEY,
     tat_ms DOUBLE PRECISION NOT NULL
 );
+
+-- Idempotency windows: a submission whose key names a run younger than the window becomes an
+-- alias of that run; past the window the old run's key is released and the new run takes it.
+CREATE TABLE IF NOT EXISTS run_aliases (
+    alias      TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+
+CREATE OR REPLACE FUNCTION kora_commit_keys(b jsonb, phase text) RETURNS void
+LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
+DECLARE
+    r record;
+BEGIN
+    IF phase = 'before' THEN
+        IF b ? 'release_keys' THEN
+            UPDATE runs SET idempotency_key = NULL
+            WHERE idempotency_key IN (SELECT jsonb_array_elements_text(b->'release_keys'));
+        END IF;
+        IF b ? 'aliases' THEN
+            INSERT INTO run_aliases (alias, run_id, created_ms)
+            SELECT x.alias, x.run_id, x.at_ms
+            FROM jsonb_to_recordset(b->'aliases') AS x(alias text, run_id text, at_ms bigint)
+            ON CONFLICT DO NOTHING;
+        END IF;
+    ELSE
+        -- A new run whose key another run holds was not created: that is a conflict (the batch
+        -- is retried and finds the other run), never a silent skip.
+        FOR r IN
+            SELECT x.run_id, x.idempotency_key FROM jsonb_to_recordset(b->'new_runs')
+                AS x(run_id text, idempotency_key text)
+            WHERE x.idempotency_key IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM runs WHERE run_id = x.run_id)
+        LOOP
+            RAISE EXCEPTION USING ERRCODE = 'KR409', MESSAGE = r.run_id,
+                DETAIL = format('idempotency key %s is held by another run', r.idempotency_key);
+        END LOOP;
+    END IF;
+END
+$fn$;

@@ -10,3 +10,10 @@ CREATE TABLE IF NOT EXISTS queue_rates (
     queue  TEXT PRIMARY KEY,
     tat_ms REAL NOT NULL
 );
+
+-- Idempotency windows: submissions deduplicated onto an earlier run.
+CREATE TABLE IF NOT EXISTS run_aliases (
+    alias      TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
