@@ -828,6 +828,25 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             let results = store.results(&run_id, &ids).await?;
             let attempts = store.attempts(&run_id).await?;
+            // What happened to the run as a whole: queued, started, cancelled, restarted (who).
+            let history: Vec<serde_json::Value> = store
+                .events(&run_id)
+                .await?
+                .into_iter()
+                .filter(|e| {
+                    use kora_model::wire::EventKind as K;
+                    matches!(
+                        e.kind,
+                        K::RunQueued | K::RunStarted | K::RunCancelled | K::RunRestarted
+                    )
+                })
+                .map(|e| {
+                    serde_json::json!({
+                        "event": e.kind.as_str(), "at_ms": e.at_ms, "node_id": e.node_id,
+                        "detail": e.detail,
+                    })
+                })
+                .collect();
             if format == Format::Json {
                 let attempts: Vec<serde_json::Value> = attempts
                     .iter()
@@ -846,6 +865,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "run_id": rec.run_id, "status": rec.status.as_str(), "workflow": rec.workflow_name,
                         "error": rec.error, "error_node": rec.error_node, "created_ms": rec.created_ms,
                         "finished_ms": rec.finished_ms, "results": results, "attempts": attempts,
+                        "history": history,
                     }))?
                 );
             } else {
@@ -859,6 +879,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     println!("error: {e}");
                 }
                 print!("{}", output::results_table(&results, 100));
+                for h in &history {
+                    let by = h["detail"]["by"].as_str().map(|b| format!(" by {b}"));
+                    let node = h["node_id"].as_str().map(|n| format!(" from {n}"));
+                    println!(
+                        "{} at {}{}{}",
+                        h["event"].as_str().unwrap_or_default(),
+                        h["at_ms"],
+                        node.unwrap_or_default(),
+                        by.unwrap_or_default()
+                    );
+                }
                 // Every attempt of the nodes that failed or were retried, with its error.
                 let notable: Vec<&kora_store::AttemptRecord> = attempts
                     .iter()

@@ -1437,6 +1437,16 @@ async fn runs_retry_from_a_node_reruns_it_and_its_downstream_only() {
         (1, 1, 2, 2),
         "only mid and downstream ran again:\n{text}"
     );
+    // The restart is in the run's history, with who asked.
+    let restarts: Vec<&serde_json::Value> = status["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["event"] == "run_restarted")
+        .collect();
+    assert_eq!(restarts.len(), 1, "{status}");
+    assert_eq!(restarts[0]["node_id"], "mid");
+    assert_eq!(restarts[0]["detail"]["by"], "ops-test");
     // Restarting again from the same node works on the new attempt (numbering continues).
     let o = d.kora(&["runs", "retry", &run_id, "--from", "down"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

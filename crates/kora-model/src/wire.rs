@@ -161,6 +161,9 @@ pub enum EventKind {
     /// window: no run was made; `detail.run_id` is the run it stands for. Published on the
     /// submission's own run id (which becomes an alias of that run), not stored as an event.
     RunDeduplicated,
+    /// An operator restarted the ended run from a node (`kora runs retry --from`): `detail`
+    /// has who and from which node. Written by the ledger with the restart (the audit trail).
+    RunRestarted,
 }
 
 impl EventKind {
@@ -174,7 +177,8 @@ impl EventKind {
             | EventKind::RunCancelled
             | EventKind::RunQueued
             | EventKind::RunStarted
-            | EventKind::RunDeduplicated => "run",
+            | EventKind::RunDeduplicated
+            | EventKind::RunRestarted => "run",
             _ => "node",
         }
     }
@@ -191,6 +195,7 @@ impl EventKind {
             EventKind::RunQueued => "run_queued",
             EventKind::RunStarted => "run_started",
             EventKind::RunDeduplicated => "run_deduplicated",
+            EventKind::RunRestarted => "run_restarted",
             EventKind::NodeSkipped => "node_skipped",
             EventKind::CycleIteration => "cycle_iteration",
             EventKind::RunSucceeded => "run_succeeded",

@@ -561,6 +561,12 @@ impl Store for MemoryStore {
                 overrides,
             });
         }
+        if req.restart.is_some() {
+            let last = run.events.iter().map(|e| e.seq).max().unwrap_or(0);
+            let e = crate::records::restart_event(req, &key, next, last + 1);
+            run.event_seqs.insert(e.seq);
+            run.events.push(e);
+        }
         let r = &mut run.record;
         r.status = RunStatus::Running;
         r.error = None;

@@ -675,6 +675,20 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        if req.restart.is_some() {
+            let last: i64 =
+                sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events WHERE run_id = $1")
+                    .bind(&key.run_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let e = crate::records::restart_event(req, &key, next, u(last) + 1);
+            sqlx::query("INSERT INTO events (run_id, seq, body) VALUES ($1, $2, $3::jsonb)")
+                .bind(&key.run_id)
+                .bind(i(e.seq))
+                .bind(json_text(&e)?)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "UPDATE runs SET status = 'running', error = NULL, error_node = NULL, finished_ms = NULL, updated_ms = $1
              WHERE run_id = $2",

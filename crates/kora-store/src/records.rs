@@ -178,6 +178,32 @@ pub struct ReplayRequest {
     pub restart: Option<Vec<String>>,
 }
 
+/// The audit event a restart writes, numbered after the run's last event.
+pub(crate) fn restart_event(
+    req: &ReplayRequest,
+    key: &AttemptKey,
+    next: u32,
+    seq: u64,
+) -> RunEvent {
+    RunEvent {
+        v: kora_model::wire::WIRE_VERSION,
+        event_id: format!("{}:{seq}", key.run_id),
+        run_id: key.run_id.clone(),
+        seq,
+        kind: kora_model::wire::EventKind::RunRestarted,
+        node_id: Some(key.node_id.clone()),
+        iteration: key.iteration,
+        attempt: next,
+        at_ms: req.at_ms,
+        detail: Some(serde_json::json!({
+            "by": req.actor,
+            "from_node": key.node_id,
+            "overrides": req.overrides,
+            "rerun": req.restart,
+        })),
+    }
+}
+
 impl ReplayRequest {
     /// What `id` names, for messages.
     pub fn what(&self) -> &'static str {

@@ -861,6 +861,13 @@ pub async fn runs_restart_from_a_node(s: &dyn Store, ns: &str) {
         .find(|a| a.node_id == "a" && a.attempt == 2)
         .unwrap();
     assert_eq!(a2.status, AttemptStatus::Dispatched);
+    let audit = s.events(&run).await.unwrap();
+    let restarted = audit
+        .iter()
+        .find(|e| e.kind == EventKind::RunRestarted)
+        .expect("the restart is in the run's events");
+    assert_eq!(restarted.detail.as_ref().unwrap()["by"], "op");
+    assert_eq!(restarted.node_id.as_deref(), Some("a"));
     // Ended again, the first attempt is no longer the latest.
     s.commit(Batch {
         run_updates: vec![RunUpdate {
