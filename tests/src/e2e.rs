@@ -545,9 +545,15 @@ async fn a_run_past_its_deadline_fails_and_stops_its_tasks() {
     let engine = Engine::start(engine_config(std::path::Path::new(".")))
         .await
         .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("finished");
+    let code = format!(
+        "import time\ntime.sleep(3)\nopen({:?}, 'w').write('done')\nresult = 1",
+        marker.display().to_string()
+    );
     let wf = spec(
         json!({"kora": 1, "name": "slow", "deadline_secs": 1.0, "nodes": [
-        {"id": "stuck", "type": "PythonCodeNode", "config": {"code": "import time\ntime.sleep(30)\nresult = 1"}}]}),
+        {"id": "stuck", "type": "PythonCodeNode", "config": {"code": code}}]}),
     );
     let t = std::time::Instant::now();
     let r = tokio::time::timeout(Duration::from_secs(20), engine.run(wf, Map::new()))
@@ -555,11 +561,14 @@ async fn a_run_past_its_deadline_fails_and_stops_its_tasks() {
         .expect("ends long before the sleep")
         .unwrap();
     let took = t.elapsed();
-    engine.shutdown().await;
     assert_eq!(r.status, "failed", "{r:?}");
     let error = r.error.clone().unwrap_or_default().to_string();
     assert!(error.contains("DeadlineExceeded"), "{error}");
-    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // The node was stopped: it never got past its sleep.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    engine.shutdown().await;
+    assert!(!marker.exists(), "the node ran on after the deadline");
 }
 
 /// A queue's rate limit spaces its tasks: ten independent nodes on a queue limited to 5 a
