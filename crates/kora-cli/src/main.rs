@@ -358,7 +358,7 @@ enum RunsCommand {
     },
     /// Recent runs, newest first.
     List {
-        /// Only runs in this state: running, succeeded, failed or rejected.
+        /// Only runs in this state: queued, running, succeeded, failed, cancelled or rejected.
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 20)]
@@ -885,7 +885,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     println!(
                         "{} at {}{}{}",
                         h["event"].as_str().unwrap_or_default(),
-                        h["at_ms"],
+                        ms_text(h["at_ms"].as_u64()),
                         node.unwrap_or_default(),
                         by.unwrap_or_default()
                     );
@@ -928,7 +928,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 None => None,
                 Some(s) => Some(kora_store::RunStatus::parse(s).ok_or_else(|| {
                     anyhow::anyhow!(
-                        "unknown status {s:?}: use running, succeeded, failed or rejected"
+                        "unknown status {s:?}: use queued, running, succeeded, failed, cancelled or rejected"
                     )
                 })?),
             };
@@ -944,7 +944,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "{:<38}  {:<10}  {}",
                         r.run_id,
                         r.status.as_str(),
-                        r.workflow_name
+                        if r.workflow_name.is_empty() {
+                            &r.workflow_id
+                        } else {
+                            &r.workflow_name
+                        }
                     );
                 }
             }
