@@ -802,7 +802,7 @@ impl Store for PgStore {
 
     async fn overdue_runs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT run_id, deadline_ms FROM runs WHERE deadline_ms IS NOT NULL AND deadline_ms <= $1 AND status IN ('running', 'queued') ORDER BY deadline_ms LIMIT $2",
+            "SELECT run_id, deadline_ms FROM runs WHERE deadline_ms IS NOT NULL AND finished_ms IS NULL AND deadline_ms <= $1 AND status IN ('running', 'queued') ORDER BY deadline_ms LIMIT $2",
         )
         .bind(i(now_ms))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))

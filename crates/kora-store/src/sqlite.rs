@@ -741,7 +741,7 @@ impl Store for SqliteStore {
 
     async fn overdue_runs(&self, now_ms: u64, limit: usize) -> Result<Vec<(String, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT run_id, deadline_ms FROM runs WHERE deadline_ms IS NOT NULL AND deadline_ms <= ? AND status IN ('running', 'queued') ORDER BY deadline_ms LIMIT ?",
+            "SELECT run_id, deadline_ms FROM runs WHERE deadline_ms IS NOT NULL AND finished_ms IS NULL AND deadline_ms <= ? AND status IN ('running', 'queued') ORDER BY deadline_ms LIMIT ?",
         )
         .bind(i(now_ms))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))

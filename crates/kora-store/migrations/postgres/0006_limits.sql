@@ -7,7 +7,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS concurrency_key TEXT;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS concurrency_limit INTEGER;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS deadline_ms BIGINT;
 CREATE INDEX IF NOT EXISTS runs_by_concurrency ON runs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS runs_by_deadline ON runs (deadline_ms) WHERE deadline_ms IS NOT NULL;
+-- Only unfinished runs: the sweep asks for overdue ones every few seconds.
+CREATE INDEX IF NOT EXISTS runs_by_deadline ON runs (deadline_ms) WHERE deadline_ms IS NOT NULL AND finished_ms IS NULL;
 
 ALTER FUNCTION kora_commit(jsonb) RENAME TO kora_commit_base;
 

@@ -3,7 +3,7 @@ ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
 ALTER TABLE runs ADD COLUMN concurrency_limit INTEGER;
 ALTER TABLE runs ADD COLUMN deadline_ms INTEGER;
 CREATE INDEX IF NOT EXISTS runs_by_concurrency ON runs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS runs_by_deadline ON runs (deadline_ms) WHERE deadline_ms IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_by_deadline ON runs (deadline_ms) WHERE deadline_ms IS NOT NULL AND finished_ms IS NULL;
 
 -- Per-queue rate limits (GCRA): each queue's theoretical arrival time.
 CREATE TABLE IF NOT EXISTS queue_rates (
