@@ -1611,6 +1611,77 @@ async fn an_idempotency_key_is_one_run_within_its_window() {
     d.finish().await;
 }
 
+/// A secret reference in config is resolved on the worker from `KORA_SECRET_<NAME>`: the node
+/// gets the value, but the ledger (spec, outputs, events) and the submitter only ever see the
+/// reference or `***`. A missing secret fails the node with the variable to set.
+#[tokio::test]
+async fn secrets_reach_the_node_and_nothing_else() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let secret = "s3cr3t-Kora-7f2e";
+    d.serve_env("all", &[], &[("KORA_SECRET_API_TOKEN", secret)]);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("secret.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "name": "secret", "nodes": [
+            {"id": "use", "type": "PythonCodeNode", "config": {
+                "token": {"$secret": "api_token"},
+                "url": "https://api.example/v1?key=${secret:api_token}",
+                "code": "result = {'length': len(token), 'echo': token, 'url': url}"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = d.submit_wait(&wf, None);
+    assert_eq!(out["status"], "succeeded", "{out}");
+    let r = &out["results"]["use"]["result"];
+    assert_eq!(r["length"], secret.len(), "the node saw the real value");
+    assert_eq!(r["echo"], "***");
+    assert_eq!(r["url"], "https://api.example/v1?key=***");
+    let run_id = out["run_id"].as_str().unwrap();
+    let shown = d.kora(&["runs", "show", run_id, "--format", "json"]);
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(
+        shown.contains("succeeded") && !shown.contains(secret),
+        "{shown}"
+    );
+    // The ledger's copy of the workflow holds the reference, not the value.
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    let rec = store.run(run_id).await.unwrap().unwrap();
+    let spec = serde_json::to_string(&rec.spec).unwrap();
+    assert!(
+        spec.contains("api_token") && !spec.contains(secret),
+        "{spec}"
+    );
+    let events = serde_json::to_string(&store.events(run_id).await.unwrap()).unwrap();
+    assert!(!events.contains(secret), "{events}");
+    store.close().await;
+
+    let missing = dir.path().join("missing.json");
+    std::fs::write(
+        &missing,
+        serde_json::json!({"kora": 1, "name": "missing", "nodes": [
+            {"id": "use", "type": "PythonCodeNode", "config": {
+                "token": {"$secret": "not-there"}, "code": "result = 1"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = d.submit_wait(&missing, None);
+    // A leaf's failure is recorded and the run goes on (Kailash's rule).
+    assert_eq!(out["results"]["use"]["failed"], true, "{out}");
+    let error = out["results"]["use"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("KORA_SECRET_NOT_THERE"), "{out}");
+    assert_eq!(out["results"]["use"]["error_type"], "SecretError");
+    d.finish().await;
+}
+
 /// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
 /// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
 /// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.

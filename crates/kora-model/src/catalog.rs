@@ -12,6 +12,81 @@ pub struct ParamInfo {
     /// Other names Kailash accepts for this parameter (`data` for `input_data`).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub aliases: &'static [&'static str],
+    /// What a value must be; a value given in the workflow's config is checked when the
+    /// workflow is validated (values arriving on edges or at run time, when the node runs).
+    pub kind: ParamKind,
+    /// The default, as documentation (`kora nodes`, `docs/nodes.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<&'static str>,
+}
+
+/// The type of a parameter's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    Any,
+    String,
+    Integer,
+    Number,
+    Bool,
+    List,
+    Map,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+}
+
+impl ParamKind {
+    /// Why `v` is not of this kind, if it is not. `null` passes (an unset optional).
+    pub fn check(self, v: &crate::Value) -> Option<String> {
+        use crate::Value as V;
+        let ok = match (self, v) {
+            (_, V::Null) | (ParamKind::Any, _) => true,
+            (ParamKind::String, V::String(_)) => true,
+            (ParamKind::Integer, V::Number(n)) => n.is_i64() || n.is_u64(),
+            (ParamKind::Number, V::Number(_)) => true,
+            (ParamKind::Bool, V::Bool(_)) => true,
+            (ParamKind::List, V::Array(_)) => true,
+            (ParamKind::Map, V::Object(_)) => true,
+            (ParamKind::OneOf(allowed), V::String(s)) => {
+                allowed.iter().any(|a| a.eq_ignore_ascii_case(s))
+            }
+            _ => false,
+        };
+        if ok {
+            return None;
+        }
+        let found = match v {
+            V::String(s) => format!("{s:?}"),
+            other => {
+                let t = other.to_string();
+                if t.len() > 60 {
+                    format!("{}…", &t[..60])
+                } else {
+                    t
+                }
+            }
+        };
+        Some(match self {
+            ParamKind::OneOf(allowed) => {
+                format!("must be one of {}, found {found}", allowed.join(", "))
+            }
+            k => format!("must be {}, found {found}", k.describe()),
+        })
+    }
+
+    /// How `kora nodes` names it.
+    pub fn describe(self) -> String {
+        match self {
+            ParamKind::Any => "any value".into(),
+            ParamKind::String => "a string".into(),
+            ParamKind::Integer => "an integer".into(),
+            ParamKind::Number => "a number".into(),
+            ParamKind::Bool => "true or false".into(),
+            ParamKind::List => "a list".into(),
+            ParamKind::Map => "a map".into(),
+            ParamKind::OneOf(a) => format!("one of {}", a.join(" | ")),
+        }
+    }
 }
 
 impl ParamInfo {
@@ -21,6 +96,8 @@ impl ParamInfo {
             required: true,
             description,
             aliases: &[],
+            kind: ParamKind::Any,
+            default: None,
         }
     }
     pub const fn optional(name: &'static str, description: &'static str) -> Self {
@@ -29,10 +106,20 @@ impl ParamInfo {
             required: false,
             description,
             aliases: &[],
+            kind: ParamKind::Any,
+            default: None,
         }
     }
     pub const fn with_aliases(mut self, aliases: &'static [&'static str]) -> Self {
         self.aliases = aliases;
+        self
+    }
+    pub const fn kind(mut self, kind: ParamKind) -> Self {
+        self.kind = kind;
+        self
+    }
+    pub const fn default(mut self, default: &'static str) -> Self {
+        self.default = Some(default);
         self
     }
 }

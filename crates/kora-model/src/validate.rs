@@ -379,6 +379,18 @@ fn compile_inner(
                 ));
             }
         }
+        for p in &info.params {
+            // Static config only: templates and secret references are resolved later.
+            let given = std::iter::once(p.name)
+                .chain(p.aliases.iter().copied())
+                .find_map(|n| node.config.get(n).map(|v| (n, v)));
+            if let Some((name, v)) = given
+                && !crate::value::is_deferred(v)
+                && let Some(message) = p.kind.check(v)
+            {
+                problems.push(problem(Some(&node.id), Some(name), message));
+            }
+        }
         for (k, v) in &node.config {
             if v.as_str() == Some(REDACTED) {
                 let supplied = scoped.is_some_and(|s| s.contains_key(k));

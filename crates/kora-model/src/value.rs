@@ -172,6 +172,16 @@ pub fn py_contains(haystack: &Value, needle: &Value) -> Option<bool> {
     }
 }
 
+/// Whether `v` is only known when the node runs: a `${...}` template (an input, or
+/// `${secret:NAME}`), a `{"$secret": "NAME"}` reference, or a value redacted on export.
+pub fn is_deferred(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("${") || s == crate::spec::REDACTED,
+        Value::Object(m) => m.len() == 1 && m.contains_key("$secret"),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

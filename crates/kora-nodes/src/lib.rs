@@ -11,6 +11,7 @@
 mod builtin;
 mod error;
 pub mod python;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -307,8 +307,20 @@ async fn handle(
             error_type: "UnknownNodeType".into(),
             retryable: false,
         },
-        Some(node) => {
-            let input = semantics::prepare_input(&task.config, &task.inputs);
+        Some(node) => 'node: {
+            let mut input = semantics::prepare_input(&task.config, &task.inputs);
+            // Secret references become values here, and only here.
+            let secrets =
+                match kora_nodes::secrets::resolve(&mut input, &kora_nodes::secrets::EnvSecrets) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        break 'node TaskOutcome::Failure {
+                            retryable: e.is_retryable(),
+                            error_type: e.error_type().to_string(),
+                            error: format!("node '{}': {e}", task.node_id),
+                        };
+                    }
+                };
             let ctx = NodeContext {
                 run_id: task.run_id.clone(),
                 node_id: task.node_id.clone(),
@@ -366,12 +378,22 @@ async fn handle(
                     }
                 }
             };
+            // No secret value leaves the worker: not in the output, not in an error.
             match result {
-                Ok(output) => TaskOutcome::Success { output },
+                Ok(output) if secrets.is_empty() => TaskOutcome::Success { output },
+                Ok(output) => {
+                    let mut v = kora_model::Value::Object(output);
+                    kora_nodes::secrets::mask(&mut v, &secrets);
+                    let output = match v {
+                        kora_model::Value::Object(m) => m,
+                        _ => kora_model::Map::new(),
+                    };
+                    TaskOutcome::Success { output }
+                }
                 Err(e) => TaskOutcome::Failure {
                     retryable: e.is_retryable(),
                     error_type: e.error_type().to_string(),
-                    error: e.to_string(),
+                    error: kora_nodes::secrets::mask_text(&e.to_string(), &secrets),
                 },
             }
         }
