@@ -29,7 +29,7 @@ pub(crate) fn all(cfg: &NodesConfig) -> Vec<Arc<dyn Node>> {
     ]
 }
 
-fn info(
+pub(crate) fn info(
     name: &'static str,
     description: &'static str,
     params: Vec<ParamInfo>,
@@ -53,7 +53,7 @@ fn out1(k: &str, v: Value) -> Map {
     m
 }
 
-fn input_error(node: &str, message: impl Into<String>) -> NodeError {
+pub(crate) fn input_error(node: &str, message: impl Into<String>) -> NodeError {
     NodeError::permanent("ValueError", format!("{node}: {}", message.into()))
 }
 
@@ -485,7 +485,7 @@ fn file_path(node: &str, input: &Map) -> Result<String, NodeError> {
     }
 }
 
-async fn read(root: &std::path::Path, path: &str) -> Result<String, NodeError> {
+pub(crate) async fn read(root: &std::path::Path, path: &str) -> Result<String, NodeError> {
     let real = confine(root, path)?;
     tokio::fs::read_to_string(&real).await.map_err(|e| {
         let msg = format!("cannot read {}: {e}", real.display());

@@ -9,6 +9,7 @@
 //! [`NodeContext`]. A node is a function from input to output (plus its own side effects).
 
 mod builtin;
+mod data;
 mod error;
 pub mod python;
 pub mod secrets;
@@ -74,7 +75,10 @@ impl Registry {
     /// Every built-in node type.
     pub fn builtin(cfg: &NodesConfig) -> Self {
         let mut r = Self::empty();
-        for n in builtin::all(cfg) {
+        for n in builtin::all(cfg)
+            .into_iter()
+            .chain(data::all(&cfg.data_root))
+        {
             r.register(n);
         }
         r

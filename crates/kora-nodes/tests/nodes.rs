@@ -275,3 +275,108 @@ async fn fail_node_succeeds_from_the_configured_attempt() {
     );
     assert_eq!(node.run(&ctx(3), input).await.unwrap()["data"], json!(1));
 }
+
+/// Writers, TextReaderNode and DirectoryReaderNode on real files, confined to the data root.
+#[tokio::test]
+async fn file_writers_and_the_directory_reader_stay_in_the_data_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = reg(dir.path());
+    let rows = json!([{"id": 1, "name": "Ada", "note": null}, {"id": 2, "name": "Bob, Jr."}]);
+    let o = run(
+        &r,
+        "CSVWriterNode",
+        json!({"file_path": "out/people.csv", "data": rows}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o["rows_written"], 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/people.csv")).unwrap(),
+        "id,name,note\n1,Ada,\n2,\"Bob, Jr.\",\n"
+    );
+    // What the CSV reader reads back is what was written.
+    let back = run(&r, "CSVReaderNode", json!({"file_path": "out/people.csv"}))
+        .await
+        .unwrap();
+    assert_eq!(back["data"][1]["name"], "Bob, Jr.");
+    run(
+        &r,
+        "JSONWriterNode",
+        json!({"file_path": "out/d.json", "data": {"k": [1, 2]}, "indent": 0}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/d.json")).unwrap(),
+        r#"{"k":[1,2]}"#
+    );
+    let o = run(
+        &r,
+        "TextWriterNode",
+        json!({"file_path": "notes/log.txt", "text": "one\n"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o["bytes_written"], 4);
+    run(
+        &r,
+        "TextWriterNode",
+        json!({"file_path": "notes/log.txt", "text": "two\n", "append": true}),
+    )
+    .await
+    .unwrap();
+    let o = run(&r, "TextReaderNode", json!({"file_path": "notes/log.txt"}))
+        .await
+        .unwrap();
+    assert_eq!(o["text"], "one\ntwo\n");
+    std::fs::write(dir.path().join(".hidden.csv"), "x").unwrap();
+    let o = run(
+        &r,
+        "DirectoryReaderNode",
+        json!({"directory_path": ".", "recursive": true, "file_patterns": ["*.csv", "*.json"]}),
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = o["discovered_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["out/d.json", "out/people.csv"], "{o:?}");
+    assert_eq!(o["files_by_type"]["csv"][0]["file_name"], "people.csv");
+    assert_eq!(o["directory_stats"]["total_files"], 2);
+    assert_eq!(o["directory_stats"]["file_types"]["json"], 1);
+    // Nothing is written or listed outside the root.
+    for (ty, input) in [
+        (
+            "CSVWriterNode",
+            json!({"file_path": "../escape.csv", "data": []}),
+        ),
+        (
+            "TextWriterNode",
+            json!({"file_path": "/tmp/escape.txt", "text": "x"}),
+        ),
+        (
+            "JSONWriterNode",
+            json!({"file_path": "a/../../escape.json", "data": 1}),
+        ),
+        ("DirectoryReaderNode", json!({"directory_path": ".."})),
+    ] {
+        let e = run(&r, ty, input).await.unwrap_err();
+        assert!(e.to_string().contains("outside the data root"), "{ty}: {e}");
+        assert!(!e.is_retryable());
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/tmp", dir.path().join("link")).unwrap();
+        let e = run(
+            &r,
+            "TextWriterNode",
+            json!({"file_path": "link/escape.txt", "text": "x"}),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("outside the data root"), "{e}");
+    }
+}
