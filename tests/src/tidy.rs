@@ -185,3 +185,16 @@ fn deployment_files_match_the_binary() {
         "the image builds kora and has python3"
     );
 }
+
+/// docs/nodes.md is what `kora nodes --markdown` prints from the registry.
+#[test]
+fn the_node_reference_is_generated_from_the_registry() {
+    let want = kora_nodes::docs::markdown(&kora_nodes::Registry::builtin(
+        &kora_nodes::NodesConfig::default(),
+    ));
+    let have = std::fs::read_to_string(repo_root().join("docs/nodes.md")).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/nodes.md is stale: run `cargo run -p kora-cli --bin kora -- nodes --markdown > docs/nodes.md`"
+    );
+}

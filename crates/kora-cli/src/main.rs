@@ -89,9 +89,15 @@ enum Command {
         format: Format,
     },
     /// List the node types this build can run, with their parameters and outputs.
+    #[command(
+        after_help = "docs/nodes.md is this list as Markdown: kora nodes --markdown > docs/nodes.md"
+    )]
     Nodes {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Print the node reference as Markdown (what docs/nodes.md holds).
+        #[arg(long)]
+        markdown: bool,
     },
     /// Run Kora's roles as a long-lived process on NATS JetStream and PostgreSQL.
     ///
@@ -954,10 +960,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Nodes { format } => {
+        Command::Nodes { format, markdown } => {
             let registry = Registry::builtin(&NodesConfig::default());
             let infos = registry.infos();
-            if format == Format::Json {
+            if markdown {
+                print!("{}", kora_nodes::docs::markdown(&registry));
+            } else if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&infos)?);
             } else {
                 for name in registry.type_names() {
@@ -972,7 +980,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         } else {
                             format!(" [alias: {}]", p.aliases.join(", "))
                         };
-                        println!("    in  {}{req}{alias}: {}", p.name, p.description);
+                        let default = p
+                            .default
+                            .map(|d| format!(", default {d}"))
+                            .unwrap_or_default();
+                        println!(
+                            "    in  {}{req}{alias} ({}{default}): {}",
+                            p.name,
+                            p.kind.describe(),
+                            p.description
+                        );
                     }
                     let more = if t.open_outputs { " (and others)" } else { "" };
                     println!("    out {}{more}\n", t.outputs.join(", "));

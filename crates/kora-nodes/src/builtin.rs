@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kora_model::catalog::{NodeTypeInfo, ParamInfo};
+use kora_model::catalog::{NodeTypeInfo, ParamInfo, ParamKind};
 use kora_model::value::{py_cmp, py_contains, py_eq, py_str};
 use kora_model::{Map, Value};
 
@@ -70,11 +70,10 @@ impl PythonCode {
             "PythonCodeNode",
             "Runs Python code: inputs become variables; the `result` variable is the output (else every public local).",
             vec![
-                ParamInfo::required("code", "Python source to execute"),
-                ParamInfo::optional(
-                    "timeout",
-                    "seconds before the interpreter is killed (default 60)",
-                ),
+                ParamInfo::required("code", "Python source to execute").kind(ParamKind::String),
+                ParamInfo::optional("timeout", "seconds before the interpreter is killed")
+                    .kind(ParamKind::Number)
+                    .default("60"),
             ],
             vec!["result"],
         );
@@ -126,26 +125,40 @@ impl Switch {
                 ParamInfo::optional(
                     "condition_field",
                     "field of a dict input to test (a list of dicts is grouped by it)",
-                ),
-                ParamInfo::optional(
-                    "operator",
-                    "== != > < >= <= in contains is_null is_not_null (default ==)",
-                ),
+                )
+                .kind(ParamKind::String),
+                ParamInfo::optional("operator", "how the input is compared with value")
+                    .kind(ParamKind::OneOf(&[
+                        "==",
+                        "!=",
+                        ">",
+                        "<",
+                        ">=",
+                        "<=",
+                        "in",
+                        "contains",
+                        "is_null",
+                        "is_not_null",
+                    ]))
+                    .default("=="),
                 ParamInfo::optional("value", "value compared against in boolean mode"),
-                ParamInfo::optional("cases", "list of case values: multi-case mode"),
-                ParamInfo::optional("case_prefix", "prefix of case outputs (default case_)"),
+                ParamInfo::optional("cases", "list of case values: multi-case mode")
+                    .kind(ParamKind::List),
+                ParamInfo::optional("case_prefix", "prefix of case outputs")
+                    .kind(ParamKind::String)
+                    .default("case_"),
                 ParamInfo::optional(
                     "default_field",
-                    "output that always gets the input in multi-case mode (default default)",
-                ),
-                ParamInfo::optional(
-                    "pass_condition_result",
-                    "include condition_result (default true)",
-                ),
-                ParamInfo::optional(
-                    "break_after_first_match",
-                    "stop at the first matching case (default true)",
-                ),
+                    "output that always gets the input in multi-case mode",
+                )
+                .kind(ParamKind::String)
+                .default("default"),
+                ParamInfo::optional("pass_condition_result", "include condition_result")
+                    .kind(ParamKind::Bool)
+                    .default("true"),
+                ParamInfo::optional("break_after_first_match", "stop at the first matching case")
+                    .kind(ParamKind::Bool)
+                    .default("true"),
             ],
             vec!["true_output", "false_output", "condition_result", "default"],
         );
@@ -326,18 +339,20 @@ impl Merge {
             .into_iter()
             .map(|n| ParamInfo::optional(n, "a data source"))
             .collect();
-        params.push(ParamInfo::optional(
-            "merge_type",
-            "concat (default), zip or merge_dict",
-        ));
-        params.push(ParamInfo::optional(
-            "key",
-            "key field joining lists of dicts in merge_dict",
-        ));
-        params.push(ParamInfo::optional(
-            "skip_none",
-            "ignore None inputs (default true)",
-        ));
+        params.push(
+            ParamInfo::optional("merge_type", "how the inputs are combined")
+                .kind(ParamKind::OneOf(&["concat", "zip", "merge_dict"]))
+                .default("concat"),
+        );
+        params.push(
+            ParamInfo::optional("key", "key field joining lists of dicts in merge_dict")
+                .kind(ParamKind::String),
+        );
+        params.push(
+            ParamInfo::optional("skip_none", "ignore None inputs")
+                .kind(ParamKind::Bool)
+                .default("true"),
+        );
         Merge {
             info: info(
                 "MergeNode",
@@ -512,16 +527,19 @@ impl CsvReader {
                 "CSVReaderNode",
                 "Reads a CSV file below the data root into a list of row dicts (values as strings).",
                 vec![
-                    ParamInfo::required("file_path", "path relative to the data root"),
-                    ParamInfo::optional(
-                        "headers",
-                        "first row is a header (default true); false gives lists",
-                    ),
-                    ParamInfo::optional("delimiter", "field separator (default ,)"),
+                    ParamInfo::required("file_path", "path relative to the data root")
+                        .kind(ParamKind::String),
+                    ParamInfo::optional("headers", "first row is a header; false gives lists")
+                        .kind(ParamKind::Bool)
+                        .default("true"),
+                    ParamInfo::optional("delimiter", "field separator")
+                        .kind(ParamKind::String)
+                        .default(","),
                     ParamInfo::optional(
                         "index_column",
                         "also output data_indexed keyed by this column",
-                    ),
+                    )
+                    .kind(ParamKind::String),
                 ],
                 vec!["data", "data_indexed"],
             ),
@@ -606,10 +624,10 @@ impl JsonReader {
             info: info(
                 "JSONReaderNode",
                 "Reads a JSON file below the data root.",
-                vec![ParamInfo::required(
-                    "file_path",
-                    "path relative to the data root",
-                )],
+                vec![
+                    ParamInfo::required("file_path", "path relative to the data root")
+                        .kind(ParamKind::String),
+                ],
                 vec!["data"],
             ),
             root,
@@ -671,13 +689,15 @@ impl Fail {
                 "FailNode",
                 "Fails on purpose (Kora; for tests): until attempt `succeed_on_attempt`, or always.",
                 vec![
-                    ParamInfo::optional("message", "the error message"),
-                    ParamInfo::optional("error_type", "the error type (default RuntimeError)"),
-                    ParamInfo::optional(
-                        "retryable",
-                        "whether the failure is retryable (default false)",
-                    ),
-                    ParamInfo::optional("succeed_on_attempt", "first attempt number that succeeds"),
+                    ParamInfo::optional("message", "the error message").kind(ParamKind::String),
+                    ParamInfo::optional("error_type", "the error type")
+                        .kind(ParamKind::String)
+                        .default("RuntimeError"),
+                    ParamInfo::optional("retryable", "whether the failure is retryable")
+                        .kind(ParamKind::Bool)
+                        .default("false"),
+                    ParamInfo::optional("succeed_on_attempt", "first attempt number that succeeds")
+                        .kind(ParamKind::Integer),
                     ParamInfo::optional("data", "passed through on success"),
                 ],
                 vec!["data"],

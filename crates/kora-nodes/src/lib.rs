@@ -10,6 +10,7 @@
 
 mod builtin;
 mod data;
+pub mod docs;
 mod error;
 pub mod python;
 pub mod secrets;
