@@ -12,6 +12,7 @@ mod builtin;
 mod data;
 pub mod docs;
 mod error;
+mod http;
 pub mod python;
 pub mod secrets;
 
@@ -76,9 +77,11 @@ impl Registry {
     /// Every built-in node type.
     pub fn builtin(cfg: &NodesConfig) -> Self {
         let mut r = Self::empty();
+        let client = http::Http::new();
         for n in builtin::all(cfg)
             .into_iter()
             .chain(data::all(&cfg.data_root))
+            .chain(http::all(&client))
         {
             r.register(n);
         }
