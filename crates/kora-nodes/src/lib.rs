@@ -15,6 +15,7 @@ mod error;
 mod http;
 pub mod python;
 pub mod secrets;
+mod sql;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,7 @@ impl Registry {
             .into_iter()
             .chain(data::all(&cfg.data_root))
             .chain(http::all(&client))
+            .chain(sql::all(&sql::Pools::new(cfg.data_root.clone())))
         {
             r.register(n);
         }
