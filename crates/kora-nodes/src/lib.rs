@@ -9,6 +9,7 @@
 //! [`NodeContext`]. A node is a function from input to output (plus its own side effects).
 
 mod builtin;
+mod cache;
 mod data;
 pub mod docs;
 mod error;
@@ -84,6 +85,7 @@ impl Registry {
             .chain(data::all(&cfg.data_root))
             .chain(http::all(&client))
             .chain(sql::all(&sql::Pools::new(cfg.data_root.clone())))
+            .chain(cache::all())
         {
             r.register(n);
         }
