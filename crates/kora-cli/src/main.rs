@@ -177,6 +177,28 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// The audit log: entries AuditLogNode recorded, written to the ledger with their node's
+    /// outcome (once, however often a result is delivered).
+    #[command(
+        after_help = "Examples:\n  kora audit --since 1h\n  kora audit --run RUN_ID --event-type data_export --format json"
+    )]
+    Audit {
+        /// Only this run's entries.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only entries of this event_type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Only entries at or after this: 30m, 12h, 7d, or epoch milliseconds.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -487,6 +509,59 @@ fn print_report(report: &kora_cli::embedded::RunReport, format: Format) -> anyho
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Dlq { command } => dlq(command).await,
+        Command::Audit {
+            run,
+            event_type,
+            since,
+            limit,
+            format,
+            conn,
+        } => {
+            let cfg = conn.load(serde_json::json!({}))?;
+            let store = serve::connect_store(&cfg).await?;
+            let since_ms = since
+                .as_deref()
+                .map(|s| kora_cli::control::parse_since(s, kora_model::now_ms()))
+                .transpose()?;
+            let entries = store
+                .audit_log(&kora_store::AuditFilter {
+                    run_id: run,
+                    event_type,
+                    since_ms,
+                    limit,
+                })
+                .await?;
+            if format == Format::Json {
+                let rows: Vec<serde_json::Value> = entries
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({"run_id": a.run_id, "node_id": a.node_id, "attempt": a.attempt,
+                            "at_ms": a.at_ms, "entry": a.entry})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for a in &entries {
+                    let e = &a.entry;
+                    println!(
+                        "{}  {}  {}  {}  {}  run {} node {}",
+                        ms_text(Some(a.at_ms)),
+                        e["log_level"].as_str().unwrap_or("info"),
+                        e["event_type"].as_str().unwrap_or_default(),
+                        e["user_id"].as_str().unwrap_or("-"),
+                        e["message"].as_str().unwrap_or_default(),
+                        a.run_id,
+                        a.node_id
+                    );
+                }
+                println!(
+                    "{} entr{}",
+                    entries.len(),
+                    if entries.len() == 1 { "y" } else { "ies" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Triggers { command } => triggers(command).await,
         Command::Runs {
             command:

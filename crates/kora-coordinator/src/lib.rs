@@ -850,6 +850,20 @@ impl Coordinator {
         );
         let reported =
             std::mem::replace(&mut r.outcome, TaskOutcome::Success { output: Map::new() });
+        // Audit entries go to the ledger with the outcome they came with, or not at all.
+        let audit: Vec<kora_store::AuditEntry> = std::mem::take(&mut r.audit)
+            .into_iter()
+            .enumerate()
+            .map(|(idx, entry)| kora_store::AuditEntry {
+                run_id: r.run_id.clone(),
+                node_id: r.node_id.clone(),
+                iteration: r.iteration,
+                attempt: r.attempt,
+                idx: u32::try_from(idx).unwrap_or(u32::MAX),
+                at_ms: now,
+                entry,
+            })
+            .collect();
         let (outcome, status, output, error, error_type) = match reported {
             TaskOutcome::Success { output } => {
                 let v = Value::Object(output.clone());
@@ -901,6 +915,7 @@ impl Coordinator {
             && status == AttemptStatus::Failed
             && policy.retries(r.attempt, retryable)
         {
+            p.batch.audit.extend(audit);
             self.schedule_retry(&mut run, node, &r, error, error_type, &policy, now, p);
             self.runs.insert(r.run_id, run);
             return Ok(());
@@ -926,6 +941,7 @@ impl Coordinator {
             }
             Ok(actions) => {
                 self.metrics.results_recorded.inc();
+                p.batch.audit.extend(audit);
                 p.expect(&run);
                 run.outcomes += 1;
                 let failed = status == AttemptStatus::Failed;
@@ -1009,6 +1025,7 @@ impl Coordinator {
                             worker_id: "coordinator".into(),
                             started_at_ms: now,
                             finished_at_ms: now,
+                            audit: Vec::new(),
                         };
                         warn!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, "task reached its max deliveries: its workers keep dying");
                         let payload = wire::encode(&result)

@@ -134,6 +134,10 @@ pub struct NodeResult {
     pub started_at_ms: u64,
     #[serde(default)]
     pub finished_at_ms: u64,
+    /// Audit entries the node recorded (AuditLogNode): written to the ledger's audit log
+    /// with this result's outcome, once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<crate::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

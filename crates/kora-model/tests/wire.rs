@@ -129,6 +129,7 @@ fn golden_vectors() {
             worker_id: "worker-7".into(),
             started_at_ms: 1_764_000_000_010,
             finished_at_ms: 1_764_000_000_011,
+            audit: Vec::new(),
         },
     );
     check(
@@ -148,6 +149,7 @@ fn golden_vectors() {
             worker_id: "py-worker-1".into(),
             started_at_ms: 1,
             finished_at_ms: 2,
+            audit: Vec::new(),
         },
     );
     check(

@@ -16,7 +16,10 @@ mod error;
 mod http;
 pub mod python;
 pub mod secrets;
+mod security;
 mod sql;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,29 @@ pub struct NodeContext {
     pub run_id: String,
     pub node_id: String,
     pub attempt: u32,
+    /// Audit entries the node records; the worker sends them with the result and the ledger
+    /// writes them with its outcome.
+    pub audit_entries: std::sync::Arc<std::sync::Mutex<Vec<kora_model::Value>>>,
+}
+
+impl NodeContext {
+    /// Records an audit entry (see `AuditLogNode`).
+    pub fn audit(&self, entry: kora_model::Value) {
+        self.audit_entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(entry);
+    }
+
+    /// The entries recorded so far, taken out.
+    pub fn take_audit(&self) -> Vec<kora_model::Value> {
+        std::mem::take(
+            &mut *self
+                .audit_entries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 #[async_trait]
@@ -86,6 +112,7 @@ impl Registry {
             .chain(http::all(&client))
             .chain(sql::all(&sql::Pools::new(cfg.data_root.clone())))
             .chain(cache::all())
+            .chain(security::all())
         {
             r.register(n);
         }

@@ -23,6 +23,7 @@ async fn run(r: &Registry, ty: &str, input: Value) -> Result<Map, NodeError> {
         run_id: "r".into(),
         node_id: "n".into(),
         attempt: 1,
+        ..Default::default()
     };
     r.get(ty)
         .expect("registered")
@@ -261,6 +262,7 @@ async fn fail_node_succeeds_from_the_configured_attempt() {
         run_id: "r".into(),
         node_id: "n".into(),
         attempt,
+        ..Default::default()
     };
     let node = r.get("FailNode").unwrap();
     let input = json!({"succeed_on_attempt": 3, "retryable": true, "data": 1})
@@ -379,4 +381,91 @@ async fn file_writers_and_the_directory_reader_stay_in_the_data_root() {
         .unwrap_err();
         assert!(e.to_string().contains("outside the data root"), "{e}");
     }
+}
+
+#[tokio::test]
+async fn threat_detection_finds_each_rule() {
+    let r = reg(std::path::Path::new("."));
+    let mut events = Vec::new();
+    for i in 0..6 {
+        events.push(json!({"timestamp": 1000 + i * 10, "source_ip": "10.0.0.9", "event_type": "login_failed", "user": "admin"}));
+    }
+    events.push(json!({"timestamp": 1100, "source_ip": "10.0.0.5", "event_type": "login_failed"}));
+    for i in 0..30 {
+        events.push(json!({"timestamp": 2000 + i, "ip": "172.16.0.7", "type": "request", "path": "/api/items"}));
+    }
+    events.push(json!({"timestamp": 3000, "ip": "1.2.3.4", "type": "request", "path": "/search", "query": "q=1%27%20OR%201%3D1--"}));
+    events.push(json!({"timestamp": 3001, "ip": "1.2.3.5", "type": "request", "path": "/files/..%2F..%2Fetc%2Fpasswd"}));
+    let o = run(
+        &r,
+        "ThreatDetectionNode",
+        json!({"events": events, "time_window": 300, "brute_force_threshold": 5, "rate_threshold": 20}),
+    )
+    .await
+    .unwrap();
+    let threats = o["threats"].as_array().unwrap();
+    let of = |t: &str| -> Vec<&Value> { threats.iter().filter(|x| x["type"] == t).collect() };
+    assert_eq!(of("brute_force").len(), 1, "{threats:?}");
+    assert_eq!(of("brute_force")[0]["source"], "10.0.0.9");
+    assert_eq!(of("brute_force")[0]["count"], 6);
+    assert_eq!(of("rate_spike").len(), 1);
+    assert_eq!(of("rate_spike")[0]["source"], "172.16.0.7");
+    assert_eq!(of("sql_injection").len(), 1);
+    assert_eq!(of("sql_injection")[0]["source"], "1.2.3.4");
+    assert_eq!(of("path_traversal").len(), 1);
+    assert_eq!(o["analysis"]["highest_severity"], "high");
+    assert_eq!(o["analysis"]["total_events"], 39);
+    // Clean traffic: nothing found; an unknown rule is a clear error.
+    let clean = run(
+        &r,
+        "ThreatDetectionNode",
+        json!({"events": [{"ip": "1.1.1.1", "type": "request", "path": "/home"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(clean["threats"], json!([]));
+    let e = run(
+        &r,
+        "ThreatDetectionNode",
+        json!({"events": [], "detection_rules": ["xss"]}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown rule \"xss\""), "{e}");
+}
+
+#[tokio::test]
+async fn audit_log_node_honours_its_config_and_records_the_entry() {
+    let r = reg(std::path::Path::new("."));
+    let ctx = NodeContext {
+        run_id: "r1".into(),
+        node_id: "audit".into(),
+        attempt: 1,
+        ..Default::default()
+    };
+    // Config only (Kailash's AuditLogNode ignores config; this one does not).
+    let o = r
+        .get("AuditLogNode")
+        .unwrap()
+        .run(
+            &ctx,
+            json!({"event_type": "data_export", "message": "exported 10 rows", "user_id": "ada",
+                   "event_data": {"rows": 10}, "log_level": "warning"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o["audit_entry"]["event_type"], "data_export");
+    assert_eq!(o["audit_entry"]["data"]["rows"], 10);
+    assert_eq!(o["log_level"], "warning");
+    let recorded = ctx.take_audit();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["user_id"], "ada");
+    assert_eq!(recorded[0]["run_id"], "r1");
+    let e = run(&r, "AuditLogNode", json!({"event_type": "x"}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("'message'"), "{e}");
 }

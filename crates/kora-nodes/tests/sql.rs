@@ -22,6 +22,7 @@ async fn run(r: &Registry, ty: &str, input: Value) -> Result<Map, NodeError> {
         run_id: "r".into(),
         node_id: "n".into(),
         attempt: 1,
+        ..Default::default()
     };
     r.get(ty)
         .expect("registered")

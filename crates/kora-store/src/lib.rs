@@ -20,10 +20,10 @@ use async_trait::async_trait;
 
 pub use error::{Error, Result};
 pub use records::{
-    Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, Batch, CommitReport,
-    DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect, NewAttempt, NewRun, ReplayOutcome,
-    ReplayRequest, RunFilter, RunRecord, RunStatus, RunUpdate, TriggerRecord, parse_dead_letter_id,
-    results_from_attempts,
+    Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, AuditEntry, AuditFilter, Batch,
+    CommitReport, DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect, NewAttempt, NewRun,
+    ReplayOutcome, ReplayRequest, RunFilter, RunRecord, RunStatus, RunUpdate, TriggerRecord,
+    parse_dead_letter_id, results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
@@ -48,6 +48,8 @@ pub trait Store: Send + Sync + 'static {
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;
     /// The run holding this idempotency key, if any.
     async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>>;
+    /// Audit entries passing `filter`, newest first.
+    async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// The run a deduplicated submission's run id stands for, if it is an alias.
     async fn alias_of(&self, run_id: &str) -> Result<Option<String>>;
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;

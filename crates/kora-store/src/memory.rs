@@ -25,6 +25,8 @@ struct Inner {
     keys: HashMap<String, String>,
     rates: HashMap<String, f64>,
     aliases: HashMap<String, String>,
+    audit: Vec<crate::AuditEntry>,
+    audit_keys: foldhash::HashSet<(String, String, u32, u32, u32)>,
 }
 
 struct RunEntry {
@@ -292,6 +294,18 @@ impl Store for MemoryStore {
                 r.finished_ms = Some(u.at_ms);
             }
         }
+        for a in batch.audit {
+            let k = (
+                a.run_id.clone(),
+                a.node_id.clone(),
+                a.iteration,
+                a.attempt,
+                a.idx,
+            );
+            if inner.audit_keys.insert(k) {
+                inner.audit.push(a);
+            }
+        }
         for e in batch.events {
             let Some(run) = inner.runs.get_mut(&e.run_id) else {
                 continue;
@@ -313,6 +327,22 @@ impl Store for MemoryStore {
             .get(key)
             .and_then(|id| g.runs.get(id))
             .map(|r| r.record.clone()))
+    }
+
+    async fn audit_log(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditEntry>> {
+        let g = self.lock();
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        Ok(g.audit
+            .iter()
+            .rev()
+            .filter(|a| filter.admits(a))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn alias_of(&self, run_id: &str) -> Result<Option<String>> {

@@ -151,11 +151,24 @@ struct BatchDoc<'a> {
     release_keys: &'a [String],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     aliases: Vec<AliasDoc<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    audit: Vec<AuditDoc<'a>>,
     new_runs: Vec<RunDoc<'a>>,
     new_attempts: Vec<AttemptDoc<'a>>,
     outcomes: Vec<OutcomeDoc<'a>>,
     run_updates: Vec<UpdateDoc<'a>>,
     events: Vec<EventDoc<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct AuditDoc<'a> {
+    run_id: &'a str,
+    node_id: &'a str,
+    iteration: u32,
+    attempt: u32,
+    idx: u32,
+    at_ms: u64,
+    entry: &'a kora_model::Value,
 }
 
 #[derive(serde::Serialize)]
@@ -246,6 +259,19 @@ fn batch_json(batch: &Batch) -> Result<String> {
             .collect(),
         limited: batch.limited(),
         keyed: batch.new_runs.iter().any(|r| r.idempotency_key.is_some()),
+        audit: batch
+            .audit
+            .iter()
+            .map(|a| AuditDoc {
+                run_id: &a.run_id,
+                node_id: &a.node_id,
+                iteration: a.iteration,
+                attempt: a.attempt,
+                idx: a.idx,
+                at_ms: a.at_ms,
+                entry: &a.entry,
+            })
+            .collect(),
         release_keys: &batch.release_keys,
         aliases: batch
             .aliases
@@ -469,6 +495,41 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    async fn audit_log(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditEntry>> {
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        let rows = sqlx::query(
+            "SELECT run_id, node_id, iteration, attempt, idx, at_ms, entry::text AS entry FROM audit_log
+             WHERE ($1::text IS NULL OR run_id = $1) AND ($2::text IS NULL OR event_type = $2)
+               AND ($3::bigint IS NULL OR at_ms >= $3)
+             ORDER BY at_ms DESC, run_id, node_id, attempt, idx LIMIT $4",
+        )
+        .bind(&filter.run_id)
+        .bind(&filter.event_type)
+        .bind(filter.since_ms.map(i))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let entry: String = r.try_get("entry")?;
+                Ok(crate::AuditEntry {
+                    run_id: r.try_get("run_id")?,
+                    node_id: r.try_get("node_id")?,
+                    iteration: u32::try_from(r.try_get::<i32, _>("iteration")?).unwrap_or(0),
+                    attempt: u32::try_from(r.try_get::<i32, _>("attempt")?).unwrap_or(0),
+                    idx: u32::try_from(r.try_get::<i32, _>("idx")?).unwrap_or(0),
+                    at_ms: u(r.try_get("at_ms")?),
+                    entry: serde_json::from_str(&entry)
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
     }
 
     async fn alias_of(&self, run_id: &str) -> Result<Option<String>> {

@@ -347,6 +347,42 @@ pub struct Batch {
     pub release_keys: Vec<String>,
     /// Submissions deduplicated onto an earlier run (same key, within the window).
     pub aliases: Vec<Alias>,
+    /// Audit entries recorded by nodes, with their attempts' outcomes.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// One audit entry (what AuditLogNode records), keyed by its attempt and its place among that
+/// attempt's entries: written once however often the result is delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub run_id: String,
+    pub node_id: String,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub idx: u32,
+    pub at_ms: u64,
+    pub entry: Value,
+}
+
+/// Which audit entries to list (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub run_id: Option<String>,
+    pub event_type: Option<String>,
+    pub since_ms: Option<u64>,
+    /// 0 = no limit.
+    pub limit: usize,
+}
+
+impl AuditFilter {
+    pub fn admits(&self, a: &AuditEntry) -> bool {
+        self.run_id.as_deref().is_none_or(|r| r == a.run_id)
+            && self
+                .event_type
+                .as_deref()
+                .is_none_or(|t| a.entry.get("event_type").and_then(Value::as_str) == Some(t))
+            && self.since_ms.is_none_or(|s| a.at_ms >= s)
+    }
 }
 
 /// A run id that names another run: a submission deduplicated by its idempotency key.
@@ -389,6 +425,7 @@ impl Batch {
             && self.run_updates.is_empty()
             && self.events.is_empty()
             && self.aliases.is_empty()
+            && self.audit.is_empty()
             && self.release_keys.is_empty()
     }
 }

@@ -339,6 +339,23 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         .await?;
     }
     check_limits(tx, &starting).await?;
+    for a in &batch.audit {
+        sqlx::query(
+            "INSERT INTO audit_log (run_id, node_id, iteration, attempt, idx, at_ms, event_type, user_id, entry)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&a.run_id)
+        .bind(&a.node_id)
+        .bind(i64::from(a.iteration))
+        .bind(i64::from(a.attempt))
+        .bind(i64::from(a.idx))
+        .bind(i(a.at_ms))
+        .bind(a.entry.get("event_type").and_then(|v| v.as_str()))
+        .bind(a.entry.get("user_id").and_then(|v| v.as_str()))
+        .bind(json_text(&a.entry)?)
+        .execute(&mut **tx)
+        .await?;
+    }
     for e in batch.events {
         sqlx::query(
             "INSERT INTO events (run_id, seq, body) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?) ON CONFLICT DO NOTHING",
@@ -652,6 +669,40 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    async fn audit_log(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditEntry>> {
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        let rows = sqlx::query(
+            "SELECT run_id, node_id, iteration, attempt, idx, at_ms, entry FROM audit_log
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR event_type = ?2) AND (?3 IS NULL OR at_ms >= ?3)
+             ORDER BY at_ms DESC, rowid DESC LIMIT ?4",
+        )
+        .bind(&filter.run_id)
+        .bind(&filter.event_type)
+        .bind(filter.since_ms.map(i))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let entry: String = r.try_get("entry")?;
+                Ok(crate::AuditEntry {
+                    run_id: r.try_get("run_id")?,
+                    node_id: r.try_get("node_id")?,
+                    iteration: u32::try_from(r.try_get::<i64, _>("iteration")?).unwrap_or(0),
+                    attempt: u32::try_from(r.try_get::<i64, _>("attempt")?).unwrap_or(0),
+                    idx: u32::try_from(r.try_get::<i64, _>("idx")?).unwrap_or(0),
+                    at_ms: u(r.try_get("at_ms")?),
+                    entry: serde_json::from_str(&entry)
+                        .map_err(|e| Error::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
     }
 
     async fn alias_of(&self, run_id: &str) -> Result<Option<String>> {

@@ -935,7 +935,54 @@ pub async fn idempotency_keys_alias_and_release(s: &dyn Store, ns: &str) {
     assert_eq!(s.run(&id(1)).await.unwrap().unwrap().idempotency_key, None);
 }
 
+/// Audit entries are written once per (attempt, index), listed newest first and filtered.
+pub async fn audit_entries_are_written_once(s: &dyn Store, ns: &str) {
+    let run = format!("{ns}-audit");
+    let entry = |idx: u32, at_ms: u64, t: &str| crate::AuditEntry {
+        run_id: run.clone(),
+        node_id: "a".into(),
+        iteration: 0,
+        attempt: 1,
+        idx,
+        at_ms,
+        entry: json!({"event_type": t, "user_id": "u1", "message": format!("m{idx}")}),
+    };
+    for _ in 0..2 {
+        s.commit(Batch {
+            new_runs: vec![new_run(&run, None)],
+            audit: vec![entry(0, 10, "login"), entry(1, 11, "export")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let mine = crate::AuditFilter {
+        run_id: Some(run.clone()),
+        ..Default::default()
+    };
+    let all = s.audit_log(&mine).await.unwrap();
+    assert_eq!(all.len(), 2, "written once: {all:?}");
+    assert_eq!(all[0].entry["message"], "m1", "newest first");
+    let exports = s
+        .audit_log(&crate::AuditFilter {
+            event_type: Some("export".into()),
+            ..mine.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(exports.len(), 1);
+    let since = s
+        .audit_log(&crate::AuditFilter {
+            since_ms: Some(11),
+            ..mine
+        })
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 1);
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    audit_entries_are_written_once(s, ns).await;
     idempotency_keys_alias_and_release(s, ns).await;
     runs_restart_from_a_node(s, ns).await;
     rate_reservations_follow_each_other(s, ns).await;

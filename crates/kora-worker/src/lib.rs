@@ -298,6 +298,7 @@ async fn handle(
         }
     };
     let started = now_ms();
+    let mut audit = Vec::new();
     let outcome = match registry.get(&task.node_type) {
         None => TaskOutcome::Failure {
             error: format!(
@@ -325,6 +326,7 @@ async fn handle(
                 run_id: task.run_id.clone(),
                 node_id: task.node_id.clone(),
                 attempt: task.attempt,
+                ..NodeContext::default()
             };
             let limit = task.timeout_ms.map(Duration::from_millis);
             let timed = async {
@@ -378,7 +380,13 @@ async fn handle(
                     }
                 }
             };
-            // No secret value leaves the worker: not in the output, not in an error.
+            // No secret value leaves the worker: not in the output, an error or an audit entry.
+            audit = ctx.take_audit();
+            if !secrets.is_empty() {
+                for a in &mut audit {
+                    kora_nodes::secrets::mask(a, &secrets);
+                }
+            }
             match result {
                 Ok(output) if secrets.is_empty() => TaskOutcome::Success { output },
                 Ok(output) => {
@@ -414,6 +422,7 @@ async fn handle(
         worker_id: cfg.worker_id.clone(),
         started_at_ms: started,
         finished_at_ms: now_ms(),
+        audit,
     };
     let mut result = result;
     let mut encoded = wire::encode(&result);

@@ -48,6 +48,14 @@ BEGIN
         PERFORM kora_commit_keys(b, 'before');
     END IF;
     report := kora_commit_base(b);
+    IF b ? 'audit' THEN
+        INSERT INTO audit_log (run_id, node_id, iteration, attempt, idx, at_ms, event_type, user_id, entry)
+        SELECT x.run_id, x.node_id, x.iteration, x.attempt, x.idx, x.at_ms, x.entry->>'event_type',
+               x.entry->>'user_id', x.entry
+        FROM jsonb_to_recordset(b->'audit') AS x(run_id text, node_id text, iteration int, attempt int,
+             idx int, at_ms bigint, entry jsonb)
+        ON CONFLICT DO NOTHING;
+    END IF;
     IF coalesce((b->>'keyed')::boolean, false) AND (report->>'runs_existing')::bigint > 0 THEN
         PERFORM kora_commit_keys(b, 'after');
     END IF;
@@ -130,3 +138,18 @@ BEGIN
     END IF;
 END
 $fn$;
+
+-- The audit log: entries nodes record (AuditLogNode), written with their attempt's outcome.
+CREATE TABLE IF NOT EXISTS audit_log (
+    run_id     TEXT NOT NULL,
+    node_id    TEXT NOT NULL,
+    iteration  INTEGER NOT NULL,
+    attempt    INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    event_type TEXT,
+    user_id    TEXT,
+    entry      JSONB NOT NULL,
+    PRIMARY KEY (run_id, node_id, iteration, attempt, idx)
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at_ms);

@@ -17,3 +17,18 @@ CREATE TABLE IF NOT EXISTS run_aliases (
     run_id     TEXT NOT NULL,
     created_ms INTEGER NOT NULL
 );
+
+-- The audit log: entries nodes record (AuditLogNode), written with their attempt's outcome.
+CREATE TABLE IF NOT EXISTS audit_log (
+    run_id     TEXT NOT NULL,
+    node_id    TEXT NOT NULL,
+    iteration  INTEGER NOT NULL,
+    attempt    INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    event_type TEXT,
+    user_id    TEXT,
+    entry      TEXT NOT NULL,
+    PRIMARY KEY (run_id, node_id, iteration, attempt, idx)
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at_ms);
