@@ -1682,6 +1682,130 @@ async fn secrets_reach_the_node_and_nothing_else() {
     d.finish().await;
 }
 
+/// The node catalogue in one workflow, on the distributed engine and in `kora run`: file
+/// writers and readers and a directory listing below the data root, HTTP, REST, rate-limited,
+/// alert and LLM nodes against a loopback server, SQL on PostgreSQL and SQLite, Redis and TTL
+/// caches, threat detection and an audit entry in the ledger; secrets from the worker's
+/// environment. (Multi-threaded: the loopback server must answer while the test waits on
+/// `kora` processes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_catalogue_runs_distributed_and_embedded() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let (base, seen) = kora_nodes::testing::server(std::sync::Arc::new(
+        |req: &kora_nodes::testing::Seen, _| {
+            let t = req.target.as_str();
+            if t.starts_with("/v1/chat/completions") {
+                let ok = req.header("authorization") == Some("Bearer tok-123");
+                let content = if ok { "hi there" } else { "bad key" };
+                (200, "application/json", serde_json::json!({"id": "c1", "model": "tiny",
+                    "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "usage": {"total_tokens": 5}}).to_string())
+            } else if t.starts_with("/users/") {
+                (200, "application/json", serde_json::json!({"id": 7, "path": t}).to_string())
+            } else if t.starts_with("/discord") {
+                (204, "text/plain", String::new())
+            } else {
+                (200, "application/json", serde_json::json!({"path": t, "auth": req.header("authorization")}).to_string())
+            }
+        },
+    ))
+    .await;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("seed")).unwrap();
+    std::fs::write(root.path().join("seed/a.csv"), "x\n1\n").unwrap();
+    let key = format!("kora-cat:{}:", std::process::id());
+    let secret = serde_json::json!({"$secret": "api_token"});
+    let wf = serde_json::json!({"kora": 1, "name": "catalogue", "nodes": [
+        {"id": "w_csv", "type": "CSVWriterNode", "config": {"file_path": "out/people.csv", "data": [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Bob"}]}},
+        {"id": "r_csv", "type": "CSVReaderNode"},
+        {"id": "w_json", "type": "JSONWriterNode", "config": {"file_path": "out/d.json", "data": {"k": [1, 2]}}},
+        {"id": "r_json", "type": "JSONReaderNode"},
+        {"id": "w_text", "type": "TextWriterNode", "config": {"file_path": "out/t.txt", "text": "hello"}},
+        {"id": "r_text", "type": "TextReaderNode"},
+        {"id": "dir", "type": "DirectoryReaderNode", "config": {"directory_path": "seed"}},
+        {"id": "http", "type": "HTTPRequestNode", "config": {"url": format!("{base}/items"), "method": "POST",
+            "json_data": {"n": 1}, "auth_type": "bearer", "auth_token": secret}},
+        {"id": "rest", "type": "RESTClientNode", "config": {"base_url": base, "resource": "/users/{id}", "path_params": {"id": 7}}},
+        {"id": "limited", "type": "RateLimitedAPINode", "config": {"url": format!("{base}/limited"), "requests_per_second": 50}},
+        {"id": "hook", "type": "WebhookAlertNode", "config": {"url": format!("{base}/hook"), "message_template": "{n} people", "alert_type": "warning"}},
+        {"id": "slack", "type": "SlackAlertNode", "config": {"webhook_url": format!("{base}/slack"), "message": "done"}},
+        {"id": "discord", "type": "DiscordAlertNode", "config": {"webhook_url": format!("{base}/discord"), "title": "t", "message": "m"}},
+        {"id": "llm", "type": "LLMAgentNode", "config": {"base_url": format!("{base}/v1"), "model": "tiny", "prompt": "hello", "api_key": secret}},
+        {"id": "pg", "type": "SQLDatabaseNode", "config": {"connection_string": "postgresql://postgres@127.0.0.1:5432/test",
+            "query": "SELECT CAST(:a AS INTEGER) + 1 AS b", "params": {"a": 41}}},
+        {"id": "lite", "type": "AsyncSQLDatabaseNode", "config": {"connection_string": "sqlite:cat.db", "query": "SELECT 2 AS two"}},
+        {"id": "r_set", "type": "RedisCacheNode", "config": {"operation": "set", "key": "k", "value": {"v": 1}, "ttl": 60, "key_prefix": key}},
+        {"id": "r_get", "type": "RedisCacheNode", "config": {"operation": "get", "key_prefix": key}},
+        {"id": "t_set", "type": "TTLCacheNode", "config": {"operation": "set", "key": "k", "value": 5}},
+        {"id": "t_get", "type": "TTLCacheNode", "config": {"operation": "get"}},
+        {"id": "threat", "type": "ThreatDetectionNode", "config": {"events": [{"ip": "9.9.9.9", "type": "request", "path": "/a/../../etc/passwd"}]}},
+        {"id": "audit", "type": "AuditLogNode", "config": {"event_type": "catalogue", "message": "ran the catalogue", "user_id": "tester"}}],
+        "connections": [
+            {"source": "w_csv", "output": "file_path", "target": "r_csv", "input": "file_path"},
+            {"source": "w_json", "output": "file_path", "target": "r_json", "input": "file_path"},
+            {"source": "w_text", "output": "file_path", "target": "r_text", "input": "file_path"},
+            {"source": "w_csv", "output": "rows_written", "target": "hook", "input": "n"},
+            {"source": "r_set", "output": "key", "target": "r_get", "input": "key"},
+            {"source": "t_set", "output": "key", "target": "t_get", "input": "key"}]});
+    let file = root.path().join("catalogue.json");
+    std::fs::write(&file, wf.to_string()).unwrap();
+    let check = |out: &serde_json::Value, how: &str| {
+        assert_eq!(out["status"], "succeeded", "{how}: {out}");
+        let r = &out["results"];
+        assert_eq!(r["r_csv"]["data"][1]["name"], "Bob", "{how}: {r}");
+        assert_eq!(r["r_json"]["data"]["k"][1], 2, "{how}");
+        assert_eq!(r["r_text"]["text"], "hello", "{how}");
+        assert_eq!(r["dir"]["directory_stats"]["total_files"], 1, "{how}");
+        assert_eq!(
+            r["http"]["response"]["content"]["auth"], "Bearer ***",
+            "{how}: the secret reached the server, masked here"
+        );
+        assert_eq!(r["rest"]["data"]["id"], 7, "{how}");
+        assert_eq!(r["limited"]["success"], true, "{how}");
+        assert_eq!(r["hook"]["message"], "2 people", "{how}");
+        assert_eq!(r["slack"]["sent"], true, "{how}");
+        assert_eq!(r["discord"]["status_code"], 204, "{how}");
+        assert_eq!(r["llm"]["response"]["content"], "hi there", "{how}");
+        assert_eq!(r["pg"]["data"][0]["b"], 42, "{how}");
+        assert_eq!(r["lite"]["result"]["data"][0]["two"], 2, "{how}");
+        assert_eq!(r["r_get"]["value"]["v"], 1, "{how}");
+        assert_eq!(r["t_get"]["value"], 5, "{how}");
+        assert_eq!(r["threat"]["threats"][0]["type"], "path_traversal", "{how}");
+        assert_eq!(r["audit"]["audit_entry"]["user_id"], "tester", "{how}");
+    };
+    let data_root = root.path().display().to_string();
+    d.serve_env(
+        "all",
+        &[],
+        &[
+            ("KORA_SECRET_API_TOKEN", "tok-123"),
+            ("KORA_WORKER__DATA_ROOT", &data_root),
+        ],
+    );
+    let out = d.submit_wait(&file, None);
+    check(&out, "distributed");
+    let run_id = out["run_id"].as_str().unwrap();
+    let o = d.kora(&["audit", "--run", run_id, "--format", "json"]);
+    let audit: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+    assert_eq!(audit[0]["entry"]["event_type"], "catalogue");
+    assert_eq!(seen.lock().unwrap().len(), 7, "seven HTTP calls");
+    // The same workflow embedded.
+    std::fs::remove_dir_all(root.path().join("out")).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kora"))
+        .args(["run", file.to_str().unwrap(), "--data-root", &data_root])
+        .env("KORA_SECRET_API_TOKEN", "tok-123")
+        .output()
+        .unwrap();
+    let embedded: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    check(&embedded, "kora run");
+    d.finish().await;
+}
+
 /// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
 /// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
 /// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.
