@@ -140,7 +140,7 @@ enum Body {
     Raw(String),
 }
 
-struct Request {
+pub(crate) struct Request {
     method: reqwest::Method,
     url: String,
     headers: Vec<(String, String)>,
@@ -169,7 +169,7 @@ fn num(input: &Map, k: &str, default: f64) -> f64 {
 }
 
 /// Reads the request parameters common to the API nodes; `url` is given by the caller.
-fn request(node: &str, input: &Map, url: String) -> Result<Request, NodeError> {
+pub(crate) fn request(node: &str, input: &Map, url: String) -> Result<Request, NodeError> {
     let method = input
         .get("method")
         .and_then(Value::as_str)
@@ -289,8 +289,8 @@ fn base64(s: &str) -> String {
 }
 
 /// A response as the API nodes output it.
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     headers: Map,
     content_type: String,
     content: Value,
@@ -332,7 +332,7 @@ impl Http {
     /// Sends `req`, retrying transport failures and 429/502/503/504 up to `req.retries` times.
     /// A transport failure left after the retries is a retryable error; an HTTP error status is
     /// a response (`success: false`).
-    async fn send(&self, node: &str, req: &Request) -> Result<Response, NodeError> {
+    pub(crate) async fn send(&self, node: &str, req: &Request) -> Result<Response, NodeError> {
         let client = if req.verify {
             &self.client
         } else {

@@ -14,6 +14,7 @@ mod data;
 pub mod docs;
 mod error;
 mod http;
+mod monitoring;
 pub mod python;
 pub mod secrets;
 mod security;
@@ -113,6 +114,7 @@ impl Registry {
             .chain(sql::all(&sql::Pools::new(cfg.data_root.clone())))
             .chain(cache::all())
             .chain(security::all())
+            .chain(monitoring::all(&client))
         {
             r.register(n);
         }
