@@ -496,6 +496,8 @@ impl Node for MetricsCollector {
             let mut sys = System::new();
             if cpu || process {
                 sys.refresh_cpu_usage();
+                // A blocking-pool thread (spawn_blocking), not an async worker.
+                #[allow(clippy::disallowed_methods)]
                 std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
                 sys.refresh_cpu_usage();
             }
