@@ -139,6 +139,10 @@ pub struct NodeTypeInfo {
     pub stop_on_error: bool,
     /// Routes data like Kailash's SwitchNode: `None` outputs mark untaken branches.
     pub is_switch: bool,
+    /// Groups of parameters of which at least one must be given (PythonCodeNode: code,
+    /// function or class_code).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub required_one_of: Vec<&'static [&'static str]>,
 }
 
 impl NodeTypeInfo {

@@ -379,6 +379,20 @@ fn compile_inner(
                 ));
             }
         }
+        for group in &info.required_one_of {
+            let given = group.iter().any(|name| {
+                node.config.get(*name).is_some_and(|v| !v.is_null())
+                    || inbound[i].iter().any(|e| e.input == *name)
+                    || scoped.is_some_and(|s| s.contains_key(*name))
+            });
+            if !given {
+                problems.push(problem(
+                    Some(&node.id),
+                    Some(&group.join(" | ")),
+                    format!("{} needs one of {}", info.name, group.join(", ")),
+                ));
+            }
+        }
         for p in &info.params {
             // Static config only: templates and secret references are resolved later.
             let given = std::iter::once(p.name)

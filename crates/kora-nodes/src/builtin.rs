@@ -44,6 +44,7 @@ pub(crate) fn info(
         open_outputs: false,
         stop_on_error: false,
         is_switch: false,
+        required_one_of: Vec::new(),
     }
 }
 
@@ -70,7 +71,17 @@ impl PythonCode {
             "PythonCodeNode",
             "Runs Python code: inputs become variables; the `result` variable is the output (else every public local).",
             vec![
-                ParamInfo::required("code", "Python source to execute").kind(ParamKind::String),
+                ParamInfo::optional("code", "Python source: inputs are its variables, `result` its output")
+                    .kind(ParamKind::String),
+                ParamInfo::optional("function", "Python source defining a function, called with the inputs it accepts; its return value is `result`")
+                    .kind(ParamKind::String),
+                ParamInfo::optional("function_name", "which function, when the source defines several")
+                    .kind(ParamKind::String),
+                ParamInfo::optional("class_code", "Python source defining a class, instantiated once per interpreter; its method is called like a function")
+                    .kind(ParamKind::String),
+                ParamInfo::optional("class_name", "which class, when the source defines several")
+                    .kind(ParamKind::String),
+                ParamInfo::optional("method", "the class's method to call").kind(ParamKind::String).default("process (else execute, run, __call__)"),
                 ParamInfo::optional("timeout", "seconds before the interpreter is killed")
                     .kind(ParamKind::Number)
                     .default("60"),
@@ -79,6 +90,7 @@ impl PythonCode {
         );
         i.open_inputs = true;
         i.open_outputs = true;
+        i.required_one_of = vec![&["code", "function", "class_code"]];
         PythonCode { info: i, pool }
     }
 }
@@ -89,13 +101,15 @@ impl Node for PythonCode {
         &self.info
     }
     async fn run(&self, ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
-        let code = match input.get("code") {
-            Some(Value::String(c)) => c.clone(),
-            _ => {
-                return Err(input_error(
-                    "PythonCodeNode",
-                    "config 'code' must be a string of Python source",
-                ));
+        const NODE: &str = "PythonCodeNode";
+        let text = |k: &str| -> Result<Option<String>, NodeError> {
+            match input.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(c)) => Ok(Some(c.clone())),
+                Some(other) => Err(input_error(
+                    NODE,
+                    format!("'{k}' must be a string of Python source, found {other}"),
+                )),
             }
         };
         let timeout = input
@@ -103,8 +117,48 @@ impl Node for PythonCode {
             .and_then(Value::as_f64)
             .filter(|t| *t > 0.0)
             .map(Duration::from_secs_f64);
+        let (code, function, class) = (text("code")?, text("function")?, text("class_code")?);
+        let (mode, source) = match (code, function, class) {
+            (Some(c), None, None) => {
+                return self.pool.execute(&ctx.node_id, &c, &input, timeout).await;
+            }
+            (None, Some(f), None) => ("function", f),
+            (None, None, Some(c)) => ("class", c),
+            (None, None, None) => {
+                return Err(input_error(
+                    NODE,
+                    "give one of 'code', 'function' or 'class_code'",
+                ));
+            }
+            _ => {
+                return Err(input_error(
+                    NODE,
+                    "give only one of 'code', 'function' and 'class_code'",
+                ));
+            }
+        };
+        // The function gets the workflow's inputs, not the node's own settings.
+        let mut args = input.clone();
+        for k in [
+            "function",
+            "function_name",
+            "class_code",
+            "class_name",
+            "method",
+            "timeout",
+        ] {
+            args.remove(k);
+        }
+        let entry = input
+            .get(if mode == "class" {
+                "class_name"
+            } else {
+                "function_name"
+            })
+            .and_then(Value::as_str);
+        let method = input.get("method").and_then(Value::as_str);
         self.pool
-            .execute(&ctx.node_id, &code, &input, timeout)
+            .call(&ctx.node_id, mode, &source, entry, method, &args, timeout)
             .await
     }
 }

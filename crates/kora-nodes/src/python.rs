@@ -23,9 +23,12 @@ use kora_model::Map;
 
 /// The interpreter loop. Kailash semantics: inputs become variables; a `result` variable is the
 /// output `{"result": result}`; without one, every public local that is not a module, function
-/// or class is returned.
+/// or class is returned. In `function` mode the source defines a function, called with the
+/// inputs it accepts (all of them with `**kwargs`); in `class` mode it defines a class,
+/// instantiated once per interpreter, whose method is called the same way. Either's return
+/// value is the output `{"result": value}`.
 pub const RUNNER: &str = r#"
-import builtins, json, os, sys, threading, time, traceback, types
+import builtins, inspect, json, os, sys, threading, time, traceback, types
 # Die with the worker: an interpreter orphaned by a killed worker must not go on running the
 # node's code (its side effects would happen twice once the task is redelivered).
 def _watch(_parent=os.getppid()):
@@ -36,6 +39,7 @@ threading.Thread(target=_watch, daemon=True).start()
 _out = sys.stdout
 sys.stdout = sys.stderr
 _cache = {}
+_objs = {}
 _skip = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
 for _line in sys.stdin:
     try:
@@ -47,13 +51,49 @@ for _line in sys.stdin:
             if len(_cache) > 512:
                 _cache.clear()
             _cache[_code] = _co
-        _ns = dict(_req["inputs"])
-        _ns["__builtins__"] = builtins
-        exec(_co, _ns)
-        if "result" in _ns:
-            _output = {"result": _ns["result"]}
+        _mode = _req.get("mode", "code")
+        if _mode == "code":
+            _ns = dict(_req["inputs"])
+            _ns["__builtins__"] = builtins
+            exec(_co, _ns)
+            if "result" in _ns:
+                _output = {"result": _ns["result"]}
+            else:
+                _output = {k: v for k, v in _ns.items() if not k.startswith("_") and not isinstance(v, _skip)}
         else:
-            _output = {k: v for k, v in _ns.items() if not k.startswith("_") and not isinstance(v, _skip)}
+            _key = (_mode, _code, _req.get("entry"), _req.get("method"))
+            _fn = _objs.get(_key)
+            if _fn is None:
+                _ns = {"__builtins__": builtins, "__name__": "kora_node"}
+                exec(_co, _ns)
+                _want = type if _mode == "class" else types.FunctionType
+                _defs = {k: v for k, v in _ns.items() if isinstance(v, _want) and getattr(v, "__module__", "") == "kora_node" and not k.startswith("_")}
+                _name = _req.get("entry")
+                _what = "class" if _mode == "class" else "function"
+                if _name:
+                    if _name not in _defs:
+                        raise NameError("the source defines no %s named %r (it defines: %s)" % (_what, _name, ", ".join(sorted(_defs)) or "none"))
+                    _fn = _defs[_name]
+                elif len(_defs) == 1:
+                    _fn = next(iter(_defs.values()))
+                else:
+                    raise NameError("the source defines %s %ss (%s): name the one to use with %s_name" % ("no" if not _defs else len(_defs), _what, ", ".join(sorted(_defs)), _what))
+                if _mode == "class":
+                    _inst = _fn()
+                    _m = _req.get("method")
+                    _names = [_m] if _m else ["process", "execute", "run", "__call__"]
+                    _fn = next((getattr(_inst, n) for n in _names if callable(getattr(_inst, n, None))), None)
+                    if _fn is None:
+                        raise AttributeError("the class has no method %s" % " or ".join(_names))
+                if len(_objs) > 256:
+                    _objs.clear()
+                _objs[_key] = _fn
+            _params = inspect.signature(_fn).parameters.values()
+            _args = dict(_req["inputs"])
+            if not any(p.kind == p.VAR_KEYWORD for p in _params):
+                _names = {p.name for p in _params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+                _args = {k: v for k, v in _args.items() if k in _names}
+            _output = {"result": _fn(**_args)}
         try:
             _text = json.dumps({"ok": True, "output": _output}, allow_nan=False)
         except (TypeError, ValueError) as _e:
@@ -142,6 +182,34 @@ impl PythonPool {
         inputs: &Map,
         timeout: Option<Duration>,
     ) -> Result<Map, NodeError> {
+        self.exchange(
+            json!({"node": node_id, "code": code, "inputs": inputs}),
+            timeout,
+        )
+        .await
+    }
+
+    /// Calls the function (`mode` "function") or the method of the class (`mode` "class")
+    /// that `source` defines, with the inputs it accepts; the return value is `result`.
+    pub async fn call(
+        &self,
+        node_id: &str,
+        mode: &str,
+        source: &str,
+        entry: Option<&str>,
+        method: Option<&str>,
+        inputs: &Map,
+        timeout: Option<Duration>,
+    ) -> Result<Map, NodeError> {
+        self.exchange(
+            json!({"node": node_id, "mode": mode, "code": source, "entry": entry,
+                   "method": method, "inputs": inputs}),
+            timeout,
+        )
+        .await
+    }
+
+    async fn exchange(&self, req: Value, timeout: Option<Duration>) -> Result<Map, NodeError> {
         let _permit = self
             .permits
             .acquire()
@@ -152,10 +220,9 @@ impl PythonPool {
             Some(i) => i,
             None => self.spawn()?,
         };
-        let mut req = serde_json::to_vec(&json!({"node": node_id, "code": code, "inputs": inputs}))
-            .map_err(|e| {
-                NodeError::permanent("InputError", format!("inputs are not serializable: {e}"))
-            })?;
+        let mut req = serde_json::to_vec(&req).map_err(|e| {
+            NodeError::permanent("InputError", format!("inputs are not serializable: {e}"))
+        })?;
         req.push(b'\n');
         let limit = timeout.unwrap_or(self.default_timeout);
         let exchange = async {

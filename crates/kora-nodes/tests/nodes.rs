@@ -469,3 +469,68 @@ async fn audit_log_node_honours_its_config_and_records_the_entry() {
         .unwrap_err();
     assert!(e.to_string().contains("'message'"), "{e}");
 }
+
+#[tokio::test]
+async fn python_code_node_function_and_class_forms() {
+    let r = reg(std::path::Path::new("."));
+    // A function: called with the inputs it accepts; its return value is `result`.
+    let o = run(
+        &r,
+        "PythonCodeNode",
+        json!({"function": "def scale(x, factor=2):\n    return {'y': x * factor}", "x": 21, "unused": 1}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o["result"], json!({"y": 42}));
+    let o = run(
+        &r,
+        "PythonCodeNode",
+        json!({"function": "def a(**kw):\n    return sorted(kw)\ndef b():\n    return 0", "function_name": "a", "p": 1, "q": 2}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        o["result"],
+        json!(["p", "q"]),
+        "**kwargs gets every input, not the node's settings"
+    );
+    let e = run(
+        &r,
+        "PythonCodeNode",
+        json!({"function": "def a():\n    return 1\ndef b():\n    return 2"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("function_name"), "{e}");
+    // A class: one instance per interpreter, so state carries across calls on it.
+    let counter = "class Counter:\n    def __init__(self):\n        self.n = 0\n    def process(self, step=1):\n        self.n += step\n        return self.n";
+    let mut last = 0;
+    for _ in 0..3 {
+        last = run(
+            &r,
+            "PythonCodeNode",
+            json!({"class_code": counter, "step": 5}),
+        )
+        .await
+        .unwrap()["result"]
+            .as_i64()
+            .unwrap();
+    }
+    assert!(last >= 5 && last % 5 == 0, "{last}");
+    let e = run(
+        &r,
+        "PythonCodeNode",
+        json!({"class_code": "class A:\n    pass"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("no method process"), "{e}");
+    let e = run(
+        &r,
+        "PythonCodeNode",
+        json!({"code": "result = 1", "function": "def f():\n    return 1"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("only one of"), "{e}");
+}

@@ -12,6 +12,7 @@ pub(crate) fn catalog() -> Vec<NodeTypeInfo> {
         open_outputs: false,
         stop_on_error: false,
         is_switch: false,
+        required_one_of: Vec::new(),
     };
     let mut py = t(
         "PythonCodeNode",
