@@ -157,9 +157,13 @@ impl Node for PythonCode {
             })
             .and_then(Value::as_str);
         let method = input.get("method").and_then(Value::as_str);
-        self.pool
-            .call(&ctx.node_id, mode, &source, entry, method, &args, timeout)
-            .await
+        let target = crate::python::Callable {
+            mode,
+            source: &source,
+            entry,
+            method,
+        };
+        self.pool.call(&ctx.node_id, &target, &args, timeout).await
     }
 }
 

@@ -113,6 +113,17 @@ for _line in sys.stdin:
     _out.flush()
 "#;
 
+/// What PythonCodeNode's function and class forms call.
+pub struct Callable<'a> {
+    /// `function` or `class`.
+    pub mode: &'a str,
+    pub source: &'a str,
+    /// The function or class name, when the source defines several.
+    pub entry: Option<&'a str>,
+    /// The class's method (else process, execute, run or `__call__`).
+    pub method: Option<&'a str>,
+}
+
 struct Interp {
     child: Child,
     stdin: ChildStdin,
@@ -189,21 +200,18 @@ impl PythonPool {
         .await
     }
 
-    /// Calls the function (`mode` "function") or the method of the class (`mode` "class")
-    /// that `source` defines, with the inputs it accepts; the return value is `result`.
+    /// Calls the function or the class's method that `target` names, with the inputs it
+    /// accepts; the return value is `result`.
     pub async fn call(
         &self,
         node_id: &str,
-        mode: &str,
-        source: &str,
-        entry: Option<&str>,
-        method: Option<&str>,
+        target: &Callable<'_>,
         inputs: &Map,
         timeout: Option<Duration>,
     ) -> Result<Map, NodeError> {
         self.exchange(
-            json!({"node": node_id, "mode": mode, "code": source, "entry": entry,
-                   "method": method, "inputs": inputs}),
+            json!({"node": node_id, "mode": target.mode, "code": target.source,
+                   "entry": target.entry, "method": target.method, "inputs": inputs}),
             timeout,
         )
         .await
