@@ -1806,6 +1806,72 @@ async fn the_node_catalogue_runs_distributed_and_embedded() {
     d.finish().await;
 }
 
+/// An external worker in Python (`examples/external-worker/worker.py`) serves the ExternalNode
+/// tasks of its queue from the wire contract alone: its results flow through the run like any
+/// node's, and an operation it does not know fails that node with its message.
+#[tokio::test]
+async fn an_external_python_worker_serves_its_queue() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let python = root().join("target/tools/pyext/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make services-up` (it installs nats-py and msgpack)",
+        python.display()
+    );
+    d.serve("all", &[]);
+    let prefix = d
+        .env
+        .iter()
+        .find(|(k, _)| k == "KORA_PREFIX")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let worker = std::process::Command::new(&python)
+        .arg(root().join("examples/external-worker/worker.py"))
+        .args(["--queue", "ext", "--prefix", &prefix, "--nats", NATS])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    d.procs.push(worker);
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("external.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "name": "external", "nodes": [
+            {"id": "up", "type": "NoOpNode", "config": {"data": "hello kora world"}},
+            {"id": "shout", "type": "ExternalNode", "config": {"queue": "ext", "operation": "upper"}},
+            {"id": "count", "type": "ExternalNode", "config": {"queue": "ext", "operation": "word_count"}},
+            {"id": "after", "type": "PythonCodeNode", "config": {"code": "result = words * 10"}},
+            {"id": "bad", "type": "ExternalNode", "config": {"queue": "ext", "operation": "nope"}}],
+            "connections": [
+                {"source": "up", "output": "data", "target": "shout", "input": "text"},
+                {"source": "shout", "output": "text", "target": "count", "input": "text"},
+                {"source": "count", "output": "words", "target": "after", "input": "words"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = d.submit_wait(&wf, None);
+    assert_eq!(out["status"], "succeeded", "{out}");
+    let r = &out["results"];
+    assert_eq!(r["shout"]["text"], "HELLO KORA WORLD", "{out}");
+    assert_eq!(r["count"]["words"], 3);
+    assert_eq!(r["after"]["result"], 30);
+    assert_eq!(
+        r["bad"]["failed"], true,
+        "a leaf's failure is recorded: {out}"
+    );
+    assert!(
+        r["bad"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown operation 'nope'"),
+        "{out}"
+    );
+    d.finish().await;
+}
+
 /// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
 /// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
 /// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.

@@ -13,6 +13,7 @@ mod cache;
 mod data;
 pub mod docs;
 mod error;
+mod external;
 mod http;
 mod monitoring;
 pub mod python;
@@ -115,6 +116,7 @@ impl Registry {
             .chain(cache::all())
             .chain(security::all())
             .chain(monitoring::all(&client))
+            .chain(external::all())
         {
             r.register(n);
         }

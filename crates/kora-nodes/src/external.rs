@@ -1,0 +1,63 @@
+//! ExternalNode: a node run by a worker outside Kora, in any language, that speaks the wire
+//! contract in `proto/` (see `examples/external-worker/worker.py`). Its tasks go to the queue
+//! its config names, which only that worker serves.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kora_model::catalog::{NodeTypeInfo, ParamInfo, ParamKind};
+use kora_model::{Map, Value};
+
+use crate::builtin::info;
+use crate::{Node, NodeContext, NodeError};
+
+pub(crate) fn all() -> Vec<Arc<dyn Node>> {
+    vec![Arc::new(External::new())]
+}
+
+pub(crate) struct External {
+    info: NodeTypeInfo,
+}
+
+impl External {
+    fn new() -> Self {
+        let mut i = info(
+            "ExternalNode",
+            "Runs on an external worker serving `queue` (any language; proto/README.md is the contract). Its input is its config overlaid by its inputs; its output is what that worker returns.",
+            vec![
+                ParamInfo::required("queue", "the queue the external worker serves")
+                    .kind(ParamKind::String),
+                ParamInfo::optional(
+                    "operation",
+                    "what the external worker should do (its own vocabulary)",
+                )
+                .kind(ParamKind::String),
+            ],
+            vec![],
+        );
+        i.open_inputs = true;
+        i.open_outputs = true;
+        External { info: i }
+    }
+}
+
+#[async_trait]
+impl Node for External {
+    fn info(&self) -> &NodeTypeInfo {
+        &self.info
+    }
+    /// Only reached when a Kora worker serves the node's queue: a deployment mistake.
+    async fn run(&self, ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
+        let queue = input
+            .get("queue")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        Err(NodeError::permanent(
+            "ConfigError",
+            format!(
+                "node '{}' is an ExternalNode for queue {queue:?}, but a Kora worker took it: serve that queue only with the external worker (and not with `kora serve --role worker --queue {queue}`)",
+                ctx.node_id
+            ),
+        ))
+    }
+}
