@@ -26,6 +26,7 @@ pub async fn submit(
         workflow,
         params,
         submitted_at_ms: now_ms(),
+        parent: None,
     };
     let payload = wire::encode(&req)?;
     broker

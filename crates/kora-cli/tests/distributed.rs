@@ -1682,11 +1682,11 @@ async fn secrets_reach_the_node_and_nothing_else() {
     d.finish().await;
 }
 
-/// The node catalogue in one workflow, on the distributed engine and in `kora run`: file
+/// The node catalogue in one workflow (27 types), on the distributed engine and in `kora run`: file
 /// writers and readers and a directory listing below the data root, HTTP, REST, rate-limited,
 /// alert and LLM nodes against a loopback server, SQL on PostgreSQL and SQLite, Redis and TTL
-/// caches, threat detection and an audit entry in the ledger; secrets from the worker's
-/// environment. (Multi-threaded: the loopback server must answer while the test waits on
+/// caches, threat detection, an audit entry in the ledger, health checks, metrics, a Python
+/// function and a child workflow; secrets from the worker's environment. (Multi-threaded: the loopback server must answer while the test waits on
 /// `kora` processes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_catalogue_runs_distributed_and_embedded() {
@@ -1741,14 +1741,22 @@ async fn the_node_catalogue_runs_distributed_and_embedded() {
         {"id": "t_set", "type": "TTLCacheNode", "config": {"operation": "set", "key": "k", "value": 5}},
         {"id": "t_get", "type": "TTLCacheNode", "config": {"operation": "get"}},
         {"id": "threat", "type": "ThreatDetectionNode", "config": {"events": [{"ip": "9.9.9.9", "type": "request", "path": "/a/../../etc/passwd"}]}},
-        {"id": "audit", "type": "AuditLogNode", "config": {"event_type": "catalogue", "message": "ran the catalogue", "user_id": "tester"}}],
+        {"id": "audit", "type": "AuditLogNode", "config": {"event_type": "catalogue", "message": "ran the catalogue", "user_id": "tester"}},
+        {"id": "health", "type": "HealthCheckNode", "config": {"services": [
+            {"name": "web", "type": "http", "url": format!("{base}/ok")},
+            {"name": "bus", "type": "nats", "url": "nats://127.0.0.1:4222"}]}},
+        {"id": "metrics", "type": "MetricsCollectorNode", "config": {"metric_types": ["system.memory"], "format": "prometheus"}},
+        {"id": "fn", "type": "PythonCodeNode", "config": {"function": "def f(rows_written):\n    return rows_written * 10"}},
+        {"id": "sub", "type": "WorkflowNode", "config": {"workflow": {"kora": 1, "name": "sub", "nodes": [
+            {"id": "inner", "type": "NoOpNode", "config": {"data": "from the child"}}]}}}],
         "connections": [
             {"source": "w_csv", "output": "file_path", "target": "r_csv", "input": "file_path"},
             {"source": "w_json", "output": "file_path", "target": "r_json", "input": "file_path"},
             {"source": "w_text", "output": "file_path", "target": "r_text", "input": "file_path"},
             {"source": "w_csv", "output": "rows_written", "target": "hook", "input": "n"},
             {"source": "r_set", "output": "key", "target": "r_get", "input": "key"},
-            {"source": "t_set", "output": "key", "target": "t_get", "input": "key"}]});
+            {"source": "t_set", "output": "key", "target": "t_get", "input": "key"},
+            {"source": "w_csv", "output": "rows_written", "target": "fn", "input": "rows_written"}]});
     let file = root.path().join("catalogue.json");
     std::fs::write(&file, wf.to_string()).unwrap();
     let check = |out: &serde_json::Value, how: &str| {
@@ -1774,6 +1782,23 @@ async fn the_node_catalogue_runs_distributed_and_embedded() {
         assert_eq!(r["t_get"]["value"], 5, "{how}");
         assert_eq!(r["threat"]["threats"][0]["type"], "path_traversal", "{how}");
         assert_eq!(r["audit"]["audit_entry"]["user_id"], "tester", "{how}");
+        assert_eq!(
+            r["health"]["overall_status"], "healthy",
+            "{how}: {}",
+            r["health"]
+        );
+        assert!(
+            r["metrics"]["metrics"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("system_memory_total_bytes"),
+            "{how}"
+        );
+        assert_eq!(r["fn"]["result"], 20, "{how}");
+        assert_eq!(
+            r["sub"]["results"]["inner"]["data"], "from the child",
+            "{how}"
+        );
     };
     let data_root = root.path().display().to_string();
     d.serve_env(
@@ -1792,7 +1817,7 @@ async fn the_node_catalogue_runs_distributed_and_embedded() {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
     assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
     assert_eq!(audit[0]["entry"]["event_type"], "catalogue");
-    assert_eq!(seen.lock().unwrap().len(), 7, "seven HTTP calls");
+    assert_eq!(seen.lock().unwrap().len(), 8, "eight HTTP calls");
     // The same workflow embedded.
     std::fs::remove_dir_all(root.path().join("out")).unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_kora"))
@@ -1867,6 +1892,74 @@ async fn an_external_python_worker_serves_its_queue() {
             .as_str()
             .unwrap_or_default()
             .contains("unknown operation 'nope'"),
+        "{out}"
+    );
+    d.finish().await;
+}
+
+/// A WorkflowNode runs its workflow as a child run: its own run in the ledger (with the parent
+/// attempt recorded), whose results become the node's output; a child run that fails (an
+/// internal node of it failed) fails the node, and, the node being internal, the parent run.
+#[tokio::test]
+async fn a_workflow_node_runs_a_child_run_in_the_ledger() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let parent = |code: &str| {
+        serde_json::json!({"kora": 1, "name": "parent", "nodes": [
+            {"id": "n", "type": "NoOpNode", "config": {"data": 5}},
+            {"id": "child", "type": "WorkflowNode", "config": {
+                "workflow": {"kora": 1, "name": "child", "nodes": [
+                    {"id": "double", "type": "PythonCodeNode", "config": {"code": code}},
+                    {"id": "tail", "type": "NoOpNode"}],
+                    "connections": [{"source": "double", "output": "result", "target": "tail", "input": "data"}]},
+                "input_mapping": {"value": "double.x"}}},
+            {"id": "after", "type": "PythonCodeNode", "config": {"code": "result = r['double']['result'] + 1"}}],
+            "connections": [
+                {"source": "n", "output": "data", "target": "child", "input": "value"},
+                {"source": "child", "output": "results", "target": "after", "input": "r"}]})
+        .to_string()
+    };
+    let ok = dir.path().join("ok.json");
+    std::fs::write(&ok, parent("result = x * 2")).unwrap();
+    let out = d.submit_wait(&ok, None);
+    assert_eq!(out["status"], "succeeded", "{out}");
+    assert_eq!(out["results"]["after"]["result"], 11);
+    let child = out["results"]["child"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = d.kora(&["runs", "show", &child, "--format", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    assert_eq!(shown["workflow"], "child");
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    let rec = store.run(&child).await.unwrap().unwrap();
+    let parent_run = out["run_id"].as_str().unwrap();
+    assert_eq!(rec.parent, Some(format!("{parent_run}:child:0:1")));
+    store.close().await;
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, parent("result = 1 / 0")).unwrap();
+    let out = d.submit_wait(&bad, None);
+    assert_eq!(out["status"], "failed", "{out}");
+    assert_eq!(
+        out["results"]["child"]["error_type"], "ChildWorkflowFailed",
+        "{out}"
+    );
+    assert!(
+        out["results"]["child"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("division by zero"),
         "{out}"
     );
     d.finish().await;

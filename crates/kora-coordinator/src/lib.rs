@@ -106,6 +106,8 @@ struct ActiveRun {
     /// The run's concurrency group, if its workflow has a limit: when it ends, a queued run
     /// of the group may start.
     group: Option<String>,
+    /// A child run's parent attempt (a WorkflowNode's task id): told the outcome at the end.
+    parent: Option<String>,
 }
 
 impl ActiveRun {
@@ -253,6 +255,9 @@ pub async fn run(
                 if let Err(e) = c.start_queued(None).await {
                     warn!(error = %e, "cannot start queued runs; the sweep will retry");
                 }
+                if let Err(e) = c.report_unreported_children().await {
+                    warn!(error = %e, "cannot tell parents about ended child runs; the sweep will retry");
+                }
                 continue;
             }
             b = consumer.fetch(c.cfg.batch, c.cfg.fetch_wait) => b,
@@ -369,6 +374,8 @@ struct Pending {
     paced: Vec<Paced>,
     /// Idempotency keys taken by runs this batch creates, and by which.
     keys: HashMap<String, String>,
+    /// Child runs (of WorkflowNodes) this batch ended: their parents are told after the commit.
+    children: Vec<String>,
 }
 
 /// An attempt whose queue has a rate limit.
@@ -473,6 +480,7 @@ impl Coordinator {
             groups: _,
             paced: _,
             keys: _,
+            children,
         } = p;
         if !batch.is_empty() {
             let started = std::time::Instant::now();
@@ -546,6 +554,11 @@ impl Coordinator {
         {
             warn!(error = %e, "cannot start queued runs now; the sweep will");
         }
+        if !children.is_empty()
+            && let Err(e) = self.report_children(children).await
+        {
+            warn!(error = %e, "cannot tell parents their child runs ended; the sweep will");
+        }
         if self.runs.len() > self.cfg.cache_runs {
             // Evict arbitrary entries; they are rebuilt from the ledger on their next result.
             let extra: Vec<String> = self
@@ -592,6 +605,7 @@ impl Coordinator {
                     at_ms: now,
                     concurrency: None,
                     deadline_ms: None,
+                    parent: None,
                 });
                 let detail = serde_json::json!({ "problems": problems });
                 p.batch.events.push(event(
@@ -766,6 +780,7 @@ impl Coordinator {
                     at_ms: now,
                     concurrency: group.clone(),
                     deadline_ms,
+                    parent: request.parent.clone(),
                 });
                 let mut run = ActiveRun {
                     state,
@@ -775,6 +790,7 @@ impl Coordinator {
                     attempts: HashMap::new(),
                     overrides: HashMap::new(),
                     group: group.as_ref().map(|g| g.0.clone()),
+                    parent: request.parent,
                 };
                 run.event_seq += 1;
                 p.batch.events.push(event(
@@ -1119,6 +1135,9 @@ impl Coordinator {
         if let Some(g) = &run.group {
             p.freed.push(g.clone());
         }
+        if run.parent.is_some() {
+            p.children.push(c.run_id.clone());
+        }
         p.touched.push(c.run_id.clone());
         p.finished.push(c.run_id.clone());
         p.cancelled.push(c.run_id.clone());
@@ -1227,6 +1246,7 @@ impl Coordinator {
                 attempts: HashMap::new(),
                 overrides: HashMap::new(),
                 group,
+                parent: rec.parent.clone(),
             };
             let now = now_ms();
             let mut p = Pending::default();
@@ -1625,6 +1645,7 @@ impl Coordinator {
             .map(|(g, _)| g);
         Ok(Some(ActiveRun {
             group,
+            parent: rec.parent.clone(),
             state,
             run_id: run_id.to_string(),
             event_seq,
@@ -1646,6 +1667,9 @@ impl Coordinator {
         priority: kora_model::Priority,
     ) -> Result<Outbound, (&'static str, String)> {
         let task_id = NodeTask::make_id(run_id, &spec.id, iteration, attempt);
+        if spec.node_type == WORKFLOW_NODE {
+            return self.child_request(&task_id, spec, &inputs);
+        }
         let task = NodeTask {
             v: WIRE_VERSION,
             task_id: task_id.clone(),
@@ -1680,6 +1704,182 @@ impl Coordinator {
             )),
             Err(e) => Err(("EncodeError", format!("cannot encode the node's task: {e}"))),
         }
+    }
+
+    /// A WorkflowNode's attempt is a child run: the request that starts it (its run id derives
+    /// from the attempt, so a re-send is the same child), or why it cannot start.
+    fn child_request(
+        &self,
+        task_id: &str,
+        spec: &NodeSpec,
+        inputs: &Map,
+    ) -> Result<Outbound, (&'static str, String)> {
+        let input = kora_model::semantics::prepare_input(&spec.config, inputs);
+        let bad = |m: String| ("ChildWorkflowError", format!("node '{}': {m}", spec.id));
+        let Some(doc) = input.get("workflow").filter(|v| v.is_object()) else {
+            return Err(bad(
+                "'workflow' must be a workflow (a map, in any shape Kora loads)".into(),
+            ));
+        };
+        let (workflow, _) = kora_model::load::from_value(doc).map_err(|errs| {
+            bad(format!(
+                "its workflow does not load: {}",
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        let mut params = match input.get("parameters") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        match input.get("input_mapping") {
+            // {input: "node.param"}: an input goes to one parameter of one child node.
+            Some(Value::Object(mapping)) => {
+                for (name, target) in mapping {
+                    let Some((node, param)) = target.as_str().and_then(|t| t.split_once('.'))
+                    else {
+                        return Err(bad(format!(
+                            "input_mapping.{name} must be \"node.parameter\""
+                        )));
+                    };
+                    if let Some(v) = input.get(name) {
+                        let slot = params
+                            .entry(node.to_string())
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if let Value::Object(m) = slot {
+                            m.insert(param.to_string(), v.clone());
+                        }
+                    }
+                }
+            }
+            // Without a mapping, the node's other inputs are the child's workflow-level
+            // parameters.
+            _ => {
+                for (k, v) in inputs {
+                    if !matches!(k.as_str(), "workflow" | "parameters" | "input_mapping") {
+                        params.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+        }
+        if let Err(problems) = kora_model::compile(&workflow, self.catalog.as_ref(), Some(&params))
+        {
+            return Err(bad(format!(
+                "its workflow is not valid: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+        let child = uuid::Uuid::new_v5(&CHILD_NAMESPACE, task_id.as_bytes()).to_string();
+        let req = wire::RunRequest {
+            v: WIRE_VERSION,
+            run_id: child.clone(),
+            idempotency_key: None,
+            workflow,
+            params,
+            submitted_at_ms: now_ms(),
+            parent: Some(task_id.to_string()),
+        };
+        let bytes = wire::encode(&req).map_err(|e| ("EncodeError", e.to_string()))?;
+        if bytes.len() > self.cfg.max_task_bytes {
+            return Err((
+                "TaskTooLarge",
+                format!(
+                    "node '{}': the child run's request encodes to {} bytes, over the {}-byte limit",
+                    spec.id,
+                    bytes.len(),
+                    self.cfg.max_task_bytes
+                ),
+            ));
+        }
+        Ok(Outbound::new(self.subjects.run_submit(), bytes).msg_id(format!("run:{child}")))
+    }
+
+    /// Tells each ended child run's parent attempt the outcome (a NodeResult on the ledger
+    /// subject, deduplicated by its message id), then marks the child reported.
+    async fn report_children(&self, children: Vec<String>) -> Result<(), Error> {
+        let mut records = Vec::new();
+        for id in children {
+            if let Some(r) = self.store.run(&id).await? {
+                records.push(r);
+            }
+        }
+        self.tell_parents(records).await
+    }
+
+    /// The sweep's part: child runs whose parent was never told (a crash in between).
+    async fn report_unreported_children(&self) -> Result<(), Error> {
+        let cutoff = now_ms()
+            .saturating_sub(u64::try_from(self.cfg.outbox_grace.as_millis()).unwrap_or(u64::MAX));
+        let records = self.store.unreported_children(cutoff, 256).await?;
+        self.tell_parents(records).await
+    }
+
+    async fn tell_parents(&self, children: Vec<kora_store::RunRecord>) -> Result<(), Error> {
+        let mut told = Vec::new();
+        for child in children {
+            let (Some(parent), true) = (child.parent.as_deref(), child.status.is_final()) else {
+                continue;
+            };
+            let Some(key) = kora_store::parse_dead_letter_id(parent) else {
+                continue;
+            };
+            let ids: Vec<String> = child
+                .spec
+                .as_ref()
+                .map(|s| s.nodes.iter().map(|n| n.id.clone()).collect())
+                .unwrap_or_default();
+            let outcome = if child.status == RunStatus::Succeeded {
+                let results = self.store.results(&child.run_id, &ids).await?;
+                let mut output = Map::new();
+                output.insert("results".into(), Value::Object(results));
+                output.insert("run_id".into(), Value::String(child.run_id.clone()));
+                output.insert("status".into(), Value::String("succeeded".into()));
+                TaskOutcome::Success { output }
+            } else {
+                TaskOutcome::Failure {
+                    error: format!(
+                        "child run {} {}: {}",
+                        child.run_id,
+                        child.status.as_str(),
+                        child.error.as_deref().unwrap_or("no error recorded")
+                    ),
+                    error_type: "ChildWorkflowFailed".into(),
+                    retryable: false,
+                }
+            };
+            let now = now_ms();
+            let result = NodeResult {
+                v: WIRE_VERSION,
+                task_id: parent.to_string(),
+                run_id: key.run_id.clone(),
+                node_id: key.node_id.clone(),
+                iteration: key.iteration,
+                attempt: key.attempt,
+                outcome,
+                worker_id: "coordinator".into(),
+                started_at_ms: child.created_ms,
+                finished_at_ms: now,
+                audit: Vec::new(),
+            };
+            let payload =
+                wire::encode(&result).map_err(|e| kora_broker::Error::Other(e.to_string()))?;
+            self.broker
+                .publish(
+                    Outbound::new(self.subjects.ledger_result(), payload)
+                        .msg_id(format!("child:{}", child.run_id)),
+                )
+                .await?;
+            info!(run_id = %key.run_id, node_id = %key.node_id, child = %child.run_id, status = child.status.as_str(), "child run ended; parent told");
+            told.push(child.run_id);
+        }
+        self.store.mark_children_reported(&told, now_ms()).await?;
+        Ok(())
     }
 
     /// The outbox sweeper: re-sends tasks the ledger says were dispatched but whose publish
@@ -1952,11 +2152,21 @@ impl Coordinator {
                     if let Some(g) = &run.group {
                         p.freed.push(g.clone());
                     }
+                    if run.parent.is_some() {
+                        p.children.push(run.run_id.clone());
+                    }
                 }
             }
         }
     }
 }
+
+/// The node type whose attempts are child runs.
+const WORKFLOW_NODE: &str = "WorkflowNode";
+
+/// Namespace of child run ids (UUIDv5 of the parent attempt's task id).
+const CHILD_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b6f_7261_0000_4000_8000_6368_696c_6421);
 
 /// The worker queue a node's tasks go to: its config's `queue`, else the default one.
 fn queue_of(spec: &NodeSpec) -> &str {

@@ -24,6 +24,10 @@ pub struct RunRequest {
     pub params: Map,
     #[serde(default)]
     pub submitted_at_ms: u64,
+    /// Set on a child run started by a WorkflowNode: the parent's attempt (its task id,
+    /// `<run>:<node>:<iteration>:<attempt>`), which gets the child's outcome as its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// What the scheduler hands the coordinator: an admitted run, or a rejected one with reasons.

@@ -77,6 +77,7 @@ fn golden_vectors() {
         workflow: wf,
         params: json!({"a": {"x": 21}}).as_object().cloned().unwrap(),
         submitted_at_ms: 1_764_000_000_000,
+        parent: None,
     };
     check("run_request", req.clone());
     check(

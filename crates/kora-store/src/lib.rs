@@ -48,6 +48,11 @@ pub trait Store: Send + Sync + 'static {
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;
     /// The run holding this idempotency key, if any.
     async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>>;
+    /// Child runs (of WorkflowNodes) that ended at or before `before_ms` and whose parent was
+    /// not yet told: the coordinator publishes each one's outcome to its parent, then marks it.
+    async fn unreported_children(&self, before_ms: u64, limit: usize) -> Result<Vec<RunRecord>>;
+    /// Marks child runs whose outcome reached their parents.
+    async fn mark_children_reported(&self, run_ids: &[String], at_ms: u64) -> Result<()>;
     /// Audit entries passing `filter`, newest first.
     async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// The run a deduplicated submission's run id stands for, if it is an alias.

@@ -39,6 +39,7 @@ struct RunEntry {
     outcomes: u64,
     concurrency: Option<(String, u32)>,
     deadline_ms: Option<u64>,
+    parent_reported: bool,
 }
 
 /// Refuses a batch that would leave a concurrency group with more running runs than its
@@ -199,6 +200,7 @@ impl Store for MemoryStore {
                 created_ms: r.at_ms,
                 updated_ms: r.at_ms,
                 finished_ms: finished,
+                parent: r.parent,
             };
             // One attempt per node is the common case: size for it up front.
             let nodes = record.spec.as_ref().map_or(0, |s| s.nodes.len());
@@ -214,6 +216,7 @@ impl Store for MemoryStore {
                     outcomes: 0,
                     concurrency: r.concurrency,
                     deadline_ms: r.deadline_ms,
+                    parent_reported: false,
                 },
             );
         }
@@ -327,6 +330,33 @@ impl Store for MemoryStore {
             .get(key)
             .and_then(|id| g.runs.get(id))
             .map(|r| r.record.clone()))
+    }
+
+    async fn unreported_children(&self, before_ms: u64, limit: usize) -> Result<Vec<RunRecord>> {
+        let g = self.lock();
+        let mut out: Vec<RunRecord> = g
+            .runs
+            .values()
+            .filter(|r| {
+                r.record.parent.is_some()
+                    && !r.parent_reported
+                    && r.record.finished_ms.is_some_and(|f| f <= before_ms)
+            })
+            .map(|r| r.record.clone())
+            .collect();
+        out.sort_by_key(|r| r.finished_ms);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn mark_children_reported(&self, run_ids: &[String], _at_ms: u64) -> Result<()> {
+        let mut g = self.lock();
+        for id in run_ids {
+            if let Some(r) = g.runs.get_mut(id) {
+                r.parent_reported = true;
+            }
+        }
+        Ok(())
     }
 
     async fn audit_log(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditEntry>> {

@@ -133,10 +133,11 @@ fn run_row(r: &PgRow) -> Result<RunRecord> {
         created_ms: u(r.try_get("created_ms")?),
         updated_ms: u(r.try_get("updated_ms")?),
         finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
+        parent: r.try_get("parent_task")?,
     })
 }
 
-const RUN_COLUMNS: &str = "run_id, idempotency_key, workflow_id, workflow_name, status, spec::text AS spec, params::text AS params, error, error_node, created_ms, updated_ms, finished_ms";
+const RUN_COLUMNS: &str = "run_id, idempotency_key, workflow_id, workflow_name, status, spec::text AS spec, params::text AS params, error, error_node, created_ms, updated_ms, finished_ms, parent_task";
 
 /// The batch as the JSON document `kora_commit` (migration 0003) takes, serialized straight
 /// from borrowed fields (no intermediate JSON tree: an admission batch can hold 10,000 attempts).
@@ -200,6 +201,7 @@ struct RunDoc<'a> {
     concurrency_key: Option<&'a str>,
     concurrency_limit: Option<u32>,
     deadline_ms: Option<u64>,
+    parent_task: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
@@ -314,6 +316,7 @@ fn batch_json(batch: &Batch) -> Result<String> {
                 concurrency_key: r.concurrency.as_ref().map(|(g, _)| g.as_str()),
                 concurrency_limit: r.concurrency.as_ref().map(|(_, l)| *l),
                 deadline_ms: r.deadline_ms,
+                parent_task: r.parent.as_deref(),
             })
             .collect(),
         new_attempts: batch
@@ -495,6 +498,30 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    async fn unreported_children(&self, before_ms: u64, limit: usize) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE parent_task IS NOT NULL AND parent_reported_ms IS NULL
+               AND finished_ms IS NOT NULL AND finished_ms <= $1 ORDER BY finished_ms LIMIT $2"
+        )))
+        .bind(i(before_ms))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn mark_children_reported(&self, run_ids: &[String], at_ms: u64) -> Result<()> {
+        if run_ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE runs SET parent_reported_ms = $1 WHERE run_id = ANY($2)")
+            .bind(i(at_ms))
+            .bind(run_ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn audit_log(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditEntry>> {

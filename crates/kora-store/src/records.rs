@@ -55,6 +55,8 @@ pub struct RunRecord {
     pub created_ms: u64,
     pub updated_ms: u64,
     pub finished_ms: Option<u64>,
+    /// A child run's parent attempt (task id), for a run a WorkflowNode started.
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +291,8 @@ pub struct NewRun {
     pub concurrency: Option<(String, u32)>,
     /// When the run must be finished by; past it the coordinator fails it.
     pub deadline_ms: Option<u64>,
+    /// The parent attempt (task id) of a child run started by a WorkflowNode.
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -411,7 +415,7 @@ impl Batch {
     pub fn limited(&self) -> bool {
         self.new_runs
             .iter()
-            .any(|r| r.concurrency.is_some() || r.deadline_ms.is_some())
+            .any(|r| r.concurrency.is_some() || r.deadline_ms.is_some() || r.parent.is_some())
             || self
                 .expect
                 .iter()

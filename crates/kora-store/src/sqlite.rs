@@ -120,6 +120,7 @@ fn run_row(r: &SqliteRow) -> Result<RunRecord> {
         created_ms: u(r.try_get("created_ms")?),
         updated_ms: u(r.try_get("updated_ms")?),
         finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
+        parent: r.try_get("parent_task")?,
     })
 }
 
@@ -229,8 +230,8 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
     for r in batch.new_runs {
         let finished = r.status.is_final().then_some(i(r.at_ms));
         let done = sqlx::query(
-            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms, concurrency_key, concurrency_limit, deadline_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms, concurrency_key, concurrency_limit, deadline_ms, parent_task)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&r.run_id)
         .bind(&r.idempotency_key)
@@ -246,6 +247,7 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         .bind(r.concurrency.as_ref().map(|(g, _)| g.clone()))
         .bind(r.concurrency.as_ref().map(|(_, l)| i64::from(*l)))
         .bind(r.deadline_ms.map(i))
+        .bind(&r.parent)
         .execute(&mut **tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -669,6 +671,29 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    async fn unreported_children(&self, before_ms: u64, limit: usize) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE parent_task IS NOT NULL AND parent_reported_ms IS NULL
+               AND finished_ms IS NOT NULL AND finished_ms <= ? ORDER BY finished_ms LIMIT ?",
+        )
+        .bind(i(before_ms))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn mark_children_reported(&self, run_ids: &[String], at_ms: u64) -> Result<()> {
+        for id in run_ids {
+            sqlx::query("UPDATE runs SET parent_reported_ms = ? WHERE run_id = ?")
+                .bind(i(at_ms))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn audit_log(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditEntry>> {

@@ -31,6 +31,7 @@ fn new_run(id: &str, key: Option<&str>) -> NewRun {
         at_ms: 1,
         concurrency: None,
         deadline_ms: None,
+        parent: None,
     }
 }
 
@@ -981,7 +982,60 @@ pub async fn audit_entries_are_written_once(s: &dyn Store, ns: &str) {
     assert_eq!(since.len(), 1);
 }
 
+/// A child run keeps its parent attempt; once it ends it is listed as unreported until marked.
+pub async fn child_runs_are_listed_until_reported(s: &dyn Store, ns: &str) {
+    let child = format!("{ns}-child");
+    s.commit(Batch {
+        new_runs: vec![NewRun {
+            parent: Some(format!("{ns}-parent:wf:0:1")),
+            ..new_run(&child, None)
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mine = |v: Vec<crate::RunRecord>| v.into_iter().filter(|r| r.run_id == child).count();
+    assert_eq!(
+        mine(s.unreported_children(u64::MAX, 100).await.unwrap()),
+        0,
+        "running"
+    );
+    s.commit(Batch {
+        run_updates: vec![RunUpdate {
+            run_id: child.clone(),
+            status: RunStatus::Succeeded,
+            error: None,
+            error_node: None,
+            at_ms: 20,
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        mine(s.unreported_children(19, 100).await.unwrap()),
+        0,
+        "not yet old enough"
+    );
+    let listed = s.unreported_children(20, 100).await.unwrap();
+    assert_eq!(mine(listed.clone()), 1);
+    let rec = listed.into_iter().find(|r| r.run_id == child).unwrap();
+    assert_eq!(
+        rec.parent.as_deref(),
+        Some(format!("{ns}-parent:wf:0:1").as_str())
+    );
+    s.mark_children_reported(std::slice::from_ref(&child), 21)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine(s.unreported_children(u64::MAX, 100).await.unwrap()),
+        0,
+        "reported"
+    );
+}
+
 pub async fn run_all(s: &dyn Store, ns: &str) {
+    child_runs_are_listed_until_reported(s, ns).await;
     audit_entries_are_written_once(s, ns).await;
     idempotency_keys_alias_and_release(s, ns).await;
     runs_restart_from_a_node(s, ns).await;

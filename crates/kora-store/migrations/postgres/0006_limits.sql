@@ -62,11 +62,12 @@ BEGIN
 
     IF coalesce((b->>'limited')::boolean, false) THEN
         UPDATE runs r SET concurrency_key = x.concurrency_key, concurrency_limit = x.concurrency_limit,
-               deadline_ms = x.deadline_ms
+               deadline_ms = x.deadline_ms, parent_task = x.parent_task
         FROM jsonb_to_recordset(coalesce(b->'new_runs', '[]')) AS x(run_id text, concurrency_key text,
-             concurrency_limit int, deadline_ms bigint)
-        WHERE r.run_id = x.run_id AND (x.concurrency_key IS NOT NULL OR x.deadline_ms IS NOT NULL)
-          AND r.concurrency_key IS NULL AND r.deadline_ms IS NULL;
+             concurrency_limit int, deadline_ms bigint, parent_task text)
+        WHERE r.run_id = x.run_id
+          AND (x.concurrency_key IS NOT NULL OR x.deadline_ms IS NOT NULL OR x.parent_task IS NOT NULL)
+          AND r.concurrency_key IS NULL AND r.deadline_ms IS NULL AND r.parent_task IS NULL;
         -- No group may be left with more running runs than its limit. The lock (per group,
         -- taken in order) makes concurrent commits count one after the other: each count is
         -- a new snapshot that sees the commits before it.
@@ -153,3 +154,11 @@ CREATE TABLE IF NOT EXISTS audit_log (
     PRIMARY KEY (run_id, node_id, iteration, attempt, idx)
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at_ms);
+
+-- Child runs of WorkflowNodes: the parent attempt (task id) and when the parent was told the
+-- child's outcome (an outbox mark: a coordinator that dies before telling it is covered by any
+-- coordinator's sweep).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_task TEXT;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_reported_ms BIGINT;
+CREATE INDEX IF NOT EXISTS runs_unreported_children ON runs (finished_ms)
+    WHERE parent_task IS NOT NULL AND parent_reported_ms IS NULL;

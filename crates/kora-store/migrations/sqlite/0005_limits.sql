@@ -32,3 +32,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
     PRIMARY KEY (run_id, node_id, iteration, attempt, idx)
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at_ms);
+
+-- Child runs of WorkflowNodes (see the PostgreSQL migration).
+ALTER TABLE runs ADD COLUMN parent_task TEXT;
+ALTER TABLE runs ADD COLUMN parent_reported_ms INTEGER;
