@@ -74,13 +74,7 @@ impl Engine {
         extra: Registry,
     ) -> anyhow::Result<Self> {
         let mut registry = Registry::builtin(&cfg.nodes);
-        for info in extra.infos() {
-            if let Some(node) = extra.get(info.name)
-                && registry.get(info.name).is_none()
-            {
-                registry.register(Arc::clone(node));
-            }
-        }
+        registry.extend(&extra);
         let registry = Arc::new(registry);
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
         let subjects = Subjects::default();

@@ -299,6 +299,17 @@ pub async fn serve(
     roles: &[Role],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_with(cfg, roles, shutdown, Registry::empty()).await
+}
+
+/// [`serve`] with custom node types beside the built-in ones (a worker binary of your own:
+/// `examples/custom-node`). Serve the scheduler role from it too, so runs using them validate.
+pub async fn serve_with(
+    cfg: ServeConfig,
+    roles: &[Role],
+    shutdown: CancellationToken,
+    extra: Registry,
+) -> anyhow::Result<()> {
     cfg.validate()?;
     let subjects = Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
     let name = format!("kora-{}", std::process::id());
@@ -323,7 +334,9 @@ pub async fn serve(
         python_workers: cfg.worker.python_workers,
         ..NodesConfig::default()
     };
-    let registry = Arc::new(Registry::builtin(&nodes));
+    let mut registry = Registry::builtin(&nodes);
+    registry.extend(&extra);
+    let registry = Arc::new(registry);
     let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = registry.clone();
     let tracker = TaskTracker::new();
     let metrics = Arc::new(Metrics::default());

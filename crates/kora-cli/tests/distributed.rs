@@ -1965,6 +1965,42 @@ async fn a_workflow_node_runs_a_child_run_in_the_ledger() {
     d.finish().await;
 }
 
+/// A worker binary of the user's own (`examples/custom-node`, built beside `kora` by the
+/// workspace) serves every role with its custom node type; runs using it go through the
+/// distributed engine like any other.
+#[tokio::test]
+async fn a_custom_node_binary_serves_the_distributed_engine() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let bin = Path::new(env!("CARGO_BIN_EXE_kora")).with_file_name("kora-custom-node");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        bin.display()
+    );
+    let mut cmd = std::process::Command::new(&bin);
+    for (k, v) in &d.env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .args(["serve", "all"])
+        .env_remove("KORA_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    d.procs.push(child);
+    let out = d.submit_wait(&root().join("examples/custom-node/workflow.json"), None);
+    assert_eq!(out["status"], "succeeded", "{out}");
+    assert_eq!(out["results"]["slug"]["slug"], "hello-kora-custom-nodes");
+    assert_eq!(
+        out["results"]["url"]["result"],
+        "https://example.com/hello-kora-custom-nodes"
+    );
+    d.finish().await;
+}
+
 /// Garbage on each role's subject (a run request, a ledger result, a task) is dead-lettered with
 /// its reason, the roles keep serving (a run submitted afterwards succeeds), `kora dlq list
 /// --poison` shows each one, and `kora dlq purge --poison SEQ` removes one.

@@ -128,6 +128,14 @@ impl Registry {
         self.nodes.insert(node.info().name, node);
     }
 
+    /// Adds `other`'s node types that this registry does not have (custom nodes beside the
+    /// built-in ones; a built-in keeps its name).
+    pub fn extend(&mut self, other: &Registry) {
+        for (name, node) in &other.nodes {
+            self.nodes.entry(name).or_insert_with(|| Arc::clone(node));
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Node>> {
         self.nodes.get(name)
     }

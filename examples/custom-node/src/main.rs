@@ -7,12 +7,15 @@
 //!
 //! This binary runs a workflow file embedded with the built-in nodes plus this one:
 //!
-//!     cargo run -p kora-custom-node-example -- examples/custom-node/workflow.json
+//!     cargo run -p kora-custom-node-example -- run examples/custom-node/workflow.json
 //!
-//! For a worker fleet, give the same registry to the worker role instead: build it with
-//! `Registry::builtin(&cfg)`, `register` your nodes, and pass it to `kora_worker::run` (the
-//! schedulers validating your workflows need the node's metadata too: run them from this binary
-//! as well, or they reject the unknown type with a clear message).
+//! and serves Kora's roles with it on NATS and PostgreSQL, configured like `kora serve`
+//! (`KORA_NATS_URL`, `KORA_DATABASE_URL`, `KORA_PREFIX`, ...):
+//!
+//!     kora-custom-node serve all          # or scheduler,worker beside stock coordinators
+//!
+//! Serve the scheduler role from this binary too: schedulers validate runs against the node
+//! types they know, and reject an unknown one with a clear message.
 
 use std::sync::Arc;
 
@@ -85,19 +88,57 @@ impl Node for Slugify {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(file) = std::env::args().nth(1) else {
-        anyhow::bail!("usage: kora-custom-node WORKFLOW_FILE");
-    };
-    let (workflow, _) = kora_cli::input::load_workflow(std::path::Path::new(&file))?;
-    let mut extra = Registry::empty();
-    extra.register(Arc::new(Slugify::new()));
-    let cfg = kora_cli::embedded::EngineConfig::default();
-    let store = kora_store::open("memory").await?;
-    let engine = kora_cli::embedded::Engine::start_with(cfg, store, extra).await?;
-    let report = engine.run(workflow, Map::new()).await;
-    engine.shutdown().await;
-    println!("{}", serde_json::to_string_pretty(&report?)?);
-    Ok(())
+    let mut custom = Registry::empty();
+    custom.register(Arc::new(Slugify::new()));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        // Embedded, like `kora run`.
+        ["run", file] => {
+            let (workflow, _) = kora_cli::input::load_workflow(std::path::Path::new(file))?;
+            let cfg = kora_cli::embedded::EngineConfig::default();
+            let store = kora_store::open("memory").await?;
+            let engine = kora_cli::embedded::Engine::start_with(cfg, store, custom).await?;
+            let report = engine.run(workflow, Map::new()).await;
+            engine.shutdown().await;
+            println!("{}", serde_json::to_string_pretty(&report?)?);
+            Ok(())
+        }
+        // Distributed, like `kora serve --role ROLES`, configured the same way (KORA_*).
+        ["serve", roles] => {
+            // What `kora serve`'s flags read from the environment.
+            let mut flags = serde_json::json!({});
+            for (var, section, key) in [
+                ("KORA_NATS_URL", "nats", "url"),
+                ("KORA_PREFIX", "nats", "prefix"),
+                ("KORA_DATABASE_URL", "database", "url"),
+            ] {
+                if let Ok(v) = std::env::var(var) {
+                    flags[section][key] = v.into();
+                }
+            }
+            let config_file = std::env::var("KORA_CONFIG")
+                .ok()
+                .map(std::path::PathBuf::from);
+            let cfg: kora_cli::serve::ServeConfig = kora_runtime::config::load(
+                config_file.as_deref(),
+                "KORA",
+                std::env::vars(),
+                flags,
+            )?;
+            let roles = kora_cli::serve::parse_roles(roles)?;
+            let token = tokio_util::sync::CancellationToken::new();
+            let _second = kora_runtime::shutdown::install(token.clone());
+            kora_cli::serve::serve_with(cfg, &roles, token, custom).await
+        }
+        _ => anyhow::bail!(
+            "usage: kora-custom-node run WORKFLOW_FILE | kora-custom-node serve ROLES (e.g. all)"
+        ),
+    }
 }

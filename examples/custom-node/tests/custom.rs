@@ -7,7 +7,7 @@
 fn the_custom_node_runs_beside_the_built_in_ones() {
     let wf = concat!(env!("CARGO_MANIFEST_DIR"), "/workflow.json");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_kora-custom-node"))
-        .arg(wf)
+        .args(["run", wf])
         .output()
         .unwrap();
     let out: serde_json::Value = serde_json::from_slice(&o.stdout)
