@@ -534,3 +534,47 @@ async fn python_code_node_function_and_class_forms() {
     .unwrap_err();
     assert!(e.to_string().contains("only one of"), "{e}");
 }
+
+/// Every SwitchNode operator, true and false, as Kailash evaluates it.
+#[tokio::test]
+async fn switch_evaluates_every_operator() {
+    let r = reg(std::path::Path::new("."));
+    let cases = [
+        ("==", json!(5), json!(5), true),
+        ("==", json!(5), json!(6), false),
+        ("!=", json!("a"), json!("b"), true),
+        ("!=", json!("a"), json!("a"), false),
+        (">", json!(7), json!(5), true),
+        (">", json!(5), json!(7), false),
+        ("<", json!(1.5), json!(2), true),
+        ("<", json!(3), json!(2), false),
+        (">=", json!(5), json!(5), true),
+        (">=", json!(4), json!(5), false),
+        ("<=", json!(5), json!(5), true),
+        ("<=", json!(6), json!(5), false),
+        ("in", json!("b"), json!(["a", "b"]), true),
+        ("in", json!("z"), json!(["a", "b"]), false),
+        ("contains", json!("hello world"), json!("world"), true),
+        ("contains", json!([1, 2]), json!(3), false),
+        ("is_null", Value::Null, Value::Null, true),
+        ("is_null", json!(0), Value::Null, false),
+        ("is_not_null", json!(0), Value::Null, true),
+        ("is_not_null", Value::Null, Value::Null, false),
+    ];
+    for (op, field, value, want) in cases {
+        let o = run(
+            &r,
+            "SwitchNode",
+            json!({"input_data": {"f": field}, "condition_field": "f", "operator": op, "value": value}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(o["condition_result"], json!(want), "{op} {field} {value}");
+        let (taken, untaken) = if want {
+            ("true_output", "false_output")
+        } else {
+            ("false_output", "true_output")
+        };
+        assert!(!o[taken].is_null() && o[untaken].is_null(), "{op}: {o:?}");
+    }
+}
