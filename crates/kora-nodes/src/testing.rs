@@ -7,7 +7,34 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use kora_model::Map;
 use serde_json::Value;
+
+use crate::{NodeContext, NodeError, NodesConfig, Registry};
+
+/// The built-in nodes with `root` as their data root and a small Python pool.
+pub fn registry(root: &std::path::Path) -> Registry {
+    Registry::builtin(&NodesConfig {
+        data_root: root.to_path_buf(),
+        python_workers: 2,
+        python_timeout: std::time::Duration::from_secs(5),
+        ..Default::default()
+    })
+}
+
+/// Runs node type `ty` of `r` on `input` (a JSON object), as run `r` node `n` attempt 1.
+pub async fn run_node(r: &Registry, ty: &str, input: Value) -> Result<Map, NodeError> {
+    let ctx = NodeContext {
+        run_id: "r".into(),
+        node_id: "n".into(),
+        attempt: 1,
+        ..Default::default()
+    };
+    r.get(ty)
+        .unwrap_or_else(|| panic!("{ty} is not registered"))
+        .run(&ctx, input.as_object().cloned().unwrap_or_default())
+        .await
+}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A request the server received.

@@ -6,29 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kora_model::Map;
 use kora_nodes::testing::{Seen, server};
-use kora_nodes::{NodeContext, NodeError, NodesConfig, Registry};
+use kora_nodes::testing::{registry, run_node as run};
 use serde_json::{Value, json};
 
-fn reg() -> Registry {
-    Registry::builtin(&NodesConfig {
-        python_workers: 1,
-        ..Default::default()
-    })
-}
-
-async fn run(r: &Registry, ty: &str, input: Value) -> Result<Map, NodeError> {
-    let ctx = NodeContext {
-        run_id: "run1".into(),
-        node_id: "n1".into(),
-        attempt: 1,
-        ..Default::default()
-    };
-    r.get(ty)
-        .expect("registered")
-        .run(&ctx, input.as_object().cloned().unwrap())
-        .await
+fn reg() -> kora_nodes::Registry {
+    registry(std::path::Path::new("."))
 }
 
 #[tokio::test]
@@ -260,7 +243,7 @@ async fn alerts_post_their_payloads_and_honour_levels_and_rate_limits() {
         let s = seen.lock().unwrap();
         let hook = s[0].json();
         assert_eq!(hook["context"]["host"], "db1");
-        assert_eq!(hook["run_id"], "run1");
+        assert_eq!(hook["run_id"], "r");
         let slack = s[1].json();
         assert_eq!(slack["channel"], "#ops");
         assert_eq!(slack["attachments"][0]["color"], "good");

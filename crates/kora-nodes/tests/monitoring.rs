@@ -5,29 +5,12 @@
 
 use std::sync::Arc;
 
-use kora_model::Map;
 use kora_nodes::testing::{Seen, server};
-use kora_nodes::{NodeContext, NodeError, NodesConfig, Registry};
+use kora_nodes::testing::{registry, run_node as run};
 use serde_json::{Value, json};
 
-fn reg() -> Registry {
-    Registry::builtin(&NodesConfig {
-        python_workers: 1,
-        ..Default::default()
-    })
-}
-
-async fn run(r: &Registry, ty: &str, input: Value) -> Result<Map, NodeError> {
-    let ctx = NodeContext {
-        run_id: "r".into(),
-        node_id: "n".into(),
-        attempt: 1,
-        ..Default::default()
-    };
-    r.get(ty)
-        .expect("registered")
-        .run(&ctx, input.as_object().cloned().unwrap())
-        .await
+fn reg() -> kora_nodes::Registry {
+    registry(std::path::Path::new("."))
 }
 
 #[tokio::test]

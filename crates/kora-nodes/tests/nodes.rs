@@ -3,33 +3,9 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use kora_model::Map;
-use kora_nodes::{NodeContext, NodeError, NodesConfig, Registry};
+use kora_nodes::NodeContext;
+use kora_nodes::testing::{registry as reg, run_node as run};
 use serde_json::{Value, json};
-
-fn reg(root: &std::path::Path) -> Registry {
-    Registry::builtin(&NodesConfig {
-        data_root: root.to_path_buf(),
-        python_workers: 2,
-        python_timeout: Duration::from_secs(5),
-        ..Default::default()
-    })
-}
-
-async fn run(r: &Registry, ty: &str, input: Value) -> Result<Map, NodeError> {
-    let ctx = NodeContext {
-        run_id: "r".into(),
-        node_id: "n".into(),
-        attempt: 1,
-        ..Default::default()
-    };
-    r.get(ty)
-        .expect("registered")
-        .run(&ctx, input.as_object().cloned().unwrap())
-        .await
-}
 
 #[tokio::test]
 async fn switch_boolean_multicase_and_lists() {
