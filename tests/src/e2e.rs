@@ -631,3 +631,45 @@ async fn a_queue_rate_limit_spaces_its_tasks() {
         assert!(w[1] - w[0] >= 120, "tasks ran spaced out: {finished:?}");
     }
 }
+
+/// A parent run that ends (here: past its deadline) cancels the child runs of its running
+/// WorkflowNodes; the child's task is stopped.
+#[tokio::test]
+async fn a_parent_that_ends_cancels_its_running_child_runs() {
+    let engine = Engine::start(engine_config(std::path::Path::new(".")))
+        .await
+        .unwrap();
+    let wf = spec(
+        json!({"kora": 1, "name": "parent", "deadline_secs": 1.0, "nodes": [
+        {"id": "sub", "type": "WorkflowNode", "config": {"workflow": {"kora": 1, "name": "slow-child", "nodes": [
+            {"id": "wait", "type": "PythonCodeNode", "config": {"code": "import time\ntime.sleep(30)\nresult = 1"}},
+            {"id": "tail", "type": "NoOpNode"}],
+            "connections": [{"source": "wait", "output": "result", "target": "tail", "input": "data"}]}}}]}),
+    );
+    let r = tokio::time::timeout(Duration::from_secs(20), engine.run(wf, Map::new()))
+        .await
+        .expect("the parent ends at its deadline")
+        .unwrap();
+    assert_eq!(r.status, "failed", "{r:?}");
+    let child = loop {
+        let runs = engine
+            .store
+            .runs(&kora_store::RunFilter::default())
+            .await
+            .unwrap();
+        let child = runs
+            .into_iter()
+            .find(|x| x.parent.is_some())
+            .expect("the child run is in the ledger");
+        if child.status.is_final() {
+            break child;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    engine.shutdown().await;
+    assert_eq!(child.status, kora_store::RunStatus::Cancelled, "{child:?}");
+    assert!(
+        child.error.unwrap_or_default().contains(&r.run_id),
+        "cancelled by its parent"
+    );
+}

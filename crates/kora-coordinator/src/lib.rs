@@ -1138,11 +1138,45 @@ impl Coordinator {
         if run.parent.is_some() {
             p.children.push(c.run_id.clone());
         }
+        self.cancel_children(&run, &c.by, p);
         p.touched.push(c.run_id.clone());
         p.finished.push(c.run_id.clone());
         p.cancelled.push(c.run_id.clone());
         self.runs.insert(c.run_id, run);
         Ok(())
+    }
+
+    /// Child runs of the run's WorkflowNodes still running end with it: a stored cancel
+    /// request each, sent after the commit (once: its message id).
+    fn cancel_children(&self, run: &ActiveRun, by: &str, p: &mut Pending) {
+        let wf = Arc::clone(run.state.workflow());
+        for (node, spec) in wf.spec.nodes.iter().enumerate() {
+            if spec.node_type != WORKFLOW_NODE
+                || run.state.status(node) != kora_model::plan::NodeStatus::Running
+            {
+                continue;
+            }
+            let iteration = run.state.node_iteration(node);
+            let task_id = NodeTask::make_id(
+                &run.run_id,
+                &spec.id,
+                iteration,
+                run.attempt_of(node, iteration),
+            );
+            let child = uuid::Uuid::new_v5(&CHILD_NAMESPACE, task_id.as_bytes()).to_string();
+            let msg = wire::Cancel {
+                v: WIRE_VERSION,
+                run_id: child.clone(),
+                by: format!("its parent run {} ({by})", run.run_id),
+                deadline_ms: None,
+            };
+            if let Ok(payload) = wire::encode(&msg) {
+                p.publish.push(
+                    Outbound::new(self.subjects.ledger_cancel(), payload)
+                        .msg_id(format!("cancel:{child}")),
+                );
+            }
+        }
     }
 
     /// A replayed run was reopened in the ledger: forget any cached state, rebuild it, and send
@@ -2151,6 +2185,9 @@ impl Coordinator {
                     p.finished.push(run.run_id.clone());
                     if let Some(g) = &run.group {
                         p.freed.push(g.clone());
+                    }
+                    if status == RunStatus::Failed {
+                        self.cancel_children(run, "it failed", p);
                     }
                     if run.parent.is_some() {
                         p.children.push(run.run_id.clone());
