@@ -619,17 +619,6 @@ async fn a_queue_rate_limit_spaces_its_tasks() {
         let gap = w[1] - w[0];
         assert!((199..=201).contains(&gap), "slots 200 ms apart: {starts:?}");
     }
-    let mut finished: Vec<u64> = store
-        .attempts(&r.run_id)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|a| a.finished_ms)
-        .collect();
-    finished.sort_unstable();
-    for w in finished.windows(2) {
-        assert!(w[1] - w[0] >= 120, "tasks ran spaced out: {finished:?}");
-    }
 }
 
 /// A parent run that ends (here: past its deadline) cancels the child runs of its running
