@@ -483,7 +483,7 @@ async fn a_per_key_concurrency_limit_queues_the_extra_runs() {
         json!({"kora": 1, "id": "per-customer", "name": "per-customer",
         "concurrency": {"limit": 1, "key": "work.customer"},
         "nodes": [{"id": "work", "type": "PythonCodeNode", "config": {"code":
-            "import time\nt0 = time.time()\ntime.sleep(0.4)\nresult = {'start': t0, 'end': time.time(), 'customer': customer}"}}]}),
+            "import time\nt0 = time.time()\ntime.sleep(0.6)\nresult = {'start': t0, 'end': time.time(), 'customer': customer}"}}]}),
     );
     let params = |c: &str| {
         json!({"work": {"customer": c}})
@@ -548,7 +548,7 @@ async fn a_run_past_its_deadline_fails_and_stops_its_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("finished");
     let code = format!(
-        "import time\ntime.sleep(3)\nopen({:?}, 'w').write('done')\nresult = 1",
+        "import time\ntime.sleep(8)\nopen({:?}, 'w').write('done')\nresult = 1",
         marker.display().to_string()
     );
     let wf = spec(
@@ -564,9 +564,9 @@ async fn a_run_past_its_deadline_fails_and_stops_its_tasks() {
     assert_eq!(r.status, "failed", "{r:?}");
     let error = r.error.clone().unwrap_or_default().to_string();
     assert!(error.contains("DeadlineExceeded"), "{error}");
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    // The node was stopped: it never got past its sleep.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    // The node was stopped: it never got past its sleep (8 s from the start).
+    tokio::time::sleep(Duration::from_secs(9).saturating_sub(t.elapsed())).await;
     engine.shutdown().await;
     assert!(!marker.exists(), "the node ran on after the deadline");
 }

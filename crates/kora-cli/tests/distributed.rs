@@ -1579,10 +1579,10 @@ async fn concurrency_and_rate_limits_hold_across_two_coordinators() {
 
 /// The same idempotency key within the window is the same run: a second `kora submit` prints
 /// the first run's id (marked deduplicated), `--wait` reports that run's results, and the
-/// node ran once. Past the window (2 s here) the key makes a new run.
+/// node ran once. Past the window (5 s here) the key makes a new run.
 #[tokio::test]
 async fn an_idempotency_key_is_one_run_within_its_window() {
-    let Some(mut d) = Deployment::new(&[("KORA_CONTROL__IDEMPOTENCY_WINDOW_SECS", "2")]).await
+    let Some(mut d) = Deployment::new(&[("KORA_CONTROL__IDEMPOTENCY_WINDOW_SECS", "5")]).await
     else {
         return;
     };
@@ -1627,7 +1627,7 @@ async fn an_idempotency_key_is_one_run_within_its_window() {
     assert_eq!(waited["results"]["pay"]["result"], "paid");
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 1, "paid once:\n{text}");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     let later = submit(&["--wait", "--timeout", "30"]);
     assert_ne!(later["run_id"], run_id.as_str(), "past the window: {later}");
     assert_eq!(later["status"], "succeeded", "{later}");
