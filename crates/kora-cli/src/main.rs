@@ -1076,30 +1076,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn ms_text(ms: Option<u64>) -> String {
-    ms.map_or_else(
-        || "-".into(),
-        |m| {
-            let secs = i64::try_from(m / 1000).unwrap_or(0);
-            let days = secs.div_euclid(86_400);
-            let rem = secs.rem_euclid(86_400);
-            // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-            let z = days + 719_468;
-            let era = z.div_euclid(146_097);
-            let doe = z.rem_euclid(146_097);
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-            let mp = (5 * doy + 2) / 153;
-            let d = doy - (153 * mp + 2) / 5 + 1;
-            let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-            let y = yoe + era * 400 + i64::from(mo <= 2);
-            format!(
-                "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}Z",
-                rem / 3600,
-                rem % 3600 / 60,
-                rem % 60
-            )
-        },
-    )
+    ms.and_then(|m| chrono::DateTime::from_timestamp_millis(i64::try_from(m).ok()?))
+        .map_or_else(
+            || "-".into(),
+            |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        )
 }
 
 fn dead_letter_json(d: &kora_store::DeadLetterRecord) -> serde_json::Value {

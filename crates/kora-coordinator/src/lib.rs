@@ -634,17 +634,18 @@ impl Coordinator {
                     debug!(%run_id, "run already admitted");
                     return Ok(());
                 }
-                if self
-                    .store
-                    .alias_of(&run_id)
-                    .await
-                    .map_err(Refusal::store)?
-                    .is_some()
-                {
-                    debug!(%run_id, "submission already deduplicated");
-                    return Ok(());
-                }
                 if let Some(key) = &request.idempotency_key {
+                    // Only a keyed submission can have become an alias.
+                    if self
+                        .store
+                        .alias_of(&run_id)
+                        .await
+                        .map_err(Refusal::store)?
+                        .is_some()
+                    {
+                        debug!(%run_id, "submission already deduplicated");
+                        return Ok(());
+                    }
                     let holder = match p.keys.get(key) {
                         Some(id) => Some((id.clone(), now)),
                         None => self

@@ -596,79 +596,32 @@ impl Node for Sql {
         // from inputs is bound, never spliced into it.
         let started = Instant::now();
         let work = async {
+            // The same statement on each driver: bind, then fetch rows or count them.
+            macro_rules! on {
+                ($p:expr, $row:ident, |$q:ident, $v:ident| $json:expr) => {{
+                    let q = bind_all!(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
+                        &values,
+                        |$q, $v| $json
+                    );
+                    if rows_wanted {
+                        let rows = q.fetch_all($p).await.map_err(|e| classify(node, e))?;
+                        let rows = rows
+                            .iter()
+                            .map(|r| $row(node, r))
+                            .collect::<Result<Vec<Map>, _>>()?;
+                        (rows, 0)
+                    } else {
+                        let done = q.execute($p).await.map_err(|e| classify(node, e))?;
+                        (Vec::new(), done.rows_affected())
+                    }
+                }};
+            }
             let (rows, affected): (Vec<Map>, u64) = match &pool {
-                Pool::Pg(p) => {
-                    let q = bind_all!(
-                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
-                        &values,
-                        |q, v| q.bind(v)
-                    );
-                    if rows_wanted {
-                        let rows = q.fetch_all(p).await.map_err(|e| classify(node, e))?;
-                        (
-                            rows.iter()
-                                .map(|r| pg_row(node, r))
-                                .collect::<Result<_, _>>()?,
-                            0,
-                        )
-                    } else {
-                        (
-                            Vec::new(),
-                            q.execute(p)
-                                .await
-                                .map_err(|e| classify(node, e))?
-                                .rows_affected(),
-                        )
-                    }
-                }
-                Pool::My(p) => {
-                    let q = bind_all!(
-                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
-                        &values,
-                        |q, v| q.bind(v)
-                    );
-                    if rows_wanted {
-                        let rows = q.fetch_all(p).await.map_err(|e| classify(node, e))?;
-                        (
-                            rows.iter()
-                                .map(|r| my_row(node, r))
-                                .collect::<Result<_, _>>()?,
-                            0,
-                        )
-                    } else {
-                        (
-                            Vec::new(),
-                            q.execute(p)
-                                .await
-                                .map_err(|e| classify(node, e))?
-                                .rows_affected(),
-                        )
-                    }
-                }
-                Pool::Lite(p) => {
-                    let q = bind_all!(
-                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
-                        &values,
-                        |q, v| q.bind(v.to_string())
-                    );
-                    if rows_wanted {
-                        let rows = q.fetch_all(p).await.map_err(|e| classify(node, e))?;
-                        (
-                            rows.iter()
-                                .map(|r| lite_row(node, r))
-                                .collect::<Result<_, _>>()?,
-                            0,
-                        )
-                    } else {
-                        (
-                            Vec::new(),
-                            q.execute(p)
-                                .await
-                                .map_err(|e| classify(node, e))?
-                                .rows_affected(),
-                        )
-                    }
-                }
+                Pool::Pg(p) => on!(p, pg_row, |q, v| q.bind(v)),
+                Pool::My(p) => on!(p, my_row, |q, v| q.bind(v)),
+                // SQLite has no JSON type: maps and lists are bound as their JSON text.
+                Pool::Lite(p) => on!(p, lite_row, |q, v| q.bind(v.to_string())),
             };
             Ok::<_, NodeError>((rows, affected))
         };

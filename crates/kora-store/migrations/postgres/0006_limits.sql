@@ -17,7 +17,6 @@ LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
 DECLARE
     e text;
     st text;
-    u record;
     k record;
     n bigint;
     report jsonb;
@@ -31,17 +30,19 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
-    -- A queued run's first update (its start, or its cancellation) applies here; the base
-    -- function updates running runs only, so it applies the rest in order.
+    -- A queued run's first update (its start, or its cancellation) applies here, in one
+    -- statement; the base function updates running runs only, so it applies the rest in order.
     IF jsonb_array_length(coalesce(b->'run_updates', '[]')) > 0 THEN
-        FOR u IN
-            SELECT x.* FROM jsonb_to_recordset(b->'run_updates') AS x(run_id text, status text,
-                 error text, error_node text, at_ms bigint, finished_ms bigint)
-        LOOP
-            UPDATE runs SET status = u.status, error = u.error, error_node = u.error_node,
-                   updated_ms = u.at_ms, finished_ms = u.finished_ms
-            WHERE run_id = u.run_id AND status = 'queued';
-        END LOOP;
+        UPDATE runs r SET status = q.status, error = q.error, error_node = q.error_node,
+               updated_ms = q.at_ms, finished_ms = q.finished_ms
+        FROM (
+            SELECT DISTINCT ON (x.run_id) x.*
+            FROM jsonb_array_elements(b->'run_updates') WITH ORDINALITY AS t(j, ord),
+                 jsonb_to_record(t.j) AS x(run_id text, status text, error text, error_node text,
+                 at_ms bigint, finished_ms bigint)
+            ORDER BY x.run_id, t.ord
+        ) q
+        WHERE r.run_id = q.run_id AND r.status = 'queued';
     END IF;
 
     IF b ? 'release_keys' OR b ? 'aliases' THEN
