@@ -1265,14 +1265,7 @@ impl Coordinator {
                 .ok()
                 .flatten()
                 .map(|(g, _)| g);
-            let event_seq = self
-                .store
-                .events(&run_id)
-                .await?
-                .iter()
-                .map(|e| e.seq)
-                .max()
-                .unwrap_or(0);
+            let event_seq = rec.event_seq;
             let mut run = ActiveRun {
                 state: RunState::new(compiled, &rec.params).keep_leaf_outputs(false),
                 run_id: run_id.clone(),
@@ -1664,14 +1657,7 @@ impl Coordinator {
                 a.finished_ms.unwrap_or(rec.created_ms),
             );
         }
-        let event_seq = self
-            .store
-            .events(run_id)
-            .await?
-            .iter()
-            .map(|e| e.seq)
-            .max()
-            .unwrap_or(0);
+        let event_seq = rec.event_seq;
         info!(%run_id, "run state rebuilt from the ledger");
         let group = spec
             .concurrency_group(&rec.params)

@@ -6,6 +6,10 @@ pub enum Error {
     Config(String),
     #[error("run {run_id} changed under this writer ({detail}); rebuild its state and retry")]
     Conflict { run_id: String, detail: String },
+    /// The ledger's schema cannot be brought to this build's: an edited or unknown migration,
+    /// or a ledger from a build that cannot be upgraded.
+    #[error("{0}")]
+    Schema(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database: {0}")]

@@ -12,6 +12,7 @@ mod error;
 pub mod memory;
 pub mod pg;
 mod records;
+mod schema;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -201,6 +201,7 @@ impl Store for MemoryStore {
                 updated_ms: r.at_ms,
                 finished_ms: finished,
                 parent: r.parent,
+                event_seq: 0,
             };
             // One attempt per node is the common case: size for it up front.
             let nodes = record.spec.as_ref().map_or(0, |s| s.nodes.len());
@@ -314,6 +315,7 @@ impl Store for MemoryStore {
                 continue;
             };
             if run.event_seqs.insert(e.seq) {
+                run.record.event_seq = run.record.event_seq.max(e.seq);
                 run.events.push(e);
             }
         }
@@ -622,9 +624,9 @@ impl Store for MemoryStore {
             });
         }
         if req.restart.is_some() {
-            let last = run.events.iter().map(|e| e.seq).max().unwrap_or(0);
-            let e = crate::records::restart_event(req, &key, next, last + 1);
+            let e = crate::records::restart_event(req, &key, next, run.record.event_seq + 1);
             run.event_seqs.insert(e.seq);
+            run.record.event_seq = e.seq;
             run.events.push(e);
         }
         let r = &mut run.record;

@@ -57,6 +57,8 @@ pub struct RunRecord {
     pub finished_ms: Option<u64>,
     /// A child run's parent attempt (task id), for a run a WorkflowNode started.
     pub parent: Option<String>,
+    /// The highest sequence number among the run's events (0 before its first).
+    pub event_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,31 +1,52 @@
-//! The store contract on the embedded stores.
+//! The store contract on the embedded stores: one test per check and store.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 use kora_store::memory::MemoryStore;
 use kora_store::sqlite::SqliteStore;
-use kora_store::testing;
+use kora_store::{Store, testing};
 
-#[tokio::test]
-async fn memory_store_contract() {
-    testing::run_all(&MemoryStore::new(), "m").await;
+macro_rules! contract {
+    ($($check:ident),*) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    testing::$check(&MemoryStore::new(), "m").await;
+                }
+            )*
+        }
+        /// A ledger file (WAL journal), reopened after the check: nothing is migrated twice and
+        /// the data stays.
+        mod sqlite_file {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("ledger.db");
+                    let path = path.to_str().unwrap();
+                    let s = SqliteStore::open(path).await.unwrap();
+                    testing::$check(&s, "s").await;
+                    let runs = s.runs(&Default::default()).await.unwrap();
+                    drop(s);
+                    let again = SqliteStore::open(path).await.unwrap();
+                    assert_eq!(again.runs(&Default::default()).await.unwrap(), runs);
+                }
+            )*
+        }
+        mod sqlite_memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    testing::$check(&SqliteStore::open(":memory:").await.unwrap(), "q").await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test]
-async fn sqlite_store_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    testing::run_all(&s, "s").await;
-    drop(s);
-    // Reopening applies no migration twice and keeps the data.
-    let s = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    use kora_store::Store;
-    assert!(s.run("s-r1").await.unwrap().is_some());
-}
-
-#[tokio::test]
-async fn sqlite_in_memory_contract() {
-    testing::run_all(&SqliteStore::open(":memory:").await.unwrap(), "q").await;
-}
+kora_store::contract_checks!(contract);

@@ -1,5 +1,7 @@
 //! The ledger in a SQLite file (`kora run --store sqlite:PATH`), through sqlx.
-//! Migrations are embedded in the binary and applied when the store opens.
+//! Migrations are embedded in the binary and applied when the store opens ([`schema`]).
+
+pub mod schema;
 
 use std::str::FromStr;
 
@@ -16,18 +18,6 @@ use crate::{
     DeadLetterInfo, DeadLetterRecord, Error, Expect, ReplayOutcome, ReplayRequest, Result,
     RunFilter, RunRecord, RunStatus, Store,
 };
-
-/// Migrations in order; each runs once, recorded in `kora_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_ledger.sql")),
-    (2, include_str!("../migrations/sqlite/0002_outbox.sql")),
-    (
-        3,
-        include_str!("../migrations/sqlite/0003_dead_letters.sql"),
-    ),
-    (4, include_str!("../migrations/sqlite/0004_triggers.sql")),
-    (5, include_str!("../migrations/sqlite/0005_limits.sql")),
-];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -64,34 +54,22 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(opts)
             .await?;
-        let store = SqliteStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        schema::migrate(&pool, &schema::migrator()).await?;
+        Ok(SqliteStore { pool })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS kora_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")
-            .execute(&self.pool)
+    /// Opens with another migrator: how the tests make an edited migration.
+    #[cfg(any(test, feature = "test-util"))]
+    pub async fn open_with(path: &str, migrator: &sqlx::migrate::Migrator) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
             .await?;
-        for (version, sql) in MIGRATIONS {
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM kora_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if done.is_some() {
-                continue;
-            }
-            let mut tx = self.pool.begin().await?;
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO kora_migrations (version, applied_ms) VALUES (?, ?)")
-                .bind(version)
-                .bind(i(kora_model::now_ms()))
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(())
+        schema::migrate(&pool, migrator).await?;
+        Ok(SqliteStore { pool })
     }
 }
 
@@ -121,6 +99,7 @@ fn run_row(r: &SqliteRow) -> Result<RunRecord> {
         updated_ms: u(r.try_get("updated_ms")?),
         finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
         parent: r.try_get("parent_task")?,
+        event_seq: u(r.try_get("event_seq")?),
     })
 }
 
@@ -368,6 +347,12 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Result<CommitR
         .bind(&e.run_id)
         .execute(&mut **tx)
         .await?;
+        sqlx::query("UPDATE runs SET event_seq = ? WHERE run_id = ? AND event_seq < ?")
+            .bind(i(e.seq))
+            .bind(&e.run_id)
+            .bind(i(e.seq))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(report)
 }
@@ -615,6 +600,11 @@ impl Store for SqliteStore {
                 .bind(&key.run_id)
                 .bind(i(e.seq))
                 .bind(json_text(&e)?)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE runs SET event_seq = max(event_seq, ?) WHERE run_id = ?")
+                .bind(i(e.seq))
+                .bind(&key.run_id)
                 .execute(&mut *tx)
                 .await?;
         }
