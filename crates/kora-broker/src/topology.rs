@@ -173,7 +173,10 @@ pub async fn dead_letter(
     reason: &str,
 ) -> Result<()> {
     let msg = Outbound::new(s.dlq(source), d.payload.clone())
-        .msg_id(format!("dlq:{}:{}", d.subject, d.info.stream_sequence))
+        .msg_id(kora_model::msg_id::poison(
+            &d.subject,
+            d.info.stream_sequence,
+        ))
         .header(HDR_REASON, reason.replace(['\r', '\n'], " "))
         .header(HDR_ORIG_SUBJECT, d.subject.clone())
         .header(HDR_ORIG_SEQ, d.info.stream_sequence.to_string())

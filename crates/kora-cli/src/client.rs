@@ -30,7 +30,9 @@ pub async fn submit(
     };
     let payload = wire::encode(&req)?;
     broker
-        .publish(Outbound::new(subjects.run_submit(), payload).msg_id(format!("run:{run_id}")))
+        .publish(
+            Outbound::new(subjects.run_submit(), payload).msg_id(kora_model::msg_id::run(&run_id)),
+        )
         .await
         .context("cannot submit the run")?;
     Ok(run_id)

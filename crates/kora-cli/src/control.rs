@@ -239,7 +239,7 @@ impl Control {
         self.broker
             .publish(
                 Outbound::new(self.subjects.ledger_cancel(), payload)
-                    .msg_id(format!("cancel:{run_id}")),
+                    .msg_id(kora_model::msg_id::cancel(run_id)),
             )
             .await
             .context("cannot send the cancel request")?;

@@ -4,14 +4,17 @@
 //! validation that names the node and field of each problem, compiled into a
 //! [`validate::CompiledWorkflow`]; Kailash's input semantics ([`semantics`]); the safe
 //! `converge_when` language ([`expr`]); the planner ([`plan::RunState`]), which is the only code
-//! that decides a node is ready; wire messages ([`wire`]) and subject names ([`subjects`]).
+//! that decides a node is ready; wire messages ([`wire`]), subject names ([`subjects`]), message
+//! ids ([`msg_id`]), and the names of failures ([`failure`]).
 //!
 //! Must not: do I/O, name tokio, async-nats or sqlx, or panic on any input. Everything here is
 //! deterministic so the coordinator can rebuild a run by replaying its results.
 
 pub mod catalog;
 pub mod expr;
+pub mod failure;
 pub mod load;
+pub mod msg_id;
 pub mod plan;
 pub mod semantics;
 pub mod spec;
@@ -21,6 +24,7 @@ pub mod value;
 pub mod wire;
 
 pub use catalog::{Catalog, NodeTypeInfo, ParamInfo};
+pub use failure::{DeadLetterReason, error_type};
 pub use plan::{Action, NodeStatus, Outcome, RunOutcome, RunState};
 pub use spec::{
     ConcurrencyLimit, Connection, CycleSpec, NodeSpec, Priority, RetryPolicy, WorkflowSpec,

@@ -1,5 +1,6 @@
 //! The built-in node types of this release. Names, parameters and outputs follow Kailash.
 
+use kora_model::error_type;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +56,7 @@ fn out1(k: &str, v: Value) -> Map {
 }
 
 pub(crate) fn input_error(node: &str, message: impl Into<String>) -> NodeError {
-    NodeError::permanent("ValueError", format!("{node}: {}", message.into()))
+    NodeError::permanent(error_type::VALUE, format!("{node}: {}", message.into()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -783,7 +784,7 @@ impl Node for Fail {
         let ty = input
             .get("error_type")
             .and_then(Value::as_str)
-            .unwrap_or("RuntimeError")
+            .unwrap_or(error_type::RUNTIME)
             .to_string();
         if input.get("retryable").and_then(Value::as_bool) == Some(true) {
             Err(NodeError::retryable(ty, msg))

@@ -2,6 +2,7 @@
 //! DirectoryReaderNode. Every path is confined to the data root; writes go to a temporary file
 //! renamed into place, so a retried or crashed write never leaves half a file.
 
+use kora_model::error_type;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ fn path_param(node: &str, input: &Map, name: &str) -> Result<String, NodeError> 
 pub(crate) async fn confine_new(root: &Path, path: &str) -> Result<PathBuf, NodeError> {
     let outside = || {
         NodeError::permanent(
-            "PermissionError",
+            error_type::PERMISSION,
             format!(
                 "path {path:?} is outside the data root {}; write below it or change --data-root",
                 root.display()
@@ -48,7 +49,7 @@ pub(crate) async fn confine_new(root: &Path, path: &str) -> Result<PathBuf, Node
     };
     let root = root.canonicalize().map_err(|e| {
         NodeError::permanent(
-            "ConfigError",
+            error_type::CONFIG,
             format!("data root {} is not usable: {e}", root.display()),
         )
     })?;
@@ -76,7 +77,7 @@ pub(crate) async fn confine_new(root: &Path, path: &str) -> Result<PathBuf, Node
     };
     tokio::fs::create_dir_all(parent).await.map_err(|e| {
         NodeError::permanent(
-            "PermissionError",
+            error_type::PERMISSION,
             format!("cannot create folder {}: {e}", parent.display()),
         )
     })?;
@@ -102,7 +103,7 @@ async fn write_file(target: &Path, bytes: &[u8], append: bool) -> Result<(), Nod
         let msg = format!("cannot write {}: {e}", target.display());
         match e.kind() {
             std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::IsADirectory => {
-                NodeError::permanent("PermissionError", msg)
+                NodeError::permanent(error_type::PERMISSION, msg)
             }
             _ => NodeError::retryable("IOError", msg),
         }
@@ -485,7 +486,7 @@ impl Node for DirectoryReader {
         let dir = path_param(NODE, &input, "directory_path")?;
         let real = confine(&self.root, &dir)?;
         let root = self.root.canonicalize().map_err(|e| {
-            NodeError::permanent("ConfigError", format!("data root is not usable: {e}"))
+            NodeError::permanent(error_type::CONFIG, format!("data root is not usable: {e}"))
         })?;
         let patterns = |k: &str| -> Vec<String> {
             match input.get(k) {

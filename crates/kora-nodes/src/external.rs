@@ -3,6 +3,7 @@
 //! tasks go to the queue its config names, which only that worker serves. WorkflowNode: a child
 //! run, started and followed by the coordinator.
 
+use kora_model::error_type;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -54,7 +55,7 @@ impl Node for External {
             .and_then(Value::as_str)
             .unwrap_or("default");
         Err(NodeError::permanent(
-            "ConfigError",
+            error_type::CONFIG,
             format!(
                 "node '{}' is an ExternalNode for queue {queue:?}, but a Kora worker took it: serve that queue only with the external worker (and not with `kora serve --role worker --queue {queue}`)",
                 ctx.node_id
@@ -97,7 +98,7 @@ impl Node for SubWorkflow {
     /// is older than this worker.
     async fn run(&self, ctx: &NodeContext, _input: Map) -> Result<Map, NodeError> {
         Err(NodeError::permanent(
-            "ConfigError",
+            error_type::CONFIG,
             format!(
                 "node '{}' is a WorkflowNode, which the coordinator runs as a child run; a worker got it: upgrade the coordinators",
                 ctx.node_id

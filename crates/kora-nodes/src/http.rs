@@ -5,6 +5,7 @@
 //! limits live in the worker and are shared by its tasks (each worker process limits itself;
 //! for an installation-wide limit, route the nodes to a queue with a rate limit).
 
+use kora_model::error_type;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -369,9 +370,9 @@ impl Http {
                 }
                 Err(e) => {
                     let kind = if e.is_timeout() {
-                        "TimeoutError"
+                        error_type::TIMEOUT
                     } else {
-                        "ConnectionError"
+                        error_type::CONNECTION
                     };
                     return Err(NodeError::retryable(
                         kind,
@@ -407,7 +408,7 @@ impl Http {
                 .to_string();
             let bytes = r.bytes().await.map_err(|e| {
                 NodeError::retryable(
-                    "ConnectionError",
+                    error_type::CONNECTION,
                     format!(
                         "{node}: reading the response failed: {}",
                         chain(&e.without_url())
@@ -423,7 +424,7 @@ impl Http {
                     Err(_) if req.format == "auto" => Value::String(text),
                     Err(e) => {
                         return Err(NodeError::permanent(
-                            "ValueError",
+                            error_type::VALUE,
                             format!("{node}: response_format json, but the body is not JSON: {e}"),
                         ));
                     }

@@ -23,6 +23,7 @@ mod sql;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
+use kora_model::error_type;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -159,7 +160,7 @@ impl Catalog for Registry {
 pub fn confine(root: &Path, path: &str) -> Result<PathBuf, NodeError> {
     let root = root.canonicalize().map_err(|e| {
         NodeError::permanent(
-            "ConfigError",
+            error_type::CONFIG,
             format!("data root {} is not usable: {e}", root.display()),
         )
     })?;
@@ -172,7 +173,7 @@ pub fn confine(root: &Path, path: &str) -> Result<PathBuf, NodeError> {
     })?;
     if !real.starts_with(&root) {
         return Err(NodeError::permanent(
-            "PermissionError",
+            error_type::PERMISSION,
             format!(
                 "path {path:?} is outside the data root {}; move the file there or change --data-root",
                 root.display()

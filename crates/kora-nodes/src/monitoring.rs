@@ -2,6 +2,7 @@
 //! fail_fast, retries) and MetricsCollectorNode (system and process metrics through `sysinfo`,
 //! as JSON or Prometheus text).
 
+use kora_model::error_type;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -609,7 +610,7 @@ impl Node for MetricsCollector {
             out
         })
         .await
-        .map_err(|e| NodeError::retryable("RuntimeError", format!("{NODE}: {e}")))?;
+        .map_err(|e| NodeError::retryable(error_type::RUNTIME, format!("{NODE}: {e}")))?;
         if let Some(Value::Array(custom)) = input.get("custom_metrics") {
             for (i, c) in custom.iter().enumerate() {
                 let (Some(name), Some(value)) = (

@@ -10,6 +10,7 @@
 //! This is isolation from the worker process, not a sandbox: node code runs with the worker's
 //! user, files and network. Run untrusted workflows only on workers you would give a shell to.
 
+use kora_model::error_type;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -159,7 +160,7 @@ impl PythonPool {
             .spawn()
             .map_err(|e| {
                 NodeError::retryable(
-                    "WorkerError",
+                    error_type::WORKER,
                     format!(
                         "cannot start {}: {e}; install Python 3 or set the interpreter path",
                         self.bin
@@ -168,7 +169,7 @@ impl PythonPool {
             })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(NodeError::retryable(
-                "WorkerError",
+                error_type::WORKER,
                 "python interpreter has no pipes",
             ));
         };
@@ -218,11 +219,10 @@ impl PythonPool {
     }
 
     async fn exchange(&self, req: Value, timeout: Option<Duration>) -> Result<Map, NodeError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| NodeError::retryable("WorkerError", "python pool is shut down"))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                NodeError::retryable(error_type::WORKER, "python pool is shut down")
+            })?;
         let reused = self.idle.lock().ok().and_then(|mut g| g.pop());
         let mut interp = match reused {
             Some(i) => i,
@@ -243,7 +243,7 @@ impl PythonPool {
             Err(_) => {
                 let _ = interp.child.start_kill();
                 return Err(NodeError::retryable(
-                    "TimeoutError",
+                    error_type::TIMEOUT,
                     format!(
                         "PythonCodeNode timed out after {:.1}s; the interpreter was replaced",
                         limit.as_secs_f64()
@@ -253,7 +253,7 @@ impl PythonPool {
             Ok(Err(e)) => {
                 let _ = interp.child.start_kill();
                 return Err(NodeError::retryable(
-                    "WorkerError",
+                    error_type::WORKER,
                     format!("python interpreter failed: {e}"),
                 ));
             }
@@ -265,7 +265,7 @@ impl PythonPool {
                     .map(|s| s.to_string())
                     .unwrap_or_default();
                 return Err(NodeError::retryable(
-                    "WorkerError",
+                    error_type::WORKER,
                     format!(
                         "python interpreter exited while running the node ({status}); it was replaced"
                     ),
@@ -278,7 +278,7 @@ impl PythonPool {
         }
         let v: Value = serde_json::from_str(&answer).map_err(|e| {
             NodeError::retryable(
-                "WorkerError",
+                error_type::WORKER,
                 format!("garbled answer from interpreter: {e}"),
             )
         })?;

@@ -6,6 +6,7 @@
 //! the worker's environment. The ledger, events and logs only ever hold the reference; the
 //! worker also masks every resolved value in the node's output and error before they leave it.
 
+use kora_model::error_type;
 use kora_model::{Map, Value};
 
 use crate::NodeError;
@@ -102,13 +103,13 @@ fn resolve_value(
 fn lookup(name: &str, source: &dyn SecretSource) -> Result<String, NodeError> {
     if name.is_empty() {
         return Err(NodeError::permanent(
-            "SecretError",
+            error_type::SECRET,
             "a secret reference names no secret: write {\"$secret\": \"NAME\"} or ${secret:NAME}",
         ));
     }
     source.get(name).ok_or_else(|| {
         NodeError::permanent(
-            "SecretError",
+            error_type::SECRET,
             format!(
                 "secret '{name}' is not set on this worker: set the environment variable {} where the worker runs",
                 env_name(name)

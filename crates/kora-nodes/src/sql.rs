@@ -6,6 +6,7 @@
 //! driver's positional ones outside quoted text). These are the users' databases, never the
 //! ledger: this module does not know the ledger exists.
 
+use kora_model::error_type;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -211,7 +212,7 @@ fn confine_file(root: &std::path::Path, rel: &str) -> Result<PathBuf, NodeError>
         .any(|c| matches!(c, std::path::Component::ParentDir))
     {
         return Err(NodeError::permanent(
-            "PermissionError",
+            error_type::PERMISSION,
             format!(
                 "SQLite path {rel:?} is outside the data root {}; put the database there",
                 root.display()
@@ -220,7 +221,7 @@ fn confine_file(root: &std::path::Path, rel: &str) -> Result<PathBuf, NodeError>
     }
     let root = root.canonicalize().map_err(|e| {
         NodeError::permanent(
-            "ConfigError",
+            error_type::CONFIG,
             format!("data root {} is not usable: {e}", root.display()),
         )
     })?;
@@ -257,7 +258,7 @@ fn classify(node: &str, e: sqlx::Error) -> NodeError {
     if transient {
         NodeError::retryable("DatabaseConnectionError", msg)
     } else {
-        NodeError::permanent("DatabaseError", msg)
+        NodeError::permanent(error_type::DATABASE, msg)
     }
 }
 
@@ -435,7 +436,7 @@ fn bytes(v: Result<Vec<u8>, sqlx::Error>) -> Option<Value> {
 
 fn unsupported(node: &str, column: &str, ty: &str) -> NodeError {
     NodeError::permanent(
-        "DatabaseError",
+        error_type::DATABASE,
         format!(
             "{node}: column '{column}' has type {ty}, which Kora does not convert; cast it in the query (e.g. {column}::text, or CAST({column} AS CHAR))"
         ),
@@ -627,7 +628,7 @@ impl Node for Sql {
         };
         let (mut rows, affected) = tokio::time::timeout(timeout, work).await.map_err(|_| {
             NodeError::retryable(
-                "TimeoutError",
+                error_type::TIMEOUT,
                 format!(
                     "{node}: the statement ran past its timeout of {:.1}s",
                     timeout.as_secs_f64()

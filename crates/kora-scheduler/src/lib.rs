@@ -93,8 +93,8 @@ pub async fn run(
                     continue;
                 }
             };
-            let msg =
-                Outbound::new(subjects.ledger_admit(), payload).msg_id(format!("admit:{run_id}"));
+            let msg = Outbound::new(subjects.ledger_admit(), payload)
+                .msg_id(kora_model::msg_id::admission(&run_id));
             match broker.publish(msg).await {
                 Ok(_) => {
                     // A crash here re-admits the run on redelivery: the admission's dedup id and

@@ -14,7 +14,7 @@ use kora_broker::topology::dead_letter;
 use kora_broker::{Broker, Delivery, Outbound};
 use kora_model::subjects::Subjects;
 use kora_model::wire::{self, NodeResult, NodeTask, TaskOutcome, WIRE_VERSION};
-use kora_model::{now_ms, semantics};
+use kora_model::{error_type, now_ms, semantics};
 use kora_nodes::{NodeContext, Registry};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -305,7 +305,7 @@ async fn handle(
                 "node type '{}' is not available on worker {}",
                 task.node_type, cfg.worker_id
             ),
-            error_type: "UnknownNodeType".into(),
+            error_type: error_type::UNKNOWN_NODE_TYPE.into(),
             retryable: false,
         },
         Some(node) => 'node: {
@@ -336,7 +336,7 @@ async fn handle(
                     Some(limit) => match tokio::time::timeout(limit, node.run(&ctx, input)).await {
                         Ok(r) => r,
                         Err(_) => Err(kora_nodes::NodeError::retryable(
-                            "TimeoutError",
+                            error_type::TIMEOUT,
                             format!(
                                 "node '{}' did not finish within its timeout of {:.1}s and was stopped",
                                 task.node_id,
@@ -437,7 +437,7 @@ async fn handle(
         warn!(run_id = %result.run_id, node_id = %result.node_id, %error, "result too large");
         result.outcome = TaskOutcome::Failure {
             error,
-            error_type: "OutputTooLarge".into(),
+            error_type: error_type::OUTPUT_TOO_LARGE.into(),
             retryable: false,
         };
         encoded = wire::encode(&result);
@@ -453,7 +453,8 @@ async fn handle(
     // The result is stored before the task is acked: a crash in between re-runs the task, and
     // the coordinator ignores the second result.
     let task_id = result.task_id;
-    let msg = Outbound::new(subjects.ledger_result(), payload).msg_id(format!("result:{task_id}"));
+    let msg = Outbound::new(subjects.ledger_result(), payload)
+        .msg_id(kora_model::msg_id::result(&task_id));
     Some(Finished {
         delivery: d,
         result: msg,

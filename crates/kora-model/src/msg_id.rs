@@ -1,0 +1,54 @@
+//! Message ids: JetStream drops a second publish with the same id inside its duplicate window,
+//! so every message that may be published twice (a retry, a crash, two instances) carries an id
+//! derived from what it is. They are made here only, so two publishers of the same thing always
+//! agree.
+
+/// A run request: `run:<run_id>`.
+pub fn run(run_id: &str) -> String {
+    format!("run:{run_id}")
+}
+
+/// A scheduler's admission of a run: `admit:<run_id>`.
+pub fn admission(run_id: &str) -> String {
+    format!("admit:{run_id}")
+}
+
+/// A worker's result for a task: `result:<task_id>`.
+pub fn result(task_id: &str) -> String {
+    format!("result:{task_id}")
+}
+
+/// The failure the coordinator reports for a task its workers kept dying on: `lost:<task_id>`.
+pub fn lost(task_id: &str) -> String {
+    format!("lost:{task_id}")
+}
+
+/// A child run's outcome reported to its parent attempt: `child:<child_run_id>`.
+pub fn child_result(child_run_id: &str) -> String {
+    format!("child:{child_run_id}")
+}
+
+/// A request to cancel a run (an operator's, or a parent's for its child): `cancel:<run_id>`.
+pub fn cancel(run_id: &str) -> String {
+    format!("cancel:{run_id}")
+}
+
+/// The deadline of a run passing: `deadline:<run_id>`.
+pub fn deadline(run_id: &str) -> String {
+    format!("deadline:{run_id}")
+}
+
+/// A run event: `event:<event_id>`.
+pub fn event(event_id: &str) -> String {
+    format!("event:{event_id}")
+}
+
+/// An operator's request to the coordinator (replay, restart, purge): `op:<request_id>`.
+pub fn operation(request_id: &str) -> String {
+    format!("op:{request_id}")
+}
+
+/// A message moved to the dead-letter stream: `dlq:<subject>:<stream_sequence>`.
+pub fn poison(subject: &str, stream_sequence: u64) -> String {
+    format!("dlq:{subject}:{stream_sequence}")
+}
