@@ -18,12 +18,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures::StreamExt;
 use kora_broker::{Broker, Outbound};
 use kora_model::subjects::Subjects;
-use kora_model::wire::{self, AttemptRef, Resume, WIRE_VERSION};
+use kora_model::wire::{
+    self, DeadLetterSelector, Operation, OperationKind, OperationOutcome, OperationReply,
+    WIRE_VERSION,
+};
 use kora_model::{Map, now_ms};
 use kora_store::{
-    AttemptRecord, DeadLetterFilter, DeadLetterRecord, ReplayOutcome, ReplayRequest, Store,
+    AttemptKey, AttemptRecord, DeadLetterFilter, DeadLetterRecord, ReplayOutcome, Store,
 };
 
 use crate::serve::{ServeConfig, connect_broker, connect_store};
@@ -32,6 +36,8 @@ pub struct Control {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     subjects: Subjects,
+    /// How long a request waits for the coordinator's answer.
+    wait: std::time::Duration,
 }
 
 impl Control {
@@ -40,7 +46,14 @@ impl Control {
             store,
             broker,
             subjects,
+            wait: std::time::Duration::from_secs(15),
         }
+    }
+
+    /// How long requests wait for the coordinator's answer (15 s unless set).
+    pub fn with_wait(mut self, wait: std::time::Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// Connects to the ledger and the broker of the installation `cfg` names.
@@ -48,6 +61,13 @@ impl Control {
         let subjects = Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
         let store = connect_store(cfg).await?;
         let broker = connect_broker(cfg, "kora-control").await?;
+        // Requests are stored even if no role has started yet.
+        kora_broker::topology::provision_streams(
+            broker.as_ref(),
+            &subjects,
+            &kora_broker::topology::TopologyConfig::default(),
+        )
+        .await?;
         Ok(Control::new(store, broker, subjects))
     }
 
@@ -90,29 +110,58 @@ impl Control {
         Ok(Some((dl, attempts)))
     }
 
-    /// Replays a dead letter: the ledger reopens the run with new attempts (atomically), then
-    /// the coordinator is asked to send them at once. If that request is lost, its outbox
-    /// sweeper sends them within its grace period and sweep interval.
+    /// Replays a dead letter: the coordinator reopens the run with a new attempt of its node
+    /// (atomically, in the ledger) and sends it; the run resumes from there. Waits for the
+    /// coordinator's answer.
     pub async fn replay(
         &self,
         id: &str,
         overrides: Map,
         actor: &str,
     ) -> anyhow::Result<ReplayOutcome> {
-        self.replay_with(ReplayRequest {
-            id: id.to_string(),
+        // Said at once, without waiting for a coordinator: what the ledger already shows.
+        let key = kora_store::parse_dead_letter_id(id).with_context(|| {
+            format!("{id:?} is not a dead-letter id (`kora dlq list` shows them: <run>:<node>:<iteration>:<attempt>)")
+        })?;
+        let found = self
+            .store
+            .dead_letters(&DeadLetterFilter {
+                run_id: Some(key.run_id.clone()),
+                id: Some(id.to_string()),
+                any_state: true,
+                ..Default::default()
+            })
+            .await?;
+        let Some(dl) = found.first() else {
+            anyhow::bail!("no dead letter {id} (`kora dlq list --any-state` lists them)");
+        };
+        if let Some(info) = dl
+            .attempt
+            .dead_letter
+            .as_ref()
+            .filter(|i| i.state != "open")
+        {
+            anyhow::bail!(
+                "dead letter {id} is already {}{}",
+                info.state,
+                info.replayed_by
+                    .as_ref()
+                    .map(|b| format!(" (by {b})"))
+                    .unwrap_or_default()
+            );
+        }
+        let op = OperationKind::Replay {
+            dead_letter: id.to_string(),
             overrides,
-            actor: actor.to_string(),
-            at_ms: now_ms(),
-            restart: None,
-        })
-        .await
+        };
+        replayed(self.request(op, actor).await?, "replay")
     }
 
     /// Restarts a run that ended (failed, succeeded or cancelled) from `node`: a new attempt
     /// of it (with `overrides` over its inputs) and, as it completes, of every node downstream
     /// of it; the other nodes keep their outputs and are not executed again. The old attempts
     /// stay in the ledger, superseded; downstream open dead letters are closed as replayed.
+    /// The coordinator applies it; this waits for its answer.
     pub async fn restart_from(
         &self,
         run_id: &str,
@@ -126,92 +175,60 @@ impl Control {
         let Some(spec) = rec.spec else {
             anyhow::bail!("run {run_id} was rejected: it has no workflow to restart");
         };
-        if spec.node(node).is_none() {
-            let ids: Vec<&str> = spec.nodes.iter().map(|n| n.id.as_str()).collect();
-            anyhow::bail!(
-                "run {run_id}'s workflow has no node '{node}'; its nodes are: {}",
-                ids.join(", ")
-            );
-        }
-        // Everything reachable from the node, cycle edges included.
-        let mut downstream: Vec<String> = Vec::new();
-        let mut todo = vec![node.to_string()];
-        let mut on_cycle = false;
-        while let Some(n) = todo.pop() {
-            for c in spec.connections.iter().filter(|c| c.source == n) {
-                if c.target == node {
-                    on_cycle = true;
-                } else if !downstream.contains(&c.target) {
-                    downstream.push(c.target.clone());
-                    todo.push(c.target.clone());
-                }
-            }
-        }
+        spec.downstream_of(node)
+            .map_err(|e| anyhow::anyhow!("run {run_id}: {e}"))?;
         anyhow::ensure!(
-            !on_cycle,
-            "node '{node}' is inside a cycle: restart from a node before the cycle"
+            rec.status.is_final(),
+            "run {run_id} is {}: only a run that ended can be restarted from a node (cancel it first)",
+            rec.status.as_str()
         );
-        let latest = self
-            .store
-            .attempts(run_id)
-            .await?
-            .into_iter()
-            .filter(|a| a.node_id == node && a.iteration == 0)
-            .max_by_key(|a| a.attempt)
-            .with_context(|| {
-                format!("node '{node}' never ran in run {run_id}: restart from a node that did (`kora runs show {run_id}`)")
-            })?;
-        downstream.sort();
-        self.replay_with(ReplayRequest {
-            id: wire::NodeTask::make_id(run_id, node, 0, latest.attempt),
+        let op = OperationKind::Restart {
+            run_id: run_id.to_string(),
+            node_id: node.to_string(),
             overrides,
-            actor: actor.to_string(),
-            at_ms: now_ms(),
-            restart: Some(downstream),
-        })
-        .await
+        };
+        replayed(self.request(op, actor).await?, "restart")
     }
 
-    /// Writes a replay or restart in the ledger, then asks the coordinator to send its tasks.
-    async fn replay_with(&self, req: ReplayRequest) -> anyhow::Result<ReplayOutcome> {
-        let id = req.id.clone();
-        let out = match self.store.replay(&req).await {
-            Ok(out) => out,
-            Err(kora_store::Error::Conflict { run_id, detail }) => anyhow::bail!(
-                "cannot {}: {detail} (`kora runs show {run_id}` and `kora dlq list --any-state --run {run_id}` show its history)",
-                if req.restart.is_some() {
-                    "restart"
-                } else {
-                    "replay"
-                }
-            ),
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot replay {id}"))),
-        };
-        let id = id.as_str();
-        let mut attempts = vec![AttemptRef {
-            node_id: out.node_id.clone(),
-            iteration: kora_store::parse_dead_letter_id(id).map_or(0, |k| k.iteration),
-            attempt: out.attempt,
-        }];
-        attempts.extend(out.redispatched.iter().map(|k| AttemptRef {
-            node_id: k.node_id.clone(),
-            iteration: k.iteration,
-            attempt: k.attempt,
-        }));
-        let msg = Resume {
+    /// Sends an operator request to the coordinator (stored on the ledger stream) and waits for
+    /// its answer. No answer in time is an error that says the request still stands.
+    async fn request(&self, op: OperationKind, actor: &str) -> anyhow::Result<OperationOutcome> {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let reply_to = self.subjects.operation_reply(&request_id);
+        let mut replies = self.broker.listen(&reply_to).await?;
+        let msg = Operation {
             v: WIRE_VERSION,
-            run_id: out.run_id.clone(),
-            attempts,
+            request_id: request_id.clone(),
+            actor: actor.to_string(),
+            at_ms: now_ms(),
+            reply_to: Some(reply_to),
+            op,
         };
-        let payload = wire::encode(&msg).map_err(anyhow::Error::msg)?;
-        if let Err(e) = self
-            .broker
-            .publish(Outbound::new(self.subjects.ledger_resume(), payload))
+        self.broker
+            .publish(
+                Outbound::new(self.subjects.ledger_operation(), wire::encode(&msg)?)
+                    .msg_id(kora_model::msg_id::operation(&request_id)),
+            )
             .await
-        {
-            tracing::warn!(error = %e, "cannot notify the coordinator; its sweeper will send the replayed tasks");
+            .context("cannot send the request to the coordinator")?;
+        let answer = tokio::time::timeout(self.wait, async {
+            while let Some(payload) = replies.next().await {
+                if let Ok(r) = wire::decode::<OperationReply>(&payload)
+                    && r.request_id == request_id
+                {
+                    return Some(r.outcome);
+                }
+            }
+            None
+        })
+        .await;
+        match answer {
+            Ok(Some(outcome)) => Ok(outcome),
+            _ => anyhow::bail!(
+                "no coordinator answered within {}: the request is kept on the ledger stream and is applied when a coordinator runs (is one running? `kora serve --role coordinator`)",
+                humantime::format_duration(self.wait)
+            ),
         }
-        Ok(out)
     }
 
     /// Cancels a run: the request is stored on the ledger stream (it survives a coordinator
@@ -375,8 +392,24 @@ impl Control {
         Ok(())
     }
 
-    pub async fn purge(&self, filter: &DeadLetterFilter) -> anyhow::Result<usize> {
-        Ok(self.store.purge_dead_letters(filter).await?)
+    /// Closes the open dead letters `filter` selects, without replaying them (their attempts
+    /// stay in the ledger). The coordinator applies it; returns how many it closed.
+    pub async fn purge(&self, filter: &DeadLetterFilter, actor: &str) -> anyhow::Result<usize> {
+        let selector = DeadLetterSelector {
+            id: filter.id.clone(),
+            run_id: filter.run_id.clone(),
+            workflow: filter.workflow.clone(),
+            reason: filter.reason.clone(),
+            since_ms: filter.since_ms,
+        };
+        match self
+            .request(OperationKind::Purge { filter: selector }, actor)
+            .await?
+        {
+            OperationOutcome::Purged { count } => Ok(usize::try_from(count).unwrap_or(usize::MAX)),
+            OperationOutcome::Refused { error } => anyhow::bail!("cannot purge: {error}"),
+            other => anyhow::bail!("unexpected answer to a purge: {other:?}"),
+        }
     }
 }
 
@@ -463,6 +496,33 @@ pub fn overrides(sets: &[String], file: Option<&std::path::Path>) -> anyhow::Res
         out.insert(k.to_string(), value);
     }
     Ok(out)
+}
+
+/// A replay's or restart's answer as what it did, or the coordinator's reason for refusing.
+fn replayed(outcome: OperationOutcome, what: &str) -> anyhow::Result<ReplayOutcome> {
+    match outcome {
+        OperationOutcome::Replayed {
+            run_id,
+            node_id,
+            attempt,
+            redispatched,
+        } => Ok(ReplayOutcome {
+            redispatched: redispatched
+                .into_iter()
+                .map(|a| AttemptKey {
+                    run_id: run_id.clone(),
+                    node_id: a.node_id,
+                    iteration: a.iteration,
+                    attempt: a.attempt,
+                })
+                .collect(),
+            run_id,
+            node_id,
+            attempt,
+        }),
+        OperationOutcome::Refused { error } => anyhow::bail!("cannot {what}: {error}"),
+        other => anyhow::bail!("unexpected answer to a {what}: {other:?}"),
+    }
 }
 
 #[cfg(test)]

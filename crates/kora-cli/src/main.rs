@@ -324,6 +324,10 @@ enum DlqCommand {
         /// Override inputs from a JSON object in a file.
         #[arg(long, value_name = "FILE")]
         input_file: Option<PathBuf>,
+        /// How long to wait for the coordinator to apply each replay (the request is kept and
+        /// applied later if none answers in time): 15s, 2m, ...
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
         #[command(flatten)]
         conn: Conn,
     },
@@ -449,6 +453,9 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
 }
 
 fn main() -> ExitCode {
+    // Crash tests name failpoints in FAILPOINTS; only builds with the feature have any.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -1255,9 +1262,12 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             filter,
             sets,
             input_file,
+            timeout,
             conn,
         } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = Control::connect(&conn.load(serde_json::json!({}))?)
+                .await?
+                .with_wait(timeout);
             let inputs = overrides(&sets, input_file.as_deref())?;
             let who = actor();
             let ids: Vec<String> = match (id, all) {
@@ -1338,7 +1348,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("{id:?} is not a dead-letter id"))?;
                     f.run_id = Some(key.run_id);
                     f.id = Some(id.clone());
-                    let purged = control.purge(&f).await?;
+                    let purged = control.purge(&f, &actor()).await?;
                     anyhow::ensure!(
                         purged == 1,
                         "no open dead letter {id} (`kora dlq list --any-state --run RUN`)"
@@ -1346,7 +1356,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
                     println!("purged {id}");
                 }
                 (None, true) => {
-                    let purged = control.purge(&f).await?;
+                    let purged = control.purge(&f, &actor()).await?;
                     println!("purged {purged} dead letter(s)");
                 }
                 _ => anyhow::bail!("name one dead letter ID, or use --all with filters (not both)"),

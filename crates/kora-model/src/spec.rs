@@ -256,6 +256,35 @@ impl WorkflowSpec {
         }
     }
 
+    /// The nodes a restart from `node` runs again: everything reachable from it, sorted. `Err`
+    /// says why it cannot restart there (no such node, or the node is inside a cycle).
+    pub fn downstream_of(&self, node: &str) -> Result<Vec<String>, String> {
+        if self.node(node).is_none() {
+            let ids: Vec<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
+            return Err(format!(
+                "the workflow has no node '{node}'; its nodes are: {}",
+                ids.join(", ")
+            ));
+        }
+        let mut downstream: Vec<String> = Vec::new();
+        let mut todo = vec![node.to_string()];
+        while let Some(n) = todo.pop() {
+            for c in self.connections.iter().filter(|c| c.source == n) {
+                if c.target == node {
+                    return Err(format!(
+                        "node '{node}' is inside a cycle: restart from a node before the cycle"
+                    ));
+                }
+                if !downstream.contains(&c.target) {
+                    downstream.push(c.target.clone());
+                    todo.push(c.target.clone());
+                }
+            }
+        }
+        downstream.sort();
+        Ok(downstream)
+    }
+
     /// The policy that governs `node`'s retries.
     pub fn retry_policy<'a>(&'a self, node: &'a NodeSpec) -> std::borrow::Cow<'a, RetryPolicy> {
         match node.retry.as_ref().or(self.retry.as_ref()) {

@@ -53,6 +53,15 @@ impl Subjects {
     pub fn ledger_cancel(&self) -> String {
         format!("{}.ledger.cancel", self.prefix)
     }
+    /// Operator requests the coordinator applies (replay, restart, purge): `<p>.ledger.op`.
+    pub fn ledger_operation(&self) -> String {
+        format!("{}.ledger.op", self.prefix)
+    }
+    /// Where the coordinator answers one operator request (NATS core, not stored):
+    /// `<p>.control.reply.<request_id>`.
+    pub fn operation_reply(&self, request_id: &str) -> String {
+        format!("{}.control.reply.{request_id}", self.prefix)
+    }
     /// Notification to workers to stop a cancelled run's tasks: `<p>.control.cancel.<run_id>`
     /// (NATS core: not stored).
     pub fn cancel_notice(&self, run_id: &str) -> String {

@@ -84,6 +84,10 @@ pub enum TaskOutcome {
         error: String,
         error_type: String,
         retryable: bool,
+        /// The node's own word on when to try again (an HTTP 429 or 503 `Retry-After`): the
+        /// next attempt waits at least this long, whatever the retry policy's delay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -111,6 +115,91 @@ pub struct Cancel {
     /// recorded failed (`DeadlineExceeded`), not cancelled. This is the deadline, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+}
+
+/// An operator's request to the coordinator, on `<p>.ledger.op`: the coordinator is the only
+/// writer of run state, so replays, restarts and purges are applied by it (in the ledger, then
+/// the tasks they cause are sent) and answered on `reply_to`. Stored on the ledger stream: a
+/// request made while no coordinator runs is applied when one starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub v: u16,
+    /// Chosen by the requester (a UUID): the message id (`op:<request_id>`) and the reply's.
+    pub request_id: String,
+    /// Who asked, for the record (`$KORA_ACTOR`, a user, an API key's owner).
+    pub actor: String,
+    /// When it was asked, in Unix ms: recorded as the replay's time.
+    pub at_ms: u64,
+    /// A NATS core subject the requester listens on for the [`OperationReply`]; none, no reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    pub op: OperationKind,
+}
+
+/// What an [`Operation`] asks: a map with one key naming the variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Run a dead-lettered attempt's node again (its id is the attempt's task id), with
+    /// `overrides` over its inputs, and resume the run from there.
+    Replay {
+        dead_letter: String,
+        #[serde(default)]
+        overrides: Map,
+    },
+    /// Restart a run that ended from `node_id`: it and every node downstream of it run again.
+    Restart {
+        run_id: String,
+        node_id: String,
+        #[serde(default)]
+        overrides: Map,
+    },
+    /// Close open dead letters without replaying them.
+    Purge { filter: DeadLetterSelector },
+}
+
+/// Which dead letters a purge closes: every field given must match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+}
+
+/// The coordinator's answer to an [`Operation`], on its `reply_to` (NATS core, at most once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationReply {
+    pub v: u16,
+    pub request_id: String,
+    pub outcome: OperationOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationOutcome {
+    /// The run reopened: `attempt` of `node_id` was sent, and the other nodes that were in
+    /// flight when it ended were sent again.
+    Replayed {
+        run_id: String,
+        node_id: String,
+        attempt: u32,
+        #[serde(default)]
+        redispatched: Vec<AttemptRef>,
+    },
+    Purged {
+        count: u64,
+    },
+    /// Nothing was done, and why (a dead letter already replayed, a run still running...).
+    Refused {
+        error: String,
+    },
 }
 
 /// One attempt of a run's node.
@@ -272,6 +361,8 @@ versioned!(NodeResult, "node result");
 versioned!(RunEvent, "run event");
 versioned!(Resume, "resume request");
 versioned!(Cancel, "cancel request");
+versioned!(Operation, "operator request");
+versioned!(OperationReply, "operator reply");
 
 impl Versioned for Admission {
     const WHAT: &'static str = "admission";

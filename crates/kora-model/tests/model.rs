@@ -610,3 +610,28 @@ fn wide_fan_out_and_long_chain_plan_linearly() {
     );
     assert_eq!(st.outcome(), Some(&RunOutcome::Succeeded));
 }
+
+#[test]
+fn a_restart_reruns_what_is_downstream_and_refuses_a_node_on_a_cycle() {
+    let spec: kora_model::WorkflowSpec = serde_json::from_value(serde_json::json!({
+        "kora": 1, "id": "wf",
+        "nodes": [{"id": "a", "type": "NoOpNode"}, {"id": "b", "type": "NoOpNode"},
+                  {"id": "c", "type": "NoOpNode"}, {"id": "d", "type": "NoOpNode"},
+                  {"id": "x", "type": "NoOpNode"}, {"id": "y", "type": "NoOpNode"}],
+        "connections": [
+            {"source": "a", "output": "data", "target": "b", "input": "data"},
+            {"source": "b", "output": "data", "target": "d", "input": "data"},
+            {"source": "a", "output": "data", "target": "c", "input": "data"},
+            {"source": "c", "output": "data", "target": "d", "input": "data"},
+            {"source": "x", "output": "data", "target": "y", "input": "data"},
+            {"source": "y", "output": "data", "target": "x", "input": "data", "cycle": "loop"}]
+    }))
+    .unwrap();
+    assert_eq!(spec.downstream_of("a").unwrap(), ["b", "c", "d"]);
+    assert_eq!(spec.downstream_of("c").unwrap(), ["d"]);
+    assert!(spec.downstream_of("d").unwrap().is_empty());
+    let e = spec.downstream_of("x").unwrap_err();
+    assert!(e.contains("inside a cycle"), "{e}");
+    let e = spec.downstream_of("zz").unwrap_err();
+    assert!(e.contains("no node 'zz'") && e.contains("a, b, c"), "{e}");
+}

@@ -146,6 +146,7 @@ fn golden_vectors() {
                 error: "ZeroDivisionError: division by zero (line 1)".into(),
                 error_type: "ZeroDivisionError".into(),
                 retryable: false,
+                retry_after_ms: None,
             },
             worker_id: "py-worker-1".into(),
             started_at_ms: 1,

@@ -318,15 +318,37 @@ impl Response {
     }
 }
 
-fn retry_after(r: &reqwest::Response) -> Option<Duration> {
-    r.headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
+/// A `Retry-After` header's wait: seconds, or an HTTP date (RFC 9110), from now.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
         .ok()
-        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)))
+}
+
+/// How long a response asks the client to wait before trying again, if it says.
+fn retry_after(r: &reqwest::Response) -> Option<Duration> {
+    parse_retry_after(
+        r.headers()
+            .get(reqwest::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?,
+    )
+}
+
+impl Response {
+    /// The response's `Retry-After`, for a retryable error's wait hint.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+            .and_then(|(_, v)| v.as_str())
+            .and_then(parse_retry_after)
+    }
 }
 
 impl Http {
@@ -387,7 +409,11 @@ impl Http {
             };
             let status = r.status().as_u16();
             if again && matches!(status, 429 | 502 | 503 | 504) {
-                tokio::time::sleep(retry_after(&r).unwrap_or(pause)).await;
+                // Waits in the node are short; a longer Retry-After is the coordinator's to keep.
+                let wait = retry_after(&r)
+                    .unwrap_or(pause)
+                    .min(Duration::from_secs(60));
+                tokio::time::sleep(wait).await;
                 continue;
             }
             let headers: Map = r
@@ -1043,7 +1069,8 @@ impl Node for Alert {
                         "{node}: the webhook answered {}; the alert was not delivered",
                         resp.status
                     ),
-                ));
+                )
+                .retry_after(resp.retry_after()));
             }
             s => {
                 return Err(NodeError::permanent(
@@ -1222,7 +1249,8 @@ impl Node for LlmAgent {
                 return Err(NodeError::retryable(
                     "LLMError",
                     format!("{NODE}: the API answered {}: {}", resp.status, api_error()),
-                ));
+                )
+                .retry_after(resp.retry_after()));
             }
             s => {
                 return Err(NodeError::permanent(
@@ -1301,5 +1329,20 @@ mod tests {
             "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
         assert_eq!(base64("ab"), "YWI=");
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let d = parse_retry_after(&soon).unwrap();
+        assert!((85..=90).contains(&d.as_secs()), "{d:?}");
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            None,
+            "in the past"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
     }
 }

@@ -99,7 +99,10 @@ pub async fn run(
                 Ok(_) => {
                     // A crash here re-admits the run on redelivery: the admission's dedup id and
                     // the coordinator's run-exists check make that harmless.
-                    failpoint("scheduler-after-admit");
+                    fail::fail_point!("scheduler-after-admit", |_| {
+                        tracing::error!("failpoint scheduler-after-admit: aborting");
+                        std::process::abort()
+                    });
                     d.ack().await?;
                 }
                 Err(e) => {
@@ -111,14 +114,6 @@ pub async fn run(
     }
     broker.flush().await?;
     Ok(())
-}
-
-/// Aborts the process when `KORA_FAILPOINT` names this point (crash tests only).
-fn failpoint(name: &str) {
-    if std::env::var("KORA_FAILPOINT").is_ok_and(|v| v == name) {
-        tracing::error!(failpoint = name, "failpoint hit: aborting");
-        std::process::abort();
-    }
 }
 
 /// Validates a request: an admitted run, or a rejected one with every problem found.

@@ -69,7 +69,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unpublished(&self, before_ms: u64, limit: usize) -> Result<Vec<AttemptKey>>;
     /// Dead-lettered attempts passing `filter`, oldest first.
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>>;
-    /// Replays an open dead letter, atomically: a new attempt of its node (with the request's
+    /// Replays an open dead letter (only the coordinator calls this: it is the one writer of
+    /// run state, and operators reach it with a request on `<p>.ledger.op`), atomically: a new attempt of its node (with the request's
     /// overrides), a fresh attempt for every other node the run had in flight when it ended,
     /// the run reopened (`running`, error cleared), and the dead letter marked replayed with
     /// who and when. A dead letter that is not open is a [`Error::Conflict`].

@@ -547,7 +547,14 @@ pub(crate) fn plan_replay(
     } else {
         match &dl.dead_letter {
             Some(info) if info.state == "open" => {}
-            Some(info) => return Err(format!("it is already {}", info.state)),
+            Some(info) => {
+                let by = info
+                    .replayed_by
+                    .as_ref()
+                    .map(|b| format!(" (by {b}, as attempt {})", info.replay_attempt.unwrap_or(0)))
+                    .unwrap_or_default();
+                return Err(format!("it is already {}{by}", info.state));
+            }
             None => return Err("that attempt was not dead-lettered".into()),
         }
     }

@@ -307,6 +307,7 @@ async fn handle(
             ),
             error_type: error_type::UNKNOWN_NODE_TYPE.into(),
             retryable: false,
+            retry_after_ms: None,
         },
         Some(node) => 'node: {
             let mut input = semantics::prepare_input(&task.config, &task.inputs);
@@ -319,6 +320,7 @@ async fn handle(
                             retryable: e.is_retryable(),
                             error_type: e.error_type().to_string(),
                             error: format!("node '{}': {e}", task.node_id),
+                            retry_after_ms: None,
                         };
                     }
                 };
@@ -402,6 +404,9 @@ async fn handle(
                     retryable: e.is_retryable(),
                     error_type: e.error_type().to_string(),
                     error: kora_nodes::secrets::mask_text(&e.to_string(), &secrets),
+                    retry_after_ms: e
+                        .wait_hint()
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 },
             }
         }
@@ -439,6 +444,7 @@ async fn handle(
             error,
             error_type: error_type::OUTPUT_TOO_LARGE.into(),
             retryable: false,
+            retry_after_ms: None,
         };
         encoded = wire::encode(&result);
     }

@@ -1,0 +1,15 @@
+//! The distributed engine with real processes: `kora serve` roles on the machine's NATS and
+//! PostgreSQL, each test under its own subject prefix and its own database. One test binary,
+//! one module per theme. Outside CI, missing services skip these tests with a message; with
+//! `CI` set they fail.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod crash;
+mod dlq;
+mod limits;
+mod runs;
+mod shutdown;
+mod support;
+mod triggers;

@@ -1,0 +1,139 @@
+//! Signals: draining, and a second signal that stops at once.
+
+#![allow(clippy::unwrap_used)]
+
+use super::support::*;
+
+/// SIGTERM drains and exits 0 promptly.
+#[tokio::test]
+async fn sigterm_stops_serve_cleanly() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let i = d.serve("all", &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = d.procs[i].id().to_string();
+    let t = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = d.procs[i].wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    d.finish().await;
+}
+
+/// SIGTERM drains a busy worker: it stops pulling, lets its running task (2 s) finish and
+/// report, and exits 0 well within its grace period; the run succeeds with that one execution.
+/// A second worker busy with a long task gets two signals and stops at once (exit 130), and
+/// its task is handed to another worker.
+#[tokio::test]
+async fn sigterm_drains_a_busy_worker_and_a_second_signal_stops_it_at_once() {
+    let Some(mut d) = Deployment::new(&[
+        ("KORA_WORKER__DRAIN_GRACE_SECS", "15"),
+        ("KORA_TASKS__ACK_WAIT_SECS", "4"),
+        ("KORA_WORKER__HEARTBEAT_SECS", "1"),
+    ])
+    .await
+    else {
+        return;
+    };
+    d.serve("scheduler,coordinator", &[]);
+    let busy = d.serve("worker", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let log = dir.path().join("executions.log");
+    let wf = dir.path().join("slow.json");
+    let code = |secs: f64| {
+        format!(
+            "import time\nopen({:?}, 'a').write('x\\n')\nopen({:?}, 'w').write('1')\ntime.sleep({secs})\nresult = 'done'",
+            log.display().to_string(),
+            started.display().to_string()
+        )
+    };
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "slow", "type": "PythonCodeNode", "config": {"code": code(2.0)}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let sigterm = |pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let wait_started = async || {
+        let t = Instant::now();
+        while !started.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the task never started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let run_id = d.submit(&wf);
+    wait_started().await;
+    let t = Instant::now();
+    sigterm(d.procs[busy].id());
+    let status = d.procs[busy].wait().unwrap();
+    let took = t.elapsed();
+    assert!(status.success(), "a drained worker exits 0: {status}");
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(10),
+        "it waited for its task and no longer: {took:?}"
+    );
+    let done = d.wait_finished(&run_id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["results"]["slow"]["result"], "done");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        1,
+        "executed once"
+    );
+
+    // A second signal: stop now. The task goes back to the queue and another worker runs it.
+    std::fs::remove_file(&started).unwrap();
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "slow", "type": "PythonCodeNode", "config": {"code": code(1.0)}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let stubborn = d.serve_env("worker", &[], &[("KORA_WORKER__DRAIN_GRACE_SECS", "60")]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let run2 = d.submit(&wf);
+    wait_started().await;
+    let t = Instant::now();
+    sigterm(d.procs[stubborn].id());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sigterm(d.procs[stubborn].id());
+    let status = d.procs[stubborn].wait().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "the second signal stops it without waiting for the 1 s task: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{status}");
+    d.serve("worker", &[]);
+    let done = d.wait_finished(&run2, Duration::from_secs(30)).await;
+    assert_eq!(
+        done["status"], "succeeded",
+        "handed to another worker: {done}"
+    );
+    d.finish().await;
+}

@@ -1,0 +1,211 @@
+//! What a batch of ledger messages produces before its commit: the ledger writes, the messages
+//! to publish after the commit, and what the coordinator does once it is durable.
+
+use std::time::Duration;
+
+use foldhash::{HashMap, HashSet};
+use kora_broker::{Delivery, Outbound};
+use kora_model::subjects::Subjects;
+use kora_model::wire::{self, EventKind, RunEvent, WIRE_VERSION};
+use kora_model::{Value, msg_id};
+use kora_store::{AttemptKey, Batch, Expect, RunStatus};
+
+use crate::Error;
+use crate::state::ActiveRun;
+
+/// One batch's ledger writes, then messages to publish after the commit.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) batch: Batch,
+    pub(crate) publish: Vec<Outbound>,
+    /// Runs whose cached state this batch moved on (forgotten if the commit fails).
+    pub(crate) touched: Vec<String>,
+    /// Runs this batch ends: dropped from the cache after the commit.
+    pub(crate) finished: Vec<String>,
+    /// Runs this batch ends, with how: counted and logged once the commit is durable.
+    pub(crate) ended: Vec<(String, RunStatus)>,
+    /// Runs this batch already carries an expectation for.
+    pub(crate) expected: HashSet<String>,
+    /// Which entries of `publish` are tasks, and their attempts (marked published once sent).
+    pub(crate) task_keys: Vec<(usize, AttemptKey)>,
+    /// Runs cancelled by this batch: workers are told to stop their tasks after the commit.
+    pub(crate) cancelled: Vec<String>,
+    /// Concurrency groups with a run ended by this batch: their queued runs may start.
+    pub(crate) freed: Vec<String>,
+    /// Runs of each concurrency group this batch `(starts, queues)`.
+    pub(crate) groups: HashMap<String, (u64, u64)>,
+    /// Attempts for rate-limited queues: given their start times before the commit.
+    pub(crate) paced: Vec<Paced>,
+    /// Idempotency keys taken by runs this batch creates, and by which.
+    pub(crate) keys: HashMap<String, String>,
+    /// Child runs (of WorkflowNodes) this batch ended: their parents are told after the commit.
+    pub(crate) children: Vec<String>,
+    /// Retries this batch scheduled: `(due_ms, run_id, node, iteration, attempt)`, timed once
+    /// the commit is durable.
+    pub(crate) retries: Vec<(u64, String, usize, u32, u32)>,
+    /// Deadlines of runs this batch admits: `(deadline_ms, run_id)`.
+    pub(crate) deadlines: Vec<(u64, String)>,
+}
+
+/// An attempt whose queue has a rate limit.
+pub(crate) struct Paced {
+    pub(crate) queue: String,
+    /// Its task message in `Pending::publish`; `None` for a retry (sent when due).
+    pub(crate) publish: Option<usize>,
+    /// Its row in `Pending::batch.new_attempts` (dated when it may start).
+    pub(crate) row: usize,
+    /// Not before this (a retry's delay).
+    pub(crate) not_before: u64,
+    pub(crate) attempt: (String, usize, u32, u32),
+}
+
+/// An event to record: its kind, and the node attempt it is about, if any.
+pub(crate) struct Ev {
+    kind: EventKind,
+    node: Option<String>,
+    iteration: u32,
+    attempt: u32,
+    detail: Option<Value>,
+}
+
+impl Ev {
+    /// A run-level event.
+    pub(crate) fn run(kind: EventKind) -> Self {
+        Ev {
+            kind,
+            node: None,
+            iteration: 0,
+            attempt: 0,
+            detail: None,
+        }
+    }
+
+    /// A node-level event about `attempt` of `node`'s `iteration`.
+    pub(crate) fn node(kind: EventKind, node: &str, iteration: u32, attempt: u32) -> Self {
+        Ev {
+            kind,
+            node: Some(node.to_string()),
+            iteration,
+            attempt,
+            detail: None,
+        }
+    }
+
+    pub(crate) fn detail(mut self, detail: Option<Value>) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    fn into_event(self, run_id: &str, seq: u64, at_ms: u64) -> RunEvent {
+        RunEvent {
+            v: WIRE_VERSION,
+            event_id: format!("{run_id}:{seq}"),
+            run_id: run_id.to_string(),
+            seq,
+            kind: self.kind,
+            node_id: self.node,
+            iteration: self.iteration,
+            attempt: self.attempt,
+            at_ms,
+            detail: self.detail,
+        }
+    }
+}
+
+impl Pending {
+    /// Registers, once per batch, what this batch assumes about the run.
+    pub(crate) fn expect(&mut self, run: &ActiveRun) {
+        if self.expected.insert(run.run_id.clone()) {
+            self.batch.expect.push(Expect::Outcomes {
+                run_id: run.run_id.clone(),
+                count: run.outcomes,
+            });
+        }
+    }
+
+    /// Registers, once per batch, that the run must not exist yet.
+    pub(crate) fn expect_absent(&mut self, run_id: &str) {
+        if self.expected.insert(run_id.to_string()) {
+            self.batch.expect.push(Expect::Absent {
+                run_id: run_id.to_string(),
+            });
+        }
+    }
+
+    /// Records the run's next event in the ledger batch and publishes it after the commit.
+    pub(crate) fn emit(&mut self, subjects: &Subjects, run: &mut ActiveRun, now: u64, ev: Ev) {
+        let seq = run.next_event();
+        self.emit_at(subjects, &run.run_id.clone(), seq, now, ev);
+    }
+
+    /// Records an event with a given sequence (a run with no state yet: a rejected one).
+    pub(crate) fn emit_at(
+        &mut self,
+        subjects: &Subjects,
+        run_id: &str,
+        seq: u64,
+        now: u64,
+        ev: Ev,
+    ) {
+        let e = ev.into_event(run_id, seq, now);
+        if let Some(msg) = event_message(subjects, &e) {
+            self.publish.push(msg);
+        }
+        self.batch.events.push(e);
+    }
+
+    /// Publishes an event after the commit without storing it (a deduplicated submission's
+    /// notice, on its own run id).
+    pub(crate) fn announce(&mut self, subjects: &Subjects, run_id: &str, now: u64, ev: Ev) {
+        let e = ev.into_event(run_id, 1, now);
+        if let Some(msg) = event_message(subjects, &e) {
+            self.publish.push(msg);
+        }
+    }
+
+    /// Queues a task message, remembering its attempt (marked published once the broker has it).
+    pub(crate) fn task(&mut self, msg: Outbound, key: AttemptKey) {
+        self.task_keys.push((self.publish.len(), key));
+        self.publish.push(msg);
+    }
+}
+
+/// The message of a run event on its subject, deduplicated by its event id.
+fn event_message(subjects: &Subjects, e: &RunEvent) -> Option<Outbound> {
+    let payload = wire::encode(e).ok()?;
+    Some(
+        Outbound::new(
+            subjects.event(&e.run_id, e.kind.level(), e.kind.as_str()),
+            payload,
+        )
+        .msg_id(msg_id::event(&e.event_id)),
+    )
+}
+
+/// Why a ledger message was not taken into the batch.
+pub(crate) enum Refusal {
+    /// The message itself is unusable: it is dead-lettered with this reason.
+    Poison(String),
+    /// The ledger could not be read: the batch is handed back and retried.
+    Unavailable(Error),
+}
+
+impl Refusal {
+    pub(crate) fn store(e: kora_store::Error) -> Refusal {
+        Refusal::Unavailable(Error::Store(e))
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Unavailable(e)
+    }
+}
+
+/// Hands messages back to the broker, to be redelivered after `delay`. Best effort: a nak
+/// that fails is a redelivery after the ack wait instead.
+pub(crate) async fn nak_all(deliveries: &[&Delivery], delay: Duration) {
+    for d in deliveries {
+        let _ = d.nak(Some(delay)).await;
+    }
+}
