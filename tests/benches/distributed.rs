@@ -212,7 +212,10 @@ fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
     use std::io::{Read, Write};
     let mut text = String::new();
     if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-        let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let _ = write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        );
         let _ = s.read_to_string(&mut text);
     }
     text.lines()

@@ -166,7 +166,10 @@ async fn engine_runs(wf: WorkflowSpec, nodes: usize) -> String {
         samples.push(t.elapsed().as_secs_f64());
         assert!(r.succeeded(), "bench run failed: {:?}", r.error);
     }
-    engine.shutdown().await;
+    engine
+        .shutdown()
+        .await
+        .expect("the embedded roles stop cleanly");
     summary(nodes, samples)
 }
 
@@ -204,7 +207,10 @@ async fn one_run(wf: WorkflowSpec, nodes: usize) -> String {
     let took = t.elapsed().as_secs_f64();
     assert!(r.succeeded());
     let line = summary(nodes, vec![took]);
-    engine.shutdown().await;
+    engine
+        .shutdown()
+        .await
+        .expect("the embedded roles stop cleanly");
     line
 }
 

@@ -48,7 +48,7 @@ async fn run_case(dir: &std::path::Path) -> Vec<String> {
         .await
         .expect("finishes")
         .expect("runs");
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     compare(&expected, &report.status, &Value::Object(report.results))
 }
 
@@ -139,7 +139,7 @@ async fn wide_fan_out_and_long_chain_complete() {
     assert!(r.succeeded());
     assert_eq!(r.results["c499"], json!({"data": "x"}));
     assert_eq!(engine.metrics.results_fenced.get(), 0);
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
 }
 
 /// A malformed message on any subject is dead-lettered with a reason and the engine goes on.
@@ -194,7 +194,7 @@ async fn poison_messages_are_dead_lettered_and_do_not_stop_the_engine() {
         reasons.iter().all(|r| r.contains("undecodable")),
         "{reasons:?}"
     );
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
 }
 
 /// Publishing the same run request twice (a retry after a lost ack) makes one run.
@@ -225,7 +225,7 @@ async fn duplicate_submissions_make_one_run() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(engine.metrics.runs_started.get(), 1);
     assert_eq!(engine.store.attempts(&id).await.unwrap().len(), 1);
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
 }
 
 /// An invalid workflow submitted directly (not through `kora run`'s own check) is recorded as
@@ -247,7 +247,7 @@ async fn invalid_submissions_are_rejected_with_reasons() {
     );
     let rec = engine.store.run(&r.run_id).await.unwrap().unwrap();
     assert_eq!(rec.status, kora_store::RunStatus::Rejected);
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
 }
 
 /// With `sqlite:PATH` the ledger outlives the process: runs, attempts and events are there.
@@ -265,7 +265,7 @@ async fn sqlite_ledger_keeps_the_run() {
         "connections": [{"source": "a", "output": "data", "target": "b", "input": "data"}]}),
     );
     let r = engine.run(wf, Map::new()).await.unwrap();
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     let store: Arc<dyn kora_store::Store> = kora_store::open(&format!("sqlite:{}", path.display()))
         .await
         .unwrap();
@@ -306,7 +306,7 @@ async fn failures_inside_workers_are_contained() {
     assert!(r.succeeded(), "a failed leaf is recorded; the run goes on");
     assert_eq!(r.results["crash"]["failed"], json!(true));
     assert_eq!(r.results["fine"]["result"], json!("still here"));
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
 }
 
 /// Data too large for a message fails its node with a reason; the run does not hang.
@@ -355,7 +355,7 @@ async fn oversized_inputs_and_outputs_fail_the_node_not_the_engine() {
         "{}",
         r.results["huge"]
     );
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
 }
 
 /// A node failing retryably succeeds on its third attempt: every attempt is in the ledger with
@@ -383,7 +383,7 @@ async fn flaky_node_is_retried_within_its_policy() {
         .await
         .expect("finishes")
         .unwrap();
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     assert!(r.succeeded(), "{:?}", r.error);
     assert_eq!(r.results["broken"]["failed"], json!(true), "a failed leaf");
     let store: Arc<dyn kora_store::Store> = kora_store::open(&format!("sqlite:{}", path.display()))
@@ -448,7 +448,7 @@ async fn a_node_past_its_timeout_is_stopped_and_retried() {
         .expect("finishes long before the sleep")
         .unwrap();
     let took = t.elapsed();
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(r.results["stuck"]["error_type"], json!("TimeoutError"));
     let store: Arc<dyn kora_store::Store> = kora_store::open(&format!("sqlite:{}", path.display()))
@@ -503,7 +503,7 @@ async fn a_per_key_concurrency_limit_queues_the_extra_runs() {
         .await
         .expect("all finish");
     let reports = [a1.unwrap(), a2.unwrap(), a3.unwrap(), b1.unwrap()];
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     let span = |r: &kora_cli::client::RunReport| {
         let o = &r.results["work"]["result"];
         (o["start"].as_f64().unwrap(), o["end"].as_f64().unwrap())
@@ -567,7 +567,7 @@ async fn a_run_past_its_deadline_fails_and_stops_its_tasks() {
     assert!(took < Duration::from_secs(6), "took {took:?}");
     // The node was stopped: it never got past its sleep (8 s from the start).
     tokio::time::sleep(Duration::from_secs(9).saturating_sub(t.elapsed())).await;
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     assert!(!marker.exists(), "the node ran on after the deadline");
 }
 
@@ -603,7 +603,7 @@ async fn a_queue_rate_limit_spaces_its_tasks() {
     let took = t.elapsed();
     let paced = engine.metrics.tasks_paced.get();
     let store = Arc::clone(&engine.store);
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     assert!(r.succeeded(), "{r:?}");
     assert!(took >= Duration::from_millis(1700), "took only {took:?}");
     assert_eq!(paced, 9, "all but the first waited for their slot");
@@ -655,7 +655,7 @@ async fn a_parent_that_ends_cancels_its_running_child_runs() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    engine.shutdown().await;
+    engine.shutdown().await.unwrap();
     assert_eq!(child.status, kora_store::RunStatus::Cancelled, "{child:?}");
     assert!(
         child.error.unwrap_or_default().contains(&r.run_id),

@@ -39,7 +39,10 @@ fn dependency_rules_hold() {
         ("kora-broker", &["kora-model"][..]),
         ("kora-store", &["kora-model"][..]),
         ("kora-nodes", &["kora-model"][..]),
-        ("kora-scheduler", &["kora-broker", "kora-model"][..]),
+        (
+            "kora-scheduler",
+            &["kora-broker", "kora-model", "kora-store"][..],
+        ),
         (
             "kora-worker",
             &["kora-broker", "kora-model", "kora-nodes"][..],
@@ -47,6 +50,19 @@ fn dependency_rules_hold() {
         (
             "kora-coordinator",
             &["kora-broker", "kora-model", "kora-store"][..],
+        ),
+        (
+            "kora-server",
+            &[
+                "kora-broker",
+                "kora-coordinator",
+                "kora-model",
+                "kora-nodes",
+                "kora-runtime",
+                "kora-scheduler",
+                "kora-store",
+                "kora-worker",
+            ][..],
         ),
         (
             "kora-cli",
@@ -57,6 +73,7 @@ fn dependency_rules_hold() {
                 "kora-nodes",
                 "kora-runtime",
                 "kora-scheduler",
+                "kora-server",
                 "kora-store",
                 "kora-worker",
             ][..],
@@ -134,14 +151,12 @@ fn every_crate_says_what_it_owns_and_architecture_names_it() {
 #[test]
 fn deployment_files_match_the_binary() {
     let root = repo_root();
-    let cfg: kora_cli::serve::ServeConfig = kora_runtime::config::load(
+    let cfg = kora_server::ServerConfig::load(
         Some(&root.join("deploy/kora.toml")),
-        "KORA_UNUSED",
         Vec::<(String, String)>::new(),
         serde_json::json!({}),
     )
-    .expect("deploy/kora.toml loads");
-    cfg.validate().expect("deploy/kora.toml is valid");
+    .expect("deploy/kora.toml loads and is valid");
     assert_eq!(cfg.nats.url, "nats://nats:4222");
     let compose: serde_json::Value =
         serde_norway::from_str(&std::fs::read_to_string(root.join("docker-compose.yml")).unwrap())
@@ -172,10 +187,8 @@ fn deployment_files_match_the_binary() {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
             .collect();
-        let cfg: kora_cli::serve::ServeConfig =
-            kora_runtime::config::load(None, "KORA", vars, serde_json::json!({}))
-                .unwrap_or_else(|e| panic!("{role}'s environment: {e}"));
-        cfg.validate().unwrap();
+        let cfg = kora_server::ServerConfig::load(None, vars, serde_json::json!({}))
+            .unwrap_or_else(|e| panic!("{role}'s environment: {e}"));
         if role == "coordinator" {
             assert_eq!(cfg.metrics.addr, "0.0.0.0:9464");
         }

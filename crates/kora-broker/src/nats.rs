@@ -25,28 +25,70 @@ use crate::{
     PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo,
 };
 
-/// Connection settings, owned here so every role configures NATS the same way.
-#[derive(Debug, Clone)]
+/// `[nats]`: the connection, and the installation on it. Owned here so every role configures
+/// NATS the same way.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
     /// One or more server URLs, comma-separated.
     pub url: String,
-    /// Shown in the server's connection list.
+    /// Installation prefix of every subject, stream and consumer: installations sharing a
+    /// server differ here (letters, digits, `_` or `-`).
+    pub prefix: String,
+    /// Copies of each stream on a NATS cluster: 1, or 3 to survive losing a server
+    /// (docs/durability.md says what each costs). Applied when a stream is created or updated.
+    pub replicas: usize,
+    /// Timeout for JetStream API calls and publish acks.
+    #[serde(with = "kora_model::duration")]
+    pub request_timeout: Duration,
+    /// Shown in the server's connection list (set by the process, not configured).
+    #[serde(skip)]
     pub name: String,
     /// Messages a consumer handle requests (and buffers) ahead of use, unless the role asks
     /// for another size ([`Broker::consumer_buffered`]).
+    #[serde(skip)]
     pub pull_batch: usize,
-    /// Timeout for JetStream API calls and publish acks.
-    pub request_timeout: Duration,
 }
 
 impl Default for NatsConfig {
     fn default() -> Self {
         NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
+            prefix: kora_model::subjects::DEFAULT_PREFIX.into(),
+            replicas: 1,
+            request_timeout: Duration::from_secs(5),
             name: "kora".into(),
             pull_batch: 64,
-            request_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl NatsConfig {
+    /// Every problem in words that name the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        kora_model::subjects::Subjects::new(&self.prefix)
+            .map_err(|e| format!("nats.prefix: {e}"))?;
+        if self.url.split(',').all(|u| u.trim().is_empty()) {
+            return Err(
+                "nats.url is empty: give one or more server URLs, e.g. nats://127.0.0.1:4222"
+                    .into(),
+            );
+        }
+        if !matches!(self.replicas, 1..=5) {
+            return Err(format!(
+                "nats.replicas must be between 1 and 5 (it is {}); use 3 on a three-server cluster",
+                self.replicas
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err("nats.request_timeout must be more than 0".into());
+        }
+        Ok(())
+    }
+
+    /// This installation's subject, stream and consumer names.
+    pub fn subjects(&self) -> kora_model::subjects::Subjects {
+        kora_model::subjects::Subjects::new(&self.prefix).unwrap_or_default()
     }
 }
 

@@ -8,6 +8,89 @@ use kora_model::subjects::Subjects;
 
 use crate::{Broker, ConsumerConfig, Delivery, Outbound, Result, Retention, StreamConfig};
 
+/// `[tasks]`: how the task stream delivers to workers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// How long a worker may hold a task without acking or heartbeating.
+    #[serde(with = "kora_model::duration")]
+    pub ack_wait: Duration,
+    /// Deliveries of one task (crashes, timeouts) before it is given up as `worker_lost`.
+    pub max_deliver: u32,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+        }
+    }
+}
+
+/// `[control]`: how the run-request and ledger streams deliver to schedulers and coordinators.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// How long a scheduler or coordinator may hold a run request or ledger message before
+    /// it is redelivered (to another instance): the recovery time after one of them crashes.
+    /// Must exceed the longest ledger write (database.acquire_timeout and more).
+    #[serde(with = "kora_model::duration")]
+    pub ack_wait: Duration,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TasksConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.ack_wait < Duration::from_secs(1) {
+            return Err(format!(
+                "tasks.ack_wait must be at least 1s (it is {})",
+                kora_model::duration::format(self.ack_wait)
+            ));
+        }
+        if self.max_deliver == 0 {
+            return Err("tasks.max_deliver must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl ControlConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.ack_wait < Duration::from_secs(1) {
+            return Err(format!(
+                "control.ack_wait must be at least 1s (it is {})",
+                kora_model::duration::format(self.ack_wait)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TopologyConfig {
+    /// The topology `kora serve` provisions from its configuration sections.
+    pub fn of(
+        nats: &crate::nats::NatsConfig,
+        tasks: &TasksConfig,
+        control: &ControlConfig,
+    ) -> Self {
+        TopologyConfig {
+            task_ack_wait: tasks.ack_wait,
+            task_max_deliver: tasks.max_deliver,
+            control_ack_wait: control.ack_wait,
+            replicas: nats.replicas,
+            ..TopologyConfig::default()
+        }
+    }
+}
+
 /// Delivery settings for the task queues.
 #[derive(Debug, Clone)]
 pub struct TopologyConfig {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kora_broker::{Broker, ConsumerConfig, Outbound};
+use kora_broker::{Broker, ConsumerConfig};
 use kora_model::subjects::Subjects;
 use kora_model::wire::{self, EventKind, RunEvent, RunRequest, WIRE_VERSION};
 use kora_model::{Map, Value, WorkflowSpec, now_ms};
@@ -28,11 +28,7 @@ pub async fn submit(
         submitted_at_ms: now_ms(),
         parent: None,
     };
-    let payload = wire::encode(&req)?;
-    broker
-        .publish(
-            Outbound::new(subjects.run_submit(), payload).msg_id(kora_model::msg_id::run(&run_id)),
-        )
+    kora_scheduler::submit(broker, subjects, &req)
         .await
         .context("cannot submit the run")?;
     Ok(run_id)

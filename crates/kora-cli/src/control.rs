@@ -30,7 +30,7 @@ use kora_store::{
     AttemptKey, AttemptRecord, DeadLetterFilter, DeadLetterRecord, ReplayOutcome, Store,
 };
 
-use crate::serve::{ServeConfig, connect_broker, connect_store};
+use kora_server::ServerConfig;
 
 pub struct Control {
     store: Arc<dyn Store>,
@@ -57,10 +57,10 @@ impl Control {
     }
 
     /// Connects to the ledger and the broker of the installation `cfg` names.
-    pub async fn connect(cfg: &ServeConfig) -> anyhow::Result<Self> {
-        let subjects = Subjects::new(&cfg.nats.prefix).map_err(anyhow::Error::msg)?;
-        let store = connect_store(cfg).await?;
-        let broker = connect_broker(cfg, "kora-control").await?;
+    pub async fn connect(cfg: &ServerConfig) -> anyhow::Result<Self> {
+        let subjects = cfg.nats.subjects();
+        let store = crate::connect::store(cfg).await?;
+        let broker = crate::connect::broker(cfg, "kora-control").await?;
         // Requests are stored even if no role has started yet.
         kora_broker::topology::provision_streams(
             broker.as_ref(),
@@ -346,7 +346,7 @@ impl Control {
         spec: kora_model::WorkflowSpec,
         params: Map,
     ) -> anyhow::Result<()> {
-        crate::triggers::check_name(name)?;
+        kora_scheduler::triggers::check_name(name)?;
         let (subject, schedule) = match source {
             TriggerSource::Subject(subject) => {
                 anyhow::ensure!(
@@ -356,7 +356,7 @@ impl Control {
                 (subject, None)
             }
             TriggerSource::Cron(expr) => {
-                crate::triggers::parse_schedule(&expr)?;
+                kora_scheduler::triggers::parse_schedule(&expr)?;
                 (String::new(), Some(expr))
             }
         };
@@ -371,7 +371,7 @@ impl Control {
             created_ms: now,
             updated_ms: now,
         };
-        crate::triggers::provision(self.broker.as_ref(), &self.subjects, &t).await?;
+        kora_scheduler::triggers::provision(self.broker.as_ref(), &self.subjects, &t).await?;
         self.store.put_trigger(&t).await?;
         Ok(())
     }
@@ -452,25 +452,17 @@ pub fn actor() -> String {
     }
 }
 
-/// `--since`: a duration back from now (`90s`, `30m`, `12h`, `7d`) or milliseconds since the
-/// epoch.
+/// `--since`: a duration back from now (`90s`, `30m`, `12h`, `7d`, `1h 30m`) or milliseconds
+/// since the epoch.
 pub fn parse_since(s: &str, now: u64) -> anyhow::Result<u64> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(ms);
     }
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("--since {s:?}: use e.g. 30m, 12h, 7d, or epoch milliseconds"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => anyhow::bail!("--since {s:?}: the unit must be s, m, h or d"),
-    };
-    Ok(now.saturating_sub(secs * 1000))
+    let back = humantime::parse_duration(s).map_err(|e| {
+        anyhow::anyhow!("--since {s:?}: {e}; use e.g. 30m, 12h, 7d, or epoch milliseconds")
+    })?;
+    Ok(now.saturating_sub(u64::try_from(back.as_millis()).unwrap_or(u64::MAX)))
 }
 
 /// `--set key=value` pairs and an `--input-file` (a JSON object) as one overrides map; a value
@@ -540,7 +532,13 @@ mod tests {
             500_000_000 - 172_800_000
         );
         assert_eq!(parse_since("1700000000000", 0).unwrap(), 1_700_000_000_000);
-        assert!(parse_since("5w", 0).is_err());
+        assert_eq!(
+            parse_since("1h 30m", 10_000_000).unwrap(),
+            10_000_000 - 5_400_000
+        );
+        assert!(parse_since("5 fortnights", 0).is_err());
+        // Larger than any clock: the start of time, not an overflow.
+        assert_eq!(parse_since("99999999999999d", 10).unwrap(), 0);
     }
 
     #[test]

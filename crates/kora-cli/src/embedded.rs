@@ -1,6 +1,7 @@
-//! The whole engine in one process: the same role code as a distributed deployment, joined by
-//! the in-memory broker, with a memory or SQLite ledger.
+//! The whole engine in one process: the same roles as a distributed deployment, wired by
+//! [`kora_server::start`], joined by the in-memory broker, with a memory or SQLite ledger.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,13 +9,13 @@ use anyhow::Context;
 use kora_broker::Broker;
 use kora_broker::memory::MemoryBroker;
 use kora_broker::topology::{TopologyConfig, provision};
-use kora_coordinator::Metrics;
+use kora_coordinator::{Metrics, RateLimit};
 use kora_model::subjects::{DEFAULT_QUEUE, Subjects};
 use kora_model::{Map, WorkflowSpec};
 use kora_nodes::{NodesConfig, Registry};
+use kora_server::{Deps, Health, Role, RoleSettings, Supervisor};
 use kora_store::Store;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::client;
 
@@ -30,7 +31,7 @@ pub struct EngineConfig {
     /// small margin) fails with `TaskTooLarge` or `OutputTooLarge`.
     pub max_message_bytes: usize,
     /// Task rate limits by queue name.
-    pub rate_limits: std::collections::BTreeMap<String, kora_coordinator::RateLimit>,
+    pub rate_limits: BTreeMap<String, RateLimit>,
 }
 
 impl Default for EngineConfig {
@@ -41,7 +42,7 @@ impl Default for EngineConfig {
             workers: 1,
             concurrency: 64,
             max_message_bytes: 8 << 20,
-            rate_limits: Default::default(),
+            rate_limits: BTreeMap::new(),
         }
     }
 }
@@ -55,7 +56,7 @@ pub struct Engine {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-    tracker: TaskTracker,
+    roles: Supervisor,
 }
 
 impl Engine {
@@ -75,7 +76,6 @@ impl Engine {
     ) -> anyhow::Result<Self> {
         let mut registry = Registry::builtin(&cfg.nodes);
         registry.extend(&extra);
-        let registry = Arc::new(registry);
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
         let subjects = Subjects::default();
         // Embedded runs are short: an unacked task comes back quickly after a worker panic.
@@ -84,69 +84,48 @@ impl Engine {
             max_msg_size: cfg.max_message_bytes,
             ..TopologyConfig::default()
         };
-        // Headroom for subject, headers and the wire envelope.
-        let payload_limit = cfg
-            .max_message_bytes
-            .saturating_sub((cfg.max_message_bytes / 64).min(64 << 10));
         provision(broker.as_ref(), &subjects, &[DEFAULT_QUEUE], &topo).await?;
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let metrics = Arc::new(Metrics::default());
-        let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = registry.clone();
-        let sched_cfg = kora_scheduler::Config::default();
-        tracker.spawn(crate::serve::log_exit(
-            "scheduler",
-            kora_scheduler::run(
-                sched_cfg,
-                Arc::clone(&broker),
-                subjects.clone(),
-                Arc::clone(&catalog),
-                shutdown.clone(),
-            ),
-        ));
-        tracker.spawn(crate::serve::log_exit(
-            "coordinator",
-            kora_coordinator::run(
-                kora_coordinator::Config {
-                    max_task_bytes: payload_limit,
-                    rate_limits: cfg.rate_limits.clone(),
-                    ..kora_coordinator::Config::default()
-                },
-                Arc::clone(&broker),
-                Arc::clone(&store),
-                subjects.clone(),
-                catalog,
-                Arc::clone(&metrics),
-                shutdown.clone(),
-            ),
-        ));
-        for i in 0..cfg.workers.max(1) {
-            let wcfg = kora_worker::Config {
-                worker_id: format!("embedded-{i}"),
+        let payload_limit = kora_server::payload_limit(cfg.max_message_bytes);
+        let settings = RoleSettings {
+            scheduler: kora_scheduler::Config::default(),
+            coordinator: kora_coordinator::Config {
+                max_task_bytes: payload_limit,
+                rate_limits: cfg.rate_limits.clone(),
+                ..kora_coordinator::Config::default()
+            },
+            worker: kora_worker::Config {
+                worker_id: "embedded".into(),
                 concurrency: cfg.concurrency,
                 drain_grace: Duration::from_secs(5),
                 max_result_bytes: payload_limit,
                 ..kora_worker::Config::default()
-            };
-            tracker.spawn(crate::serve::log_exit(
-                "worker",
-                kora_worker::run(
-                    wcfg,
-                    Arc::clone(&broker),
-                    subjects.clone(),
-                    Arc::clone(&registry),
-                    shutdown.clone(),
-                ),
-            ));
-        }
+            },
+            worker_loops: cfg.workers.max(1),
+        };
+        let deps = Deps {
+            broker: Arc::clone(&broker),
+            subjects: subjects.clone(),
+            ledger: Some(Arc::clone(&store)),
+            registry: Arc::new(registry),
+            metrics: Arc::new(Metrics::default()),
+            triggers: false,
+        };
+        let shutdown = CancellationToken::new();
+        let roles = kora_server::start(
+            &Role::ALL,
+            &settings,
+            &deps,
+            &shutdown,
+            Arc::new(Health::default()),
+        )?;
         Ok(Engine {
             broker,
             subjects,
             store,
-            registry,
-            metrics,
+            registry: deps.registry,
+            metrics: deps.metrics,
             shutdown,
-            tracker,
+            roles,
         })
     }
 
@@ -177,9 +156,10 @@ impl Engine {
         RunReport::build(self.store.as_ref(), run_id, &ids, ending).await
     }
 
-    pub async fn shutdown(self) {
+    /// Stops the roles (they drain) and waits for them; a role that failed meanwhile is the
+    /// error.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
+        Ok(self.roles.wait().await?)
     }
 }

@@ -1,19 +1,18 @@
-//! The `kora` binary's library half: the embedded engine and the client calls the commands use.
+//! The `kora` binary's library half: what its commands (and tests, and custom worker binaries)
+//! call.
 //!
-//! Owns: wiring the roles together in one process ([`embedded::Engine`]: scheduler,
-//! coordinator and workers on the in-memory broker with a memory or SQLite ledger), submitting a
-//! run and waiting for its outcome ([`client`]), loading workflow and parameter files
-//! ([`input`]), and rendering results ([`output`]).
+//! Owns: the embedded engine ([`embedded::Engine`]: every role in one process on the in-memory
+//! broker, wired by `kora_server`), submitting a run and waiting for its outcome ([`client`]),
+//! the operator API ([`control`]: dead letters, replay, restart, cancel, triggers; requests
+//! the coordinator applies), connecting to an installation ([`connect`]), loading workflow and
+//! parameter files ([`input`]), and comparing results with Kailash's ([`conformance`]).
 //!
-//! Must not: implement engine logic. Everything here calls the role crates through their
-//! public `run` functions and the broker and store traits, exactly as separate processes would.
+//! Must not: implement engine logic or write run state. Everything here goes through the
+//! broker and the store traits, exactly as separate processes would.
 
 pub mod client;
 pub mod conformance;
+pub mod connect;
 pub mod control;
 pub mod embedded;
-pub mod http;
 pub mod input;
-pub mod output;
-pub mod serve;
-pub mod triggers;

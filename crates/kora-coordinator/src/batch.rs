@@ -127,16 +127,18 @@ impl Coordinator {
         }
         let started = std::time::Instant::now();
         let committed = self.store.commit(std::mem::take(&mut p.batch)).await;
-        self.metrics.ledger_commits.inc();
         self.metrics
-            .ledger_commit_micros
-            .add(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+            .ledger_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         match committed {
             Ok(report) => {
-                self.metrics.ledger_messages.add(keep.len() as u64);
+                self.metrics.ledger_messages.inc_by(keep.len() as u64);
+                self.metrics
+                    .ledger_batch_messages
+                    .observe(keep.len() as f64);
                 self.metrics
                     .results_fenced
-                    .add(report.outcomes_ignored as u64);
+                    .inc_by(report.outcomes_ignored as u64);
                 Ok(true)
             }
             Err(e) => {
@@ -172,7 +174,7 @@ impl Coordinator {
             deadlines,
             ..
         } = p;
-        self.metrics.tasks_dispatched.add(task_keys.len() as u64);
+        self.metrics.tasks_dispatched.inc_by(task_keys.len() as u64);
         self.count_ended(&ended);
         for run_id in &cancelled {
             // At most once and not stored: a worker that misses it finishes the task, and its

@@ -1,24 +1,12 @@
-//! Counters an operator can alert on, rendered as Prometheus text (served by `kora serve
-//! --metrics-addr` on `/metrics`).
+//! What an operator can alert on, through `prometheus-client`: counters of runs, tasks and
+//! results, and histograms of the ledger commit (its time and its batch size). `kora serve`
+//! registers them in its registry and serves them on `/metrics`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pub runs_started: Counter,
     pub runs_succeeded: Counter,
@@ -39,11 +27,12 @@ pub struct Metrics {
     pub tasks_retried: Counter,
     /// Failed attempts dead-lettered (no retry left, or a permanent error): `kora dlq list`.
     pub dead_letters: Counter,
-    /// Ledger transactions, the messages they carried and the time they took: the mean batch
-    /// size and commit latency are `messages / commits` and `commit_micros / commits`.
-    pub ledger_commits: Counter,
+    /// Ledger messages (admissions, results, cancels) handled in committed batches.
     pub ledger_messages: Counter,
-    pub ledger_commit_micros: Counter,
+    /// Seconds each ledger transaction took (one per batch).
+    pub ledger_commit_seconds: Histogram,
+    /// Ledger messages per committed batch.
+    pub ledger_batch_messages: Histogram,
     /// Runs accepted over their workflow's concurrency limit, queued for a slot.
     pub runs_queued: Counter,
     /// Runs failed because their deadline passed.
@@ -54,108 +43,136 @@ pub struct Metrics {
     pub runs_deduplicated: Counter,
 }
 
+impl Default for Metrics {
+    /// Metrics that no registry exposes (embedded runs read them directly).
+    fn default() -> Self {
+        Metrics {
+            runs_started: Counter::default(),
+            runs_succeeded: Counter::default(),
+            runs_failed: Counter::default(),
+            runs_rejected: Counter::default(),
+            tasks_dispatched: Counter::default(),
+            results_recorded: Counter::default(),
+            results_fenced: Counter::default(),
+            poison_messages: Counter::default(),
+            ledger_conflicts: Counter::default(),
+            tasks_republished: Counter::default(),
+            tasks_retried: Counter::default(),
+            dead_letters: Counter::default(),
+            ledger_messages: Counter::default(),
+            // 0.25 ms to ~8 s.
+            ledger_commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            // 1 to 4,096 messages.
+            ledger_batch_messages: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            runs_queued: Counter::default(),
+            runs_past_deadline: Counter::default(),
+            tasks_paced: Counter::default(),
+            runs_deduplicated: Counter::default(),
+        }
+    }
+}
+
 impl Metrics {
-    /// Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter); 16] = [
+    /// The coordinator's metrics, registered in `registry` (under the `kora_` prefix the
+    /// caller's registry gives them).
+    pub fn registered(registry: &mut Registry) -> Self {
+        let m = Metrics::default();
+        let counters: [(&str, &str, &Counter); 17] = [
             (
-                "kora_runs_started_total",
+                "runs_started",
                 "Runs admitted and started.",
-                &self.runs_started,
+                &m.runs_started,
             ),
             (
-                "kora_runs_succeeded_total",
+                "runs_succeeded",
                 "Runs that finished successfully.",
-                &self.runs_succeeded,
+                &m.runs_succeeded,
             ),
+            ("runs_failed", "Runs that failed.", &m.runs_failed),
             (
-                "kora_runs_failed_total",
-                "Runs that failed.",
-                &self.runs_failed,
-            ),
-            (
-                "kora_runs_rejected_total",
+                "runs_rejected",
                 "Run requests rejected by validation.",
-                &self.runs_rejected,
+                &m.runs_rejected,
             ),
             (
-                "kora_tasks_dispatched_total",
+                "tasks_dispatched",
                 "Node tasks published to workers.",
-                &self.tasks_dispatched,
+                &m.tasks_dispatched,
             ),
             (
-                "kora_results_recorded_total",
+                "results_recorded",
                 "Node results recorded in the ledger.",
-                &self.results_recorded,
+                &m.results_recorded,
             ),
             (
-                "kora_results_fenced_total",
+                "results_fenced",
                 "Duplicate, stale or late node results ignored.",
-                &self.results_fenced,
+                &m.results_fenced,
             ),
             (
-                "kora_poison_messages_total",
+                "poison_messages",
                 "Undecodable ledger messages dead-lettered.",
-                &self.poison_messages,
+                &m.poison_messages,
             ),
             (
-                "kora_ledger_conflicts_total",
+                "ledger_conflicts",
                 "Ledger batches retried because another coordinator moved a run on first.",
-                &self.ledger_conflicts,
+                &m.ledger_conflicts,
             ),
             (
-                "kora_tasks_republished_total",
+                "tasks_republished",
                 "Tasks re-sent by the outbox sweeper after a crash between commit and publish.",
-                &self.tasks_republished,
+                &m.tasks_republished,
             ),
             (
-                "kora_tasks_retried_total",
+                "tasks_retried",
                 "Failed node attempts retried under their retry policy.",
-                &self.tasks_retried,
+                &m.tasks_retried,
             ),
             (
-                "kora_dead_letters_total",
+                "dead_letters",
                 "Failed node attempts dead-lettered (retries exhausted or a permanent error).",
-                &self.dead_letters,
+                &m.dead_letters,
             ),
             (
-                "kora_runs_queued_total",
+                "ledger_messages",
+                "Ledger messages (admissions and results) handled in committed batches.",
+                &m.ledger_messages,
+            ),
+            (
+                "runs_queued",
                 "Runs accepted over their workflow's concurrency limit and queued for a slot.",
-                &self.runs_queued,
+                &m.runs_queued,
             ),
             (
-                "kora_runs_deadline_exceeded_total",
+                "runs_deadline_exceeded",
                 "Runs failed because their deadline (deadline_secs) passed.",
-                &self.runs_past_deadline,
+                &m.runs_past_deadline,
             ),
             (
-                "kora_tasks_rate_limited_total",
+                "tasks_rate_limited",
                 "Tasks held back by their queue's rate limit and sent when their slot came.",
-                &self.tasks_paced,
+                &m.tasks_paced,
             ),
             (
-                "kora_runs_deduplicated_total",
+                "runs_deduplicated",
                 "Submissions that named a recent run by their idempotency key (no new run made).",
-                &self.runs_deduplicated,
+                &m.runs_deduplicated,
             ),
         ];
-        let mut out = String::new();
-        for (name, help, c) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                c.get()
-            ));
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
         }
-        out.push_str(&format!(
-            "# HELP kora_ledger_messages_total Ledger messages (admissions and results) handled in committed batches.\n\
-             # TYPE kora_ledger_messages_total counter\nkora_ledger_messages_total {}\n\
-             # HELP kora_ledger_commit_seconds Time of each ledger transaction (one per batch).\n\
-             # TYPE kora_ledger_commit_seconds summary\n\
-             kora_ledger_commit_seconds_sum {:.6}\nkora_ledger_commit_seconds_count {}\n",
-            self.ledger_messages.get(),
-            self.ledger_commit_micros.get() as f64 / 1e6,
-            self.ledger_commits.get()
-        ));
-        out
+        registry.register(
+            "ledger_commit_seconds",
+            "Time of each ledger transaction (one per batch).",
+            m.ledger_commit_seconds.clone(),
+        );
+        registry.register(
+            "ledger_batch_messages",
+            "Ledger messages in each committed batch.",
+            m.ledger_batch_messages.clone(),
+        );
+        m
     }
 }

@@ -100,7 +100,7 @@ impl Coordinator {
                 tasks = sent.len(),
                 "re-published tasks whose publish was lost between commit and publish"
             );
-            self.metrics.tasks_republished.add(sent.len() as u64);
+            self.metrics.tasks_republished.inc_by(sent.len() as u64);
             self.store.mark_published(&sent, now_ms()).await?;
         }
         Ok(sent.len())

@@ -67,7 +67,9 @@ impl Coordinator {
             }
             started += 1;
             self.metrics.runs_started.inc();
-            self.metrics.tasks_dispatched.add(p.task_keys.len() as u64);
+            self.metrics
+                .tasks_dispatched
+                .inc_by(p.task_keys.len() as u64);
             self.count_ended(&p.ended);
             self.timers.extend(p.retries.drain(..).map(Reverse));
             info!(%run_id, waited_ms = waited, "queued run started");
@@ -110,7 +112,9 @@ impl Coordinator {
             }
         }
         info!(%run_id, tasks = job.publish.len(), "run resumed");
-        self.metrics.tasks_dispatched.add(job.publish.len() as u64);
+        self.metrics
+            .tasks_dispatched
+            .inc_by(job.publish.len() as u64);
         self.runs.insert(run_id.to_string(), run);
         self.send(job, "resumed tasks").await;
         Ok(())

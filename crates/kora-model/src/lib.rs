@@ -11,6 +11,7 @@
 //! deterministic so the coordinator can rebuild a run by replaying its results.
 
 pub mod catalog;
+pub mod duration;
 pub mod expr;
 pub mod failure;
 pub mod load;

@@ -71,15 +71,17 @@ pub trait Node: Send + Sync + 'static {
     async fn run(&self, ctx: &NodeContext, input: Map) -> Result<Map, NodeError>;
 }
 
-/// Settings shared by the built-in nodes.
-#[derive(Debug, Clone)]
+/// `[nodes]`: settings shared by the built-in nodes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct NodesConfig {
-    /// File nodes may only read below this directory.
+    /// File nodes may only read and write below this directory.
     pub data_root: PathBuf,
     /// Interpreters in the PythonCodeNode pool.
     pub python_workers: usize,
     pub python_bin: String,
     /// Default PythonCodeNode time limit, overridable per node with `timeout`.
+    #[serde(with = "kora_model::duration")]
     pub python_timeout: std::time::Duration,
 }
 
@@ -91,6 +93,21 @@ impl Default for NodesConfig {
             python_bin: "python3".into(),
             python_timeout: std::time::Duration::from_secs(60),
         }
+    }
+}
+
+impl NodesConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=1024).contains(&self.python_workers) {
+            return Err(format!(
+                "nodes.python_workers must be between 1 and 1024 (it is {})",
+                self.python_workers
+            ));
+        }
+        if self.python_timeout.is_zero() {
+            return Err("nodes.python_timeout must be more than 0".into());
+        }
+        Ok(())
     }
 }
 

@@ -2,13 +2,19 @@
 //!
 //! Owns: consuming run requests (from `kora submit`, the gateway, triggers, or any service
 //! publishing the `proto/` schema on `<prefix>.run.submit`), decoding and validating them
-//! against the node catalog, and decomposing each accepted workflow into its compiled task graph
-//! before handing it to the coordinator as an [`Admission`]. Undecodable requests go to the
-//! dead-letter stream with the reason; invalid workflows are admitted as rejected runs, so the
-//! submitter sees every problem in the ledger.
+//! against the node catalog, and handing each to the coordinator as an [`Admission`].
+//! Undecodable requests go to the dead-letter stream with the reason; invalid workflows are
+//! admitted as rejected runs, so the submitter sees every problem in the ledger. Also owns
+//! publishing a run request ([`submit`]) and the triggers that make them from subject messages
+//! and cron ticks ([`triggers`]).
 //!
-//! Must not: write the ledger, decide readiness, or talk to workers. (Cron and subject triggers
-//! will live here too.)
+//! Must not: write the ledger (it reads trigger rows only), decide readiness, or talk to
+//! workers.
+
+mod submit;
+pub mod triggers;
+
+pub use submit::submit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +31,39 @@ use tracing::{info, warn};
 pub enum Error {
     #[error(transparent)]
     Broker(#[from] kora_broker::Error),
+    #[error(transparent)]
+    Store(#[from] kora_store::Error),
+    #[error(transparent)]
+    Wire(#[from] kora_model::wire::WireError),
+    /// A trigger that cannot be registered as given.
+    #[error("{0}")]
+    Trigger(String),
 }
 
-#[derive(Debug, Clone)]
+/// `[scheduler]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Run requests taken per fetch.
     pub batch: usize,
+    /// How long a fetch waits for requests before looking again.
+    #[serde(with = "kora_model::duration")]
     pub fetch_wait: Duration,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=10_000).contains(&self.batch) {
+            return Err(format!(
+                "scheduler.batch must be between 1 and 10000 (it is {})",
+                self.batch
+            ));
+        }
+        if self.fetch_wait.is_zero() || self.fetch_wait > Duration::from_secs(60) {
+            return Err("scheduler.fetch_wait must be more than 0 and at most 60s".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -43,8 +75,33 @@ impl Default for Config {
     }
 }
 
-/// Runs the scheduler until `shutdown` is cancelled.
+/// Runs the scheduler until `shutdown` is cancelled: admission, and (given the ledger) the
+/// registered triggers.
 pub async fn run(
+    cfg: Config,
+    broker: Arc<dyn Broker>,
+    subjects: Subjects,
+    catalog: Arc<dyn Catalog + Send + Sync>,
+    ledger: Option<Arc<dyn kora_store::Store>>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let triggers = ledger.map(|store| {
+        tokio::spawn(triggers::run(
+            Arc::clone(&broker),
+            store,
+            subjects.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let admitted = admit_requests(cfg, Arc::clone(&broker), subjects, catalog, shutdown).await;
+    if let Some(t) = triggers {
+        let _ = t.await;
+    }
+    admitted
+}
+
+/// Admission until `shutdown` is cancelled.
+async fn admit_requests(
     cfg: Config,
     broker: Arc<dyn Broker>,
     subjects: Subjects,

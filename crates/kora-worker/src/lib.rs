@@ -27,20 +27,29 @@ pub enum Error {
     Broker(#[from] kora_broker::Error),
 }
 
-#[derive(Debug, Clone)]
+/// `[worker]`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// This worker's name in results and logs (set by the process, not configured).
+    #[serde(skip)]
     pub worker_id: String,
+    /// The queue this worker serves (a node's `queue` config picks its queue).
     pub queue: String,
     /// Tasks run at once by this worker.
     pub concurrency: usize,
-    /// Interval of in-progress acks for a running task; keep it under the queue's ack-wait.
+    /// Interval of in-progress acks for a running task; at most half the task ack wait.
+    #[serde(with = "kora_model::duration")]
     pub heartbeat: Duration,
+    #[serde(with = "kora_model::duration")]
     pub fetch_wait: Duration,
     /// How long in-flight tasks may take to finish after shutdown is requested; after that
     /// they are handed back (nak) for another worker.
+    #[serde(with = "kora_model::duration")]
     pub drain_grace: Duration,
-    /// Largest result message; a larger output fails its node with `OutputTooLarge`. Keep it
-    /// under the ledger stream's message limit.
+    /// Largest result message; a larger output fails its node with `OutputTooLarge`. Set
+    /// from the ledger stream's message limit, not configured.
+    #[serde(skip)]
     pub max_result_bytes: usize,
 }
 
@@ -55,6 +64,40 @@ impl Default for Config {
             drain_grace: Duration::from_secs(30),
             max_result_bytes: (8 << 20) - (64 << 10),
         }
+    }
+}
+
+impl Config {
+    /// `task_ack_wait`: how long the task stream lets a task go unacknowledged.
+    pub fn validate(&self, task_ack_wait: Duration) -> Result<(), String> {
+        if self.queue.is_empty()
+            || !self
+                .queue
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "worker.queue {:?}: use letters, digits, '_' or '-'",
+                self.queue
+            ));
+        }
+        if !(1..=100_000).contains(&self.concurrency) {
+            return Err(format!(
+                "worker.concurrency must be between 1 and 100000 (it is {})",
+                self.concurrency
+            ));
+        }
+        if self.heartbeat.is_zero() || self.heartbeat * 2 > task_ack_wait {
+            return Err(format!(
+                "worker.heartbeat ({}) must be more than 0 and at most half of tasks.ack_wait ({}), or live tasks are redelivered",
+                kora_model::duration::format(self.heartbeat),
+                kora_model::duration::format(task_ack_wait)
+            ));
+        }
+        if self.fetch_wait.is_zero() || self.fetch_wait > Duration::from_secs(60) {
+            return Err("worker.fetch_wait must be more than 0 and at most 60s".into());
+        }
+        Ok(())
     }
 }
 

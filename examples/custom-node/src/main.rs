@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
             let store = kora_store::open("memory").await?;
             let engine = kora_cli::embedded::Engine::start_with(cfg, store, custom).await?;
             let report = engine.run(workflow, Map::new()).await;
-            engine.shutdown().await;
+            engine.shutdown().await?;
             println!("{}", serde_json::to_string_pretty(&report?)?);
             Ok(())
         }
@@ -126,16 +126,12 @@ async fn main() -> anyhow::Result<()> {
             let config_file = std::env::var("KORA_CONFIG")
                 .ok()
                 .map(std::path::PathBuf::from);
-            let cfg: kora_cli::serve::ServeConfig = kora_runtime::config::load(
-                config_file.as_deref(),
-                "KORA",
-                std::env::vars(),
-                flags,
-            )?;
-            let roles = kora_cli::serve::parse_roles(roles)?;
+            let cfg =
+                kora_server::ServerConfig::load(config_file.as_deref(), std::env::vars(), flags)?;
+            let roles = kora_server::parse_roles(roles)?;
             let token = tokio_util::sync::CancellationToken::new();
             let _second = kora_runtime::shutdown::install(token.clone());
-            kora_cli::serve::serve_with(cfg, &roles, token, custom).await
+            Ok(kora_server::serve(cfg, &roles, custom, token).await?)
         }
         _ => anyhow::bail!(
             "usage: kora-custom-node run WORKFLOW_FILE | kora-custom-node serve ROLES (e.g. all)"

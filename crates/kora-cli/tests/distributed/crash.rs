@@ -11,8 +11,8 @@ use super::support::*;
 #[tokio::test]
 async fn killed_worker_task_is_redelivered_and_the_run_completes() {
     let Some(mut d) = Deployment::new(&[
-        ("KORA_TASKS__ACK_WAIT_SECS", "3"),
-        ("KORA_WORKER__HEARTBEAT_SECS", "1"),
+        ("KORA_TASKS__ACK_WAIT", "3"),
+        ("KORA_WORKER__HEARTBEAT", "1"),
     ])
     .await
     else {
@@ -288,7 +288,7 @@ async fn postgres_restart_mid_run_roles_retry_and_the_run_completes() {
     // fail and the coordinator's retry-with-backoff path runs.
     let Some(mut d) = Deployment::on(
         &pg.admin_url(),
-        &[("KORA_DATABASE__ACQUIRE_TIMEOUT_SECS", "0.5")],
+        &[("KORA_DATABASE__ACQUIRE_TIMEOUT", "0.5")],
     )
     .await
     else {
@@ -335,7 +335,7 @@ async fn postgres_restart_mid_run_roles_retry_and_the_run_completes() {
 #[tokio::test]
 async fn scheduler_crash_after_admitting_loses_and_duplicates_nothing() {
     // Redelivered 2 s after the crash rather than the default 30.
-    let Some(mut d) = Deployment::new(&[("KORA_CONTROL__ACK_WAIT_SECS", "2")]).await else {
+    let Some(mut d) = Deployment::new(&[("KORA_CONTROL__ACK_WAIT", "2")]).await else {
         return;
     };
     d.serve("coordinator,worker", &[]);
@@ -487,8 +487,8 @@ async fn retries_follow_the_policy_and_survive_a_coordinator_crash() {
 async fn a_task_that_keeps_killing_its_workers_is_dead_lettered_as_worker_lost() {
     let Some(mut d) = Deployment::new(&[
         ("KORA_TASKS__MAX_DELIVER", "2"),
-        ("KORA_TASKS__ACK_WAIT_SECS", "2"),
-        ("KORA_WORKER__HEARTBEAT_SECS", "1"),
+        ("KORA_TASKS__ACK_WAIT", "2"),
+        ("KORA_WORKER__HEARTBEAT", "1"),
     ])
     .await
     else {

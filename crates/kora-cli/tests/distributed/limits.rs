@@ -89,14 +89,14 @@ async fn concurrency_and_rate_limits_hold_across_two_coordinators() {
     d.serve_env(
         "scheduler,worker",
         &[],
-        &[("KORA_WORKER__PYTHON_WORKERS", "4")],
+        &[("KORA_NODES__PYTHON_WORKERS", "4")],
     );
     d.serve_env(
         "worker",
         &[],
         &[
             ("KORA_WORKER__QUEUE", "paced"),
-            ("KORA_WORKER__PYTHON_WORKERS", "4"),
+            ("KORA_NODES__PYTHON_WORKERS", "4"),
         ],
     );
     d.serve_env("coordinator", &[], &[("KORA_QUEUES", rates)]);
@@ -200,7 +200,7 @@ async fn concurrency_and_rate_limits_hold_across_two_coordinators() {
 /// node ran once. Past the window (5 s here) the key makes a new run.
 #[tokio::test]
 async fn an_idempotency_key_is_one_run_within_its_window() {
-    let Some(mut d) = Deployment::new(&[("KORA_CONTROL__IDEMPOTENCY_WINDOW_SECS", "5")]).await
+    let Some(mut d) = Deployment::new(&[("KORA_COORDINATOR__IDEMPOTENCY_WINDOW", "5s")]).await
     else {
         return;
     };

@@ -272,7 +272,7 @@ async fn the_node_catalogue_runs_distributed_and_embedded() {
         &[],
         &[
             ("KORA_SECRET_API_TOKEN", "tok-123"),
-            ("KORA_WORKER__DATA_ROOT", &data_root),
+            ("KORA_NODES__DATA_ROOT", &data_root),
         ],
     );
     let out = d.submit_wait(&file, None);

@@ -38,9 +38,9 @@ async fn sigterm_stops_serve_cleanly() {
 #[tokio::test]
 async fn sigterm_drains_a_busy_worker_and_a_second_signal_stops_it_at_once() {
     let Some(mut d) = Deployment::new(&[
-        ("KORA_WORKER__DRAIN_GRACE_SECS", "15"),
-        ("KORA_TASKS__ACK_WAIT_SECS", "4"),
-        ("KORA_WORKER__HEARTBEAT_SECS", "1"),
+        ("KORA_WORKER__DRAIN_GRACE", "15"),
+        ("KORA_TASKS__ACK_WAIT", "4"),
+        ("KORA_WORKER__HEARTBEAT", "1"),
     ])
     .await
     else {
@@ -114,7 +114,7 @@ async fn sigterm_drains_a_busy_worker_and_a_second_signal_stops_it_at_once() {
         .to_string(),
     )
     .unwrap();
-    let stubborn = d.serve_env("worker", &[], &[("KORA_WORKER__DRAIN_GRACE_SECS", "60")]);
+    let stubborn = d.serve_env("worker", &[], &[("KORA_WORKER__DRAIN_GRACE", "60")]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let run2 = d.submit(&wf);
     wait_started().await;

@@ -18,12 +18,17 @@ use crate::{
     RunRecord, RunStatus, Store,
 };
 
-/// Connection settings, owned by the store.
-#[derive(Debug, Clone)]
+/// `[database]`: the ledger's PostgreSQL, owned by the store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PgConfig {
+    /// `postgres://user@host:5432/database` (credentials in the URL, or from PG* variables).
     pub url: String,
     pub max_connections: u32,
     pub min_connections: u32,
+    /// How long a ledger write waits for a connection (PostgreSQL down or restarting) before
+    /// its batch fails and is retried with backoff.
+    #[serde(with = "kora_model::duration")]
     pub acquire_timeout: Duration,
 }
 
@@ -35,6 +40,41 @@ impl Default for PgConfig {
             min_connections: 1,
             acquire_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl PgConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
+            return Err(format!(
+                "database.url must be a postgres:// URL (it is {:?})",
+                redact(&self.url)
+            ));
+        }
+        if self.max_connections == 0 || self.min_connections > self.max_connections {
+            return Err(format!(
+                "database.max_connections must be at least 1 and at least min_connections ({} and {})",
+                self.max_connections, self.min_connections
+            ));
+        }
+        if self.acquire_timeout < Duration::from_millis(100) {
+            return Err("database.acquire_timeout must be at least 100ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// A connection URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 

@@ -15,7 +15,8 @@
 //! the coordinator's run-exists check leave one run per tick. Ticks missed while no scheduler
 //! runs are not caught up.
 //!
-//! Must not: decide anything about a run; it only submits run requests.
+//! Must not: decide anything about a run; it only submits run requests. It reads the ledger's
+//! trigger rows and never writes the ledger.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,9 +24,13 @@ use std::time::Duration;
 
 use kora_broker::{Broker, ConsumerConfig, Retention, StreamConfig};
 use kora_model::subjects::Subjects;
-use kora_model::{Map, Value};
+use kora_model::wire::{RunRequest, WIRE_VERSION};
+use kora_model::{Map, Value, now_ms};
 use kora_store::{Store, TriggerRecord};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Error;
 
 /// The durable consumer every scheduler shares on a trigger's stream.
 pub const CONSUMER: &str = "kora-trigger";
@@ -34,16 +39,19 @@ pub const CONSUMER: &str = "kora-trigger";
 const RUN_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b6f_7261_7472_4000_8000_6967_6765_7273);
 
 /// A trigger name: 1-64 letters, digits, `-` or `_`.
-pub fn check_name(name: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-        "trigger name {name:?}: use 1-64 letters, digits, '-' or '_'"
-    );
-    Ok(())
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Trigger(format!(
+            "trigger name {name:?}: use 1-64 letters, digits, '-' or '_'"
+        )))
+    }
 }
 
 pub fn stream_name(subjects: &Subjects, name: &str) -> String {
@@ -55,12 +63,12 @@ pub fn stream_name(subjects: &Subjects, name: &str) -> String {
 }
 
 /// Parses a cron schedule: 5 fields (minute hour day month weekday) or 6 (seconds first).
-pub fn parse_schedule(expr: &str) -> anyhow::Result<croner::Cron> {
+pub fn parse_schedule(expr: &str) -> Result<croner::Cron, Error> {
     use std::str::FromStr;
     croner::Cron::from_str(expr).map_err(|e| {
-        anyhow::anyhow!(
+        Error::Trigger(format!(
             "cron schedule {expr:?}: {e} (e.g. \"*/5 * * * *\", or \"*/10 * * * * *\" with seconds)"
-        )
+        ))
     })
 }
 
@@ -70,7 +78,7 @@ pub async fn provision(
     broker: &dyn Broker,
     subjects: &Subjects,
     t: &TriggerRecord,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     if t.schedule.is_some() {
         return Ok(());
     }
@@ -83,11 +91,10 @@ pub async fn provision(
         ))
         .await
         .map_err(|e| {
-            anyhow::anyhow!(
+            Error::Trigger(format!(
                 "cannot capture subject {:?} for trigger {}: {e} (a subject another stream captures cannot be used)",
-                t.subject,
-                t.name
-            )
+                t.subject, t.name
+            ))
         })?;
     broker
         .ensure_consumer(
@@ -135,9 +142,19 @@ async fn submit_keyed(
     t: &TriggerRecord,
     key: String,
     params: Map,
-) -> anyhow::Result<String> {
+) -> Result<String, Error> {
     let run_id = run_id_of(&key);
-    crate::client::submit(broker, subjects, t.spec.clone(), params, Some(key), run_id).await
+    let req = RunRequest {
+        v: WIRE_VERSION,
+        run_id: run_id.clone(),
+        idempotency_key: Some(key),
+        workflow: t.spec.clone(),
+        params,
+        submitted_at_ms: now_ms(),
+        parent: None,
+    };
+    crate::submit(broker, subjects, &req).await?;
+    Ok(run_id)
 }
 
 /// The run id a trigger key names (UUIDv5).
@@ -153,6 +170,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut running: HashMap<String, (TriggerRecord, CancellationToken)> = HashMap::new();
+    let tracker = TaskTracker::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -185,15 +203,17 @@ pub async fn run(
             let token = shutdown.child_token();
             running.insert(name, (t.clone(), token.clone()));
             if t.schedule.is_some() {
-                tokio::spawn(fire_cron(Arc::clone(&broker), subjects.clone(), t, token));
+                tracker.spawn(fire_cron(Arc::clone(&broker), subjects.clone(), t, token));
             } else {
-                tokio::spawn(consume(Arc::clone(&broker), subjects.clone(), t, token));
+                tracker.spawn(consume(Arc::clone(&broker), subjects.clone(), t, token));
             }
         }
     }
     for (_, (_, token)) in running {
         token.cancel();
     }
+    tracker.close();
+    tracker.wait().await;
 }
 
 /// The run of a cron tick: the same key in every scheduler; the tick's time as `scheduled_ms`.

@@ -1,0 +1,454 @@
+//! The `kora` command line: every command, argument and help text (clap). The commands
+//! themselves are in `commands/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kora_server::ServerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "kora",
+    version,
+    about = "Kora runs Kailash-style workflows: a graph of nodes (id, type, config) joined by connections.",
+    long_about = "Kora runs Kailash-style workflows: a graph of nodes (id, type, config) joined by \
+connections (source, output path, target, input).\n\n\
+It reads workflows in every shape Kailash writes (Workflow.to_dict, WorkflowBuilder.from_dict, \
+export_workflow) and Kora's own, as JSON or YAML.\n\n\
+Start here:\n  kora run examples/customer-routing/workflow.yaml\n  kora validate my-workflow.json\n  kora nodes",
+    after_help = "Exit codes: 0 success, 1 the run failed, 2 unusable input.\nLogs go to stderr; set KORA_LOG=info (or debug) for more."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// Log more (repeat for debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run a workflow in this process and print its results.
+    ///
+    /// The whole engine (scheduler, coordinator, workers) runs embedded with an in-memory
+    /// broker; nothing else needs to be installed. The results are Kailash's shape:
+    /// {node_id: output}, with null for skipped nodes and {"error", "error_type", "failed": true}
+    /// for a failed leaf.
+    #[command(
+        after_help = "Examples:\n  kora run examples/customer-routing/workflow.yaml\n  kora run wf.json --params '{\"fetch\": {\"limit\": 10}}' --format table\n  kora run wf.json --params params.yaml --store sqlite:runs.db"
+    )]
+    Run {
+        /// The workflow file (JSON or YAML, any Kailash shape).
+        file: PathBuf,
+        /// Runtime parameters: inline JSON or a JSON/YAML file. Node-scoped entries look like
+        /// {"node_id": {"param": value}}; other top-level keys are workflow-level.
+        #[arg(long, value_name = "FILE_OR_JSON")]
+        params: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Where the run ledger lives: memory, or sqlite:PATH to keep it.
+        #[arg(long, default_value = "memory", value_name = "memory|sqlite:PATH")]
+        store: String,
+        /// File nodes read only below this directory [default: the workflow file's directory].
+        #[arg(long, value_name = "DIR")]
+        data_root: Option<PathBuf>,
+        /// Python interpreters kept warm for PythonCodeNode.
+        #[arg(long, default_value_t = 2)]
+        python_workers: usize,
+        /// Give up waiting after this long: 30s, 5m, 1h...
+        #[arg(long, value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        timeout: Option<Duration>,
+    },
+    /// Check a workflow and report every problem, each naming its node and field.
+    #[command(
+        after_help = "Examples:\n  kora validate wf.json\n  kora validate wf.yaml --params params.json --format json"
+    )]
+    Validate {
+        file: PathBuf,
+        /// Parameters the run will get (they can satisfy required inputs and redacted secrets).
+        #[arg(long, value_name = "FILE_OR_JSON")]
+        params: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// List the node types this build can run, with their parameters and outputs.
+    #[command(
+        after_help = "docs/nodes.md is this list as Markdown: kora nodes --markdown > docs/nodes.md"
+    )]
+    Nodes {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Print the node reference as Markdown (what docs/nodes.md holds).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Run Kora's roles as a long-lived process on NATS JetStream and PostgreSQL.
+    ///
+    /// Any number of processes may run any combination of roles against the same NATS
+    /// server and database. Configuration is layered: built-in defaults < --config FILE (TOML)
+    /// < KORA_SECTION__KEY environment variables (e.g. KORA_WORKER__CONCURRENCY=32) < flags
+    /// (which also read KORA_NATS_URL, KORA_DATABASE_URL, KORA_PREFIX). SIGTERM or Ctrl-C
+    /// drains (workers finish or hand back their tasks); a second signal stops at once.
+    #[command(
+        after_help = "Examples:\n  kora serve --role all\n  kora serve --role scheduler,coordinator --database-url postgres://127.0.0.1/kora\n  KORA_NATS_URL=nats://n1:4222,nats://n2:4222 kora serve --role worker --concurrency 32"
+    )]
+    Serve {
+        /// Roles to run: scheduler, coordinator, worker (comma-separated), or all.
+        #[arg(long, default_value = "all")]
+        role: String,
+        #[command(flatten)]
+        conn: Conn,
+        /// Worker queue to serve.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Tasks a worker runs at once.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// File nodes read only below this directory.
+        #[arg(long, value_name = "DIR")]
+        data_root: Option<PathBuf>,
+        /// Serve GET /metrics (Prometheus text) and /healthz on this address, e.g. 0.0.0.0:9464.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
+        /// Log JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Submit a workflow run to a Kora deployment; with --wait, print its results like `kora run`.
+    #[command(
+        after_help = "Examples:\n  kora submit wf.json --wait\n  kora submit wf.yaml --params '{\"fetch\": {\"limit\": 10}}' --idempotency-key order-42"
+    )]
+    Submit {
+        file: PathBuf,
+        #[arg(long, value_name = "FILE_OR_JSON")]
+        params: Option<String>,
+        /// Submitting again with the same key is the same run (its run id derives from the key).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+        /// `high`: workers take this run's tasks before waiting `normal` ones.
+        #[arg(long, value_enum)]
+        priority: Option<PriorityArg>,
+        /// Wait for the run to finish and print its results (reads the ledger: needs the database URL).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, give up after this long (30s, 5m); without, how long to wait for a keyed
+        /// submission to be taken in.
+        #[arg(long, value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        timeout: Option<Duration>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Inspect runs in the ledger.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Triggers: messages on a NATS subject start runs of a registered workflow.
+    #[command(
+        after_help = "Examples:\n  kora triggers add orders --subject shop.orders --workflow order.yaml\n  nats pub shop.orders '{\"order_id\": 42}'      # starts a run; the message is its parameters\n  kora triggers list\n  kora triggers pause orders                       # messages wait...\n  kora triggers resume orders                      # ...and run now\n\nMessages published while no Kora process runs are kept and processed when one starts.\nEach message starts exactly one run, however many schedulers run."
+    )]
+    Triggers {
+        #[command(subcommand)]
+        command: TriggersCommand,
+    },
+    /// Dead letters: node attempts that failed for good (no retry left, or a permanent error).
+    #[command(
+        after_help = "Examples:\n  kora dlq list --since 1h --reason permanent_error\n  kora dlq show RUN:fetch:0:1\n  kora dlq replay RUN:fetch:0:1 --set limit=10\n  kora dlq replay --all --workflow orders\n  kora dlq purge --since 30d\n\nA replay runs the node again with the inputs it had, overridden by --set/--input-file, and\nresumes its run from there: nodes that completed keep their outputs and do not run again.\nEvery replay is recorded (who, when, which new attempt): `kora dlq list --any-state`."
+    )]
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// The audit log: entries AuditLogNode recorded, written to the ledger with their node's
+    /// outcome (once, however often a result is delivered).
+    #[command(
+        after_help = "Examples:\n  kora audit --since 1h\n  kora audit --run RUN_ID --event-type data_export --format json"
+    )]
+    Audit {
+        /// Only this run's entries.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only entries of this event_type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Only entries at or after this: 30m, 12h, 7d, or epoch milliseconds.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PriorityArg {
+    Normal,
+    High,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TriggersCommand {
+    /// Register (or replace) a trigger.
+    Add {
+        name: String,
+        /// The NATS subject whose messages start runs (wildcards allowed).
+        #[arg(long, required_unless_present = "cron", conflicts_with = "cron")]
+        subject: Option<String>,
+        /// Or a cron schedule: "*/5 * * * *" (minute hour day month weekday), or with a
+        /// leading seconds field. One run per tick, however many schedulers run.
+        #[arg(long, value_name = "SCHEDULE")]
+        cron: Option<String>,
+        /// The workflow to run.
+        #[arg(long, value_name = "FILE")]
+        workflow: PathBuf,
+        /// Parameters of every run (a message's JSON object keys go over them).
+        #[arg(long, value_name = "FILE_OR_JSON")]
+        params: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Registered triggers.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Stop starting runs; messages wait.
+    Pause {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Start runs again, first for the messages that waited.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Which dead letters a dlq command acts on.
+#[derive(clap::Args, Clone)]
+pub(crate) struct DlqFilterArgs {
+    /// Only this workflow (its name).
+    #[arg(long)]
+    pub(crate) workflow: Option<String>,
+    /// Only this reason: permanent_error, retries_exhausted, TaskTooLarge, ...
+    #[arg(long)]
+    pub(crate) reason: Option<String>,
+    /// Only those failed since: 30m, 12h, 7d, or epoch milliseconds.
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<String>,
+    /// Only this run's.
+    #[arg(long, value_name = "RUN_ID")]
+    pub(crate) run: Option<String>,
+}
+
+impl DlqFilterArgs {
+    pub(crate) fn filter(&self) -> anyhow::Result<kora_store::DeadLetterFilter> {
+        Ok(kora_store::DeadLetterFilter {
+            workflow: self.workflow.clone(),
+            reason: self.reason.clone(),
+            since_ms: self
+                .since
+                .as_deref()
+                .map(|s| kora_cli::control::parse_since(s, kora_model::now_ms()))
+                .transpose()?,
+            run_id: self.run.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DlqCommand {
+    /// Open dead letters, oldest first.
+    List {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Include replayed and purged ones (with who replayed them, and when).
+        #[arg(long)]
+        any_state: bool,
+        /// List messages a role could not use (undecodable, unknown run or node) instead.
+        #[arg(long)]
+        poison: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// One dead letter: its inputs, error, and every attempt of its node.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Run a dead-lettered node again (with changed inputs) and resume its run from there.
+    Replay {
+        /// The dead letter to replay; or use --all with filters.
+        id: Option<String>,
+        /// Replay every open dead letter the filters select.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Override an input of the replayed node: key=value (JSON, or else a string).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Override inputs from a JSON object in a file.
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<PathBuf>,
+        /// How long to wait for the coordinator to apply each replay (the request is kept and
+        /// applied later if none answers in time): 15s, 2m, ...
+        #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        timeout: Duration,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Close dead letters without replaying them (their attempts stay in the ledger).
+    Purge {
+        /// The dead letter to purge; or use --all with filters.
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Remove this poison message (its sequence in `kora dlq list --poison`).
+        #[arg(long, value_name = "SEQ")]
+        poison: Option<u64>,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// How long to wait for the coordinator to apply it (the request is kept either way).
+        #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        timeout: Duration,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RunsCommand {
+    /// A run's status, error and node results.
+    Show {
+        run_id: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Resume a failed run from where it failed: its dead-lettered nodes run again (as they
+    /// were; use `kora dlq replay --set` to change their inputs), completed nodes are kept.
+    /// With --from NODE, restart a run that ended (failed, succeeded or cancelled) from that
+    /// node: it and every node downstream of it run again; the others keep their outputs.
+    #[command(
+        after_help = "Examples:\n  kora runs retry RUN_ID\n  kora runs retry RUN_ID --from enrich\n  kora runs retry RUN_ID --from enrich --set limit=10\n\nThe old attempts stay in the ledger (`kora runs show`), superseded by the new ones; who\nrestarted the run and when is recorded on the node's previous attempt."
+    )]
+    Retry {
+        run_id: String,
+        /// Restart from this node (and re-run everything downstream of it).
+        #[arg(long, value_name = "NODE")]
+        from: Option<String>,
+        /// With --from: override an input of that node, key=value (JSON, or else a string).
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "from")]
+        sets: Vec<String>,
+        /// With --from: override its inputs from a JSON object in a file.
+        #[arg(long, value_name = "FILE", requires = "from")]
+        input_file: Option<PathBuf>,
+        /// How long to wait for the coordinator to apply it (the request is kept either way).
+        #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        timeout: Duration,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Cancel a running run: nothing more is dispatched, its running tasks are stopped, their
+    /// late results are ignored, and the run is recorded `cancelled` (with who asked).
+    Cancel {
+        run_id: String,
+        /// How long to wait for the coordinator to record it (the request is kept either way).
+        #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        timeout: Duration,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Recent runs, newest first.
+    List {
+        /// Only runs in this state: queued, running, succeeded, failed, cancelled or rejected.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Where the deployment is.
+#[derive(clap::Args, Clone)]
+pub(crate) struct Conn {
+    /// TOML configuration file (see `kora serve --help` for the layering).
+    #[arg(long, value_name = "FILE", env = "KORA_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, value_name = "URL", env = "KORA_NATS_URL")]
+    pub(crate) nats_url: Option<String>,
+    /// PostgreSQL URL of the run ledger.
+    #[arg(long, value_name = "URL", env = "KORA_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    /// Installation prefix of subjects and streams (installations sharing a server differ here).
+    #[arg(long, env = "KORA_PREFIX")]
+    pub(crate) prefix: Option<String>,
+}
+
+impl Conn {
+    /// The installation's configuration: defaults < `--config` < `KORA_SECTION__KEY` < these
+    /// flags < `extra` (a command's own flags, as `{section: {key: value}}`).
+    pub(crate) fn load(&self, extra: serde_json::Value) -> anyhow::Result<ServerConfig> {
+        let mut flags = serde_json::json!({});
+        if let Some(u) = &self.nats_url {
+            flags["nats"]["url"] = u.clone().into();
+        }
+        if let Some(p) = &self.prefix {
+            flags["nats"]["prefix"] = p.clone().into();
+        }
+        if let Some(u) = &self.database_url {
+            flags["database"]["url"] = u.clone().into();
+        }
+        merge(&mut flags, extra);
+        Ok(ServerConfig::load(
+            self.config.as_deref(),
+            std::env::vars(),
+            flags,
+        )?)
+    }
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        for (k, v) in b {
+            match a.get_mut(&k) {
+                Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                _ => {
+                    a.insert(k, v);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! One module per command; each returns the process's exit code.
+
+mod audit;
+mod dlq;
+mod nodes;
+mod run;
+mod runs;
+mod serve;
+mod submit;
+mod triggers;
+mod validate;
+
+use std::process::ExitCode;
+
+use kora_cli::client::RunReport;
+
+use crate::args::{Command, Format};
+use crate::render;
+
+pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Run {
+            file,
+            params,
+            format,
+            store,
+            data_root,
+            python_workers,
+            timeout,
+        } => {
+            run::run(
+                run::Args {
+                    file,
+                    params,
+                    store,
+                    data_root,
+                    python_workers,
+                    timeout,
+                },
+                format,
+            )
+            .await
+        }
+        Command::Validate {
+            file,
+            params,
+            format,
+        } => validate::validate(&file, params.as_deref(), format),
+        Command::Nodes { format, markdown } => nodes::nodes(format, markdown),
+        Command::Serve {
+            role,
+            conn,
+            queue,
+            concurrency,
+            data_root,
+            metrics_addr,
+            log_json: _,
+        } => {
+            serve::serve(serve::Args {
+                role,
+                conn,
+                queue,
+                concurrency,
+                data_root,
+                metrics_addr,
+            })
+            .await
+        }
+        Command::Submit {
+            file,
+            params,
+            idempotency_key,
+            priority,
+            wait,
+            timeout,
+            format,
+            conn,
+        } => {
+            submit::submit(
+                submit::Args {
+                    file,
+                    params,
+                    idempotency_key,
+                    priority,
+                    wait,
+                    timeout,
+                    conn,
+                },
+                format,
+            )
+            .await
+        }
+        Command::Runs { command } => runs::runs(command).await,
+        Command::Dlq { command } => dlq::dlq(command).await,
+        Command::Triggers { command } => triggers::triggers(command).await,
+        Command::Audit {
+            run,
+            event_type,
+            since,
+            limit,
+            format,
+            conn,
+        } => audit::audit(run, event_type, since, limit, format, conn).await,
+    }
+}
+
+/// A finished run, as `kora run` and `kora submit --wait` print it.
+pub(crate) fn print_report(report: &RunReport, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return render::json(report);
+    }
+    render::say(&format!("run {}  {}", report.run_id, report.status));
+    if let Some(e) = &report.error {
+        render::say(&format!(
+            "error: {}",
+            e.get("error")
+                .and_then(|v| v.as_str())
+                .map_or_else(|| e.to_string(), String::from)
+        ));
+    }
+    render::print_table(&render::results(&report.results));
+    Ok(())
+}
+
+/// The exit code of a finished run: 0 succeeded, 2 rejected, 1 otherwise.
+pub(crate) fn exit_of(status: &str) -> ExitCode {
+    match status {
+        "succeeded" => ExitCode::SUCCESS,
+        "rejected" => ExitCode::from(crate::EXIT_BAD_INPUT),
+        _ => ExitCode::from(crate::EXIT_FAILED),
+    }
+}

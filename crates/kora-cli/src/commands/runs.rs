@@ -1,0 +1,162 @@
+//! `kora runs`: show, list, cancel and retry runs.
+
+use std::process::ExitCode;
+
+use kora_cli::control::{Control, actor, overrides};
+use kora_model::wire::EventKind;
+use kora_store::{RunFilter, RunStatus};
+
+use crate::args::RunsCommand;
+use crate::render::{self, AttemptRow, HistoryItem, RunDetail, RunRow, note, say};
+
+pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RunsCommand::Show {
+            run_id,
+            format,
+            conn,
+        } => {
+            let cfg = conn.load(serde_json::json!({}))?;
+            let store = kora_cli::connect::store(&cfg).await?;
+            // A submission deduplicated by its idempotency key stands for an earlier run.
+            let run_id = match store.alias_of(&run_id).await? {
+                Some(real) => {
+                    note(&format!(
+                        "note: {run_id} was deduplicated by its idempotency key onto run {real}"
+                    ));
+                    real
+                }
+                None => run_id,
+            };
+            let Some(rec) = store.run(&run_id).await? else {
+                note(&format!(
+                    "error: no run {run_id} in the ledger at {}",
+                    kora_store::pg::redact(&cfg.database.url)
+                ));
+                return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
+            };
+            let ids: Vec<String> = rec
+                .spec
+                .as_ref()
+                .map(|s| s.nodes.iter().map(|n| n.id.clone()).collect())
+                .unwrap_or_default();
+            let history = store
+                .events(&run_id)
+                .await?
+                .into_iter()
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        EventKind::RunQueued
+                            | EventKind::RunStarted
+                            | EventKind::RunCancelled
+                            | EventKind::RunRestarted
+                    )
+                })
+                .map(|e| HistoryItem {
+                    event: e.kind.as_str(),
+                    at_ms: e.at_ms,
+                    node_id: e.node_id,
+                    detail: e.detail,
+                })
+                .collect();
+            let detail = RunDetail {
+                results: store.results(&run_id, &ids).await?,
+                attempts: store
+                    .attempts(&run_id)
+                    .await?
+                    .iter()
+                    .map(AttemptRow::from)
+                    .collect(),
+                history,
+                workflow: rec.workflow_name,
+                run_id: rec.run_id,
+                status: rec.status.as_str(),
+                error: rec.error,
+                error_node: rec.error_node,
+                created_ms: rec.created_ms,
+                finished_ms: rec.finished_ms,
+            };
+            render::run_detail(&detail, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::List {
+            status,
+            limit,
+            format,
+            conn,
+        } => {
+            let cfg = conn.load(serde_json::json!({}))?;
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown status {s:?}: use queued, running, succeeded, failed, cancelled or rejected"
+                    )
+                })?),
+            };
+            let store = kora_cli::connect::store(&cfg).await?;
+            let runs = store.runs(&RunFilter { status, limit }).await?;
+            let rows: Vec<RunRow> = runs.iter().map(RunRow::from).collect();
+            render::runs(&rows, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Cancel {
+            run_id,
+            timeout,
+            conn,
+        } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            match control.cancel(&run_id, &actor(), timeout).await? {
+                RunStatus::Cancelled => {
+                    say(&format!("run {run_id} cancelled"));
+                    Ok(ExitCode::SUCCESS)
+                }
+                RunStatus::Running | RunStatus::Queued => {
+                    note(&format!(
+                        "error: run {run_id} is not cancelled yet after {}: is a coordinator running? The request is kept and applies when one starts.",
+                        kora_model::duration::format(timeout)
+                    ));
+                    Ok(ExitCode::from(crate::EXIT_FAILED))
+                }
+                other => {
+                    say(&format!(
+                        "run {run_id} had already ended: {}",
+                        other.as_str()
+                    ));
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        RunsCommand::Retry {
+            run_id,
+            from,
+            sets,
+            input_file,
+            timeout,
+            conn,
+        } => {
+            let control = Control::connect(&conn.load(serde_json::json!({}))?)
+                .await?
+                .with_wait(timeout);
+            if let Some(node) = from {
+                let inputs = overrides(&sets, input_file.as_deref())?;
+                let out = control
+                    .restart_from(&run_id, &node, inputs, &actor())
+                    .await?;
+                say(&format!(
+                    "run {} restarts from {} (attempt {}); the nodes downstream of it run again",
+                    out.run_id, out.node_id, out.attempt
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
+            for out in control.retry_run(&run_id, &actor()).await? {
+                say(&format!(
+                    "run {} resumes with {} attempt {}",
+                    out.run_id, out.node_id, out.attempt
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

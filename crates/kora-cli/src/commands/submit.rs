@@ -1,0 +1,117 @@
+//! `kora submit`: a run for a deployment; with `--wait`, its results like `kora run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use kora_cli::client::{self, RunReport};
+use kora_cli::input;
+use serde::Serialize;
+
+use super::{exit_of, print_report};
+use crate::args::{Conn, Format, PriorityArg};
+use crate::render::note;
+
+pub(crate) struct Args {
+    pub(crate) file: PathBuf,
+    pub(crate) params: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) priority: Option<PriorityArg>,
+    pub(crate) wait: bool,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) conn: Conn,
+}
+
+/// What `kora submit` prints without `--wait`.
+#[derive(Serialize)]
+struct Submitted {
+    run_id: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deduplicated: bool,
+}
+
+pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> {
+    let (mut spec, _) = input::load_workflow(&a.file)?;
+    if let Some(p) = a.priority {
+        spec.priority = match p {
+            PriorityArg::Normal => kora_model::Priority::Normal,
+            PriorityArg::High => kora_model::Priority::High,
+        };
+    }
+    let params = input::load_params(a.params.as_deref())?;
+    let cfg = a.conn.load(serde_json::json!({}))?;
+    let subjects = cfg.nats.subjects();
+    let broker = kora_cli::connect::broker(&cfg, "kora-submit").await?;
+    // Store the request even if no role has started yet.
+    kora_broker::topology::provision_streams(broker.as_ref(), &subjects, &cfg.topology()).await?;
+    // A keyed submission gets its own run id too: the coordinator decides whether the key
+    // names a run inside the idempotency window (then this id becomes an alias of that run,
+    // and we report that run) or not.
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let keyed = a.idempotency_key.is_some();
+    let ids: Vec<String> = spec.nodes.iter().map(|n| n.id.clone()).collect();
+    let from = client::events_position(broker.as_ref(), &subjects).await?;
+    client::submit(
+        broker.as_ref(),
+        &subjects,
+        spec,
+        params,
+        a.idempotency_key,
+        run_id.clone(),
+    )
+    .await?;
+    if !a.wait {
+        let mut out = Submitted {
+            run_id: run_id.clone(),
+            deduplicated: false,
+        };
+        if keyed {
+            let limit = a.timeout.unwrap_or(Duration::from_secs(30));
+            match client::admission(&broker, &subjects, &run_id, from, limit).await? {
+                Some(e) => {
+                    if let Some(existing) = client::follow(&e) {
+                        out = Submitted {
+                            run_id: existing,
+                            deduplicated: true,
+                        };
+                    }
+                }
+                None => note(&format!(
+                    "warning: no coordinator took the submission in within {}; it is stored and is taken in when one runs (if its key names a recent run, that run stands for it)",
+                    kora_model::duration::format(limit)
+                )),
+            }
+        }
+        broker.flush().await.ok();
+        json_line(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut ending = client::wait(&broker, &subjects, &run_id, from, a.timeout).await?;
+    let store = kora_cli::connect::store(&cfg).await?;
+    let mut run_id = run_id;
+    if let Some(existing) = client::follow(&ending) {
+        note(&format!(
+            "note: the idempotency key names run {existing}, submitted within the idempotency window: reporting that run"
+        ));
+        let rec = store
+            .run(&existing)
+            .await?
+            .with_context(|| format!("run {existing} is not in the ledger"))?;
+        ending = if rec.status.is_final() {
+            RunReport::ending_of(&rec)
+        } else {
+            client::wait(&broker, &subjects, &existing, from, a.timeout).await?
+        };
+        run_id = existing;
+    }
+    let report = RunReport::build(store.as_ref(), run_id, &ids, ending).await?;
+    print_report(&report, format)?;
+    Ok(exit_of(&report.status))
+}
+
+/// One JSON object on one line (what scripts read from `kora submit`).
+fn json_line<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    crate::render::say(&serde_json::to_string(v)?);
+    Ok(())
+}

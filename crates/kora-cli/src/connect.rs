@@ -1,0 +1,37 @@
+//! Connecting a client command to an installation: its NATS and its ledger, as configured.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use kora_broker::Broker;
+use kora_broker::nats::{JetStreamBroker, NatsConfig};
+use kora_server::ServerConfig;
+use kora_store::Store;
+use kora_store::pg::PgStore;
+
+/// The installation's NATS, under a client connection `name`.
+pub async fn broker(cfg: &ServerConfig, name: &str) -> anyhow::Result<Arc<dyn Broker>> {
+    let b = JetStreamBroker::connect(&NatsConfig {
+        name: name.into(),
+        ..cfg.nats.clone()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot connect to NATS at {} (set KORA_NATS_URL)",
+            cfg.nats.url
+        )
+    })?;
+    Ok(Arc::new(b))
+}
+
+/// The installation's ledger (migrated to this build's schema if it is behind).
+pub async fn store(cfg: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let s = PgStore::connect(&cfg.database).await.with_context(|| {
+        format!(
+            "cannot open the ledger at {} (set KORA_DATABASE_URL)",
+            kora_store::pg::redact(&cfg.database.url)
+        )
+    })?;
+    Ok(Arc::new(s))
+}

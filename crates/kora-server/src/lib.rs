@@ -1,0 +1,244 @@
+//! Wires Kora's roles, once: [`start`] runs the scheduler, coordinator and workers a process
+//! serves on a broker and a ledger it is given, under one [`supervise::Supervisor`]; `kora run`
+//! calls it with the in-memory broker and an embedded ledger, and [`serve`] (`kora serve`)
+//! with NATS JetStream and PostgreSQL, its configuration ([`config::ServerConfig`]), health and
+//! the operator endpoint ([`http`]).
+//!
+//! Owns: which role gets which settings, connecting to the services, the process's metrics
+//! registry, each role's health, and ending the process when a role fails (after the others
+//! drained).
+//!
+//! Must not: implement engine logic. Roles talk only through the broker and the ledger, as
+//! separate processes would.
+
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod roles;
+pub mod supervise;
+
+use std::sync::Arc;
+
+use kora_broker::Broker;
+use kora_broker::nats::JetStreamBroker;
+use kora_broker::topology::provision;
+use kora_coordinator::Metrics;
+use kora_model::subjects::Subjects;
+use kora_nodes::Registry;
+use kora_store::Store;
+use kora_store::pg::PgStore;
+use prometheus_client::registry::Registry as MetricsRegistry;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ServerConfig;
+pub use health::Health;
+pub use roles::{Role, parse_roles};
+pub use supervise::Supervisor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Nats {
+        url: String,
+        source: kora_broker::Error,
+    },
+    #[error("cannot provision Kora's streams and consumers: {0}")]
+    Provision(kora_broker::Error),
+    #[error("cannot open the ledger at {url} (set KORA_DATABASE_URL): {source}")]
+    Ledger {
+        url: String,
+        source: kora_store::Error,
+    },
+    #[error("role {role} failed: {error}")]
+    RoleFailed { role: String, error: String },
+    #[error(transparent)]
+    Broker(#[from] kora_broker::Error),
+}
+
+/// What the roles of one process run with.
+#[derive(Debug, Clone, Default)]
+pub struct RoleSettings {
+    pub scheduler: kora_scheduler::Config,
+    pub coordinator: kora_coordinator::Config,
+    pub worker: kora_worker::Config,
+    /// Worker loops in this process (each runs up to `worker.concurrency` tasks).
+    pub worker_loops: usize,
+}
+
+/// What the roles share: the broker, the ledger (the coordinator writes it; the scheduler
+/// reads triggers from it), the node types, and the coordinator's metrics.
+#[derive(Clone)]
+pub struct Deps {
+    pub broker: Arc<dyn Broker>,
+    pub subjects: Subjects,
+    pub ledger: Option<Arc<dyn Store>>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    /// Whether schedulers follow the ledger's triggers (`kora serve`; not `kora run`).
+    pub triggers: bool,
+}
+
+/// Starts `roles` under a supervisor whose roles stop when `shutdown` is cancelled.
+pub fn start(
+    roles: &[Role],
+    settings: &RoleSettings,
+    deps: &Deps,
+    shutdown: &CancellationToken,
+    health: Arc<Health>,
+) -> Result<Supervisor, Error> {
+    let sup = Supervisor::new(shutdown, health);
+    let catalog: Arc<dyn kora_model::Catalog + Send + Sync> = deps.registry.clone();
+    for role in roles {
+        match role {
+            Role::Scheduler => sup.spawn(
+                role.as_str(),
+                kora_scheduler::run(
+                    settings.scheduler.clone(),
+                    Arc::clone(&deps.broker),
+                    deps.subjects.clone(),
+                    Arc::clone(&catalog),
+                    deps.ledger.clone().filter(|_| deps.triggers),
+                    sup.token(),
+                ),
+            ),
+            Role::Coordinator => {
+                let Some(ledger) = &deps.ledger else {
+                    return Err(Error::Config(
+                        "the coordinator role needs the ledger".into(),
+                    ));
+                };
+                sup.spawn(
+                    role.as_str(),
+                    kora_coordinator::run(
+                        settings.coordinator.clone(),
+                        Arc::clone(&deps.broker),
+                        Arc::clone(ledger),
+                        deps.subjects.clone(),
+                        Arc::clone(&catalog),
+                        Arc::clone(&deps.metrics),
+                        sup.token(),
+                    ),
+                );
+            }
+            Role::Worker => {
+                let loops = settings.worker_loops.max(1);
+                for i in 0..loops {
+                    let mut cfg = settings.worker.clone();
+                    let name = if loops == 1 {
+                        "worker".to_string()
+                    } else {
+                        cfg.worker_id = format!("{}-{i}", cfg.worker_id);
+                        format!("worker-{i}")
+                    };
+                    sup.spawn(
+                        &name,
+                        kora_worker::run(
+                            cfg,
+                            Arc::clone(&deps.broker),
+                            deps.subjects.clone(),
+                            Arc::clone(&deps.registry),
+                            sup.token(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(sup)
+}
+
+/// The payload a message may carry under a stream limit of `max_msg_size`: headroom for the
+/// subject, headers and the wire envelope.
+pub fn payload_limit(max_msg_size: usize) -> usize {
+    max_msg_size.saturating_sub((max_msg_size / 64).min(64 << 10))
+}
+
+/// `kora serve`: runs `roles` on NATS JetStream and PostgreSQL until `shutdown` is cancelled
+/// (then drains) or a role fails (then the others drain and its failure is returned). `extra`
+/// holds node types beside the built-in ones (a worker binary of your own).
+pub async fn serve(
+    cfg: ServerConfig,
+    roles: &[Role],
+    extra: Registry,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    cfg.validate()?;
+    let subjects = cfg.nats.subjects();
+    let name = format!("kora-{}", std::process::id());
+    let nats = kora_broker::nats::NatsConfig {
+        name: name.clone(),
+        ..cfg.nats.clone()
+    };
+    let broker: Arc<dyn Broker> = Arc::new(JetStreamBroker::connect(&nats).await.map_err(
+        |source| Error::Nats {
+            url: cfg.nats.url.clone(),
+            source,
+        },
+    )?);
+    provision(
+        broker.as_ref(),
+        &subjects,
+        &[cfg.worker.queue.as_str()],
+        &cfg.topology(),
+    )
+    .await
+    .map_err(Error::Provision)?;
+    let mut registry = Registry::builtin(&cfg.nodes);
+    registry.extend(&extra);
+    let mut metrics_registry = MetricsRegistry::with_prefix("kora");
+    let metrics = Arc::new(Metrics::registered(&mut metrics_registry));
+    let ledger: Option<Arc<dyn Store>> =
+        if roles.contains(&Role::Coordinator) || roles.contains(&Role::Scheduler) {
+            let store = PgStore::connect(&cfg.database)
+                .await
+                .map_err(|source| Error::Ledger {
+                    url: kora_store::pg::redact(&cfg.database.url),
+                    source,
+                })?;
+            Some(Arc::new(store))
+        } else {
+            None
+        };
+    let deps = Deps {
+        broker: Arc::clone(&broker),
+        subjects,
+        ledger,
+        registry: Arc::new(registry),
+        metrics,
+        triggers: true,
+    };
+    let health = Arc::new(Health::default());
+    let listener = if cfg.metrics.addr.is_empty() {
+        None
+    } else {
+        Some(http::bind(&cfg.metrics.addr).await?)
+    };
+    let sup = start(
+        roles,
+        &cfg.roles(&name),
+        &deps,
+        &shutdown,
+        Arc::clone(&health),
+    )?;
+    // The endpoint stays up while the roles drain, so /healthz reports them until the end.
+    let http_stop = CancellationToken::new();
+    let endpoint = listener.map(|listener| {
+        tracing::info!(addr = %cfg.metrics.addr, "serving /metrics and /healthz");
+        let router = http::router(Arc::new(metrics_registry), Arc::clone(&health));
+        tokio::spawn(http::serve(listener, router, http_stop.clone()))
+    });
+    let roles_text: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    tracing::info!(roles = %roles_text.join(","), prefix = %cfg.nats.prefix, nats = %cfg.nats.url, "kora serving");
+    let done = sup.wait().await;
+    broker.flush().await.ok();
+    http_stop.cancel();
+    if let Some(endpoint) = endpoint
+        && let Ok(Err(e)) = endpoint.await
+    {
+        tracing::warn!(error = %e, "the /metrics endpoint failed");
+    }
+    tracing::info!("kora stopped");
+    done
+}

@@ -1,0 +1,71 @@
+//! The roles a process can serve.
+
+use crate::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Scheduler,
+    Coordinator,
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Scheduler, Role::Coordinator, Role::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Scheduler => "scheduler",
+            Role::Coordinator => "coordinator",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses `scheduler,coordinator,worker` (any combination, `all` for every role), in that order.
+pub fn parse_roles(s: &str) -> Result<Vec<Role>, Error> {
+    let mut out = Vec::new();
+    for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        match r {
+            "all" => out.extend(Role::ALL),
+            other => match Role::ALL.into_iter().find(|role| role.as_str() == other) {
+                Some(role) => out.push(role),
+                None => {
+                    return Err(Error::Config(format!(
+                        "unknown role {other:?}: use scheduler, coordinator, worker or all"
+                    )));
+                }
+            },
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Config(
+            "no role given: --role scheduler,coordinator,worker (or all)".into(),
+        ));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_in_any_combination() {
+        assert_eq!(parse_roles("all").unwrap(), Role::ALL);
+        assert_eq!(
+            parse_roles("worker, scheduler,worker").unwrap(),
+            [Role::Scheduler, Role::Worker]
+        );
+        assert!(parse_roles("").is_err());
+        let e = parse_roles("scheduler,gateway").unwrap_err().to_string();
+        assert!(e.contains("\"gateway\""), "{e}");
+    }
+}
