@@ -662,3 +662,63 @@ async fn a_parent_that_ends_cancels_its_running_child_runs() {
         "cancelled by its parent"
     );
 }
+
+/// A node's own word on when to try again is kept: a webhook answers 429 with
+/// `Retry-After: 2`, the alert node fails retryably with that wait, and the coordinator sends
+/// the next attempt no sooner than 2 s later (its policy alone would wait 100 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_from_the_node_delays_the_next_attempt() {
+    let (url, seen) = kora_nodes::testing::server_with_headers(Arc::new(|_, n| {
+        if n == 0 {
+            (
+                429,
+                vec![("retry-after", "2".to_string())],
+                "slow down".into(),
+            )
+        } else {
+            (
+                200,
+                vec![("content-type", "text/plain".into())],
+                "ok".into(),
+            )
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let engine = Engine::start(EngineConfig {
+        store: format!("sqlite:{}", path.display()),
+        ..engine_config(std::path::Path::new("."))
+    })
+    .await
+    .unwrap();
+    let retry = json!({"max_attempts": 3, "initial_delay_ms": 100, "jitter": false});
+    let wf = spec(json!({"kora": 1, "nodes": [
+        {"id": "alert", "type": "WebhookAlertNode", "retry": retry,
+         "config": {"url": format!("{url}/hook"), "message": "disk full"}}]}));
+    let r = tokio::time::timeout(Duration::from_secs(30), engine.run(wf, Map::new()))
+        .await
+        .expect("finishes")
+        .unwrap();
+    engine.shutdown().await.unwrap();
+    assert!(r.succeeded(), "{:?}", r.error);
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one refused post, one delivered");
+    let gap = requests[1].at.duration_since(requests[0].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "the second attempt waited for Retry-After: {gap:?}"
+    );
+    let store = kora_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let attempts = store.attempts(&r.run_id).await.unwrap();
+    let first = attempts.iter().find(|a| a.attempt == 1).unwrap();
+    let second = attempts.iter().find(|a| a.attempt == 2).unwrap();
+    assert!(
+        second.dispatched_ms >= first.finished_ms.unwrap() + 1_900,
+        "the retry row is dated when it is due: {} then {}",
+        first.finished_ms.unwrap(),
+        second.dispatched_ms
+    );
+}

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::stream::{ConsumerErrorKind, DeleteMessageErrorKind};
 use async_nats::jetstream::{
     self, AckKind,
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
@@ -438,7 +440,15 @@ impl Broker for JetStreamBroker {
         let s = self.stream(stream).await?;
         match s.delete_message(sequence).await {
             Ok(done) => Ok(done),
-            Err(e) if e.to_string().contains("no message found") => Ok(false),
+            // The message is not there (2.9 says "stream store EOF" past the end, later
+            // servers "no message found"): by its JetStream error code, not its text.
+            Err(e)
+                if matches!(e.kind(), DeleteMessageErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::NO_MESSAGE_FOUND
+                        || j.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(other(e)),
         }
     }
@@ -472,7 +482,12 @@ impl Broker for JetStreamBroker {
         let s = self.stream(stream).await?;
         match s.delete_consumer(durable).await {
             Ok(_) => Ok(()),
-            Err(e) if e.to_string().to_lowercase().contains("not found") => Ok(()),
+            Err(e)
+                if matches!(e.kind(), ConsumerErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(other(e)),
         }
     }

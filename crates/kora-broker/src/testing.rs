@@ -248,6 +248,17 @@ pub async fn max_deliveries_then_replay(b: &dyn Broker, ns: &str) {
         .expect("message stays in the stream");
     assert_eq!(&stored.payload[..], b"crashy");
     assert!(b.delete_message(&s.name, 1).await.unwrap());
+    assert!(
+        !b.delete_message(&s.name, 1).await.unwrap(),
+        "a deleted message is not there to delete again"
+    );
+    assert!(
+        !b.delete_message(&s.name, 999).await.unwrap(),
+        "nor is one past the end"
+    );
+    b.delete_consumer(&s.name, "never-made")
+        .await
+        .expect("deleting a consumer that does not exist is not an error");
     b.publish(Outbound::new(stored.subject, stored.payload).msg_id(format!("replay-{ns}")))
         .await
         .unwrap();

@@ -76,6 +76,35 @@ fn current_server() -> Option<testing::TestServer> {
     }
 }
 
+/// Deletes the streams a check made under its namespace when dropped, even if the check failed.
+struct Cleanup {
+    url: String,
+    ns: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, ns) = (self.url.clone(), self.ns.clone());
+        // Drop may run inside the test's runtime (or while it panics): a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let cfg = NatsConfig {
+                    url,
+                    ..NatsConfig::default()
+                };
+                if let Ok(b) = JetStreamBroker::connect(&cfg).await {
+                    let _ = b.delete_streams_with_prefix(&ns).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 macro_rules! contract {
     ($($name:ident),*) => {
         /// On the machine's server (2.9.10).
@@ -86,8 +115,8 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(b) = broker().await else { return };
                     let ns = namespace();
+                    let _cleanup = Cleanup { url: url(), ns: ns.clone() };
                     testing::$name(&b, &ns).await;
-                    b.delete_streams_with_prefix(&ns).await.unwrap();
                 }
             )*
         }

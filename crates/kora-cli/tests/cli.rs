@@ -185,3 +185,67 @@ fn help_teaches() {
         "{out}"
     );
 }
+
+/// Durations that arrive at run time (from an upstream node) are checked too: a TTLCacheNode
+/// given a ttl of 1e300 seconds fails with a message naming the node and the field, and the
+/// run ends at once (it used to panic the worker's task, which was redelivered until it was
+/// dead-lettered, and `kora run` never returned).
+#[test]
+fn a_huge_duration_from_upstream_fails_its_node_not_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("ttl.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "make", "type": "PythonCodeNode", "config": {"code": "result = 1e300"}},
+            {"id": "cache", "type": "TTLCacheNode", "config": {"operation": "set", "key": "k", "value": 1}},
+            {"id": "after", "type": "NoOpNode"}],
+            "connections": [
+                {"source": "make", "output": "result", "target": "cache", "input": "ttl"},
+                {"source": "cache", "output": "success", "target": "after", "input": "data"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let o = kora(&["run", wf.to_str().unwrap(), "--timeout", "60s"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "failed", "{v}");
+    let error = v["error"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("TTLCacheNode") && error.contains("'ttl'") && error.contains("1e+300"),
+        "{v}"
+    );
+}
+
+/// A misspelled configuration key is an error naming the key and where it came from, and a
+/// key that moved says where it went.
+#[test]
+fn a_misspelled_or_moved_config_key_is_reported() {
+    let o = Command::new(env!("CARGO_BIN_EXE_kora"))
+        .args(["runs", "list"])
+        .env("KORA_WORKER__CONCURENCY", "8")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("worker.concurency") && text(&o).contains("KORA_WORKER__CONCURENCY"),
+        "{}",
+        text(&o)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("kora.toml");
+    std::fs::write(&f, "[worker]\ndata_root = \"/data\"\n").unwrap();
+    let o = kora(&["runs", "list", "--config", f.to_str().unwrap()]);
+    assert!(
+        text(&o).contains("worker.data_root is now nodes.data_root"),
+        "{}",
+        text(&o)
+    );
+}

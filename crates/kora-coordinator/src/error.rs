@@ -8,4 +8,8 @@ pub enum Error {
     Store(#[from] kora_store::Error),
     #[error("cannot encode {0}")]
     Encode(#[from] kora_model::wire::WireError),
+    /// A failure a crash test injected (the `coordinator-fail` failpoint).
+    #[cfg(feature = "failpoints")]
+    #[error("{0}")]
+    Injected(String),
 }

@@ -120,6 +120,13 @@ pub async fn run(
     let mut sweep = tokio::time::interval(c.env.cfg.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Role-failure tests: the loop fails once it has dispatched something.
+        #[cfg(feature = "failpoints")]
+        if c.metrics.tasks_dispatched.get() > 0 {
+            fail::fail_point!("coordinator-fail", |m: Option<String>| Err(
+                Error::Injected(m.unwrap_or_else(|| "injected failure".into()))
+            ));
+        }
         let next_timer = c.next_timer();
         let timer_at = tokio::time::Instant::now()
             + next_timer.map_or(Duration::from_secs(3600), |due| {

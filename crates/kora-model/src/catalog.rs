@@ -33,7 +33,13 @@ pub enum ParamKind {
     Map,
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// A duration in seconds: a number from 0 to [`MAX_SECONDS`].
+    Seconds,
 }
+
+/// The longest duration a node parameter may give, in seconds (about 31 years): anything
+/// longer is a mistake, and would not fit a timer.
+pub const MAX_SECONDS: f64 = 1e9;
 
 impl ParamKind {
     /// Why `v` is not of this kind, if it is not. `null` passes (an unset optional).
@@ -44,6 +50,9 @@ impl ParamKind {
             (ParamKind::String, V::String(_)) => true,
             (ParamKind::Integer, V::Number(n)) => n.is_i64() || n.is_u64(),
             (ParamKind::Number, V::Number(_)) => true,
+            (ParamKind::Seconds, V::Number(n)) => n
+                .as_f64()
+                .is_some_and(|x| x.is_finite() && (0.0..=MAX_SECONDS).contains(&x)),
             (ParamKind::Bool, V::Bool(_)) => true,
             (ParamKind::List, V::Array(_)) => true,
             (ParamKind::Map, V::Object(_)) => true,
@@ -59,8 +68,8 @@ impl ParamKind {
             V::String(s) => format!("{s:?}"),
             other => {
                 let t = other.to_string();
-                if t.len() > 60 {
-                    format!("{}…", &t[..60])
+                if t.chars().count() > 60 {
+                    format!("{}…", t.chars().take(60).collect::<String>())
                 } else {
                     t
                 }
@@ -85,6 +94,7 @@ impl ParamKind {
             ParamKind::List => "a list".into(),
             ParamKind::Map => "a map".into(),
             ParamKind::OneOf(a) => format!("one of {}", a.join(" | ")),
+            ParamKind::Seconds => "a number of seconds from 0 to 1000000000".into(),
         }
     }
 }

@@ -177,7 +177,10 @@ fn compile_inner(
         problems.push(problem(
             None,
             Some("deadline_secs"),
-            format!("must be more than 0 and at most 30 days (2592000), found {d}"),
+            format!(
+                "must be more than 0 and at most 30 days (2592000), found {}",
+                crate::Value::from(d)
+            ),
         ));
     }
     for node in &spec.nodes {
@@ -192,7 +195,10 @@ fn compile_inner(
             problems.push(problem(
                 Some(&node.id),
                 Some("timeout_secs"),
-                format!("must be more than 0 and at most a week (604800), found {t}"),
+                format!(
+                    "must be more than 0 and at most a week (604800), found {}",
+                    crate::Value::from(t)
+                ),
             ));
         }
         if index.contains_key(&node.id) {

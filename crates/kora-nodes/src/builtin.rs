@@ -3,7 +3,6 @@
 use kora_model::error_type;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use kora_model::catalog::{NodeTypeInfo, ParamInfo, ParamKind};
@@ -84,7 +83,7 @@ impl PythonCode {
                     .kind(ParamKind::String),
                 ParamInfo::optional("method", "the class's method to call").kind(ParamKind::String).default("process (else execute, run, __call__)"),
                 ParamInfo::optional("timeout", "seconds before the interpreter is killed")
-                    .kind(ParamKind::Number)
+                    .kind(ParamKind::Seconds)
                     .default("60"),
             ],
             vec!["result"],
@@ -113,11 +112,9 @@ impl Node for PythonCode {
                 )),
             }
         };
-        let timeout = input
-            .get("timeout")
-            .and_then(Value::as_f64)
-            .filter(|t| *t > 0.0)
-            .map(Duration::from_secs_f64);
+        // 0 (or none) is the pool's default limit.
+        let timeout =
+            crate::params::seconds(NODE, &input, "timeout", None)?.filter(|t| !t.is_zero());
         let (code, function, class) = (text("code")?, text("function")?, text("class_code")?);
         let (mode, source) = match (code, function, class) {
             (Some(c), None, None) => {

@@ -1,10 +1,11 @@
 //! Cache nodes: RedisCacheNode (a deadpool-redis pool per URL per worker) and TTLCacheNode (an
 //! LRU with expiry inside the worker, shared by its tasks).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::redis::AsyncCommands;
@@ -59,6 +60,7 @@ impl RedisCache {
                     ParamInfo::optional("key", "the cache key (get, set, delete, exists)"),
                     ParamInfo::optional("value", "the value to set (any JSON)"),
                     ParamInfo::optional("ttl", "seconds until a set value expires; none keeps it")
+                        .kind(ParamKind::Seconds)
                         .kind(ParamKind::Number),
                     ParamInfo::optional(
                         "pattern",
@@ -286,39 +288,71 @@ impl Node for RedisCache {
 
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct Lru {
-    entries: HashMap<String, (Value, Option<Instant>, u64)>,
-    order: BTreeMap<u64, String>,
-    tick: u64,
-    hits: u64,
-    misses: u64,
-    evictions: u64,
+/// One named cache: moka with LRU eviction at its capacity and each entry's own expiry.
+struct Named {
+    cache: moka::sync::Cache<String, Entry>,
+    max: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: Arc<AtomicU64>,
 }
 
-impl Lru {
-    fn touch(&mut self, key: &str) {
-        self.tick += 1;
-        if let Some(e) = self.entries.get_mut(key) {
-            self.order.remove(&e.2);
-            e.2 = self.tick;
-            self.order.insert(self.tick, key.to_string());
-        }
+#[derive(Clone)]
+struct Entry {
+    value: Value,
+    ttl: Duration,
+}
+
+/// An entry lives for the ttl it was set with; reading it does not extend it.
+struct SetTtl;
+
+impl moka::Expiry<String, Entry> for SetTtl {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        e: &Entry,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(e.ttl)
     }
-    fn remove(&mut self, key: &str) -> bool {
-        match self.entries.remove(key) {
-            Some((_, _, t)) => {
-                self.order.remove(&t);
-                true
-            }
-            None => false,
+    fn expire_after_update(
+        &self,
+        _: &String,
+        e: &Entry,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.ttl)
+    }
+}
+
+impl Named {
+    fn new(max: u64) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&evictions);
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(max)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .expire_after(SetTtl)
+            .eviction_listener(move |_, _, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Named {
+            cache,
+            max,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions,
         }
     }
 }
 
 pub(crate) struct TtlCache {
     info: NodeTypeInfo,
-    caches: Mutex<HashMap<String, Lru>>,
+    caches: Mutex<HashMap<String, Arc<Named>>>,
 }
 
 impl TtlCache {
@@ -334,11 +368,11 @@ impl TtlCache {
                     ParamInfo::optional("key", "the cache key"),
                     ParamInfo::optional("value", "the value to set"),
                     ParamInfo::optional("ttl", "seconds until a set value expires")
-                        .kind(ParamKind::Number)
+                        .kind(ParamKind::Seconds)
                         .default("300"),
                     ParamInfo::optional(
                         "max_size",
-                        "entries kept; the least recently used go first",
+                        "entries kept; the least recently used go first (fixed when the named cache is first used)",
                     )
                     .kind(ParamKind::Integer)
                     .default("1000"),
@@ -378,12 +412,16 @@ impl Node for TtlCache {
                 .max(1),
         )
         .unwrap_or(1000);
-        let mut all = self
-            .caches
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let c = all.entry(name).or_default();
-        let now = Instant::now();
+        let c = {
+            let mut all = self
+                .caches
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                all.entry(name)
+                    .or_insert_with(|| Arc::new(Named::new(max as u64))),
+            )
+        };
         let mut o = vec![
             ("success", Value::Bool(true)),
             ("operation", Value::String(op.clone())),
@@ -391,64 +429,30 @@ impl Node for TtlCache {
         match op.as_str() {
             "get" => {
                 let key = key_param(NODE, &input, &op)?;
-                let live = match c.entries.get(&key) {
-                    Some((v, exp, _)) if exp.is_none_or(|e| now < e) => Some(v.clone()),
-                    Some(_) => {
-                        c.remove(&key);
-                        None
-                    }
-                    None => None,
-                };
-                if live.is_some() {
-                    c.hits += 1;
-                    c.touch(&key);
-                } else {
-                    c.misses += 1;
-                }
+                let live = c.cache.get(&key).map(|e| e.value);
+                let counter = if live.is_some() { &c.hits } else { &c.misses };
+                counter.fetch_add(1, Ordering::Relaxed);
                 o.push(("key", Value::String(key)));
                 o.push(("hit", Value::Bool(live.is_some())));
                 o.push(("value", live.unwrap_or(Value::Null)));
             }
             "set" => {
                 let key = key_param(NODE, &input, &op)?;
-                let ttl = input.get("ttl").and_then(Value::as_f64).unwrap_or(300.0);
-                if !(ttl.is_finite() && ttl > 0.0) {
-                    return Err(input_error(
-                        NODE,
-                        format!("ttl must be above 0 seconds, found {ttl}"),
-                    ));
+                let ttl = crate::params::seconds_or(NODE, &input, "ttl", 300.0)?;
+                if ttl.is_zero() {
+                    return Err(input_error(NODE, "'ttl' must be above 0 seconds"));
                 }
-                c.remove(&key);
-                c.tick += 1;
-                let t = c.tick;
-                c.entries.insert(
-                    key.clone(),
-                    (
-                        input.get("value").cloned().unwrap_or(Value::Null),
-                        Some(now + Duration::from_secs_f64(ttl)),
-                        t,
-                    ),
-                );
-                c.order.insert(t, key.clone());
-                while c.entries.len() > max {
-                    let Some((_, oldest)) = c.order.pop_first() else {
-                        break;
-                    };
-                    c.entries.remove(&oldest);
-                    c.evictions += 1;
-                }
+                let value = input.get("value").cloned().unwrap_or(Value::Null);
+                c.cache.insert(key.clone(), Entry { value, ttl });
                 o.push(("key", Value::String(key)));
             }
             "delete" => {
                 let key = key_param(NODE, &input, &op)?;
-                let gone = c.remove(&key);
+                let gone = c.cache.remove(&key).is_some();
                 o.push(("key", Value::String(key)));
                 o.push(("hit", Value::Bool(gone)));
             }
-            "clear" => {
-                c.entries.clear();
-                c.order.clear();
-            }
+            "clear" => c.cache.invalidate_all(),
             "stats" => {}
             other => {
                 return Err(input_error(
@@ -457,9 +461,13 @@ impl Node for TtlCache {
                 ));
             }
         }
+        // Evictions and expiries apply now, so the stats say what the cache holds.
+        c.cache.run_pending_tasks();
         o.push((
             "stats",
-            serde_json::json!({"size": c.entries.len(), "hits": c.hits, "misses": c.misses, "evictions": c.evictions, "max_size": max}),
+            serde_json::json!({"size": c.cache.entry_count(), "hits": c.hits.load(Ordering::Relaxed),
+                "misses": c.misses.load(Ordering::Relaxed), "evictions": c.evictions.load(Ordering::Relaxed),
+                "max_size": c.max}),
         ));
         Ok(out(o))
     }

@@ -7,6 +7,7 @@
 
 use kora_model::error_type;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,9 @@ use crate::{Node, NodeContext, NodeError};
 pub(crate) struct Http {
     client: reqwest::Client,
     insecure: reqwest::Client,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// RateLimitedAPINode's buckets by key, with the quota each was made for.
+    #[allow(clippy::type_complexity)]
+    buckets: Mutex<HashMap<String, (governor::Quota, Arc<governor::DefaultDirectRateLimiter>)>>,
     alerts: Mutex<HashMap<String, AlertWindow>>,
 }
 
@@ -51,31 +54,46 @@ impl Http {
         })
     }
 
-    /// Takes a token from `key`'s bucket (`rate` a second, up to `burst`): waits for one when
-    /// `wait`, else fails with a retryable `RateLimited`.
+    /// Takes a token from `key`'s bucket (`rate` a second, up to `burst` at once; governor's
+    /// GCRA): waits for one when `wait`, else fails with a retryable `RateLimited` that says
+    /// when to try again. A key given another rate starts a new bucket.
     async fn take_token(
         &self,
         key: &str,
         rate: f64,
-        burst: f64,
+        burst: u32,
         wait: bool,
     ) -> Result<(), NodeError> {
+        let quota = Duration::try_from_secs_f64(1.0 / rate)
+            .ok()
+            .and_then(governor::Quota::with_period)
+            .map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
+            .ok_or_else(|| {
+                NodeError::permanent(
+                    error_type::VALUE,
+                    format!("rate limit of {rate}/s cannot be kept"),
+                )
+            })?;
+        let limiter = {
+            let mut b = self
+                .buckets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = b
+                .entry(key.to_string())
+                .or_insert_with(|| (quota, Arc::new(governor::RateLimiter::direct(quota))));
+            if entry.0 != quota {
+                *entry = (quota, Arc::new(governor::RateLimiter::direct(quota)));
+            }
+            Arc::clone(&entry.1)
+        };
         loop {
-            let delay = {
-                let mut b = self
-                    .buckets
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let now = Instant::now();
-                let (tokens, last) = b.entry(key.to_string()).or_insert((burst, now));
-                *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
-                *last = now;
-                if *tokens >= 1.0 {
-                    *tokens -= 1.0;
-                    return Ok(());
-                }
-                Duration::from_secs_f64((1.0 - *tokens) / rate)
+            let Err(not_until) = limiter.check() else {
+                return Ok(());
             };
+            let delay = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
             if !wait {
                 return Err(NodeError::retryable(
                     "RateLimited",
@@ -83,7 +101,8 @@ impl Http {
                         "rate limit of {rate}/s for {key:?} reached; next token in {} ms",
                         delay.as_millis()
                     ),
-                ));
+                )
+                .retry_after(Some(delay)));
             }
             tokio::time::sleep(delay).await;
         }
@@ -117,13 +136,13 @@ fn request_params() -> Vec<ParamInfo> {
         ParamInfo::optional("response_format", "how the body is read: auto (JSON when the content type says so), json or text")
             .kind(ParamKind::OneOf(&["auto", "json", "text"]))
             .default("auto"),
-        ParamInfo::optional("timeout", "seconds for the whole request").kind(ParamKind::Number).default("30"),
+        ParamInfo::optional("timeout", "seconds for the whole request").kind(ParamKind::Seconds).default("30"),
         ParamInfo::optional("verify_ssl", "check the server's TLS certificate").kind(ParamKind::Bool).default("true"),
         ParamInfo::optional("retry_count", "retries after a connection error, a timeout, 429 or 502-504")
             .kind(ParamKind::Integer)
             .default("0"),
         ParamInfo::optional("retry_backoff", "seconds before the first retry, doubling each time (Retry-After wins)")
-            .kind(ParamKind::Number)
+            .kind(ParamKind::Seconds)
             .default("0.5"),
         ParamInfo::optional("auth_type", "bearer (auth_token), basic (auth_username, auth_password) or api_key (auth_token in api_key_header)")
             .kind(ParamKind::OneOf(&["bearer", "basic", "api_key"])),
@@ -674,14 +693,8 @@ impl Node for RateLimitedApi {
     async fn run(&self, _ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
         const NODE: &str = "RateLimitedAPINode";
         let url = url_param(NODE, &input, "url")?;
-        let rate = num(&input, "requests_per_second", 0.0);
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(input_error(
-                NODE,
-                "requests_per_second must be a number above 0",
-            ));
-        }
-        let burst = num(&input, "burst_size", 1.0).max(1.0);
+        let rate = crate::params::rate(NODE, &input, "requests_per_second")?;
+        let burst = num(&input, "burst_size", 1.0).clamp(1.0, 1e6) as u32;
         let key = input
             .get("rate_limit_key")
             .and_then(Value::as_str)
@@ -733,7 +746,7 @@ fn alert_params(url_name: &'static str) -> Vec<ParamInfo> {
         ParamInfo::optional("alert_levels", "send only alerts whose alert_type or severity is listed").kind(ParamKind::List),
         ParamInfo::optional("rate_limit", "{max_alerts_per_minute, cooldown_seconds}: past the maximum, alerts are suppressed for the cooldown")
             .kind(ParamKind::Map),
-        ParamInfo::optional("timeout", "seconds for the post").kind(ParamKind::Number).default("10"),
+        ParamInfo::optional("timeout", "seconds for the post").kind(ParamKind::Seconds).default("10"),
     ]
 }
 
@@ -940,11 +953,7 @@ impl Node for Alert {
                 .get("max_alerts_per_minute")
                 .and_then(Value::as_u64)
                 .unwrap_or(u64::MAX);
-            let cooldown = rl
-                .get("cooldown_seconds")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0)
-                .max(0.0);
+            let cooldown = crate::params::seconds_or(node, rl, "cooldown_seconds", 0.0)?;
             let key = format!("{}|{}|{}", node, ctx.node_id, host_of(&url));
             let mut w = self
                 .http
@@ -959,7 +968,7 @@ impl Node for Alert {
             win.sent
                 .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
             if u64::try_from(win.sent.len()).unwrap_or(u64::MAX) >= max {
-                win.quiet_until = Some(now + Duration::from_secs_f64(cooldown));
+                win.quiet_until = now.checked_add(cooldown);
                 return Ok(skipped("rate_limit"));
             }
             win.sent.push(now);
@@ -1143,7 +1152,7 @@ impl LlmAgent {
                     ParamInfo::optional("conversation_id", "echoed in the output")
                         .kind(ParamKind::String),
                     ParamInfo::optional("timeout", "seconds for the call")
-                        .kind(ParamKind::Number)
+                        .kind(ParamKind::Seconds)
                         .default("120"),
                 ],
                 vec![

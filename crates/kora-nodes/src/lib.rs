@@ -16,6 +16,7 @@ mod error;
 mod external;
 mod http;
 mod monitoring;
+mod params;
 pub mod python;
 pub mod secrets;
 mod security;

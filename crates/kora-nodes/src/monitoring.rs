@@ -49,7 +49,7 @@ impl HealthCheck {
                     )
                     .kind(ParamKind::List),
                     ParamInfo::optional("timeout", "seconds per check")
-                        .kind(ParamKind::Number)
+                        .kind(ParamKind::Seconds)
                         .default("5"),
                     ParamInfo::optional("parallel", "check all services at once")
                         .kind(ParamKind::Bool)
@@ -64,7 +64,7 @@ impl HealthCheck {
                         .kind(ParamKind::Integer)
                         .default("0"),
                     ParamInfo::optional("retry_delay", "seconds between tries")
-                        .kind(ParamKind::Number)
+                        .kind(ParamKind::Seconds)
                         .default("0.5"),
                 ],
                 vec![

@@ -37,7 +37,7 @@ impl ThreatDetection {
                 vec![
                     ParamInfo::required("events", "events: {timestamp, source_ip or ip, user_id or user, event_type or type (login_failed, request, ...), path, query, payload}")
                         .kind(ParamKind::List),
-                    ParamInfo::optional("time_window", "seconds over which failures and requests are counted").kind(ParamKind::Number).default("300"),
+                    ParamInfo::optional("time_window", "seconds over which failures and requests are counted").kind(ParamKind::Seconds).default("300"),
                     ParamInfo::optional("brute_force_threshold", "failed logins from one source within the window").kind(ParamKind::Integer).default("5"),
                     ParamInfo::optional("rate_threshold", "requests from one source within the window").kind(ParamKind::Integer).default("100"),
                     ParamInfo::optional("detection_rules", "which rules run").kind(ParamKind::List).default("all four"),

@@ -68,10 +68,10 @@ fn params() -> Vec<ParamInfo> {
         ParamInfo::optional("fetch_size", "rows for fetch_mode many").kind(ParamKind::Integer).default("100"),
         ParamInfo::optional("pool_size", "connections kept per connection string on this worker").kind(ParamKind::Integer).default("5"),
         ParamInfo::optional("max_overflow", "connections beyond pool_size under load").kind(ParamKind::Integer).default("10"),
-        ParamInfo::optional("pool_timeout", "seconds to wait for a free connection").kind(ParamKind::Number).default("30"),
-        ParamInfo::optional("pool_recycle", "seconds after which a connection is replaced").kind(ParamKind::Number).default("3600"),
+        ParamInfo::optional("pool_timeout", "seconds to wait for a free connection").kind(ParamKind::Seconds).default("30"),
+        ParamInfo::optional("pool_recycle", "seconds after which a connection is replaced").kind(ParamKind::Seconds).default("3600"),
         ParamInfo::optional("pool_pre_ping", "check a connection before using it").kind(ParamKind::Bool).default("true"),
-        ParamInfo::optional("timeout", "seconds the statement may run").kind(ParamKind::Number).default("60"),
+        ParamInfo::optional("timeout", "seconds the statement may run").kind(ParamKind::Seconds).default("60"),
     ]
 }
 

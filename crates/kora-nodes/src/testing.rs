@@ -61,9 +61,22 @@ impl Seen {
 
 pub type Handler = Arc<dyn Fn(&Seen, usize) -> (u16, &'static str, String) + Send + Sync>;
 
+/// An answer with headers of its own: `(status, headers, body)`.
+pub type FullHandler =
+    Arc<dyn Fn(&Seen, usize) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync>;
+
 /// Serves HTTP/1.1 on loopback: each request is recorded and answered by `handler` (given the
 /// request and how many came before it).
 pub async fn server(handler: Handler) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    server_with_headers(Arc::new(move |req: &Seen, n: usize| {
+        let (status, ctype, body) = handler(req, n);
+        (status, vec![("content-type", ctype.to_string())], body)
+    }))
+    .await
+}
+
+/// [`server`] whose handler sets the response's headers (a `Retry-After`, say).
+pub async fn server_with_headers(handler: FullHandler) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -122,9 +135,13 @@ pub async fn server(handler: Handler) -> (String, Arc<Mutex<Vec<Seen>>>) {
                     l.push(req.clone());
                     l.len() - 1
                 };
-                let (status, ctype, body) = handler(&req, n);
+                let (status, headers, body) = handler(&req, n);
+                let headers: String = headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}\r\n"))
+                    .collect();
                 let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;

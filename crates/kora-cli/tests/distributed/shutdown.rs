@@ -137,3 +137,96 @@ async fn sigterm_drains_a_busy_worker_and_a_second_signal_stops_it_at_once() {
     );
     d.finish().await;
 }
+
+/// A role that fails ends the process, after the others drained: with a task running, the
+/// coordinator fails (a failpoint); `/healthz` answers 503 naming the failed role while the
+/// worker drains, the worker's task finishes, and `kora serve` exits 1 saying which role
+/// failed and why.
+#[tokio::test]
+async fn a_failing_role_stops_the_process_after_the_others_drain() {
+    let Some(d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    let wf = dir.path().join("slow.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": [{"id": "slow", "type": "PythonCodeNode",
+            "config": {"code": format!("import time\ntime.sleep(4)\nopen({:?}, 'w').write('x')\nresult = 1", done.display().to_string())}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let mut serve = d
+        .command()
+        .args(["serve", "--role", "all", "--metrics-addr", &addr])
+        // Off once (the batch that dispatched the task), then fail: the task is running.
+        .env(
+            "FAILPOINTS",
+            "coordinator-fail=1*off->return(the ledger went away)",
+        )
+        .env("KORA_WORKER__DRAIN_GRACE", "30s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(http_get(&addr, "/healthz").0, 200, "healthy before");
+    d.submit(&wf);
+    // While the worker drains its running task, the process says why it is unhealthy.
+    let started = Instant::now();
+    let mut seen = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(s) = std::net::TcpStream::connect(&addr) {
+            drop(s);
+            let (status, body) = http_get(&addr, "/healthz");
+            if status == 503 {
+                seen = Some(body);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = seen.expect("/healthz said 503 while the worker drained");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health["roles"]["coordinator"]["state"], "failed",
+        "{health}"
+    );
+    assert_eq!(
+        health["roles"]["coordinator"]["error"], "the ledger went away",
+        "{health}"
+    );
+    assert_eq!(health["roles"]["worker"]["state"], "stopping", "{health}");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = serve.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read;
+        serve
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    let (status, stderr) = status;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("role coordinator failed: the ledger went away"),
+        "{stderr}"
+    );
+    assert!(
+        done.exists(),
+        "the worker finished its task before the process ended"
+    );
+    d.finish().await;
+}

@@ -213,11 +213,16 @@ async fn replace_functions(conn: &mut PgConnection, functions: &[Function]) -> R
         );
     }
     for signature in RETIRED {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP FUNCTION IF EXISTS {signature}"
-        )))
-        .execute(&mut *tx)
-        .await?;
+        let present: bool = sqlx::query_scalar("SELECT to_regprocedure($1) IS NOT NULL")
+            .bind(signature)
+            .fetch_one(&mut *tx)
+            .await?;
+        if present {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP FUNCTION {signature}")))
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(function = signature, "retired ledger function dropped");
+        }
     }
     tx.commit().await?;
     Ok(())
