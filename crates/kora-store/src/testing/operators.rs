@@ -1,0 +1,195 @@
+//! What operators do: dead letters (list, replay, purge) and triggers.
+
+#![allow(clippy::unwrap_used)]
+
+use kora_model::Map;
+use serde_json::json;
+
+use crate::{AttemptStatus, Batch, DeadLetterFilter, ReplayRequest, RunStatus, RunUpdate, Store};
+
+use super::{attempt, new_run, outcome, spec};
+
+/// A failed attempt recorded as a dead letter is listed (with filters), shown with its inputs,
+/// replayed once (a new attempt with the overrides, the other in-flight node dispatched afresh,
+/// the run reopened, the audit trail kept), refused a second time, and purged.
+pub async fn dead_letters_list_replay_and_purge(s: &dyn Store, ns: &str) {
+    let run = format!("{ns}-dl");
+    let mut inputs = Map::new();
+    inputs.insert("data".into(), json!(1));
+    s.commit(Batch {
+        new_runs: vec![new_run(&run, None)],
+        new_attempts: vec![attempt(&run, "a", 1), attempt(&run, "b", 1)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut failed = outcome(&run, "a", 1, 0);
+    failed.status = AttemptStatus::Failed;
+    failed.output = None;
+    failed.error = Some("boom".into());
+    failed.error_type = Some("ValueError".into());
+    failed.dead_letter = Some(("permanent_error".into(), inputs.clone()));
+    s.commit(Batch {
+        outcomes: vec![failed],
+        run_updates: vec![RunUpdate {
+            run_id: run.clone(),
+            status: RunStatus::Failed,
+            error: Some("node 'a' failed: boom".into()),
+            error_node: Some("a".into()),
+            at_ms: 4,
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mine = DeadLetterFilter {
+        run_id: Some(run.clone()),
+        ..Default::default()
+    };
+    let listed = s.dead_letters(&mine).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let dl = &listed[0];
+    assert_eq!(dl.id, format!("{run}:a:0:1"));
+    assert_eq!(dl.run_status, RunStatus::Failed);
+    let info = dl.attempt.dead_letter.as_ref().unwrap();
+    assert_eq!(
+        (info.reason.as_str(), info.state.as_str()),
+        ("permanent_error", "open")
+    );
+    assert_eq!(info.inputs.as_ref(), Some(&inputs));
+    assert_eq!(dl.attempt.error.as_deref(), Some("boom"));
+    let other_reason = DeadLetterFilter {
+        reason: Some("retries_exhausted".into()),
+        ..mine.clone()
+    };
+    assert!(s.dead_letters(&other_reason).await.unwrap().is_empty());
+    let later = DeadLetterFilter {
+        since_ms: Some(4),
+        ..mine.clone()
+    };
+    assert!(
+        s.dead_letters(&later).await.unwrap().is_empty(),
+        "finished at 3"
+    );
+    let by_id = |id: String| DeadLetterFilter {
+        id: Some(id),
+        ..mine.clone()
+    };
+    assert_eq!(
+        s.dead_letters(&by_id(dl.id.clone())).await.unwrap().len(),
+        1
+    );
+    assert!(
+        s.dead_letters(&by_id(format!("{run}:b:0:1")))
+            .await
+            .unwrap()
+            .is_empty(),
+        "b was not dead-lettered"
+    );
+
+    let mut set = Map::new();
+    set.insert("data".into(), json!(2));
+    let out = s
+        .replay(&ReplayRequest {
+            id: dl.id.clone(),
+            overrides: set.clone(),
+            actor: "tester".into(),
+            at_ms: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((out.node_id.as_str(), out.attempt), ("a", 2));
+    assert_eq!(out.redispatched.len(), 1, "b was in flight: {out:?}");
+    assert_eq!(out.redispatched[0].node_id, "b");
+    assert_eq!(out.redispatched[0].attempt, 2);
+    let rec = s.run(&run).await.unwrap().unwrap();
+    assert_eq!(rec.status, RunStatus::Running, "reopened");
+    assert_eq!(rec.error, None);
+    let atts = s.attempts(&run).await.unwrap();
+    let a2 = atts
+        .iter()
+        .find(|x| x.node_id == "a" && x.attempt == 2)
+        .unwrap();
+    assert_eq!(a2.status, AttemptStatus::Dispatched);
+    assert_eq!(a2.overrides.as_ref(), Some(&set));
+    assert!(
+        s.dead_letters(&mine).await.unwrap().is_empty(),
+        "no longer open"
+    );
+    let all = s
+        .dead_letters(&DeadLetterFilter {
+            any_state: true,
+            ..mine.clone()
+        })
+        .await
+        .unwrap();
+    let info = all[0].attempt.dead_letter.as_ref().unwrap();
+    assert_eq!(info.state, "replayed");
+    assert_eq!(info.replayed_by.as_deref(), Some("tester"));
+    assert_eq!((info.replayed_ms, info.replay_attempt), (Some(10), Some(2)));
+    let again = s
+        .replay(&ReplayRequest {
+            id: dl.id.clone(),
+            overrides: Map::new(),
+            actor: "tester".into(),
+            at_ms: 11,
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(again, Err(crate::Error::Conflict { .. })),
+        "{again:?}"
+    );
+
+    // A second failure of the replayed attempt is a new dead letter, which purge closes.
+    let mut failed2 = outcome(&run, "a", 2, 0);
+    failed2.status = AttemptStatus::Failed;
+    failed2.output = None;
+    failed2.error = Some("boom again".into());
+    failed2.dead_letter = Some(("permanent_error".into(), inputs));
+    s.commit(Batch {
+        outcomes: vec![failed2],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.dead_letters(&mine).await.unwrap().len(), 1);
+    assert_eq!(s.purge_dead_letters(&mine).await.unwrap(), 1);
+    assert!(s.dead_letters(&mine).await.unwrap().is_empty());
+    assert_eq!(s.purge_dead_letters(&mine).await.unwrap(), 0);
+}
+
+/// Triggers are registered, listed, replaced (keeping their creation time), paused and resumed.
+pub async fn triggers_register_pause_and_resume(s: &dyn Store, ns: &str) {
+    let name = format!("{ns}-orders");
+    let mut t = crate::TriggerRecord {
+        name: name.clone(),
+        subject: "shop.orders".into(),
+        schedule: None,
+        spec: spec(),
+        params: Map::new(),
+        paused: false,
+        created_ms: 5,
+        updated_ms: 5,
+    };
+    s.put_trigger(&t).await.unwrap();
+    t.subject = "shop.orders.v2".into();
+    t.created_ms = 9;
+    t.updated_ms = 9;
+    s.put_trigger(&t).await.unwrap();
+    let mine = |all: Vec<crate::TriggerRecord>| all.into_iter().find(|x| x.name == name);
+    let got = mine(s.triggers().await.unwrap()).unwrap();
+    assert_eq!(got.subject, "shop.orders.v2");
+    assert_eq!((got.created_ms, got.updated_ms), (5, 9), "created once");
+    assert_eq!(got.spec, spec());
+    assert!(s.set_trigger_paused(&name, true, 12).await.unwrap());
+    assert!(mine(s.triggers().await.unwrap()).unwrap().paused);
+    assert!(s.set_trigger_paused(&name, false, 13).await.unwrap());
+    assert!(!mine(s.triggers().await.unwrap()).unwrap().paused);
+    assert!(
+        !s.set_trigger_paused(&format!("{ns}-none"), true, 14)
+            .await
+            .unwrap()
+    );
+}
