@@ -93,10 +93,14 @@ pub(crate) enum Command {
     /// Run Kora's roles as a long-lived process on NATS JetStream and PostgreSQL.
     ///
     /// Any number of processes may run any combination of roles against the same NATS
-    /// server and database. Configuration is layered: built-in defaults < --config FILE (TOML)
-    /// < KORA_SECTION__KEY environment variables (e.g. KORA_WORKER__CONCURRENCY=32) < flags
-    /// (which also read KORA_NATS_URL, KORA_DATABASE_URL, KORA_PREFIX). SIGTERM or Ctrl-C
-    /// drains (workers finish or hand back their tasks); a second signal stops at once.
+    /// server and database. Configuration is layered: built-in defaults < --config FILE (TOML;
+    /// deploy/kora.toml documents every key) < KORA_SECTION__KEY environment variables (e.g.
+    /// KORA_WORKER__CONCURRENCY=32, KORA_TASKS__ACK_WAIT=60s) < flags (which also read
+    /// KORA_NATS_URL, KORA_DATABASE_URL, KORA_PREFIX). Durations are written 30s, 1h 30m or as
+    /// seconds; a misspelled key is an error naming it and where it came from. SIGTERM or
+    /// Ctrl-C drains (workers finish or hand back their tasks); a second signal stops at once.
+    /// A role that fails stops the others (they drain) and the process exits 1; /healthz says
+    /// which role failed until then.
     #[command(
         after_help = "Examples:\n  kora serve --role all\n  kora serve --role scheduler,coordinator --database-url postgres://127.0.0.1/kora\n  KORA_NATS_URL=nats://n1:4222,nats://n2:4222 kora serve --role worker --concurrency 32"
     )]
@@ -247,7 +251,8 @@ pub(crate) struct DlqFilterArgs {
     /// Only this workflow (its name).
     #[arg(long)]
     pub(crate) workflow: Option<String>,
-    /// Only this reason: permanent_error, retries_exhausted, TaskTooLarge, ...
+    /// Only this reason: worker_lost, timeout, retries_exhausted, permanent_error, TaskTooLarge,
+    /// EncodeError or ChildWorkflowError.
     #[arg(long)]
     pub(crate) reason: Option<String>,
     /// Only those failed since: 30m, 12h, 7d, or epoch milliseconds.

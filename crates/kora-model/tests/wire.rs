@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 
 use kora_model::wire::{
-    self, Admission, EventKind, NodeResult, NodeTask, RunEvent, RunRequest, TaskOutcome, Versioned,
+    self, Admission, AttemptRef, DeadLetterSelector, EventKind, NodeResult, NodeTask, Operation,
+    OperationKind, OperationOutcome, OperationReply, RunEvent, RunRequest, TaskOutcome, Versioned,
     WIRE_VERSION,
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -167,6 +168,54 @@ fn golden_vectors() {
             attempt: 1,
             at_ms: 1_764_000_000_012,
             detail: None,
+        },
+    );
+    check(
+        "operation_replay",
+        Operation {
+            v: WIRE_VERSION,
+            request_id: "01a23b00-0000-7000-8000-000000000001".into(),
+            actor: "ops@host".into(),
+            at_ms: 1_764_000_000_020,
+            reply_to: Some("kora.control.reply.01a23b00-0000-7000-8000-000000000001".into()),
+            op: OperationKind::Replay {
+                dead_letter: "r:b:0:1".into(),
+                overrides: json!({"divisor": 5}).as_object().cloned().unwrap(),
+            },
+        },
+    );
+    check(
+        "operation_purge",
+        Operation {
+            v: WIRE_VERSION,
+            request_id: "01a23b00-0000-7000-8000-000000000002".into(),
+            actor: "ops@host".into(),
+            at_ms: 1_764_000_000_021,
+            reply_to: None,
+            op: OperationKind::Purge {
+                filter: DeadLetterSelector {
+                    workflow: Some("orders".into()),
+                    reason: Some("permanent_error".into()),
+                    ..Default::default()
+                },
+            },
+        },
+    );
+    check(
+        "operation_reply",
+        OperationReply {
+            v: WIRE_VERSION,
+            request_id: "01a23b00-0000-7000-8000-000000000001".into(),
+            outcome: OperationOutcome::Replayed {
+                run_id: "r".into(),
+                node_id: "b".into(),
+                attempt: 2,
+                redispatched: vec![AttemptRef {
+                    node_id: "c".into(),
+                    iteration: 0,
+                    attempt: 2,
+                }],
+            },
         },
     );
 }
