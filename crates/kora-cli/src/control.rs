@@ -78,11 +78,8 @@ impl Control {
         Ok(self.store.dead_letters(filter).await?)
     }
 
-    /// One dead letter (in any state) and every attempt of its node in that run.
-    pub async fn dead_letter(
-        &self,
-        id: &str,
-    ) -> anyhow::Result<Option<(DeadLetterRecord, Vec<AttemptRecord>)>> {
+    /// One dead letter (in any state), by its id.
+    async fn find(&self, id: &str) -> anyhow::Result<Option<(AttemptKey, DeadLetterRecord)>> {
         let key = kora_store::parse_dead_letter_id(id).with_context(|| {
             format!("{id:?} is not a dead-letter id (`kora dlq list` shows them: <run>:<node>:<iteration>:<attempt>)")
         })?;
@@ -97,7 +94,15 @@ impl Control {
             .await?
             .into_iter()
             .next();
-        let Some(dl) = found else {
+        Ok(found.map(|dl| (key, dl)))
+    }
+
+    /// One dead letter (in any state) and every attempt of its node in that run.
+    pub async fn dead_letter(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<Option<(DeadLetterRecord, Vec<AttemptRecord>)>> {
+        let Some((key, dl)) = self.find(id).await? else {
             return Ok(None);
         };
         let attempts = self
@@ -120,19 +125,7 @@ impl Control {
         actor: &str,
     ) -> anyhow::Result<ReplayOutcome> {
         // Said at once, without waiting for a coordinator: what the ledger already shows.
-        let key = kora_store::parse_dead_letter_id(id).with_context(|| {
-            format!("{id:?} is not a dead-letter id (`kora dlq list` shows them: <run>:<node>:<iteration>:<attempt>)")
-        })?;
-        let found = self
-            .store
-            .dead_letters(&DeadLetterFilter {
-                run_id: Some(key.run_id.clone()),
-                id: Some(id.to_string()),
-                any_state: true,
-                ..Default::default()
-            })
-            .await?;
-        let Some(dl) = found.first() else {
+        let Some((_, dl)) = self.find(id).await? else {
             anyhow::bail!("no dead letter {id} (`kora dlq list --any-state` lists them)");
         };
         if let Some(info) = dl

@@ -1,9 +1,28 @@
 //! What the PostgreSQL and SQLite ledgers share about their schemas: the append-only rule, in
 //! the words an operator sees when it is broken.
 
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 
 use crate::Error;
+
+/// A migrator over `migrations` (`(version, file, sql)`).
+pub(crate) fn migrator_of(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, file, sql)| {
+                Migration::new(
+                    *version,
+                    (*file).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
 
 /// A migration this ledger applied differs from this build's file of the same number.
 pub(crate) fn edited_message(version: i64, file: &str, backend: &str) -> String {

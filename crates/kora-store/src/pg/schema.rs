@@ -14,10 +14,10 @@
 //! All of it runs on one connection holding a session advisory lock, so any number of processes
 //! may start at once.
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::PgConnection;
+use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, Postgres};
-use sqlx::{PgConnection, SqlSafeStr};
 
 use crate::schema::migrate_error;
 use crate::{Error, Result};
@@ -80,20 +80,7 @@ pub fn migrator() -> Migrator {
 
 /// A migrator over `migrations` (`(version, file, sql)`); tests make edited ones.
 pub fn migrator_of(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
-    let mut m = Migrator::with_migrations(
-        migrations
-            .iter()
-            .map(|(version, file, sql)| {
-                Migration::new(
-                    *version,
-                    (*file).into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    );
+    let mut m = crate::schema::migrator_of(migrations);
     // The advisory lock below covers adoption, migrations and functions together.
     m.set_locking(false);
     m

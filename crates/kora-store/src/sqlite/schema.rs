@@ -3,8 +3,7 @@
 //! (`kora_migrations` at [`LEGACY_VERSION`], whose schema is the baseline's). SQLite has no
 //! stored functions: the commit logic is in Rust.
 
-use sqlx::SqlSafeStr;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqlitePool;
 
 use crate::schema::migrate_error;
@@ -33,20 +32,7 @@ pub fn migrator() -> Migrator {
 
 /// A migrator over `migrations` (`(version, file, sql)`); tests make edited ones.
 pub fn migrator_of(migrations: &[(i64, &'static str, &'static str)]) -> Migrator {
-    Migrator::with_migrations(
-        migrations
-            .iter()
-            .map(|(version, file, sql)| {
-                Migration::new(
-                    *version,
-                    (*file).into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
+    crate::schema::migrator_of(migrations)
 }
 
 /// Adopts a legacy file, then applies pending migrations (refusing an edited one).
