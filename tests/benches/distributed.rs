@@ -300,7 +300,7 @@ async fn run_chain(
     wf: WorkflowSpec,
 ) -> (f64, Vec<f64>) {
     let run_id = uuid::Uuid::now_v7().to_string();
-    let from = kora_cli::client::events_position(broker.as_ref(), subjects)
+    let from = kora_client::runs::events_position(broker.as_ref(), subjects)
         .await
         .expect("events");
     let durable = format!("hops-{run_id}");
@@ -363,11 +363,11 @@ async fn run_one_id(
     wf: WorkflowSpec,
     run_id: String,
 ) -> f64 {
-    let from = kora_cli::client::events_position(broker.as_ref(), subjects)
+    let from = kora_client::runs::events_position(broker.as_ref(), subjects)
         .await
         .expect("events");
     let t = Instant::now();
-    kora_cli::client::submit(
+    kora_client::runs::submit(
         broker.as_ref(),
         subjects,
         wf,
@@ -377,7 +377,7 @@ async fn run_one_id(
     )
     .await
     .expect("submit");
-    let end = kora_cli::client::wait(
+    let end = kora_client::runs::wait(
         broker,
         subjects,
         &run_id,

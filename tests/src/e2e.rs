@@ -206,7 +206,7 @@ async fn duplicate_submissions_make_one_run() {
     let wf = spec(json!({"nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": 1}}]}));
     let id = uuid::Uuid::now_v7().to_string();
     for _ in 0..3 {
-        kora_cli::client::submit(
+        kora_client::runs::submit(
             engine.broker.as_ref(),
             &engine.subjects,
             wf.clone(),
@@ -504,7 +504,7 @@ async fn a_per_key_concurrency_limit_queues_the_extra_runs() {
         .expect("all finish");
     let reports = [a1.unwrap(), a2.unwrap(), a3.unwrap(), b1.unwrap()];
     engine.shutdown().await.unwrap();
-    let span = |r: &kora_cli::client::RunReport| {
+    let span = |r: &kora_client::runs::RunReport| {
         let o = &r.results["work"]["result"];
         (o["start"].as_f64().unwrap(), o["end"].as_f64().unwrap())
     };

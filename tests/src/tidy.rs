@@ -37,6 +37,10 @@ fn dependency_rules_hold() {
         ("kora-model", &[][..]),
         ("kora-runtime", &[][..]),
         ("kora-broker", &["kora-model"][..]),
+        (
+            "kora-client",
+            &["kora-broker", "kora-model", "kora-store"][..],
+        ),
         ("kora-store", &["kora-model"][..]),
         ("kora-nodes", &["kora-model"][..]),
         (
@@ -68,6 +72,7 @@ fn dependency_rules_hold() {
             "kora-cli",
             &[
                 "kora-broker",
+                "kora-client",
                 "kora-coordinator",
                 "kora-model",
                 "kora-nodes",

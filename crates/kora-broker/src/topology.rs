@@ -267,3 +267,48 @@ pub async fn dead_letter(
     b.publish(msg).await?;
     d.term(reason).await
 }
+
+/// Publishes a run request on `<p>.run.submit`: the one way runs enter Kora (`kora submit`,
+/// the gateway, triggers). The same `run_id` published twice is one run: the message id makes
+/// a second publish within the duplicate window a no-op, and the coordinator ignores a run it
+/// already has.
+pub async fn submit_run(
+    b: &dyn Broker,
+    s: &Subjects,
+    req: &kora_model::wire::RunRequest,
+) -> Result<()> {
+    let payload = kora_model::wire::encode(req).map_err(|e| crate::Error::Other(e.to_string()))?;
+    b.publish(Outbound::new(s.run_submit(), payload).msg_id(kora_model::msg_id::run(&req.run_id)))
+        .await?;
+    Ok(())
+}
+
+/// Creates (or updates) the work-queue stream that captures a subject trigger's `subject`, and
+/// the consumer schedulers share on it, so messages published while no scheduler runs wait.
+pub async fn provision_trigger(
+    b: &dyn Broker,
+    s: &Subjects,
+    name: &str,
+    subject: &str,
+) -> Result<()> {
+    let stream = s.stream_trigger(name);
+    b.ensure_stream(&StreamConfig::new(
+        stream.clone(),
+        vec![subject.to_string()],
+        Retention::WorkQueue,
+    ))
+    .await
+    .map_err(|e| {
+        crate::Error::Other(format!(
+            "cannot capture subject {subject:?} for trigger {name}: {e} (a subject another stream captures cannot be used)"
+        ))
+    })?;
+    b.ensure_consumer(
+        &stream,
+        &ConsumerConfig {
+            ack_wait: Duration::from_secs(30),
+            ..ConsumerConfig::new(Subjects::CONSUMER_TRIGGER)
+        },
+    )
+    .await
+}

@@ -271,7 +271,7 @@ impl DlqFilterArgs {
             since_ms: self
                 .since
                 .as_deref()
-                .map(|s| kora_cli::control::parse_since(s, kora_model::now_ms()))
+                .map(|s| kora_client::parse_since(s, kora_model::now_ms()))
                 .transpose()?,
             run_id: self.run.clone(),
             ..Default::default()

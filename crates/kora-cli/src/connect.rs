@@ -35,3 +35,13 @@ pub async fn store(cfg: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
     })?;
     Ok(Arc::new(s))
 }
+
+/// The operator API on the installation `cfg` names; request streams are provisioned, so a
+/// request is kept even if no role has started yet.
+pub async fn control(cfg: &ServerConfig) -> anyhow::Result<kora_client::Control> {
+    let subjects = cfg.nats.subjects();
+    let store = store(cfg).await?;
+    let broker = broker(cfg, "kora-control").await?;
+    kora_broker::topology::provision_streams(broker.as_ref(), &subjects, &cfg.topology()).await?;
+    Ok(kora_client::Control::new(store, broker, subjects))
+}

@@ -17,7 +17,7 @@ use kora_server::{Deps, Health, Role, RoleSettings, Supervisor};
 use kora_store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::client;
+use kora_client::runs as client;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -47,7 +47,7 @@ impl Default for EngineConfig {
     }
 }
 
-pub use crate::client::RunReport;
+pub use kora_client::RunReport;
 
 pub struct Engine {
     pub broker: Arc<dyn Broker>,
@@ -153,7 +153,7 @@ impl Engine {
         )
         .await?;
         let ending = client::wait(&self.broker, &self.subjects, &run_id, from, None).await?;
-        RunReport::build(self.store.as_ref(), run_id, &ids, ending).await
+        Ok(RunReport::build(self.store.as_ref(), run_id, &ids, ending).await?)
     }
 
     /// Stops the roles (they drain) and waits for them; a role that failed meanwhile is the

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kora_broker::Delivery;
 use kora_model::wire::{
     self, AttemptRef, DeadLetterSelector, Operation, OperationKind, OperationOutcome,
-    OperationReply, WIRE_VERSION,
+    OperationReply, RefusalKind, WIRE_VERSION,
 };
 use kora_store::{DeadLetterFilter, ReplayOutcome, ReplayRequest};
 use tracing::{info, warn};
@@ -19,7 +19,7 @@ use crate::{Coordinator, Error};
 /// Why an operation was not applied.
 enum Failed {
     /// The request cannot be applied as asked: answered with this reason.
-    Refused(String),
+    Refused(RefusalKind, String),
     /// The ledger could not be written: handed back and retried.
     Unavailable(Error),
 }
@@ -27,11 +27,13 @@ enum Failed {
 impl From<kora_store::Error> for Failed {
     fn from(e: kora_store::Error) -> Self {
         match e {
-            kora_store::Error::Conflict { detail, .. } => Failed::Refused(detail),
-            kora_store::Error::RunNotFound(run) => {
-                Failed::Refused(format!("no run {run} in the ledger"))
+            kora_store::Error::Conflict { detail, .. } => {
+                Failed::Refused(RefusalKind::Conflict, detail)
             }
-            kora_store::Error::Config(m) => Failed::Refused(m),
+            kora_store::Error::RunNotFound(run) => {
+                Failed::Refused(RefusalKind::NotFound, format!("no run {run} in the ledger"))
+            }
+            kora_store::Error::Config(m) => Failed::Refused(RefusalKind::Invalid, m),
             other => Failed::Unavailable(Error::Store(other)),
         }
     }
@@ -47,9 +49,9 @@ impl Coordinator {
     pub(crate) async fn on_operation(&mut self, op: Operation, d: Delivery) {
         let outcome = match self.apply_operation(&op).await {
             Ok(o) => o,
-            Err(Failed::Refused(error)) => {
+            Err(Failed::Refused(kind, error)) => {
                 info!(request = %op.request_id, by = %op.actor, %error, "operator request refused");
-                OperationOutcome::Refused { error }
+                OperationOutcome::Refused { error, kind }
             }
             Err(Failed::Unavailable(e)) => {
                 warn!(request = %op.request_id, error = %e, "cannot apply an operator request now; it will be retried");
@@ -100,16 +102,20 @@ impl Coordinator {
                 overrides,
             } => {
                 let Some(rec) = self.store.run(run_id).await? else {
-                    return Err(Failed::Refused(format!("no run {run_id} in the ledger")));
+                    return Err(Failed::Refused(
+                        RefusalKind::NotFound,
+                        format!("no run {run_id} in the ledger"),
+                    ));
                 };
                 let Some(spec) = rec.spec else {
-                    return Err(Failed::Refused(format!(
-                        "run {run_id} was rejected: it has no workflow to restart"
-                    )));
+                    return Err(Failed::Refused(
+                        RefusalKind::Conflict,
+                        format!("run {run_id} was rejected: it has no workflow to restart"),
+                    ));
                 };
-                let downstream = spec
-                    .downstream_of(node_id)
-                    .map_err(|e| Failed::Refused(format!("run {run_id}: {e}")))?;
+                let downstream = spec.downstream_of(node_id).map_err(|e| {
+                    Failed::Refused(RefusalKind::Invalid, format!("run {run_id}: {e}"))
+                })?;
                 let latest = self
                     .store
                     .attempts(run_id)
@@ -118,7 +124,7 @@ impl Coordinator {
                     .filter(|a| &a.node_id == node_id && a.iteration == 0)
                     .max_by_key(|a| a.attempt)
                     .ok_or_else(|| {
-                        Failed::Refused(format!(
+                        Failed::Refused(RefusalKind::Conflict, format!(
                             "node '{node_id}' never ran in run {run_id}: restart from a node that did"
                         ))
                     })?;

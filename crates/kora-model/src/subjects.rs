@@ -121,7 +121,18 @@ impl Subjects {
         format!("{}_ADVISORIES", self.upper())
     }
 
+    /// The stream capturing a subject trigger's messages: `<P>_TRIGGER_<NAME>`.
+    pub fn stream_trigger(&self, name: &str) -> String {
+        format!(
+            "{}_TRIGGER_{}",
+            self.upper(),
+            name.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+
     pub const CONSUMER_SCHEDULER: &'static str = "scheduler";
+    /// The durable consumer every scheduler shares on a trigger's stream.
+    pub const CONSUMER_TRIGGER: &'static str = "kora-trigger";
     pub const CONSUMER_COORDINATOR: &'static str = "coordinator";
     pub const CONSUMER_ADVISORIES: &'static str = "coordinator-advisories";
     pub fn consumer_workers(queue: &str) -> String {

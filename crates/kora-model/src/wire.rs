@@ -199,7 +199,22 @@ pub enum OperationOutcome {
     /// Nothing was done, and why (a dead letter already replayed, a run still running...).
     Refused {
         error: String,
+        #[serde(default)]
+        kind: RefusalKind,
     },
+}
+
+/// Why an operator request was refused, for the requester to answer accordingly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// What it names does not exist (a run, a dead letter).
+    NotFound,
+    /// It cannot be done as asked (a node inside a cycle, a malformed id).
+    Invalid,
+    /// Not in this state (already replayed, still running).
+    #[default]
+    Conflict,
 }
 
 /// One attempt of a run's node.

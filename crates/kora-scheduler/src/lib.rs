@@ -4,17 +4,13 @@
 //! publishing the `proto/` schema on `<prefix>.run.submit`), decoding and validating them
 //! against the node catalog, and handing each to the coordinator as an [`Admission`].
 //! Undecodable requests go to the dead-letter stream with the reason; invalid workflows are
-//! admitted as rejected runs, so the submitter sees every problem in the ledger. Also owns
-//! publishing a run request ([`submit`]) and the triggers that make them from subject messages
-//! and cron ticks ([`triggers`]).
+//! admitted as rejected runs, so the submitter sees every problem in the ledger. Also owns the
+//! triggers that submit runs from subject messages and cron ticks ([`triggers`]).
 //!
 //! Must not: write the ledger (it reads trigger rows only), decide readiness, or talk to
 //! workers.
 
-mod submit;
 pub mod triggers;
-
-pub use submit::submit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +31,6 @@ pub enum Error {
     Store(#[from] kora_store::Error),
     #[error(transparent)]
     Wire(#[from] kora_model::wire::WireError),
-    /// A trigger that cannot be registered as given.
-    #[error("{0}")]
-    Trigger(String),
 }
 
 /// `[scheduler]`.

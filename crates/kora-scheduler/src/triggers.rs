@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kora_broker::{Broker, ConsumerConfig, Retention, StreamConfig};
+use kora_broker::Broker;
+use kora_broker::topology;
 use kora_model::subjects::Subjects;
 use kora_model::wire::{RunRequest, WIRE_VERSION};
 use kora_model::{Map, Value, now_ms};
@@ -32,49 +33,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::Error;
 
-/// The durable consumer every scheduler shares on a trigger's stream.
-pub const CONSUMER: &str = "kora-trigger";
-
 /// Namespace of run ids derived from trigger messages (UUIDv5).
 const RUN_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b6f_7261_7472_4000_8000_6967_6765_7273);
 
-/// A trigger name: 1-64 letters, digits, `-` or `_`.
-pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Trigger(format!(
-            "trigger name {name:?}: use 1-64 letters, digits, '-' or '_'"
-        )))
-    }
-}
-
-pub fn stream_name(subjects: &Subjects, name: &str) -> String {
-    format!(
-        "{}_TRIGGER_{}",
-        subjects.stream_runs().trim_end_matches("_RUNS"),
-        name.to_ascii_uppercase().replace('-', "_")
-    )
-}
-
-/// Parses a cron schedule: 5 fields (minute hour day month weekday) or 6 (seconds first).
-pub fn parse_schedule(expr: &str) -> Result<croner::Cron, Error> {
-    use std::str::FromStr;
-    croner::Cron::from_str(expr).map_err(|e| {
-        Error::Trigger(format!(
-            "cron schedule {expr:?}: {e} (e.g. \"*/5 * * * *\", or \"*/10 * * * * *\" with seconds)"
-        ))
-    })
-}
-
-/// Creates (or updates) the stream capturing the trigger's subject, and its consumer. A cron
+/// Creates the stream capturing a subject trigger's messages, and its consumer; a cron
 /// trigger needs none.
-pub async fn provision(
+async fn provision(
     broker: &dyn Broker,
     subjects: &Subjects,
     t: &TriggerRecord,
@@ -82,29 +46,7 @@ pub async fn provision(
     if t.schedule.is_some() {
         return Ok(());
     }
-    let stream = stream_name(subjects, &t.name);
-    broker
-        .ensure_stream(&StreamConfig::new(
-            stream.clone(),
-            vec![t.subject.clone()],
-            Retention::WorkQueue,
-        ))
-        .await
-        .map_err(|e| {
-            Error::Trigger(format!(
-                "cannot capture subject {:?} for trigger {}: {e} (a subject another stream captures cannot be used)",
-                t.subject, t.name
-            ))
-        })?;
-    broker
-        .ensure_consumer(
-            &stream,
-            &ConsumerConfig {
-                ack_wait: Duration::from_secs(30),
-                ..ConsumerConfig::new(CONSUMER)
-            },
-        )
-        .await?;
+    topology::provision_trigger(broker, subjects, &t.name, &t.subject).await?;
     Ok(())
 }
 
@@ -153,7 +95,7 @@ async fn submit_keyed(
         submitted_at_ms: now_ms(),
         parent: None,
     };
-    crate::submit(broker, subjects, &req).await?;
+    topology::submit_run(broker, subjects, &req).await?;
     Ok(run_id)
 }
 
@@ -230,7 +172,11 @@ async fn fire_cron(
     t: TriggerRecord,
     stop: CancellationToken,
 ) {
-    let Some(cron) = t.schedule.as_deref().and_then(|e| parse_schedule(e).ok()) else {
+    let Some(cron) = t
+        .schedule
+        .as_deref()
+        .and_then(|e| kora_model::trigger::parse_schedule(e).ok())
+    else {
         tracing::warn!(trigger = %t.name, schedule = ?t.schedule, "unusable cron schedule; trigger idle");
         return;
     };
@@ -269,10 +215,10 @@ async fn consume(
     t: TriggerRecord,
     stop: CancellationToken,
 ) {
-    let stream = stream_name(&subjects, &t.name);
+    let stream = subjects.stream_trigger(&t.name);
     let consumer = loop {
         match provision(broker.as_ref(), &subjects, &t).await {
-            Ok(()) => match broker.consumer(&stream, CONSUMER).await {
+            Ok(()) => match broker.consumer(&stream, Subjects::CONSUMER_TRIGGER).await {
                 Ok(c) => break c,
                 Err(e) => tracing::warn!(trigger = %t.name, error = %e, "cannot consume trigger"),
             },
@@ -359,15 +305,5 @@ mod tests {
         assert_eq!(run_for_tick(&t, 1_000).0, a);
         assert_ne!(run_for_tick(&t, 2_000).0, a);
         assert_eq!(p["scheduled_ms"], 1_000);
-        assert!(parse_schedule("*/5 * * * *").is_ok());
-        assert!(parse_schedule("*/2 * * * * *").is_ok(), "seconds");
-        assert!(parse_schedule("every minute").is_err());
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(check_name("orders-v2_eu").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name("a.b").is_err());
     }
 }

@@ -17,7 +17,7 @@ pub(crate) async fn audit(
     let store = kora_cli::connect::store(&cfg).await?;
     let since_ms = since
         .as_deref()
-        .map(|s| kora_cli::control::parse_since(s, kora_model::now_ms()))
+        .map(|s| kora_client::parse_since(s, kora_model::now_ms()))
         .transpose()?;
     let entries = store
         .audit_log(&kora_store::AuditFilter {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use kora_cli::control::{Control, actor, overrides};
+use kora_cli::operator::{actor, overrides};
 
 use crate::args::{DlqCommand, Format};
 use crate::render::{self, AttemptRow, DeadLetterRow, note, say, table, when};
@@ -20,7 +20,7 @@ pub(crate) async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             format,
             conn,
         } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             if poison {
                 let list = control.poison(limit).await?;
                 if format == Format::Json {
@@ -60,7 +60,7 @@ pub(crate) async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { id, format, conn } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             let Some((d, attempts)) = control.dead_letter(&id).await? else {
                 note(&format!(
                     "error: no dead letter {id} (`kora dlq list --any-state` lists them)"
@@ -81,7 +81,7 @@ pub(crate) async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             timeout,
             conn,
         } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?)
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?)
                 .await?
                 .with_wait(timeout);
             let inputs = overrides(&sets, input_file.as_deref())?;
@@ -154,7 +154,7 @@ pub(crate) async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
             timeout,
             conn,
         } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?)
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?)
                 .await?
                 .with_wait(timeout);
             if let Some(seq) = poison {

@@ -12,7 +12,7 @@ mod validate;
 
 use std::process::ExitCode;
 
-use kora_cli::client::RunReport;
+use kora_client::runs::RunReport;
 
 use crate::args::{Command, Format};
 use crate::render;

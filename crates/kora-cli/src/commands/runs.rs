@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use kora_cli::control::{Control, actor, overrides};
+use kora_cli::operator::{actor, overrides};
 use kora_model::wire::EventKind;
 use kora_store::{RunFilter, RunStatus};
 
@@ -106,7 +106,7 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             timeout,
             conn,
         } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             match control.cancel(&run_id, &actor(), timeout).await? {
                 RunStatus::Cancelled => {
                     say(&format!("run {run_id} cancelled"));
@@ -136,7 +136,7 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             timeout,
             conn,
         } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?)
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?)
                 .await?
                 .with_wait(timeout);
             if let Some(node) = from {

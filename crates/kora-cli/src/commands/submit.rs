@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use kora_cli::client::{self, RunReport};
 use kora_cli::input;
+use kora_client::RunReport;
+use kora_client::runs as client;
 use serde::Serialize;
 
 use super::{exit_of, print_report};

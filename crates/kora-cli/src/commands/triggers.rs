@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use kora_cli::control::{Control, TriggerSource};
 use kora_cli::input;
+use kora_client::TriggerSource;
 use kora_model::Severity;
 use kora_nodes::{NodesConfig, Registry};
 
@@ -47,7 +47,7 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
                 return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
             }
             let params = input::load_params(params.as_deref())?;
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             control.add_trigger(&name, source, spec, params).await?;
             say(&format!(
                 "trigger {name}: {what} start runs of {}",
@@ -56,7 +56,7 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         TriggersCommand::List { format, conn } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             let rows: Vec<TriggerRow> = control
                 .triggers()
                 .await?
@@ -67,7 +67,7 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         TriggersCommand::Pause { name, conn } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             control.set_trigger_paused(&name, true).await?;
             say(&format!(
                 "trigger {name} paused: its messages wait until it is resumed"
@@ -75,7 +75,7 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         TriggersCommand::Resume { name, conn } => {
-            let control = Control::connect(&conn.load(serde_json::json!({}))?).await?;
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             control.set_trigger_paused(&name, false).await?;
             say(&format!("trigger {name} resumed"));
             Ok(ExitCode::SUCCESS)

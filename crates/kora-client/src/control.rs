@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use futures::StreamExt;
 use kora_broker::{Broker, Outbound};
 use kora_model::subjects::Subjects;
@@ -26,11 +25,11 @@ use kora_model::wire::{
     WIRE_VERSION,
 };
 use kora_model::{Map, now_ms};
+
+use crate::{Error, Result};
 use kora_store::{
     AttemptKey, AttemptRecord, DeadLetterFilter, DeadLetterRecord, ReplayOutcome, Store,
 };
-
-use kora_server::ServerConfig;
 
 pub struct Control {
     store: Arc<dyn Store>,
@@ -56,32 +55,14 @@ impl Control {
         self
     }
 
-    /// Connects to the ledger and the broker of the installation `cfg` names.
-    pub async fn connect(cfg: &ServerConfig) -> anyhow::Result<Self> {
-        let subjects = cfg.nats.subjects();
-        let store = crate::connect::store(cfg).await?;
-        let broker = crate::connect::broker(cfg, "kora-control").await?;
-        // Requests are stored even if no role has started yet.
-        kora_broker::topology::provision_streams(
-            broker.as_ref(),
-            &subjects,
-            &kora_broker::topology::TopologyConfig::default(),
-        )
-        .await?;
-        Ok(Control::new(store, broker, subjects))
-    }
-
-    pub async fn dead_letters(
-        &self,
-        filter: &DeadLetterFilter,
-    ) -> anyhow::Result<Vec<DeadLetterRecord>> {
+    pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
         Ok(self.store.dead_letters(filter).await?)
     }
 
     /// One dead letter (in any state), by its id.
-    async fn find(&self, id: &str) -> anyhow::Result<Option<(AttemptKey, DeadLetterRecord)>> {
-        let key = kora_store::parse_dead_letter_id(id).with_context(|| {
-            format!("{id:?} is not a dead-letter id (`kora dlq list` shows them: <run>:<node>:<iteration>:<attempt>)")
+    async fn find(&self, id: &str) -> Result<Option<(AttemptKey, DeadLetterRecord)>> {
+        let key = kora_store::parse_dead_letter_id(id).ok_or_else(|| {
+            Error::Invalid(format!("{id:?} is not a dead-letter id (`kora dlq list` shows them: <run>:<node>:<iteration>:<attempt>)"))
         })?;
         let found = self
             .store
@@ -101,7 +82,7 @@ impl Control {
     pub async fn dead_letter(
         &self,
         id: &str,
-    ) -> anyhow::Result<Option<(DeadLetterRecord, Vec<AttemptRecord>)>> {
+    ) -> Result<Option<(DeadLetterRecord, Vec<AttemptRecord>)>> {
         let Some((key, dl)) = self.find(id).await? else {
             return Ok(None);
         };
@@ -118,15 +99,12 @@ impl Control {
     /// Replays a dead letter: the coordinator reopens the run with a new attempt of its node
     /// (atomically, in the ledger) and sends it; the run resumes from there. Waits for the
     /// coordinator's answer.
-    pub async fn replay(
-        &self,
-        id: &str,
-        overrides: Map,
-        actor: &str,
-    ) -> anyhow::Result<ReplayOutcome> {
+    pub async fn replay(&self, id: &str, overrides: Map, actor: &str) -> Result<ReplayOutcome> {
         // Said at once, without waiting for a coordinator: what the ledger already shows.
         let Some((_, dl)) = self.find(id).await? else {
-            anyhow::bail!("no dead letter {id} (`kora dlq list --any-state` lists them)");
+            return Err(Error::NotFound(format!(
+                "no dead letter {id} (`kora dlq list --any-state` lists them)"
+            )));
         };
         if let Some(info) = dl
             .attempt
@@ -134,14 +112,14 @@ impl Control {
             .as_ref()
             .filter(|i| i.state != "open")
         {
-            anyhow::bail!(
+            return Err(Error::Conflict(format!(
                 "dead letter {id} is already {}{}",
                 info.state,
                 info.replayed_by
                     .as_ref()
                     .map(|b| format!(" (by {b})"))
                     .unwrap_or_default()
-            );
+            )));
         }
         let op = OperationKind::Replay {
             dead_letter: id.to_string(),
@@ -161,20 +139,23 @@ impl Control {
         node: &str,
         overrides: Map,
         actor: &str,
-    ) -> anyhow::Result<ReplayOutcome> {
+    ) -> Result<ReplayOutcome> {
         let Some(rec) = self.store.run(run_id).await? else {
-            anyhow::bail!("no run {run_id} in the ledger");
+            return Err(Error::NotFound(format!("no run {run_id} in the ledger")));
         };
         let Some(spec) = rec.spec else {
-            anyhow::bail!("run {run_id} was rejected: it has no workflow to restart");
+            return Err(Error::Conflict(format!(
+                "run {run_id} was rejected: it has no workflow to restart"
+            )));
         };
         spec.downstream_of(node)
-            .map_err(|e| anyhow::anyhow!("run {run_id}: {e}"))?;
-        anyhow::ensure!(
-            rec.status.is_final(),
-            "run {run_id} is {}: only a run that ended can be restarted from a node (cancel it first)",
-            rec.status.as_str()
-        );
+            .map_err(|e| Error::Invalid(format!("run {run_id}: {e}")))?;
+        if !rec.status.is_final() {
+            return Err(Error::Conflict(format!(
+                "run {run_id} is {}: only a run that ended can be restarted from a node (cancel it first)",
+                rec.status.as_str()
+            )));
+        }
         let op = OperationKind::Restart {
             run_id: run_id.to_string(),
             node_id: node.to_string(),
@@ -185,7 +166,7 @@ impl Control {
 
     /// Sends an operator request to the coordinator (stored on the ledger stream) and waits for
     /// its answer. No answer in time is an error that says the request still stands.
-    async fn request(&self, op: OperationKind, actor: &str) -> anyhow::Result<OperationOutcome> {
+    async fn request(&self, op: OperationKind, actor: &str) -> Result<OperationOutcome> {
         let request_id = uuid::Uuid::now_v7().to_string();
         let reply_to = self.subjects.operation_reply(&request_id);
         let mut replies = self.broker.listen(&reply_to).await?;
@@ -202,8 +183,7 @@ impl Control {
                 Outbound::new(self.subjects.ledger_operation(), wire::encode(&msg)?)
                     .msg_id(kora_model::msg_id::operation(&request_id)),
             )
-            .await
-            .context("cannot send the request to the coordinator")?;
+            .await?;
         let answer = tokio::time::timeout(self.wait, async {
             while let Some(payload) = replies.next().await {
                 if let Ok(r) = wire::decode::<OperationReply>(&payload)
@@ -217,10 +197,10 @@ impl Control {
         .await;
         match answer {
             Ok(Some(outcome)) => Ok(outcome),
-            _ => anyhow::bail!(
+            _ => Err(Error::NoAnswer(format!(
                 "no coordinator answered within {}: the request is kept on the ledger stream and is applied when a coordinator runs (is one running? `kora serve --role coordinator`)",
-                humantime::format_duration(self.wait)
-            ),
+                kora_model::duration::format(self.wait)
+            ))),
         }
     }
 
@@ -232,9 +212,9 @@ impl Control {
         run_id: &str,
         by: &str,
         wait: std::time::Duration,
-    ) -> anyhow::Result<kora_store::RunStatus> {
+    ) -> Result<kora_store::RunStatus> {
         let Some(rec) = self.store.run(run_id).await? else {
-            anyhow::bail!("no run {run_id} in the ledger");
+            return Err(Error::NotFound(format!("no run {run_id} in the ledger")));
         };
         if rec.status.is_final() {
             return Ok(rec.status);
@@ -245,14 +225,13 @@ impl Control {
             by: by.to_string(),
             deadline_ms: None,
         };
-        let payload = wire::encode(&msg).map_err(anyhow::Error::msg)?;
+        let payload = wire::encode(&msg)?;
         self.broker
             .publish(
                 Outbound::new(self.subjects.ledger_cancel(), payload)
                     .msg_id(kora_model::msg_id::cancel(run_id)),
             )
-            .await
-            .context("cannot send the cancel request")?;
+            .await?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let status = self
@@ -270,7 +249,7 @@ impl Control {
     /// Resumes a failed run from where it failed: replays each of its open dead letters (no
     /// input changes). Completed nodes keep their outputs. A run that failed without a dead
     /// letter (a node returned `success: false`) has nothing to replay: that is an error.
-    pub async fn retry_run(&self, run_id: &str, actor: &str) -> anyhow::Result<Vec<ReplayOutcome>> {
+    pub async fn retry_run(&self, run_id: &str, actor: &str) -> Result<Vec<ReplayOutcome>> {
         let open = self
             .store
             .dead_letters(&DeadLetterFilter {
@@ -278,10 +257,11 @@ impl Control {
                 ..Default::default()
             })
             .await?;
-        anyhow::ensure!(
-            !open.is_empty(),
-            "run {run_id} has no open dead letter to resume from (`kora runs show {run_id}` says how it ended)"
-        );
+        if open.is_empty() {
+            return Err(Error::Conflict(format!(
+                "run {run_id} has no open dead letter to resume from (`kora runs show {run_id}` says how it ended)"
+            )));
+        }
         let mut out = Vec::new();
         for d in open {
             out.push(self.replay(&d.id, Map::new(), actor).await?);
@@ -291,7 +271,7 @@ impl Control {
 
     /// Messages a role could not use (undecodable, or naming what does not exist), kept on the
     /// dead-letter stream with their reason, newest first, at most `limit`.
-    pub async fn poison(&self, limit: usize) -> anyhow::Result<Vec<PoisonMessage>> {
+    pub async fn poison(&self, limit: usize) -> Result<Vec<PoisonMessage>> {
         let stream = self.subjects.stream_dlq();
         let info = self.broker.stream_info(&stream).await?;
         let mut out = Vec::new();
@@ -323,7 +303,7 @@ impl Control {
     }
 
     /// Removes one poison message from the dead-letter stream.
-    pub async fn purge_poison(&self, sequence: u64) -> anyhow::Result<bool> {
+    pub async fn purge_poison(&self, sequence: u64) -> Result<bool> {
         Ok(self
             .broker
             .delete_message(&self.subjects.stream_dlq(), sequence)
@@ -338,18 +318,19 @@ impl Control {
         source: TriggerSource,
         spec: kora_model::WorkflowSpec,
         params: Map,
-    ) -> anyhow::Result<()> {
-        kora_scheduler::triggers::check_name(name)?;
+    ) -> Result<()> {
+        kora_model::trigger::check_name(name).map_err(Error::Invalid)?;
         let (subject, schedule) = match source {
             TriggerSource::Subject(subject) => {
-                anyhow::ensure!(
-                    !subject.starts_with(&format!("{}.", self.subjects.prefix())),
-                    "subject {subject:?} is inside Kora's own subjects; use another"
-                );
+                if subject.starts_with(&format!("{}.", self.subjects.prefix())) {
+                    return Err(Error::Invalid(format!(
+                        "subject {subject:?} is inside Kora's own subjects; use another"
+                    )));
+                }
                 (subject, None)
             }
             TriggerSource::Cron(expr) => {
-                kora_scheduler::triggers::parse_schedule(&expr)?;
+                kora_model::trigger::parse_schedule(&expr).map_err(Error::Invalid)?;
                 (String::new(), Some(expr))
             }
         };
@@ -364,30 +345,43 @@ impl Control {
             created_ms: now,
             updated_ms: now,
         };
-        kora_scheduler::triggers::provision(self.broker.as_ref(), &self.subjects, &t).await?;
+        if t.schedule.is_none() {
+            kora_broker::topology::provision_trigger(
+                self.broker.as_ref(),
+                &self.subjects,
+                &t.name,
+                &t.subject,
+            )
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        }
         self.store.put_trigger(&t).await?;
         Ok(())
     }
 
-    pub async fn triggers(&self) -> anyhow::Result<Vec<kora_store::TriggerRecord>> {
+    pub async fn triggers(&self) -> Result<Vec<kora_store::TriggerRecord>> {
         Ok(self.store.triggers().await?)
     }
 
     /// Pauses or resumes a trigger. A paused trigger's messages wait, and start their runs
     /// when it is resumed.
-    pub async fn set_trigger_paused(&self, name: &str, paused: bool) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.store
-                .set_trigger_paused(name, paused, now_ms())
-                .await?,
-            "no trigger {name:?} (`kora triggers list`)"
-        );
-        Ok(())
+    pub async fn set_trigger_paused(&self, name: &str, paused: bool) -> Result<()> {
+        if self
+            .store
+            .set_trigger_paused(name, paused, now_ms())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!(
+                "no trigger {name:?} (`kora triggers list`)"
+            )))
+        }
     }
 
     /// Closes the open dead letters `filter` selects, without replaying them (their attempts
     /// stay in the ledger). The coordinator applies it; returns how many it closed.
-    pub async fn purge(&self, filter: &DeadLetterFilter, actor: &str) -> anyhow::Result<usize> {
+    pub async fn purge(&self, filter: &DeadLetterFilter, actor: &str) -> Result<usize> {
         let selector = DeadLetterSelector {
             id: filter.id.clone(),
             run_id: filter.run_id.clone(),
@@ -400,8 +394,12 @@ impl Control {
             .await?
         {
             OperationOutcome::Purged { count } => Ok(usize::try_from(count).unwrap_or(usize::MAX)),
-            OperationOutcome::Refused { error } => anyhow::bail!("cannot purge: {error}"),
-            other => anyhow::bail!("unexpected answer to a purge: {other:?}"),
+            OperationOutcome::Refused { error, kind } => {
+                Err(Error::refused(kind, format!("cannot purge: {error}")))
+            }
+            other => Err(Error::Conflict(format!(
+                "unexpected answer to a purge: {other:?}"
+            ))),
         }
     }
 }
@@ -429,62 +427,23 @@ pub struct PoisonMessage {
     pub bytes: usize,
 }
 
-/// Who is acting, for the audit trail: `$KORA_ACTOR`, else `$USER@host`.
-pub fn actor() -> String {
-    if let Ok(a) = std::env::var("KORA_ACTOR") {
-        return a;
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
-    }
-}
-
-/// `--since`: a duration back from now (`90s`, `30m`, `12h`, `7d`, `1h 30m`) or milliseconds
-/// since the epoch.
-pub fn parse_since(s: &str, now: u64) -> anyhow::Result<u64> {
+/// A time filter as people give it: a duration back from now (`90s`, `30m`, `12h`, `7d`,
+/// `1h 30m`) or milliseconds since the epoch.
+pub fn parse_since(s: &str, now: u64) -> Result<u64> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(ms);
     }
     let back = humantime::parse_duration(s).map_err(|e| {
-        anyhow::anyhow!("--since {s:?}: {e}; use e.g. 30m, 12h, 7d, or epoch milliseconds")
+        Error::Invalid(format!(
+            "since {s:?}: {e}; use e.g. 30m, 12h, 7d, or epoch milliseconds"
+        ))
     })?;
     Ok(now.saturating_sub(u64::try_from(back.as_millis()).unwrap_or(u64::MAX)))
 }
 
-/// `--set key=value` pairs and an `--input-file` (a JSON object) as one overrides map; a value
-/// that parses as JSON is taken as JSON (`--set n=3` is a number), else as a string.
-pub fn overrides(sets: &[String], file: Option<&std::path::Path>) -> anyhow::Result<Map> {
-    let mut out = Map::new();
-    if let Some(f) = file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", f.display()))?;
-        match v {
-            serde_json::Value::Object(m) => out.extend(m),
-            _ => anyhow::bail!("{} must hold a JSON object of inputs", f.display()),
-        }
-    }
-    for s in sets {
-        let (k, v) = s
-            .split_once('=')
-            .with_context(|| format!("--set {s:?}: use key=value"))?;
-        anyhow::ensure!(!k.is_empty(), "--set {s:?}: the key is empty");
-        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
-        out.insert(k.to_string(), value);
-    }
-    Ok(out)
-}
-
 /// A replay's or restart's answer as what it did, or the coordinator's reason for refusing.
-fn replayed(outcome: OperationOutcome, what: &str) -> anyhow::Result<ReplayOutcome> {
+fn replayed(outcome: OperationOutcome, what: &str) -> Result<ReplayOutcome> {
     match outcome {
         OperationOutcome::Replayed {
             run_id,
@@ -505,8 +464,12 @@ fn replayed(outcome: OperationOutcome, what: &str) -> anyhow::Result<ReplayOutco
             node_id,
             attempt,
         }),
-        OperationOutcome::Refused { error } => anyhow::bail!("cannot {what}: {error}"),
-        other => anyhow::bail!("unexpected answer to a {what}: {other:?}"),
+        OperationOutcome::Refused { error, kind } => {
+            Err(Error::refused(kind, format!("cannot {what}: {error}")))
+        }
+        other => Err(Error::Conflict(format!(
+            "unexpected answer to a {what}: {other:?}"
+        ))),
     }
 }
 
@@ -532,14 +495,5 @@ mod tests {
         assert!(parse_since("5 fortnights", 0).is_err());
         // Larger than any clock: the start of time, not an overflow.
         assert_eq!(parse_since("99999999999999d", 10).unwrap(), 0);
-    }
-
-    #[test]
-    fn set_values_are_json_when_they_parse() {
-        let m = overrides(&["n=3".into(), "s=abc".into(), "o={\"a\":1}".into()], None).unwrap();
-        assert_eq!(m["n"], serde_json::json!(3));
-        assert_eq!(m["s"], serde_json::json!("abc"));
-        assert_eq!(m["o"]["a"], serde_json::json!(1));
-        assert!(overrides(&["novalue".into()], None).is_err());
     }
 }

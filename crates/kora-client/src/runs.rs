@@ -1,14 +1,15 @@
-//! Submitting runs and waiting for them, over any broker: what `kora run`, `kora submit --wait`
-//! and services do.
+//! Submitting runs and waiting for them, over any broker: what `kora run`, `kora submit --wait`,
+//! the gateway and services do.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use kora_broker::{Broker, ConsumerConfig};
 use kora_model::subjects::Subjects;
 use kora_model::wire::{self, EventKind, RunEvent, RunRequest, WIRE_VERSION};
 use kora_model::{Map, Value, WorkflowSpec, now_ms};
+
+use crate::{Error, Result};
 
 /// Publishes a run request; the same `run_id` published twice is one run.
 pub async fn submit(
@@ -18,7 +19,7 @@ pub async fn submit(
     params: Map,
     idempotency_key: Option<String>,
     run_id: String,
-) -> anyhow::Result<String> {
+) -> Result<String> {
     let req = RunRequest {
         v: WIRE_VERSION,
         run_id: run_id.clone(),
@@ -28,14 +29,12 @@ pub async fn submit(
         submitted_at_ms: now_ms(),
         parent: None,
     };
-    kora_scheduler::submit(broker, subjects, &req)
-        .await
-        .context("cannot submit the run")?;
+    kora_broker::topology::submit_run(broker, subjects, &req).await?;
     Ok(run_id)
 }
 
 /// Where the event stream ends now (the `from` for [`wait`]).
-pub async fn events_position(broker: &dyn Broker, subjects: &Subjects) -> anyhow::Result<u64> {
+pub async fn events_position(broker: &dyn Broker, subjects: &Subjects) -> Result<u64> {
     Ok(broker
         .stream_info(&subjects.stream_events())
         .await?
@@ -63,7 +62,7 @@ pub async fn wait(
     run_id: &str,
     from: u64,
     timeout: Option<Duration>,
-) -> anyhow::Result<Ending> {
+) -> Result<Ending> {
     let end = wait_for(broker, subjects, run_id, from, timeout, |k| {
         matches!(
             k,
@@ -75,7 +74,7 @@ pub async fn wait(
         )
     })
     .await?;
-    end.with_context(|| format!("run {run_id} did not finish in time"))
+    end.ok_or_else(|| Error::Timeout(format!("run {run_id} did not finish in time")))
 }
 
 /// Waits for the coordinator to take in a submission: accepted (running or queued), rejected,
@@ -86,7 +85,7 @@ pub async fn admission(
     run_id: &str,
     from: u64,
     timeout: Duration,
-) -> anyhow::Result<Option<Ending>> {
+) -> Result<Option<Ending>> {
     wait_for(broker, subjects, run_id, from, Some(timeout), |k| {
         matches!(
             k,
@@ -118,7 +117,7 @@ async fn wait_for(
     from: u64,
     timeout: Option<Duration>,
     done: impl Fn(EventKind) -> bool,
-) -> anyhow::Result<Option<Ending>> {
+) -> Result<Option<Ending>> {
     let durable = format!("wait-{}", run_id.replace(['.', '*', '>', ' '], "_"));
     let cfg = ConsumerConfig {
         filter_subject: Some(subjects.event(run_id, "run", "*")),
@@ -197,7 +196,7 @@ impl RunReport {
         run_id: String,
         node_ids: &[String],
         ending: Ending,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         let status = match ending.kind {
             EventKind::RunSucceeded => "succeeded",
             EventKind::RunRejected => "rejected",
