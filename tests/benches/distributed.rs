@@ -367,16 +367,13 @@ async fn run_one_id(
         .await
         .expect("events");
     let t = Instant::now();
-    kora_client::runs::submit(
-        broker.as_ref(),
-        subjects,
-        wf,
-        Map::new(),
-        None,
-        run_id.clone(),
-    )
-    .await
-    .expect("submit");
+    let submission = kora_client::Submission {
+        run_id: run_id.clone(),
+        ..kora_client::Submission::new(wf, Map::new())
+    };
+    kora_client::runs::submit(broker.as_ref(), subjects, submission)
+        .await
+        .expect("submit");
     let end = kora_client::runs::wait(
         broker,
         subjects,

@@ -206,16 +206,13 @@ async fn duplicate_submissions_make_one_run() {
     let wf = spec(json!({"nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": 1}}]}));
     let id = uuid::Uuid::now_v7().to_string();
     for _ in 0..3 {
-        kora_client::runs::submit(
-            engine.broker.as_ref(),
-            &engine.subjects,
-            wf.clone(),
-            Map::new(),
-            None,
-            id.clone(),
-        )
-        .await
-        .unwrap();
+        let submission = kora_client::Submission {
+            run_id: id.clone(),
+            ..kora_client::Submission::new(wf.clone(), Map::new())
+        };
+        kora_client::runs::submit(engine.broker.as_ref(), &engine.subjects, submission)
+            .await
+            .unwrap();
     }
     let r = engine
         .run_with_id(wf, Map::new(), id.clone())

@@ -216,6 +216,8 @@ pub trait Broker: Send + Sync + 'static {
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo>;
     /// Removes a durable consumer; removing a missing one is not an error.
     async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()>;
+    /// Removes a stream with its messages and consumers; removing a missing one is not an error.
+    async fn delete_stream(&self, stream: &str) -> Result<()>;
     /// Makes sure every acknowledgement sent so far has reached the broker.
     async fn flush(&self) -> Result<()> {
         Ok(())

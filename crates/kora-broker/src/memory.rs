@@ -483,6 +483,14 @@ impl Broker for MemoryBroker {
         lock(&cell.state).consumers.remove(durable);
         Ok(())
     }
+
+    async fn delete_stream(&self, stream: &str) -> Result<()> {
+        if let Some(cell) = lock(&self.streams).remove(stream) {
+            cell.notify.notify_waiters();
+        }
+        lock(&self.routes).clear();
+        Ok(())
+    }
 }
 
 struct MemoryConsumer {

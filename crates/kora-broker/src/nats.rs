@@ -492,6 +492,19 @@ impl Broker for JetStreamBroker {
         }
     }
 
+    async fn delete_stream(&self, stream: &str) -> Result<()> {
+        match self.js.delete_stream(stream).await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(e.kind(), jetstream::context::DeleteStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(other(e)),
+        }
+    }
+
     async fn flush(&self) -> Result<()> {
         self.client
             .flush()

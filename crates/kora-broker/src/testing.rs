@@ -354,7 +354,25 @@ pub async fn publish_many_large_batch(b: &dyn Broker, ns: &str) {
     assert_eq!(b.stream_info(&s.name).await.unwrap().messages, n);
 }
 
-/// Runs the whole contract.
+/// A deleted stream is gone with its messages; its subjects no longer store; deleting it again
+/// is not an error.
+pub async fn delete_stream_removes_it(b: &dyn Broker, ns: &str) {
+    let s = wq(ns, "gone");
+    b.ensure_stream(&s).await.unwrap();
+    b.publish(Outbound::new(format!("{ns}.gone.x"), "x"))
+        .await
+        .unwrap();
+    b.delete_stream(&s.name).await.unwrap();
+    assert!(b.stream_info(&s.name).await.is_err(), "no stream");
+    assert!(
+        b.publish(Outbound::new(format!("{ns}.gone.x"), "y"))
+            .await
+            .is_err(),
+        "its subjects no longer store"
+    );
+    b.delete_stream(&s.name).await.unwrap();
+}
+
 /// A notification reaches every listener whose pattern matches, and no other.
 pub async fn notifications_reach_listeners(b: &dyn Broker, ns: &str) {
     use futures::StreamExt;
@@ -397,7 +415,8 @@ macro_rules! contract_checks {
             competing_consumers_share_work,
             limits_stream_keeps_messages,
             publish_many_large_batch,
-            notifications_reach_listeners
+            notifications_reach_listeners,
+            delete_stream_removes_it
         );
     };
 }
@@ -414,6 +433,7 @@ pub async fn run_all(b: &dyn Broker, ns: &str) {
     competing_consumers_share_work(b, &format!("{ns}g")).await;
     limits_stream_keeps_messages(b, &format!("{ns}h")).await;
     publish_many_large_batch(b, &format!("{ns}i")).await;
+    delete_stream_removes_it(b, &format!("{ns}j")).await;
 }
 
 /// A private nats-server the test owns: its own loopback port and store directory, killed when

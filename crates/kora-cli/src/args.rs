@@ -140,6 +140,9 @@ pub(crate) enum Command {
         /// `high`: workers take this run's tasks before waiting `normal` ones.
         #[arg(long, value_enum)]
         priority: Option<PriorityArg>,
+        /// The tenant the run belongs to (its idempotency keys are that tenant's).
+        #[arg(long, default_value = kora_model::tenant::DEFAULT, value_parser = tenant)]
+        tenant: String,
         /// Wait for the run to finish and print its results (reads the ledger: needs the database URL).
         #[arg(long)]
         wait: bool,
@@ -396,6 +399,15 @@ pub(crate) enum RunsCommand {
         /// Only runs in this state: queued, running, succeeded, failed, cancelled or rejected.
         #[arg(long)]
         status: Option<String>,
+        /// Only runs of this workflow (its name).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs of this tenant (all tenants without it).
+        #[arg(long, value_parser = tenant)]
+        tenant: Option<String>,
+        /// Only runs created since then: 30m, 12h, 7d, or epoch ms.
+        #[arg(long)]
+        since: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long, value_enum, default_value = "table")]
@@ -456,4 +468,9 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
             }
         }
     }
+}
+
+/// A tenant name, checked.
+pub(crate) fn tenant(s: &str) -> Result<String, String> {
+    kora_model::tenant::check_name(s).map(|()| s.to_string())
 }

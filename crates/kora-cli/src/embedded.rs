@@ -143,15 +143,11 @@ impl Engine {
     ) -> anyhow::Result<RunReport> {
         let ids: Vec<String> = workflow.nodes.iter().map(|n| n.id.clone()).collect();
         let from = client::events_position(self.broker.as_ref(), &self.subjects).await?;
-        client::submit(
-            self.broker.as_ref(),
-            &self.subjects,
-            workflow,
-            params,
-            None,
-            run_id.clone(),
-        )
-        .await?;
+        let submission = client::Submission {
+            run_id: run_id.clone(),
+            ..client::Submission::new(workflow, params)
+        };
+        client::submit(self.broker.as_ref(), &self.subjects, submission).await?;
         let ending = client::wait(&self.broker, &self.subjects, &run_id, from, None).await?;
         Ok(RunReport::build(self.store.as_ref(), run_id, &ids, ending).await?)
     }

@@ -70,6 +70,7 @@ pub(crate) struct RunRow {
     pub(crate) run_id: String,
     pub(crate) status: &'static str,
     pub(crate) workflow: String,
+    pub(crate) tenant: String,
     pub(crate) created_ms: u64,
     pub(crate) finished_ms: Option<u64>,
 }
@@ -84,6 +85,7 @@ impl From<&RunRecord> for RunRow {
             } else {
                 r.workflow_name.clone()
             },
+            tenant: r.tenant.clone(),
             created_ms: r.created_ms,
             finished_ms: r.finished_ms,
         }
@@ -94,12 +96,13 @@ pub(crate) fn runs(rows: &[RunRow], format: Format) -> anyhow::Result<()> {
     if format == Format::Json {
         return json(rows);
     }
-    let mut t = table(&["run", "status", "workflow", "created", "finished"]);
+    let mut t = table(&["run", "status", "workflow", "tenant", "created", "finished"]);
     for r in rows {
         t.add_row(vec![
             r.run_id.clone(),
             r.status.to_string(),
             r.workflow.clone(),
+            r.tenant.clone(),
             when(Some(r.created_ms)),
             when(r.finished_ms),
         ]);

@@ -14,6 +14,10 @@
 //!   started by messages on a NATS subject.
 //! - [`Control::cancel`]: cancels a run: no more dispatches, running tasks stopped, late
 //!   results ignored, the run recorded `cancelled` with who asked.
+//! - [`Control::run`], [`Control::runs`]: the ledger's runs.
+//!
+//! A control [`Control::for_tenant`] acts within one tenant: another tenant's runs, dead
+//! letters and triggers are not found, exactly like ones that do not exist.
 
 use std::sync::Arc;
 
@@ -28,15 +32,19 @@ use kora_model::{Map, now_ms};
 
 use crate::{Error, Result};
 use kora_store::{
-    AttemptKey, AttemptRecord, DeadLetterFilter, DeadLetterRecord, ReplayOutcome, Store,
+    AttemptKey, AttemptRecord, DeadLetterFilter, DeadLetterRecord, ReplayOutcome, RunFilter,
+    RunRecord, Store,
 };
 
+#[derive(Clone)]
 pub struct Control {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     subjects: Subjects,
     /// How long a request waits for the coordinator's answer.
     wait: std::time::Duration,
+    /// The tenant it acts within; `None` acts on every tenant (an operator's CLI).
+    tenant: Option<String>,
 }
 
 impl Control {
@@ -46,6 +54,7 @@ impl Control {
             broker,
             subjects,
             wait: std::time::Duration::from_secs(15),
+            tenant: None,
         }
     }
 
@@ -55,8 +64,68 @@ impl Control {
         self
     }
 
+    /// The same control acting within `tenant` only (`None`: every tenant).
+    pub fn for_tenant(&self, tenant: Option<&str>) -> Control {
+        Control {
+            tenant: tenant.map(String::from),
+            ..self.clone()
+        }
+    }
+
+    /// The tenant new things (triggers) belong to: the scope's, else the default one.
+    fn own_tenant(&self) -> &str {
+        self.tenant
+            .as_deref()
+            .unwrap_or(kora_model::tenant::DEFAULT)
+    }
+
+    fn in_scope(&self, tenant: &str) -> bool {
+        self.tenant.as_deref().is_none_or(|t| t == tenant)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// A run in scope, by id; `None` for one that does not exist or is another tenant's.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        Ok(self
+            .store
+            .run(run_id)
+            .await?
+            .filter(|r| self.in_scope(&r.tenant)))
+    }
+
+    /// A run in scope, or a not-found error naming it.
+    async fn run_or_404(&self, run_id: &str) -> Result<RunRecord> {
+        self.run(run_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no run {run_id} in the ledger")))
+    }
+
+    /// Runs in scope passing `filter`, newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let mut filter = filter.clone();
+        if self.tenant.is_some() {
+            filter.tenant.clone_from(&self.tenant);
+        }
+        Ok(self.store.runs(&filter).await?)
+    }
+
     pub async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
-        Ok(self.store.dead_letters(filter).await?)
+        let mut filter = filter.clone();
+        if self.tenant.is_some() {
+            filter.tenant.clone_from(&self.tenant);
+        }
+        Ok(self.store.dead_letters(&filter).await?)
     }
 
     /// One dead letter (in any state), by its id.
@@ -65,7 +134,6 @@ impl Control {
             Error::Invalid(format!("{id:?} is not a dead-letter id (`kora dlq list` shows them: <run>:<node>:<iteration>:<attempt>)"))
         })?;
         let found = self
-            .store
             .dead_letters(&DeadLetterFilter {
                 run_id: Some(key.run_id.clone()),
                 id: Some(id.to_string()),
@@ -140,9 +208,7 @@ impl Control {
         overrides: Map,
         actor: &str,
     ) -> Result<ReplayOutcome> {
-        let Some(rec) = self.store.run(run_id).await? else {
-            return Err(Error::NotFound(format!("no run {run_id} in the ledger")));
-        };
+        let rec = self.run_or_404(run_id).await?;
         let Some(spec) = rec.spec else {
             return Err(Error::Conflict(format!(
                 "run {run_id} was rejected: it has no workflow to restart"
@@ -213,9 +279,7 @@ impl Control {
         by: &str,
         wait: std::time::Duration,
     ) -> Result<kora_store::RunStatus> {
-        let Some(rec) = self.store.run(run_id).await? else {
-            return Err(Error::NotFound(format!("no run {run_id} in the ledger")));
-        };
+        let rec = self.run_or_404(run_id).await?;
         if rec.status.is_final() {
             return Ok(rec.status);
         }
@@ -250,8 +314,8 @@ impl Control {
     /// input changes). Completed nodes keep their outputs. A run that failed without a dead
     /// letter (a node returned `success: false`) has nothing to replay: that is an error.
     pub async fn retry_run(&self, run_id: &str, actor: &str) -> Result<Vec<ReplayOutcome>> {
+        self.run_or_404(run_id).await?;
         let open = self
-            .store
             .dead_letters(&DeadLetterFilter {
                 run_id: Some(run_id.to_string()),
                 ..Default::default()
@@ -344,6 +408,8 @@ impl Control {
             paused: false,
             created_ms: now,
             updated_ms: now,
+            tenant: self.own_tenant().to_string(),
+            webhook_salt: None,
         };
         if t.schedule.is_none() {
             kora_broker::topology::provision_trigger(
@@ -359,13 +425,26 @@ impl Control {
         Ok(())
     }
 
+    /// Triggers in scope, by name.
     pub async fn triggers(&self) -> Result<Vec<kora_store::TriggerRecord>> {
-        Ok(self.store.triggers().await?)
+        let mut all = self.store.triggers().await?;
+        all.retain(|t| self.in_scope(&t.tenant));
+        Ok(all)
+    }
+
+    /// A trigger in scope, by name.
+    pub async fn trigger(&self, name: &str) -> Result<kora_store::TriggerRecord> {
+        self.triggers()
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::NotFound(format!("no trigger {name:?} (`kora triggers list`)")))
     }
 
     /// Pauses or resumes a trigger. A paused trigger's messages wait, and start their runs
     /// when it is resumed.
     pub async fn set_trigger_paused(&self, name: &str, paused: bool) -> Result<()> {
+        self.trigger(name).await?;
         if self
             .store
             .set_trigger_paused(name, paused, now_ms())
@@ -379,6 +458,22 @@ impl Control {
         }
     }
 
+    /// Deletes a trigger: no more runs start from it (the messages it captured and did not
+    /// start yet are dropped with its stream).
+    pub async fn delete_trigger(&self, name: &str) -> Result<()> {
+        let t = self.trigger(name).await?;
+        if !self.store.delete_trigger(name).await? {
+            return Err(Error::NotFound(format!("no trigger {name:?}")));
+        }
+        if t.schedule.is_none() && !t.subject.is_empty() {
+            let stream = self.subjects.stream_trigger(name);
+            if let Err(e) = self.broker.delete_stream(&stream).await {
+                tracing::warn!(trigger = %name, error = %e, "trigger deleted; its stream stays");
+            }
+        }
+        Ok(())
+    }
+
     /// Closes the open dead letters `filter` selects, without replaying them (their attempts
     /// stay in the ledger). The coordinator applies it; returns how many it closed.
     pub async fn purge(&self, filter: &DeadLetterFilter, actor: &str) -> Result<usize> {
@@ -388,6 +483,7 @@ impl Control {
             workflow: filter.workflow.clone(),
             reason: filter.reason.clone(),
             since_ms: filter.since_ms,
+            tenant: self.tenant.clone().or_else(|| filter.tenant.clone()),
         };
         match self
             .request(OperationKind::Purge { filter: selector }, actor)

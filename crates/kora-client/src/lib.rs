@@ -12,7 +12,7 @@ pub mod control;
 pub mod runs;
 
 pub use control::{Control, PoisonMessage, TriggerSource, parse_since};
-pub use runs::{Ending, RunReport};
+pub use runs::{Ending, RunReport, Submission};
 
 use kora_model::wire::RefusalKind;
 
@@ -35,7 +35,7 @@ pub enum Error {
     #[error("{0}")]
     Timeout(String),
     #[error(transparent)]
-    Store(#[from] kora_store::Error),
+    Store(kora_store::Error),
     #[error(transparent)]
     Broker(#[from] kora_broker::Error),
     #[error(transparent)]
@@ -43,6 +43,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<kora_store::Error> for Error {
+    fn from(e: kora_store::Error) -> Self {
+        match e {
+            kora_store::Error::Taken(m) => Error::Conflict(m),
+            e => Error::Store(e),
+        }
+    }
+}
 
 impl Error {
     /// A coordinator's refusal, by the kind it gave.

@@ -11,26 +11,44 @@ use kora_model::{Map, Value, WorkflowSpec, now_ms};
 
 use crate::{Error, Result};
 
+/// A run to submit: [`Submission::new`] then the optional parts.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub workflow: WorkflowSpec,
+    pub params: Map,
+    pub idempotency_key: Option<String>,
+    /// Chosen by the submitter so that a resubmission after a lost ack is the same run.
+    pub run_id: String,
+    pub tenant: String,
+}
+
+impl Submission {
+    /// A run of `workflow` with a new run id, in the default tenant.
+    pub fn new(workflow: WorkflowSpec, params: Map) -> Self {
+        Submission {
+            workflow,
+            params,
+            idempotency_key: None,
+            run_id: uuid::Uuid::now_v7().to_string(),
+            tenant: kora_model::tenant::default_name(),
+        }
+    }
+}
+
 /// Publishes a run request; the same `run_id` published twice is one run.
-pub async fn submit(
-    broker: &dyn Broker,
-    subjects: &Subjects,
-    workflow: WorkflowSpec,
-    params: Map,
-    idempotency_key: Option<String>,
-    run_id: String,
-) -> Result<String> {
+pub async fn submit(broker: &dyn Broker, subjects: &Subjects, s: Submission) -> Result<String> {
     let req = RunRequest {
         v: WIRE_VERSION,
-        run_id: run_id.clone(),
-        idempotency_key,
-        workflow,
-        params,
+        run_id: s.run_id.clone(),
+        idempotency_key: s.idempotency_key,
+        workflow: s.workflow,
+        params: s.params,
         submitted_at_ms: now_ms(),
         parent: None,
+        tenant: s.tenant,
     };
     kora_broker::topology::submit_run(broker, subjects, &req).await?;
-    Ok(run_id)
+    Ok(s.run_id)
 }
 
 /// Where the event stream ends now (the `from` for [`wait`]).

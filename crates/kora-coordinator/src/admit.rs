@@ -22,8 +22,11 @@ impl Coordinator {
     ) -> Result<(), Refusal> {
         match a {
             Admission::Rejected {
-                run_id, problems, ..
-            } => self.record_rejected(run_id, problems, p).await,
+                run_id,
+                problems,
+                tenant,
+                ..
+            } => self.record_rejected(run_id, problems, tenant, p).await,
             Admission::Admitted { request } => self.admit(*request, p).await,
         }
     }
@@ -42,6 +45,7 @@ impl Coordinator {
         &mut self,
         run_id: String,
         problems: Vec<String>,
+        tenant: String,
         p: &mut Pending,
     ) -> Result<(), Refusal> {
         if self.exists(&run_id).await? {
@@ -61,6 +65,7 @@ impl Coordinator {
             concurrency: None,
             deadline_ms: None,
             parent: None,
+            tenant,
         });
         let detail = serde_json::json!({ "problems": problems });
         let ev = Ev::run(EventKind::RunRejected).detail(Some(detail));
@@ -68,8 +73,12 @@ impl Coordinator {
         Ok(())
     }
 
-    async fn admit(&mut self, request: RunRequest, p: &mut Pending) -> Result<(), Refusal> {
+    async fn admit(&mut self, mut request: RunRequest, p: &mut Pending) -> Result<(), Refusal> {
         let now = now_ms();
+        // Idempotency keys are per tenant: another tenant's key is another key.
+        if let Some(key) = request.idempotency_key.as_mut() {
+            *key = kora_model::tenant::scoped_key(&request.tenant, key);
+        }
         let run_id = request.run_id.clone();
         if self.exists(&run_id).await? {
             debug!(%run_id, "run already admitted");
@@ -89,7 +98,9 @@ impl Coordinator {
             Ok((c, _)) => c,
             Err(problems) => {
                 let problems = problems.iter().map(ToString::to_string).collect();
-                return self.record_rejected(run_id, problems, p).await;
+                return self
+                    .record_rejected(run_id, problems, request.tenant, p)
+                    .await;
             }
         };
         // Compiling with the parameters checked the concurrency key is present.
@@ -148,6 +159,7 @@ impl Coordinator {
             0,
             group.as_ref().map(|g| g.0.clone()),
             request.parent.clone(),
+            request.tenant.clone(),
         );
         // The compiled workflow holds its own copy; the ledger takes the request's.
         p.batch.new_runs.push(NewRun {
@@ -165,6 +177,7 @@ impl Coordinator {
             concurrency: group.clone(),
             deadline_ms,
             parent: request.parent,
+            tenant: request.tenant,
         });
         p.emit(
             &self.env.subjects,

@@ -47,14 +47,7 @@ pub(crate) fn apply(
                     status: AttemptStatus::Dispatched,
                     at_ms: now,
                 });
-                let sent = env.task_message(
-                    &run.run_id,
-                    spec,
-                    iteration,
-                    attempt,
-                    inputs,
-                    wf.spec.priority,
-                );
+                let sent = env.task_message(run, spec, iteration, attempt, inputs);
                 match sent {
                     Ok(msg) => {
                         let queue = queue_of(spec);

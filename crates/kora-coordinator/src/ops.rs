@@ -187,6 +187,7 @@ fn filter_of(s: &DeadLetterSelector) -> DeadLetterFilter {
         any_state: false,
         run_id: s.run_id.clone(),
         id: s.id.clone(),
+        tenant: s.tenant.clone(),
         limit: 0,
     }
 }

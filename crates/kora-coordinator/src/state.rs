@@ -31,6 +31,8 @@ pub(crate) struct ActiveRun {
     pub(crate) group: Option<String>,
     /// A child run's parent attempt (a WorkflowNode's task id): told the outcome at the end.
     pub(crate) parent: Option<String>,
+    /// The run's tenant: its child runs belong to it too.
+    pub(crate) tenant: String,
 }
 
 impl ActiveRun {
@@ -41,6 +43,7 @@ impl ActiveRun {
         event_seq: u64,
         group: Option<String>,
         parent: Option<String>,
+        tenant: String,
     ) -> Self {
         ActiveRun {
             state,
@@ -51,6 +54,7 @@ impl ActiveRun {
             overrides: HashMap::new(),
             group,
             parent,
+            tenant,
         }
     }
 
@@ -70,6 +74,7 @@ impl ActiveRun {
             rec.event_seq,
             group,
             rec.parent.clone(),
+            rec.tenant.clone(),
         ))
     }
 

@@ -47,16 +47,17 @@ impl Env {
     /// The task message for one attempt, or why it cannot be sent.
     pub(crate) fn task_message(
         &self,
-        run_id: &str,
+        run: &ActiveRun,
         spec: &NodeSpec,
         iteration: u32,
         attempt: u32,
         inputs: Map,
-        priority: Priority,
     ) -> Result<Outbound, Undeliverable> {
+        let run_id = run.run_id.as_str();
+        let priority = run.state.workflow().spec.priority;
         let task_id = NodeTask::make_id(run_id, &spec.id, iteration, attempt);
         if spec.node_type == WORKFLOW_NODE {
-            return self.child_request(&task_id, spec, &inputs);
+            return self.child_request(&task_id, spec, &inputs, &run.tenant);
         }
         let task = NodeTask {
             v: WIRE_VERSION,
@@ -118,15 +119,8 @@ impl Env {
             attempt,
         };
         Some(
-            self.task_message(
-                &run.run_id,
-                spec,
-                iteration,
-                attempt,
-                inputs,
-                wf.spec.priority,
-            )
-            .map(|m| (m, key)),
+            self.task_message(run, spec, iteration, attempt, inputs)
+                .map(|m| (m, key)),
         )
     }
 
@@ -137,6 +131,7 @@ impl Env {
         task_id: &str,
         spec: &NodeSpec,
         inputs: &Map,
+        tenant: &str,
     ) -> Result<Outbound, Undeliverable> {
         let input = kora_model::semantics::prepare_input(&spec.config, inputs);
         let bad = |m: String| {
@@ -206,6 +201,7 @@ impl Env {
             params,
             submitted_at_ms: now_ms(),
             parent: Some(task_id.to_string()),
+            tenant: tenant.to_string(),
         };
         let bytes = wire::encode(&req).map_err(|e| (error_type::ENCODE, e.to_string()))?;
         if bytes.len() > self.cfg.max_task_bytes {

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod semantics;
 pub mod spec;
 pub mod subjects;
+pub mod tenant;
 pub mod trigger;
 pub mod validate;
 pub mod value;

@@ -28,6 +28,12 @@ pub struct RunRequest {
     /// `<run>:<node>:<iteration>:<attempt>`), which gets the child's outcome as its result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// The tenant the run belongs to (omitted for the default one).
+    #[serde(
+        default = "crate::tenant::default_name",
+        skip_serializing_if = "crate::tenant::is_default"
+    )]
+    pub tenant: String,
 }
 
 /// What the scheduler hands the coordinator: an admitted run, or a rejected one with reasons.
@@ -41,6 +47,11 @@ pub enum Admission {
         run_id: String,
         problems: Vec<String>,
         submitted_at_ms: u64,
+        #[serde(
+            default = "crate::tenant::default_name",
+            skip_serializing_if = "crate::tenant::is_default"
+        )]
+        tenant: String,
     },
 }
 
@@ -171,6 +182,9 @@ pub struct DeadLetterSelector {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<u64>,
+    /// Only dead letters of this tenant's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// The coordinator's answer to an [`Operation`], on its `reply_to` (NATS core, at most once).

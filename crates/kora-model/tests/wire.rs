@@ -79,8 +79,16 @@ fn golden_vectors() {
         params: json!({"a": {"x": 21}}).as_object().cloned().unwrap(),
         submitted_at_ms: 1_764_000_000_000,
         parent: None,
+        tenant: kora_model::tenant::default_name(),
     };
     check("run_request", req.clone());
+    check(
+        "run_request_tenant",
+        RunRequest {
+            tenant: "acme".into(),
+            ..req.clone()
+        },
+    );
     check(
         "admission_admitted",
         Admission::Admitted {
@@ -93,6 +101,7 @@ fn golden_vectors() {
             run_id: "r-2".into(),
             problems: vec!["node 'a', field 'type': unknown node type 'X'".into()],
             submitted_at_ms: 5,
+            tenant: kora_model::tenant::default_name(),
         },
     );
     check(

@@ -173,6 +173,18 @@ pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
             run_id: String::new(),
             problems: vec!["run_id is empty".into()],
             submitted_at_ms: req.submitted_at_ms,
+            tenant: req.tenant,
+        };
+    }
+    // A run of a tenant that cannot exist is recorded (rejected) under the default one, where
+    // an operator sees it.
+    if let Err(e) = kora_model::tenant::check_name(&req.tenant) {
+        warn!(run_id = %req.run_id, "run rejected: {e}");
+        return Admission::Rejected {
+            run_id: req.run_id,
+            problems: vec![e],
+            submitted_at_ms: req.submitted_at_ms,
+            tenant: kora_model::tenant::default_name(),
         };
     }
     // Validation only: the coordinator builds the graph it runs.
@@ -196,6 +208,7 @@ pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
             run_id: req.run_id,
             problems: errors,
             submitted_at_ms: req.submitted_at_ms,
+            tenant: req.tenant,
         }
     }
 }

@@ -94,6 +94,7 @@ async fn submit_keyed(
         params,
         submitted_at_ms: now_ms(),
         parent: None,
+        tenant: t.tenant.clone(),
     };
     topology::submit_run(broker, subjects, &req).await?;
     Ok(run_id)
@@ -126,9 +127,10 @@ pub async fn run(
                 continue;
             }
         };
+        // Webhook triggers start runs in the gateway, from HTTP requests.
         let wanted: HashMap<String, TriggerRecord> = triggers
             .into_iter()
-            .filter(|t| !t.paused)
+            .filter(|t| !t.paused && t.webhook_salt.is_none())
             .map(|t| (t.name.clone(), t))
             .collect();
         running.retain(|name, (t, token)| {
@@ -277,6 +279,8 @@ mod tests {
             paused: false,
             created_ms: 0,
             updated_ms: 0,
+            tenant: kora_model::tenant::default_name(),
+            webhook_salt: None,
         }
     }
 

@@ -6,6 +6,9 @@ pub enum Error {
     Config(String),
     #[error("run {run_id} changed under this writer ({detail}); rebuild its state and retry")]
     Conflict { run_id: String, detail: String },
+    /// A name or id that must be unique is held by another (a trigger name, an API key id).
+    #[error("{0}")]
+    Taken(String),
     /// The ledger's schema cannot be brought to this build's: an edited or unknown migration,
     /// or a ledger from a build that cannot be upgraded.
     #[error("{0}")]

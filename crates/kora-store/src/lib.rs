@@ -8,17 +8,20 @@
 //! Must not: decide anything about a run. The coordinator decides; the store records what it
 //! is told, rejecting only what would record the same attempt outcome twice.
 
+mod directory;
 mod error;
 pub mod memory;
 pub mod pg;
 mod records;
 mod schema;
+mod sql_directory;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
 use async_trait::async_trait;
 
+pub use directory::{ApiAuditEntry, ApiAuditFilter, ApiKey, Directory, WorkflowRecord};
 pub use error::{Error, Result};
 pub use records::{
     Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, AuditEntry, AuditFilter, Batch,
@@ -41,7 +44,7 @@ pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn Store>> {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Directory + Send + Sync + 'static {
     /// Applies a batch atomically. Creating a run that exists, or finishing an attempt that is
     /// already finished, is skipped and reported in [`CommitReport`], never applied twice. A new
     /// run whose idempotency key another run holds is a [`Error::Conflict`].
@@ -78,11 +81,14 @@ pub trait Store: Send + Sync + 'static {
     /// Marks the open dead letters passing `filter` purged (their attempts stay in the ledger).
     async fn purge_dead_letters(&self, filter: &DeadLetterFilter) -> Result<usize>;
     /// Registers a trigger, or replaces the one with its name (keeping when it was created).
+    /// A name another tenant's trigger holds is a [`Error::Conflict`].
     async fn put_trigger(&self, t: &TriggerRecord) -> Result<()>;
     /// Every registered trigger, by name.
     async fn triggers(&self) -> Result<Vec<TriggerRecord>>;
     /// Pauses or resumes a trigger; `false` when there is none of that name.
     async fn set_trigger_paused(&self, name: &str, paused: bool, at_ms: u64) -> Result<bool>;
+    /// Removes a trigger; `false` when there is none of that name.
+    async fn delete_trigger(&self, name: &str) -> Result<bool>;
     /// How many runs of a concurrency group are `(running, queued)`.
     async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)>;
     /// Queued runs that may start now, oldest first: in each concurrency group (of `groups`,

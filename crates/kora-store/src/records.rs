@@ -59,6 +59,8 @@ pub struct RunRecord {
     pub parent: Option<String>,
     /// The highest sequence number among the run's events (0 before its first).
     pub event_seq: u64,
+    /// The tenant the run belongs to (`default` unless a gateway credential said otherwise).
+    pub tenant: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,11 @@ pub struct TriggerRecord {
     pub paused: bool,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// The tenant its runs belong to.
+    pub tenant: String,
+    /// Set on a webhook trigger (its runs start from signed HTTP requests to the gateway): what
+    /// its signing secret derives from, with the gateway's key pepper. Not a secret itself.
+    pub webhook_salt: Option<String>,
 }
 
 /// Why and how an attempt was dead-lettered, and what became of it.
@@ -163,6 +170,8 @@ pub struct DeadLetterFilter {
     pub run_id: Option<String>,
     /// Only this one (its id, the task id).
     pub id: Option<String>,
+    /// Only dead letters of this tenant's runs.
+    pub tenant: Option<String>,
     /// 0 = no limit.
     pub limit: usize,
 }
@@ -230,11 +239,14 @@ pub struct ReplayOutcome {
 }
 
 impl DeadLetterFilter {
-    /// Whether `a` (of a run with this workflow name) passes.
-    pub fn admits(&self, workflow_name: &str, a: &AttemptRecord) -> bool {
+    /// Whether `a` (of a run with this workflow name and tenant) passes.
+    pub fn admits(&self, workflow_name: &str, tenant: &str, a: &AttemptRecord) -> bool {
         let Some(dl) = &a.dead_letter else {
             return false;
         };
+        if self.tenant.as_deref().is_some_and(|t| t != tenant) {
+            return false;
+        }
         (self.any_state || dl.state == "open")
             && self.workflow.as_deref().is_none_or(|w| w == workflow_name)
             && self.reason.as_deref().is_none_or(|r| r == dl.reason)
@@ -295,6 +307,7 @@ pub struct NewRun {
     pub deadline_ms: Option<u64>,
     /// The parent attempt (task id) of a child run started by a WorkflowNode.
     pub parent: Option<String>,
+    pub tenant: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -374,6 +387,8 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub run_id: Option<String>,
+    /// Only entries of this tenant's runs.
+    pub tenant: Option<String>,
     pub event_type: Option<String>,
     pub since_ms: Option<u64>,
     /// 0 = no limit.
@@ -447,7 +462,35 @@ pub struct CommitReport {
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub status: Option<RunStatus>,
+    /// Only this tenant's runs.
+    pub tenant: Option<String>,
+    /// Only runs of this workflow (its name, else its id).
+    pub workflow: Option<String>,
+    /// Only runs created at or after this (ms).
+    pub since_ms: Option<u64>,
+    /// Only runs created before this (ms).
+    pub until_ms: Option<u64>,
+    /// A page after this one: runs strictly older than `(created_ms, run_id)` (the last row of
+    /// the previous page), newest first.
+    pub before: Option<(u64, String)>,
+    /// 0 = no limit.
     pub limit: usize,
+}
+
+impl RunFilter {
+    pub fn admits(&self, r: &RunRecord) -> bool {
+        self.status.is_none_or(|s| r.status == s)
+            && self.tenant.as_deref().is_none_or(|t| t == r.tenant)
+            && self.workflow.as_deref().is_none_or(|w| {
+                w == r.workflow_name || (r.workflow_name.is_empty() && w == r.workflow_id)
+            })
+            && self.since_ms.is_none_or(|t| r.created_ms >= t)
+            && self.until_ms.is_none_or(|t| r.created_ms < t)
+            && self
+                .before
+                .as_ref()
+                .is_none_or(|(ms, id)| (r.created_ms, r.run_id.as_str()) < (*ms, id.as_str()))
+    }
 }
 
 /// Kailash's result shape, `{node_id: output or null}`, from a run's attempts: each node's
@@ -630,4 +673,15 @@ pub(crate) fn plan_replay(
         redispatched,
         superseded,
     })
+}
+
+/// A trigger write that changed no row: its name belongs to another tenant.
+pub(crate) fn trigger_written(t: &TriggerRecord, rows: u64) -> crate::Result<()> {
+    if rows == 0 {
+        return Err(crate::Error::Taken(format!(
+            "the trigger name {:?} is taken: choose another",
+            t.name
+        )));
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ pub(crate) async fn audit(
             event_type,
             since_ms,
             limit,
+            ..Default::default()
         })
         .await?;
     let rows: Vec<AuditRow> = entries.iter().map(AuditRow::from).collect();

@@ -82,6 +82,9 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
         }
         RunsCommand::List {
             status,
+            workflow,
+            tenant,
+            since,
             limit,
             format,
             conn,
@@ -96,7 +99,20 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
                 })?),
             };
             let store = kora_cli::connect::store(&cfg).await?;
-            let runs = store.runs(&RunFilter { status, limit }).await?;
+            let since_ms = since
+                .as_deref()
+                .map(|s| kora_client::parse_since(s, kora_model::now_ms()))
+                .transpose()?;
+            let runs = store
+                .runs(&RunFilter {
+                    status,
+                    workflow,
+                    tenant,
+                    since_ms,
+                    limit,
+                    ..Default::default()
+                })
+                .await?;
             let rows: Vec<RunRow> = runs.iter().map(RunRow::from).collect();
             render::runs(&rows, format)?;
             Ok(ExitCode::SUCCESS)

@@ -19,6 +19,7 @@ pub(crate) struct Args {
     pub(crate) params: Option<String>,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) priority: Option<PriorityArg>,
+    pub(crate) tenant: String,
     pub(crate) wait: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) conn: Conn,
@@ -53,15 +54,13 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
     let keyed = a.idempotency_key.is_some();
     let ids: Vec<String> = spec.nodes.iter().map(|n| n.id.clone()).collect();
     let from = client::events_position(broker.as_ref(), &subjects).await?;
-    client::submit(
-        broker.as_ref(),
-        &subjects,
-        spec,
-        params,
-        a.idempotency_key,
-        run_id.clone(),
-    )
-    .await?;
+    let submission = client::Submission {
+        run_id: run_id.clone(),
+        idempotency_key: a.idempotency_key,
+        tenant: a.tenant.clone(),
+        ..client::Submission::new(spec, params)
+    };
+    client::submit(broker.as_ref(), &subjects, submission).await?;
     if !a.wait {
         let mut out = Submitted {
             run_id: run_id.clone(),

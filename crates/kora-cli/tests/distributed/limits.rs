@@ -245,12 +245,20 @@ async fn an_idempotency_key_is_one_run_within_its_window() {
     assert_eq!(waited["results"]["pay"]["result"], "paid");
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 1, "paid once:\n{text}");
+    // Another tenant's key is another key.
+    let other = submit(&["--tenant", "acme", "--wait", "--timeout", "30"]);
+    assert_ne!(other["run_id"], run_id.as_str(), "another tenant: {other}");
+    assert_eq!(other["status"], "succeeded", "{other}");
+    let listed = d.kora(&["runs", "list", "--tenant", "acme", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["run_id"], other["run_id"], "{listed}");
     tokio::time::sleep(Duration::from_millis(5500)).await;
     let later = submit(&["--wait", "--timeout", "30"]);
     assert_ne!(later["run_id"], run_id.as_str(), "past the window: {later}");
     assert_eq!(later["status"], "succeeded", "{later}");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(text.lines().count(), 2, "{text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
     d.finish().await;
 }
 

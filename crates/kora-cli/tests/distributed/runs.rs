@@ -390,7 +390,17 @@ async fn a_workflow_node_runs_a_child_run_in_the_ledger() {
     };
     let ok = dir.path().join("ok.json");
     std::fs::write(&ok, parent("result = x * 2")).unwrap();
-    let out = d.submit_wait(&ok, None);
+    // In a tenant of its own: the child run belongs to it too.
+    let o = d.kora(&[
+        "submit",
+        ok.to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--wait",
+        "--timeout",
+        "60",
+    ]);
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(out["status"], "succeeded", "{out}");
     assert_eq!(out["results"]["after"]["result"], 11);
     let child = out["results"]["child"]["run_id"]
@@ -411,6 +421,7 @@ async fn a_workflow_node_runs_a_child_run_in_the_ledger() {
     let rec = store.run(&child).await.unwrap().unwrap();
     let parent_run = out["run_id"].as_str().unwrap();
     assert_eq!(rec.parent, Some(format!("{parent_run}:child:0:1")));
+    assert_eq!(rec.tenant, "acme", "a child run is its parent's tenant's");
     store.close().await;
 
     let bad = dir.path().join("bad.json");

@@ -69,6 +69,7 @@ fn run(doc: serde_json::Value) -> ActiveRun {
         1,
         None,
         None,
+        kora_model::tenant::default_name(),
     )
 }
 

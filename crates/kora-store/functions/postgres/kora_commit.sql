@@ -7,7 +7,7 @@
 --      lock; a failed one raises SQLSTATE KR409 and nothing is written;
 --   2. a queued run's first update (its start, or its cancellation);
 --   3. idempotency keys released (`release_keys`) and aliases of deduplicated submissions;
---   4. new runs (with their concurrency group, deadline and parent), new attempts;
+--   4. new runs (with their tenant, concurrency group, deadline and parent), new attempts;
 --   5. outcomes: the first result for each attempt still `dispatched` is applied, numbered after
 --      the run's recorded outcomes in batch order; the rest are fenced (counted, not applied);
 --   6. updates of running runs, in order; events; each run's highest event sequence;
@@ -95,14 +95,14 @@ BEGIN
     IF total > 0 THEN
         INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error,
                           created_ms, updated_ms, finished_ms, concurrency_key, concurrency_limit,
-                          deadline_ms, parent_task)
+                          deadline_ms, parent_task, tenant)
         SELECT x.run_id, x.idempotency_key, x.workflow_id, x.workflow_name, x.status, x.spec, x.params, x.error,
                x.at_ms, x.at_ms, x.finished_ms, x.concurrency_key, x.concurrency_limit, x.deadline_ms,
-               x.parent_task
+               x.parent_task, coalesce(x.tenant, 'default')
         FROM jsonb_to_recordset(b->'new_runs') AS x(run_id text, idempotency_key text, workflow_id text,
              workflow_name text, status text, spec jsonb, params jsonb, error text, at_ms bigint,
              finished_ms bigint, concurrency_key text, concurrency_limit int, deadline_ms bigint,
-             parent_task text)
+             parent_task text, tenant text)
         ON CONFLICT DO NOTHING;
         GET DIAGNOSTICS n = ROW_COUNT;
         runs_existing := total - n;

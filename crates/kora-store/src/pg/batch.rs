@@ -68,6 +68,7 @@ struct RunDoc<'a> {
     concurrency_limit: Option<u32>,
     deadline_ms: Option<u64>,
     parent_task: Option<&'a str>,
+    tenant: &'a str,
 }
 
 #[derive(serde::Serialize)]
@@ -183,6 +184,7 @@ pub(super) fn batch_json(batch: &Batch) -> Result<String> {
                 concurrency_limit: r.concurrency.as_ref().map(|(_, l)| *l),
                 deadline_ms: r.deadline_ms,
                 parent_task: r.parent.as_deref(),
+                tenant: &r.tenant,
             })
             .collect(),
         new_attempts: batch

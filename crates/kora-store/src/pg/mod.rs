@@ -82,6 +82,8 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+crate::sql_directory::sql_directory!(super::PgStore, "::jsonb", "::text");
+
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -145,10 +147,11 @@ fn run_row(r: &PgRow) -> Result<RunRecord> {
         finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
         parent: r.try_get("parent_task")?,
         event_seq: u(r.try_get("event_seq")?),
+        tenant: r.try_get("tenant")?,
     })
 }
 
-const RUN_COLUMNS: &str = "run_id, idempotency_key, workflow_id, workflow_name, status, spec::text AS spec, params::text AS params, error, error_node, created_ms, updated_ms, finished_ms, parent_task, event_seq";
+const RUN_COLUMNS: &str = "run_id, idempotency_key, workflow_id, workflow_name, status, spec::text AS spec, params::text AS params, error, error_node, created_ms, updated_ms, finished_ms, parent_task, event_seq, tenant";
 
 /// A failed expectation raised by `kora_commit` (SQLSTATE KR409).
 fn conflict(e: sqlx::Error) -> Error {
@@ -181,11 +184,12 @@ const ATTEMPT_COLUMNS: &str = "a.run_id, a.node_id, a.iteration, a.attempt, a.no
     a.replayed_by, a.replay_attempt";
 
 /// The dead-letter filter over `attempts a JOIN runs r`: $1 any state, $2 workflow, $3 reason,
-/// $4 since (ms), $5 run, $6 dead-letter id.
+/// $4 since (ms), $5 run, $6 dead-letter id, $7 tenant.
 const DLQ_WHERE: &str = "a.dlq_state IS NOT NULL AND ($1 OR a.dlq_state = 'open')
     AND ($2::text IS NULL OR r.workflow_name = $2) AND ($3::text IS NULL OR a.dlq_reason = $3)
     AND ($4::bigint IS NULL OR a.finished_ms >= $4) AND ($5::text IS NULL OR a.run_id = $5)
-    AND ($6::text IS NULL OR a.run_id || ':' || a.node_id || ':' || a.iteration || ':' || a.attempt = $6)";
+    AND ($6::text IS NULL OR a.run_id || ':' || a.node_id || ':' || a.iteration || ':' || a.attempt = $6)
+    AND ($7::text IS NULL OR r.tenant = $7)";
 
 fn json_map(v: Option<String>) -> Result<Option<kora_model::Map>> {
     v.map(|t| serde_json::from_str(&t))
@@ -308,12 +312,14 @@ impl Store for PgStore {
             "SELECT run_id, node_id, iteration, attempt, idx, at_ms, entry::text AS entry FROM audit_log
              WHERE ($1::text IS NULL OR run_id = $1) AND ($2::text IS NULL OR event_type = $2)
                AND ($3::bigint IS NULL OR at_ms >= $3)
+               AND ($5::text IS NULL OR run_id IN (SELECT run_id FROM runs WHERE tenant = $5))
              ORDER BY at_ms DESC, run_id, node_id, attempt, idx LIMIT $4",
         )
         .bind(&filter.run_id)
         .bind(&filter.event_type)
         .bind(filter.since_ms.map(i))
         .bind(limit)
+        .bind(&filter.tenant)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -349,10 +355,21 @@ impl Store for PgStore {
             i64::try_from(filter.limit).unwrap_or(i64::MAX)
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE ($1::text IS NULL OR status = $1) ORDER BY created_ms DESC, run_id DESC LIMIT $2"
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE ($1::text IS NULL OR status = $1) AND ($3::text IS NULL OR tenant = $3)
+               AND ($4::text IS NULL OR workflow_name = $4 OR (workflow_name = '' AND workflow_id = $4))
+               AND ($5::bigint IS NULL OR created_ms >= $5) AND ($6::bigint IS NULL OR created_ms < $6)
+               AND ($7::bigint IS NULL OR (created_ms, run_id) < ($7, $8))
+             ORDER BY created_ms DESC, run_id DESC LIMIT $2"
         )))
         .bind(filter.status.map(RunStatus::as_str))
         .bind(limit)
+        .bind(filter.tenant.as_deref())
+        .bind(filter.workflow.as_deref())
+        .bind(filter.since_ms.map(i))
+        .bind(filter.until_ms.map(i))
+        .bind(filter.before.as_ref().map(|(ms, _)| i(*ms)))
+        .bind(filter.before.as_ref().map(|(_, id)| id.as_str()))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_row).collect()
@@ -369,11 +386,13 @@ impl Store for PgStore {
     }
 
     async fn put_trigger(&self, t: &crate::TriggerRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO triggers (name, subject, schedule, spec, params, paused, created_ms, updated_ms)
-             VALUES ($1, $2, $8, $3::jsonb, $4::jsonb, $5, $6, $7)
+        let done = sqlx::query(
+            "INSERT INTO triggers (name, subject, schedule, spec, params, paused, created_ms, updated_ms, tenant, webhook_salt)
+             VALUES ($1, $2, $8, $3::jsonb, $4::jsonb, $5, $6, $7, $9, $10)
              ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, schedule = excluded.schedule, spec = excluded.spec,
-                 params = excluded.params, paused = excluded.paused, updated_ms = excluded.updated_ms",
+                 params = excluded.params, paused = excluded.paused, updated_ms = excluded.updated_ms,
+                 webhook_salt = excluded.webhook_salt
+             WHERE triggers.tenant = excluded.tenant",
         )
         .bind(&t.name)
         .bind(&t.subject)
@@ -383,14 +402,17 @@ impl Store for PgStore {
         .bind(i(t.created_ms))
         .bind(i(t.updated_ms))
         .bind(&t.schedule)
+        .bind(&t.tenant)
+        .bind(&t.webhook_salt)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        crate::records::trigger_written(t, done.rows_affected())
     }
 
     async fn triggers(&self) -> Result<Vec<crate::TriggerRecord>> {
         let rows = sqlx::query(
-            "SELECT name, subject, schedule, spec::text AS spec, params::text AS params, paused, created_ms, updated_ms
+            "SELECT name, subject, schedule, spec::text AS spec, params::text AS params, paused, created_ms, updated_ms, tenant,
+                 webhook_salt
              FROM triggers ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -409,6 +431,8 @@ impl Store for PgStore {
                     paused: r.try_get("paused")?,
                     created_ms: u(r.try_get("created_ms")?),
                     updated_ms: u(r.try_get("updated_ms")?),
+                    tenant: r.try_get("tenant")?,
+                    webhook_salt: r.try_get("webhook_salt")?,
                 })
             })
             .collect()
@@ -424,6 +448,14 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn delete_trigger(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM triggers WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
         let limit = if filter.limit == 0 {
             i64::MAX
@@ -433,7 +465,7 @@ impl Store for PgStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ATTEMPT_COLUMNS}, r.workflow_name AS wf_name, r.status AS run_status
              FROM attempts a JOIN runs r ON r.run_id = a.run_id
-             WHERE {DLQ_WHERE} ORDER BY a.finished_ms, a.run_id, a.node_id LIMIT $7"
+             WHERE {DLQ_WHERE} ORDER BY a.finished_ms, a.run_id, a.node_id LIMIT $8"
         )))
         .bind(filter.any_state)
         .bind(filter.workflow.as_deref())
@@ -441,6 +473,7 @@ impl Store for PgStore {
         .bind(filter.since_ms.map(i))
         .bind(filter.run_id.as_deref())
         .bind(filter.id.as_deref())
+        .bind(filter.tenant.as_deref())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -584,6 +617,7 @@ impl Store for PgStore {
         .bind(filter.since_ms.map(i))
         .bind(filter.run_id.as_deref())
         .bind(filter.id.as_deref())
+        .bind(filter.tenant.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(0))

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_function_generations.sql",
         include_str!("../../migrations/postgres/0003_function_generations.sql"),
     ),
+    (
+        4,
+        "0004_tenants_keys_workflows.sql",
+        include_str!("../../migrations/postgres/0004_tenants_keys_workflows.sql"),
+    ),
 ];
 
 /// A PL/pgSQL function and the generation of its file in this build.
@@ -59,7 +64,7 @@ pub struct Function {
 pub const FUNCTIONS: &[Function] = &[
     Function {
         name: "kora_commit",
-        generation: 1,
+        generation: 2,
         sql: include_str!("../../functions/postgres/kora_commit.sql"),
     },
     Function {

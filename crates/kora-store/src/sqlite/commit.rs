@@ -112,8 +112,8 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Res
     for r in batch.new_runs {
         let finished = r.status.is_final().then_some(i(r.at_ms));
         let done = sqlx::query(
-            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms, concurrency_key, concurrency_limit, deadline_ms, parent_task)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO runs (run_id, idempotency_key, workflow_id, workflow_name, status, spec, params, error, created_ms, updated_ms, finished_ms, concurrency_key, concurrency_limit, deadline_ms, parent_task, tenant)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&r.run_id)
         .bind(&r.idempotency_key)
@@ -130,6 +130,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Res
         .bind(r.concurrency.as_ref().map(|(_, l)| i64::from(*l)))
         .bind(r.deadline_ms.map(i))
         .bind(&r.parent)
+        .bind(&r.tenant)
         .execute(&mut **tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -24,6 +24,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+crate::sql_directory::sql_directory!(super::SqliteStore, "", "");
+
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -101,6 +103,7 @@ fn run_row(r: &SqliteRow) -> Result<RunRecord> {
         finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
         parent: r.try_get("parent_task")?,
         event_seq: u(r.try_get("event_seq")?),
+        tenant: r.try_get("tenant")?,
     })
 }
 
@@ -158,7 +161,8 @@ fn attempt_row(r: &SqliteRow) -> Result<AttemptRecord> {
 const DLQ_WHERE: &str = "a.dlq_state IS NOT NULL AND (? OR a.dlq_state = 'open')
     AND (? IS NULL OR r.workflow_name = ?) AND (? IS NULL OR a.dlq_reason = ?)
     AND (? IS NULL OR a.finished_ms >= ?) AND (? IS NULL OR a.run_id = ?)
-    AND (? IS NULL OR a.run_id || ':' || a.node_id || ':' || a.iteration || ':' || a.attempt = ?)";
+    AND (? IS NULL OR a.run_id || ':' || a.node_id || ':' || a.iteration || ':' || a.attempt = ?)
+    AND (? IS NULL OR r.tenant = ?)";
 
 fn bind_dlq<'q>(
     q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
@@ -176,16 +180,20 @@ fn bind_dlq<'q>(
         .bind(f.run_id.as_deref())
         .bind(f.id.as_deref())
         .bind(f.id.as_deref())
+        .bind(f.tenant.as_deref())
+        .bind(f.tenant.as_deref())
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_trigger(&self, t: &crate::TriggerRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO triggers (name, subject, schedule, spec, params, paused, created_ms, updated_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        let done = sqlx::query(
+            "INSERT INTO triggers (name, subject, schedule, spec, params, paused, created_ms, updated_ms, tenant, webhook_salt)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, schedule = excluded.schedule, spec = excluded.spec,
-                 params = excluded.params, paused = excluded.paused, updated_ms = excluded.updated_ms",
+                 params = excluded.params, paused = excluded.paused, updated_ms = excluded.updated_ms,
+                 webhook_salt = excluded.webhook_salt
+             WHERE triggers.tenant = excluded.tenant",
         )
         .bind(&t.name)
         .bind(&t.subject)
@@ -195,9 +203,11 @@ impl Store for SqliteStore {
         .bind(t.paused)
         .bind(i(t.created_ms))
         .bind(i(t.updated_ms))
+        .bind(&t.tenant)
+        .bind(&t.webhook_salt)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        crate::records::trigger_written(t, done.rows_affected())
     }
 
     async fn triggers(&self) -> Result<Vec<crate::TriggerRecord>> {
@@ -218,6 +228,8 @@ impl Store for SqliteStore {
                     paused: r.try_get("paused")?,
                     created_ms: u(r.try_get("created_ms")?),
                     updated_ms: u(r.try_get("updated_ms")?),
+                    tenant: r.try_get("tenant")?,
+                    webhook_salt: r.try_get("webhook_salt")?,
                 })
             })
             .collect()
@@ -227,6 +239,14 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE triggers SET paused = ?, updated_ms = ? WHERE name = ?")
             .bind(paused)
             .bind(i(at_ms))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_trigger(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM triggers WHERE name = ?")
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -442,12 +462,14 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT run_id, node_id, iteration, attempt, idx, at_ms, entry FROM audit_log
              WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR event_type = ?2) AND (?3 IS NULL OR at_ms >= ?3)
+               AND (?5 IS NULL OR run_id IN (SELECT run_id FROM runs WHERE tenant = ?5))
              ORDER BY at_ms DESC, rowid DESC LIMIT ?4",
         )
         .bind(&filter.run_id)
         .bind(&filter.event_type)
         .bind(filter.since_ms.map(i))
         .bind(limit)
+        .bind(&filter.tenant)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -483,10 +505,21 @@ impl Store for SqliteStore {
             i64::try_from(filter.limit).unwrap_or(i64::MAX)
         };
         let rows = sqlx::query(
-            "SELECT * FROM runs WHERE (?1 IS NULL OR status = ?1) ORDER BY created_ms DESC, rowid DESC LIMIT ?2",
+            "SELECT * FROM runs
+             WHERE (?1 IS NULL OR status = ?1) AND (?3 IS NULL OR tenant = ?3)
+               AND (?4 IS NULL OR workflow_name = ?4 OR (workflow_name = '' AND workflow_id = ?4))
+               AND (?5 IS NULL OR created_ms >= ?5) AND (?6 IS NULL OR created_ms < ?6)
+               AND (?7 IS NULL OR created_ms < ?7 OR (created_ms = ?7 AND run_id < ?8))
+             ORDER BY created_ms DESC, run_id DESC LIMIT ?2",
         )
         .bind(filter.status.map(RunStatus::as_str))
         .bind(limit)
+        .bind(filter.tenant.as_deref())
+        .bind(filter.workflow.as_deref())
+        .bind(filter.since_ms.map(i))
+        .bind(filter.until_ms.map(i))
+        .bind(filter.before.as_ref().map(|(ms, _)| i(*ms)))
+        .bind(filter.before.as_ref().map(|(_, id)| id.as_str()))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_row).collect()

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_run_event_seq.sql",
         include_str!("../../migrations/sqlite/0002_run_event_seq.sql"),
     ),
+    (
+        3,
+        "0003_tenants_keys_workflows.sql",
+        include_str!("../../migrations/sqlite/0003_tenants_keys_workflows.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

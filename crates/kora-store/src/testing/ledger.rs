@@ -176,6 +176,7 @@ pub async fn lists_in_order(s: &dyn Store, ns: &str) {
         .runs(&RunFilter {
             status: Some(RunStatus::Rejected),
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap();

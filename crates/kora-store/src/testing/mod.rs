@@ -7,6 +7,7 @@
 mod ledger;
 mod limits;
 mod operators;
+mod tenants;
 
 use kora_model::wire::{EventKind, RunEvent, WIRE_VERSION};
 use kora_model::{Map, WorkflowSpec};
@@ -17,6 +18,7 @@ use crate::{AttemptStatus, AttemptUpdate, NewAttempt, NewRun, RunStatus, Store};
 pub use ledger::*;
 pub use limits::*;
 pub use operators::*;
+pub use tenants::*;
 
 pub(super) fn spec() -> WorkflowSpec {
     serde_json::from_value(
@@ -37,6 +39,7 @@ pub(super) fn new_run(id: &str, key: Option<&str>) -> NewRun {
         concurrency: None,
         deadline_ms: None,
         parent: None,
+        tenant: "default".into(),
     }
 }
 
@@ -103,7 +106,12 @@ macro_rules! contract_checks {
             records_a_run,
             attempt_and_outcome_in_one_batch,
             fences_duplicate_outcomes,
-            lists_in_order
+            lists_in_order,
+            runs_and_dead_letters_belong_to_tenants,
+            triggers_belong_to_tenants,
+            api_keys_create_list_and_revoke,
+            workflows_register_version_and_delete,
+            api_audit_lists_and_pages
         );
     };
 }

@@ -172,6 +172,8 @@ pub async fn triggers_register_pause_and_resume(s: &dyn Store, ns: &str) {
         paused: false,
         created_ms: 5,
         updated_ms: 5,
+        tenant: "default".into(),
+        webhook_salt: None,
     };
     s.put_trigger(&t).await.unwrap();
     t.subject = "shop.orders.v2".into();

@@ -1,5 +1,7 @@
 //! A store in process memory, for embedded runs that need no record after exit.
 
+mod directory;
+
 use foldhash::{HashMap, HashMapExt};
 use std::sync::{Mutex, MutexGuard};
 
@@ -15,6 +17,7 @@ use crate::{
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    dir: Mutex<directory::DirInner>,
 }
 
 #[derive(Default)]
@@ -110,6 +113,11 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+    fn dir(&self) -> MutexGuard<'_, directory::DirInner> {
+        self.dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[async_trait]
@@ -202,6 +210,7 @@ impl Store for MemoryStore {
                 finished_ms: finished,
                 parent: r.parent,
                 event_seq: 0,
+                tenant: r.tenant,
             };
             // One attempt per node is the common case: size for it up front.
             let nodes = record.spec.as_ref().map_or(0, |s| s.nodes.len());
@@ -372,6 +381,12 @@ impl Store for MemoryStore {
             .iter()
             .rev()
             .filter(|a| filter.admits(a))
+            .filter(|a| {
+                filter
+                    .tenant
+                    .as_deref()
+                    .is_none_or(|t| g.runs.get(&a.run_id).is_some_and(|r| r.record.tenant == t))
+            })
             .take(limit)
             .cloned()
             .collect())
@@ -388,14 +403,17 @@ impl Store for MemoryStore {
         } else {
             filter.limit
         };
-        Ok(g.order
-            .iter()
-            .rev()
-            .filter_map(|id| g.runs.get(id))
-            .filter(|r| filter.status.is_none_or(|s| r.record.status == s))
-            .take(limit)
-            .map(|r| r.record.clone())
-            .collect())
+        // Newest first, like the other stores: by creation time, then run id.
+        let mut out: Vec<&RunRecord> = g
+            .runs
+            .values()
+            .map(|r| &r.record)
+            .filter(|r| filter.admits(r))
+            .collect();
+        out.sort_by(|a, b| {
+            (b.created_ms, b.run_id.as_str()).cmp(&(a.created_ms, a.run_id.as_str()))
+        });
+        Ok(out.into_iter().take(limit).cloned().collect())
     }
 
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
@@ -551,7 +569,7 @@ impl Store for MemoryStore {
             .flat_map(|run| {
                 run.attempts
                     .iter()
-                    .filter(|a| filter.admits(&run.record.workflow_name, a))
+                    .filter(|a| filter.admits(&run.record.workflow_name, &run.record.tenant, a))
                     .map(|a| DeadLetterRecord {
                         id: kora_model::wire::NodeTask::make_id(
                             &a.run_id,
@@ -647,9 +665,9 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         let mut n = 0;
         for run in g.runs.values_mut() {
-            let name = run.record.workflow_name.clone();
+            let (name, tenant) = (run.record.workflow_name.clone(), run.record.tenant.clone());
             for a in &mut run.attempts {
-                if filter.admits(&name, a)
+                if filter.admits(&name, &tenant, a)
                     && let Some(dl) = a.dead_letter.as_mut()
                     && dl.state == "open"
                 {
@@ -663,10 +681,9 @@ impl Store for MemoryStore {
 
     async fn put_trigger(&self, t: &crate::TriggerRecord) -> Result<()> {
         let mut g = self.lock();
-        let created = g
-            .triggers
-            .get(&t.name)
-            .map_or(t.created_ms, |o| o.created_ms);
+        let old = g.triggers.get(&t.name);
+        crate::records::trigger_written(t, u64::from(old.is_none_or(|o| o.tenant == t.tenant)))?;
+        let created = old.map_or(t.created_ms, |o| o.created_ms);
         let mut t = t.clone();
         t.created_ms = created;
         g.triggers.insert(t.name.clone(), t);
@@ -686,6 +703,10 @@ impl Store for MemoryStore {
             }
             None => false,
         })
+    }
+
+    async fn delete_trigger(&self, name: &str) -> Result<bool> {
+        Ok(self.lock().triggers.remove(name).is_some())
     }
 
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
