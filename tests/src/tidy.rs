@@ -56,10 +56,15 @@ fn dependency_rules_hold() {
             &["kora-broker", "kora-model", "kora-store"][..],
         ),
         (
+            "kora-gateway",
+            &["kora-broker", "kora-client", "kora-model", "kora-store"][..],
+        ),
+        (
             "kora-server",
             &[
                 "kora-broker",
                 "kora-coordinator",
+                "kora-gateway",
                 "kora-model",
                 "kora-nodes",
                 "kora-runtime",
@@ -74,6 +79,7 @@ fn dependency_rules_hold() {
                 "kora-broker",
                 "kora-client",
                 "kora-coordinator",
+                "kora-gateway",
                 "kora-model",
                 "kora-nodes",
                 "kora-runtime",

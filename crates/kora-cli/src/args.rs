@@ -105,7 +105,7 @@ pub(crate) enum Command {
         after_help = "Examples:\n  kora serve --role all\n  kora serve --role scheduler,coordinator --database-url postgres://127.0.0.1/kora\n  KORA_NATS_URL=nats://n1:4222,nats://n2:4222 kora serve --role worker --concurrency 32"
     )]
     Serve {
-        /// Roles to run: scheduler, coordinator, worker (comma-separated), or all.
+        /// Roles to run: scheduler, coordinator, worker, gateway (comma-separated), or all.
         #[arg(long, default_value = "all")]
         role: String,
         #[command(flatten)]
@@ -176,17 +176,38 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
-    /// The audit log: entries AuditLogNode recorded, written to the ledger with their node's
-    /// outcome (once, however often a result is delivered).
+    /// API keys for the HTTP gateway: create (the key is printed once), list, revoke.
     #[command(
-        after_help = "Examples:\n  kora audit --since 1h\n  kora audit --run RUN_ID --event-type data_export --format json"
+        after_help = "Examples:\n  kora keys create --tenant acme --role operator --name ci --expires 90d\n  kora keys create --tenant acme --role viewer --scopes audit:read --format json\n  kora keys list --tenant acme\n  kora keys revoke 3f9a0c12b4e7\n\nRoles: viewer (read runs, workflows, dead letters, triggers), operator (viewer + submit,\ncancel, retry, replay, register workflows, manage triggers), admin (everything, including\nkeys, purges and the audit trail). Needs gateway.key_pepper (KORA_GATEWAY__KEY_PEPPER), the\nsame as the gateways'. Only a keyed hash of each key is stored."
+    )]
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit log: entries AuditLogNode recorded, written to the ledger with their node's
+    /// outcome (once, however often a result is delivered); with --api, the gateway's trail of
+    /// mutating API calls (who, tenant, action, target, outcome, client, request id).
+    #[command(
+        after_help = "Examples:\n  kora audit --since 1h\n  kora audit --run RUN_ID --event-type data_export --format json\n  kora audit --api --tenant acme --action runs.cancel"
     )]
     Audit {
-        /// Only this run's entries.
+        /// The API's audit trail instead of AuditLogNode's entries.
         #[arg(long)]
+        api: bool,
+        /// With --api: only this tenant's calls.
+        #[arg(long, requires = "api", value_parser = tenant)]
+        tenant: Option<String>,
+        /// With --api: only this caller's (`key:<id>`, `jwt:<subject>`).
+        #[arg(long, requires = "api")]
+        actor: Option<String>,
+        /// With --api: only this action (`runs.submit`, `keys.create`, ...).
+        #[arg(long, requires = "api")]
+        action: Option<String>,
+        /// Only this run's entries.
+        #[arg(long, conflicts_with = "api")]
         run: Option<String>,
         /// Only entries of this event_type.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "api")]
         event_type: Option<String>,
         /// Only entries at or after this: 30m, 12h, 7d, or epoch milliseconds.
         #[arg(long)]
@@ -195,6 +216,49 @@ pub(crate) enum Command {
         limit: usize,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a key; prints it once (`--format json`: {"key_id", "key", ...}).
+    Create {
+        /// The tenant it acts in.
+        #[arg(long, value_parser = tenant)]
+        tenant: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// Scopes beyond the role's, comma-separated (runs:read, runs:write, runs:cancel,
+        /// dlq:read, dlq:replay, dlq:purge, workflows:read, workflows:write, triggers:read,
+        /// triggers:write, keys:admin, audit:read).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Valid for this long (30d, 12h); forever without it.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Keys (never their secrets), oldest first.
+    List {
+        #[arg(long, value_parser = tenant)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Revoke a key: every gateway refuses it within gateway.key_cache_ttl (5s by default).
+    Revoke {
+        key_id: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -224,6 +288,9 @@ pub(crate) enum TriggersCommand {
         /// Parameters of every run (a message's JSON object keys go over them).
         #[arg(long, value_name = "FILE_OR_JSON")]
         params: Option<String>,
+        /// The tenant its runs belong to.
+        #[arg(long, default_value = kora_model::tenant::DEFAULT, value_parser = tenant)]
+        tenant: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -242,6 +309,13 @@ pub(crate) enum TriggersCommand {
     },
     /// Start runs again, first for the messages that waited.
     Resume {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete a trigger: no more runs start from it (messages it captured and did not start
+    /// yet are dropped).
+    Delete {
         name: String,
         #[command(flatten)]
         conn: Conn,

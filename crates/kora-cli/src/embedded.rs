@@ -101,6 +101,7 @@ impl Engine {
                 ..kora_worker::Config::default()
             },
             worker_loops: cfg.workers.max(1),
+            gateway: None,
         };
         let deps = Deps {
             broker: Arc::clone(&broker),
@@ -109,10 +110,11 @@ impl Engine {
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::default()),
             triggers: false,
+            exported: None,
         };
         let shutdown = CancellationToken::new();
         let roles = kora_server::start(
-            &Role::ALL,
+            &Role::ENGINE,
             &settings,
             &deps,
             &shutdown,

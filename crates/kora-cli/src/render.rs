@@ -481,3 +481,114 @@ pub(crate) fn say(line: &str) {
 pub(crate) fn note(line: &str) {
     eprintln!("{line}");
 }
+
+/// An API key, as `kora keys list` shows it (never its secret or hash).
+#[derive(Serialize)]
+pub(crate) struct KeyRow {
+    pub(crate) key_id: String,
+    pub(crate) tenant: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) created_ms: u64,
+    pub(crate) created_by: String,
+    pub(crate) expires_ms: Option<u64>,
+    pub(crate) revoked_ms: Option<u64>,
+}
+
+impl From<&kora_store::ApiKey> for KeyRow {
+    fn from(k: &kora_store::ApiKey) -> Self {
+        KeyRow {
+            key_id: k.key_id.clone(),
+            tenant: k.tenant.clone(),
+            name: k.name.clone(),
+            role: k.role.clone(),
+            scopes: k.scopes.clone(),
+            created_ms: k.created_ms,
+            created_by: k.created_by.clone(),
+            expires_ms: k.expires_ms,
+            revoked_ms: k.revoked_ms,
+        }
+    }
+}
+
+pub(crate) fn keys(rows: &[KeyRow], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(rows);
+    }
+    let mut t = table(&[
+        "key", "tenant", "name", "role", "scopes", "created", "expires", "revoked",
+    ]);
+    for k in rows {
+        t.add_row(vec![
+            k.key_id.clone(),
+            k.tenant.clone(),
+            k.name.clone(),
+            k.role.clone(),
+            k.scopes.join(","),
+            when(Some(k.created_ms)),
+            when(k.expires_ms),
+            when(k.revoked_ms),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
+/// One mutating API call, as `kora audit --api` shows it.
+#[derive(Serialize)]
+pub(crate) struct ApiAuditRow {
+    pub(crate) id: u64,
+    pub(crate) at_ms: u64,
+    pub(crate) tenant: String,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) target: String,
+    pub(crate) outcome: String,
+    pub(crate) status: u16,
+    pub(crate) client_addr: String,
+    pub(crate) request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) detail: Option<Value>,
+}
+
+impl From<&kora_store::ApiAuditEntry> for ApiAuditRow {
+    fn from(e: &kora_store::ApiAuditEntry) -> Self {
+        ApiAuditRow {
+            id: e.id,
+            at_ms: e.at_ms,
+            tenant: e.tenant.clone(),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            outcome: e.outcome.clone(),
+            status: e.status,
+            client_addr: e.client_addr.clone(),
+            request_id: e.request_id.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+pub(crate) fn api_audit(rows: &[ApiAuditRow], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(rows);
+    }
+    let mut t = table(&[
+        "when", "tenant", "actor", "action", "target", "outcome", "status", "client",
+    ]);
+    for e in rows {
+        t.add_row(vec![
+            when(Some(e.at_ms)),
+            e.tenant.clone(),
+            e.actor.clone(),
+            e.action.clone(),
+            cut(&e.target, 60),
+            e.outcome.clone(),
+            e.status.to_string(),
+            e.client_addr.clone(),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}

@@ -384,6 +384,7 @@ impl Control {
         params: Map,
     ) -> Result<()> {
         kora_model::trigger::check_name(name).map_err(Error::Invalid)?;
+        let mut webhook_salt = None;
         let (subject, schedule) = match source {
             TriggerSource::Subject(subject) => {
                 if subject.starts_with(&format!("{}.", self.subjects.prefix())) {
@@ -397,6 +398,10 @@ impl Control {
                 kora_model::trigger::parse_schedule(&expr).map_err(Error::Invalid)?;
                 (String::new(), Some(expr))
             }
+            TriggerSource::Webhook { salt } => {
+                webhook_salt = Some(salt);
+                (String::new(), None)
+            }
         };
         let now = now_ms();
         let t = kora_store::TriggerRecord {
@@ -409,9 +414,9 @@ impl Control {
             created_ms: now,
             updated_ms: now,
             tenant: self.own_tenant().to_string(),
-            webhook_salt: None,
+            webhook_salt,
         };
-        if t.schedule.is_none() {
+        if t.schedule.is_none() && t.webhook_salt.is_none() {
             kora_broker::topology::provision_trigger(
                 self.broker.as_ref(),
                 &self.subjects,
@@ -507,6 +512,9 @@ pub enum TriggerSource {
     Subject(String),
     /// Each tick of this cron schedule.
     Cron(String),
+    /// Each signed HTTP request to the gateway's `/v1/hooks/<name>`; its signing secret
+    /// derives from `salt` and the gateway's key pepper.
+    Webhook { salt: String },
 }
 
 /// A message a role dead-lettered because it could not use it.

@@ -27,6 +27,26 @@ pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
     })
 }
 
+/// A triggered run's parameters: the trigger's, then the message's (a JSON object's keys), or
+/// else the whole message as `event` (JSON, or else text).
+pub fn params_of(base: &crate::Map, payload: &[u8]) -> crate::Map {
+    use crate::Value;
+    let mut params = base.clone();
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(m)) => params.extend(m),
+        Ok(other) => {
+            params.insert("event".into(), other);
+        }
+        Err(_) => {
+            params.insert(
+                "event".into(),
+                Value::String(String::from_utf8_lossy(payload).into_owned()),
+            );
+        }
+    }
+    params
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,19 +60,7 @@ pub fn run_for(
     payload: &[u8],
 ) -> (String, Map) {
     let key = format!("trigger:{}:{stream_seq}:{published_ms}", t.name);
-    let mut params = t.params.clone();
-    match serde_json::from_slice::<Value>(payload) {
-        Ok(Value::Object(m)) => params.extend(m),
-        Ok(other) => {
-            params.insert("event".into(), other);
-        }
-        Err(_) => {
-            params.insert(
-                "event".into(),
-                Value::String(String::from_utf8_lossy(payload).into_owned()),
-            );
-        }
-    }
+    let params = kora_model::trigger::params_of(&t.params, payload);
     (key, params)
 }
 

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     /// the same).
     pub queues: BTreeMap<String, RateLimit>,
     pub metrics: MetricsConfig,
+    /// The HTTP API (`kora_gateway`).
+    pub gateway: kora_gateway::GatewayConfig,
 }
 
 /// `[metrics]`: the operator endpoint.
@@ -92,6 +94,7 @@ impl ServerConfig {
             self.coordinator.validate(),
             self.worker.validate(self.tasks.ack_wait),
             self.nodes.validate(),
+            self.gateway.validate(),
         ];
         for c in checks {
             c.map_err(Error::Config)?;
@@ -124,6 +127,7 @@ impl ServerConfig {
                 ..self.worker.clone()
             },
             worker_loops: 1,
+            gateway: Some(self.gateway.clone()),
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct RoleSettings {
     pub worker: kora_worker::Config,
     /// Worker loops in this process (each runs up to `worker.concurrency` tasks).
     pub worker_loops: usize,
+    /// The gateway's settings, for a process serving it.
+    pub gateway: Option<kora_gateway::GatewayConfig>,
 }
 
 /// What the roles share: the broker, the ledger (the coordinator writes it; the scheduler
@@ -78,6 +80,16 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     /// Whether schedulers follow the ledger's triggers (`kora serve`; not `kora run`).
     pub triggers: bool,
+    /// The process's exported metrics (the gateway serves them on `/metrics` and adds its
+    /// own): `kora serve`'s, none for `kora run`.
+    pub exported: Option<Exported>,
+}
+
+/// The metrics a served process exports.
+#[derive(Clone)]
+pub struct Exported {
+    pub registry: Arc<MetricsRegistry>,
+    pub gateway: Arc<kora_gateway::GatewayMetrics>,
 }
 
 /// Starts `roles` under a supervisor whose roles stop when `shutdown` is cancelled.
@@ -144,6 +156,28 @@ pub fn start(
                     );
                 }
             }
+            Role::Gateway => {
+                let (Some(cfg), Some(ledger)) = (&settings.gateway, &deps.ledger) else {
+                    return Err(Error::Config(
+                        "the gateway role needs its settings and the ledger".into(),
+                    ));
+                };
+                let gw = kora_gateway::Deps {
+                    store: Arc::clone(ledger),
+                    broker: Arc::clone(&deps.broker),
+                    subjects: deps.subjects.clone(),
+                    catalog: Arc::clone(&catalog),
+                    registry: deps.exported.as_ref().map(|e| Arc::clone(&e.registry)),
+                    metrics: deps.exported.as_ref().map_or_else(
+                        || Arc::new(kora_gateway::GatewayMetrics::unregistered()),
+                        |e| Arc::clone(&e.gateway),
+                    ),
+                };
+                sup.spawn(
+                    role.as_str(),
+                    kora_gateway::run(cfg.clone(), gw, sup.token()),
+                );
+            }
         }
     }
     Ok(sup)
@@ -187,20 +221,29 @@ pub async fn serve(
     .map_err(Error::Provision)?;
     let mut registry = Registry::builtin(&cfg.nodes);
     registry.extend(&extra);
+    if roles.contains(&Role::Gateway) {
+        cfg.gateway.validate_for_serving().map_err(Error::Config)?;
+    }
     let mut metrics_registry = MetricsRegistry::with_prefix("kora");
     let metrics = Arc::new(Metrics::registered(&mut metrics_registry));
-    let ledger: Option<Arc<dyn Store>> =
-        if roles.contains(&Role::Coordinator) || roles.contains(&Role::Scheduler) {
-            let store = PgStore::connect(&cfg.database)
-                .await
-                .map_err(|source| Error::Ledger {
-                    url: kora_store::pg::redact(&cfg.database.url),
-                    source,
-                })?;
-            Some(Arc::new(store))
-        } else {
-            None
-        };
+    let gateway_metrics = Arc::new(kora_gateway::GatewayMetrics::registered(
+        &mut metrics_registry,
+    ));
+    let metrics_registry = Arc::new(metrics_registry);
+    let ledger: Option<Arc<dyn Store>> = if roles
+        .iter()
+        .any(|r| matches!(r, Role::Coordinator | Role::Scheduler | Role::Gateway))
+    {
+        let store = PgStore::connect(&cfg.database)
+            .await
+            .map_err(|source| Error::Ledger {
+                url: kora_store::pg::redact(&cfg.database.url),
+                source,
+            })?;
+        Some(Arc::new(store))
+    } else {
+        None
+    };
     let deps = Deps {
         broker: Arc::clone(&broker),
         subjects,
@@ -208,6 +251,10 @@ pub async fn serve(
         registry: Arc::new(registry),
         metrics,
         triggers: true,
+        exported: Some(Exported {
+            registry: Arc::clone(&metrics_registry),
+            gateway: gateway_metrics,
+        }),
     };
     let health = Arc::new(Health::default());
     let listener = if cfg.metrics.addr.is_empty() {
@@ -226,7 +273,7 @@ pub async fn serve(
     let http_stop = CancellationToken::new();
     let endpoint = listener.map(|listener| {
         tracing::info!(addr = %cfg.metrics.addr, "serving /metrics and /healthz");
-        let router = http::router(Arc::new(metrics_registry), Arc::clone(&health));
+        let router = http::router(Arc::clone(&metrics_registry), Arc::clone(&health));
         tokio::spawn(http::serve(listener, router, http_stop.clone()))
     });
     let roles_text: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();

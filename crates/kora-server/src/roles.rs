@@ -7,16 +7,26 @@ pub enum Role {
     Scheduler,
     Coordinator,
     Worker,
+    /// The HTTP API (`kora_gateway`).
+    Gateway,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Scheduler, Role::Coordinator, Role::Worker];
+    pub const ALL: [Role; 4] = [
+        Role::Scheduler,
+        Role::Coordinator,
+        Role::Worker,
+        Role::Gateway,
+    ];
+    /// The roles that run workflows (what `kora run` embeds).
+    pub const ENGINE: [Role; 3] = [Role::Scheduler, Role::Coordinator, Role::Worker];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Scheduler => "scheduler",
             Role::Coordinator => "coordinator",
             Role::Worker => "worker",
+            Role::Gateway => "gateway",
         }
     }
 }
@@ -27,7 +37,8 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Parses `scheduler,coordinator,worker` (any combination, `all` for every role), in that order.
+/// Parses `scheduler,coordinator,worker,gateway` (any combination, `all` for every role), in
+/// that order.
 pub fn parse_roles(s: &str) -> Result<Vec<Role>, Error> {
     let mut out = Vec::new();
     for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
@@ -37,7 +48,7 @@ pub fn parse_roles(s: &str) -> Result<Vec<Role>, Error> {
                 Some(role) => out.push(role),
                 None => {
                     return Err(Error::Config(format!(
-                        "unknown role {other:?}: use scheduler, coordinator, worker or all"
+                        "unknown role {other:?}: use scheduler, coordinator, worker, gateway or all"
                     )));
                 }
             },
@@ -45,7 +56,7 @@ pub fn parse_roles(s: &str) -> Result<Vec<Role>, Error> {
     }
     if out.is_empty() {
         return Err(Error::Config(
-            "no role given: --role scheduler,coordinator,worker (or all)".into(),
+            "no role given: --role scheduler,coordinator,worker,gateway (or all)".into(),
         ));
     }
     out.sort();
@@ -65,7 +76,11 @@ mod tests {
             [Role::Scheduler, Role::Worker]
         );
         assert!(parse_roles("").is_err());
-        let e = parse_roles("scheduler,gateway").unwrap_err().to_string();
-        assert!(e.contains("\"gateway\""), "{e}");
+        assert_eq!(
+            parse_roles("gateway,scheduler").unwrap(),
+            [Role::Scheduler, Role::Gateway]
+        );
+        let e = parse_roles("scheduler,gatway").unwrap_err().to_string();
+        assert!(e.contains("\"gatway\""), "{e}");
     }
 }

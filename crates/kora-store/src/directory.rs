@@ -111,7 +111,8 @@ pub trait Directory: Send + Sync + 'static {
     /// Hides every version of `name`; `false` when there is none. Runs keep their own copy.
     async fn delete_workflow(&self, tenant: &str, name: &str, at_ms: u64) -> Result<bool>;
 
-    async fn record_api_call(&self, entry: &ApiAuditEntry) -> Result<()>;
+    /// Records entries (in one transaction), numbering them in order.
+    async fn record_api_calls(&self, entries: &[ApiAuditEntry]) -> Result<()>;
     /// Audit entries, newest first.
     async fn api_audit(&self, filter: &ApiAuditFilter) -> Result<Vec<ApiAuditEntry>>;
 }

@@ -89,6 +89,8 @@ pub trait Store: Directory + Send + Sync + 'static {
     async fn set_trigger_paused(&self, name: &str, paused: bool, at_ms: u64) -> Result<bool>;
     /// Removes a trigger; `false` when there is none of that name.
     async fn delete_trigger(&self, name: &str) -> Result<bool>;
+    /// How many of a tenant's runs are running or queued.
+    async fn tenant_active_runs(&self, tenant: &str) -> Result<u64>;
     /// How many runs of a concurrency group are `(running, queued)`.
     async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)>;
     /// Queued runs that may start now, oldest first: in each concurrency group (of `groups`,

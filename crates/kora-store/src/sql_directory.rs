@@ -267,25 +267,32 @@ macro_rules! sql_directory {
                     Ok(done.rows_affected() > 0)
                 }
 
-                async fn record_api_call(&self, e: &ApiAuditEntry) -> Result<()> {
-                    sqlx::query(concat!(
-                        "INSERT INTO api_audit (at_ms, tenant, actor, action, target, outcome, status, client_addr, request_id, detail)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10",
-                        $to_json,
-                        ")"
-                    ))
-                    .bind(i(e.at_ms))
-                    .bind(&e.tenant)
-                    .bind(&e.actor)
-                    .bind(&e.action)
-                    .bind(&e.target)
-                    .bind(&e.outcome)
-                    .bind(i32::from(e.status))
-                    .bind(&e.client_addr)
-                    .bind(&e.request_id)
-                    .bind(e.detail.as_ref().map(text).transpose()?)
-                    .execute(&self.pool)
-                    .await?;
+                async fn record_api_calls(&self, entries: &[ApiAuditEntry]) -> Result<()> {
+                    if entries.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.pool.begin().await?;
+                    for e in entries {
+                        sqlx::query(concat!(
+                            "INSERT INTO api_audit (at_ms, tenant, actor, action, target, outcome, status, client_addr, request_id, detail)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10",
+                            $to_json,
+                            ")"
+                        ))
+                        .bind(i(e.at_ms))
+                        .bind(&e.tenant)
+                        .bind(&e.actor)
+                        .bind(&e.action)
+                        .bind(&e.target)
+                        .bind(&e.outcome)
+                        .bind(i32::from(e.status))
+                        .bind(&e.client_addr)
+                        .bind(&e.request_id)
+                        .bind(e.detail.as_ref().map(text).transpose()?)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
                     Ok(())
                 }
 

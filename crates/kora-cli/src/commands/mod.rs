@@ -2,6 +2,7 @@
 
 mod audit;
 mod dlq;
+mod keys;
 mod nodes;
 mod run;
 mod runs;
@@ -94,15 +95,36 @@ pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Runs { command } => runs::runs(command).await,
         Command::Dlq { command } => dlq::dlq(command).await,
-        Command::Triggers { command } => triggers::triggers(command).await,
+        Command::Triggers { command } => Box::pin(triggers::triggers(command)).await,
+        Command::Keys { command } => keys::keys(command).await,
         Command::Audit {
+            api,
+            tenant,
+            actor,
+            action,
             run,
             event_type,
             since,
             limit,
             format,
             conn,
-        } => audit::audit(run, event_type, since, limit, format, conn).await,
+        } => {
+            audit::audit(
+                audit::Args {
+                    api,
+                    tenant,
+                    actor,
+                    action,
+                    run,
+                    event_type,
+                    since,
+                    limit,
+                    conn,
+                },
+                format,
+            )
+            .await
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
             cron,
             workflow,
             params,
+            tenant,
             conn,
         } => {
             let source = match (subject, cron) {
@@ -28,6 +29,7 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
             let what = match &source {
                 TriggerSource::Subject(s) => format!("messages on {s}"),
                 TriggerSource::Cron(c) => format!("ticks of {c:?}"),
+                TriggerSource::Webhook { .. } => "signed requests".into(),
             };
             let (spec, _) = input::load_workflow(&workflow)?;
             let registry = Registry::builtin(&NodesConfig::default());
@@ -48,7 +50,10 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
             }
             let params = input::load_params(params.as_deref())?;
             let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
-            control.add_trigger(&name, source, spec, params).await?;
+            control
+                .for_tenant(Some(&tenant))
+                .add_trigger(&name, source, spec, params)
+                .await?;
             say(&format!(
                 "trigger {name}: {what} start runs of {}",
                 workflow.display()
@@ -78,6 +83,12 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
             let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             control.set_trigger_paused(&name, false).await?;
             say(&format!("trigger {name} resumed"));
+            Ok(ExitCode::SUCCESS)
+        }
+        TriggersCommand::Delete { name, conn } => {
+            let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
+            control.delete_trigger(&name).await?;
+            say(&format!("trigger {name} deleted"));
             Ok(ExitCode::SUCCESS)
         }
     }

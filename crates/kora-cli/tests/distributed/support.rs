@@ -30,6 +30,19 @@ pub(crate) struct Deployment {
     pub(crate) db_url: String,
     pub(crate) procs: Vec<Child>,
     pub(crate) env: Vec<(String, String)>,
+    /// Where a process serving the gateway role listens: `http://127.0.0.1:<port>` (read by the
+    /// gateway tests).
+    #[allow(dead_code)]
+    pub(crate) gateway: String,
+}
+
+/// A loopback port nothing listens on now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Deployment {
@@ -65,10 +78,19 @@ impl Deployment {
             .unwrap();
         let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
         let db_url = format!("{base}/{db}");
+        let port = free_port();
         let mut env = vec![
             ("KORA_NATS_URL".to_string(), NATS.to_string()),
             ("KORA_DATABASE_URL".to_string(), db_url.clone()),
             ("KORA_PREFIX".to_string(), prefix.clone()),
+            (
+                "KORA_GATEWAY__ADDR".to_string(),
+                format!("127.0.0.1:{port}"),
+            ),
+            (
+                "KORA_GATEWAY__KEY_PEPPER".to_string(),
+                format!("test-pepper-{prefix}-0123456789abcdef"),
+            ),
         ];
         env.extend(
             extra_env
@@ -81,6 +103,7 @@ impl Deployment {
             db_url,
             procs: Vec::new(),
             env,
+            gateway: format!("http://127.0.0.1:{port}"),
         })
     }
 

@@ -128,11 +128,13 @@ impl Directory for MemoryStore {
         Ok(any)
     }
 
-    async fn record_api_call(&self, entry: &ApiAuditEntry) -> Result<()> {
+    async fn record_api_calls(&self, entries: &[ApiAuditEntry]) -> Result<()> {
         let mut d = self.dir();
-        let mut e = entry.clone();
-        e.id = d.audit.len() as u64 + 1;
-        d.audit.push(e);
+        for entry in entries {
+            let mut e = entry.clone();
+            e.id = d.audit.len() as u64 + 1;
+            d.audit.push(e);
+        }
         Ok(())
     }
 

@@ -705,6 +705,15 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn tenant_active_runs(&self, tenant: &str) -> Result<u64> {
+        Ok(self
+            .lock()
+            .runs
+            .values()
+            .filter(|r| r.record.tenant == tenant && !r.record.status.is_final())
+            .count() as u64)
+    }
+
     async fn delete_trigger(&self, name: &str) -> Result<bool> {
         Ok(self.lock().triggers.remove(name).is_some())
     }

@@ -448,6 +448,16 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn tenant_active_runs(&self, tenant: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('running', 'queued')",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u(n))
+    }
+
     async fn delete_trigger(&self, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM triggers WHERE name = $1")
             .bind(name)

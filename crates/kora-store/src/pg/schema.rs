@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_tenants_keys_workflows.sql",
         include_str!("../../migrations/postgres/0004_tenants_keys_workflows.sql"),
     ),
+    (
+        5,
+        "0005_tenant_active_runs.sql",
+        include_str!("../../migrations/postgres/0005_tenant_active_runs.sql"),
+    ),
 ];
 
 /// A PL/pgSQL function and the generation of its file in this build.

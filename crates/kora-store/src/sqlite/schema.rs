@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_tenants_keys_workflows.sql",
         include_str!("../../migrations/sqlite/0003_tenants_keys_workflows.sql"),
     ),
+    (
+        4,
+        "0004_tenant_active_runs.sql",
+        include_str!("../../migrations/sqlite/0004_tenant_active_runs.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

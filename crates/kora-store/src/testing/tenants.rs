@@ -153,6 +153,22 @@ pub async fn runs_and_dead_letters_belong_to_tenants(s: &dyn Store, ns: &str) {
         3,
         "the other tenant's stay open"
     );
+
+    assert_eq!(s.tenant_active_runs(&ta).await.unwrap(), 0, "all ended");
+    s.commit(Batch {
+        new_runs: vec![
+            run_of(&format!("{ns}-live1"), &ta, 200),
+            NewRun {
+                status: RunStatus::Queued,
+                ..run_of(&format!("{ns}-live2"), &ta, 201)
+            },
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.tenant_active_runs(&ta).await.unwrap(), 2);
+    assert_eq!(s.tenant_active_runs(&tb).await.unwrap(), 0);
 }
 
 /// A trigger name is one tenant's: another tenant cannot take it over. Deleting removes it.
@@ -313,8 +329,8 @@ pub async fn workflows_register_version_and_delete(s: &dyn Store, ns: &str) {
 /// actor, action and time, a page at a time.
 pub async fn api_audit_lists_and_pages(s: &dyn Store, ns: &str) {
     let (ta, tb) = (format!("{ns}-ta"), format!("{ns}-tb"));
-    for k in 0..5u64 {
-        s.record_api_call(&ApiAuditEntry {
+    let entries: Vec<ApiAuditEntry> = (0..5u64)
+        .map(|k| ApiAuditEntry {
             id: 0,
             at_ms: 1000 + k,
             tenant: if k == 2 { tb.clone() } else { ta.clone() },
@@ -327,9 +343,10 @@ pub async fn api_audit_lists_and_pages(s: &dyn Store, ns: &str) {
             request_id: format!("req-{k}"),
             detail: (k == 0).then(|| json!({"workflow": "demo"})),
         })
-        .await
-        .unwrap();
-    }
+        .collect();
+    s.record_api_calls(&entries[..2]).await.unwrap();
+    s.record_api_calls(&entries[2..]).await.unwrap();
+    s.record_api_calls(&[]).await.unwrap();
     let of_a = ApiAuditFilter {
         tenant: Some(ta.clone()),
         ..Default::default()
