@@ -115,6 +115,10 @@ pub struct JwtConfig {
     /// How long fetched keys are used before fetching them again.
     #[serde(with = "kora_model::duration")]
     pub jwks_ttl: Duration,
+    /// The least time between two fetches (a token naming an unknown `kid` fetches again, at
+    /// most this often, so forged `kid`s cannot hammer the identity provider).
+    #[serde(with = "kora_model::duration")]
+    pub jwks_refetch_interval: Duration,
 }
 
 impl Default for JwtConfig {
@@ -130,6 +134,7 @@ impl Default for JwtConfig {
             scopes_claim: "scope".into(),
             leeway: Duration::from_secs(30),
             jwks_ttl: Duration::from_secs(600),
+            jwks_refetch_interval: Duration::from_secs(10),
         }
     }
 }

@@ -146,6 +146,20 @@ impl Deployment {
         self.procs.len() - 1
     }
 
+    /// Starts `kora serve --role <roles>` with its log (stderr) in `log`.
+    #[allow(dead_code)]
+    pub(crate) fn serve_logged(&mut self, roles: &str, log: &Path) -> usize {
+        let child = self
+            .command()
+            .args(["serve", "--role", roles])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        self.procs.push(child);
+        self.procs.len() - 1
+    }
+
     pub(crate) fn kora(&self, args: &[&str]) -> Output {
         self.command().args(args).output().unwrap()
     }

@@ -60,20 +60,25 @@ pub(crate) async fn start(env: &[(&str, &str)]) -> Option<(Deployment, Api)> {
         base: d.gateway.clone(),
         http: reqwest::Client::new(),
     };
+    ready(&api).await;
+    Some((d, api))
+}
+
+/// Waits for the gateway to answer `/readyz` with 200.
+pub(crate) async fn ready(api: &Api) {
     let t = Instant::now();
     loop {
-        if let Ok(r) = api.http.get(format!("{}/readyz", api.base)).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
+        let last = match api.http.get(format!("{}/readyz", api.base)).send().await {
+            Ok(r) if r.status().is_success() => break,
+            Ok(r) => format!("{}", r.status()),
+            Err(e) => format!("{e:?}"),
+        };
         assert!(
             t.elapsed() < Duration::from_secs(30),
-            "the gateway never got ready"
+            "the gateway never got ready: {last}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Some((d, api))
 }
 
 /// `kora keys create`: the key.

@@ -12,4 +12,7 @@ mod support;
 mod api;
 mod authz;
 mod isolation;
+mod jwt;
+mod protection;
 mod runs;
+mod webhooks;

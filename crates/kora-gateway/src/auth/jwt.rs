@@ -1,6 +1,6 @@
 //! Bearer JWTs: HS256 with the configured secret, RS256/ES256 with keys from a JWKS URL
 //! (cached for `jwks_ttl`, fetched again when a token names a `kid` the cache lacks, at most
-//! every 10 s). `exp` is required; `nbf`, `iss` and `aud` are checked; the subject, tenant, role
+//! every `jwks_refetch_interval`). `exp` is required; `nbf`, `iss` and `aud` are checked; the subject, tenant, role
 //! and scopes come from the configured claims.
 
 use std::collections::HashMap;
@@ -64,8 +64,6 @@ pub struct JwtVerifier {
     http: reqwest::Client,
 }
 
-const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
-
 impl JwtVerifier {
     pub fn new(cfg: &JwtConfig) -> Self {
         JwtVerifier {
@@ -102,7 +100,7 @@ impl JwtVerifier {
     }
 
     /// Fetches the JWKS again (when `force`, or the cache is older than its TTL), unless it was
-    /// fetched in the last 10 s.
+    /// fetched within `jwks_refetch_interval`.
     async fn refresh(&self, force: bool) {
         if self.cfg.jwks_url.is_empty() {
             return;
@@ -111,14 +109,14 @@ impl JwtVerifier {
             let j = self.jwks.read().await;
             if let Some(at) = j.fetched {
                 let age = at.elapsed();
-                if age < REFETCH_AT_MOST_EVERY || (!force && age < self.cfg.jwks_ttl) {
+                if age < self.cfg.jwks_refetch_interval || (!force && age < self.cfg.jwks_ttl) {
                     return;
                 }
             }
         }
         let mut j = self.jwks.write().await;
         if j.fetched
-            .is_some_and(|at| at.elapsed() < REFETCH_AT_MOST_EVERY)
+            .is_some_and(|at| at.elapsed() < self.cfg.jwks_refetch_interval)
         {
             return;
         }
