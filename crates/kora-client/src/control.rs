@@ -168,6 +168,7 @@ impl Control {
     /// (atomically, in the ledger) and sends it; the run resumes from there. Waits for the
     /// coordinator's answer.
     pub async fn replay(&self, id: &str, overrides: Map, actor: &str) -> Result<ReplayOutcome> {
+        storable(&overrides)?;
         // Said at once, without waiting for a coordinator: what the ledger already shows.
         let Some((_, dl)) = self.find(id).await? else {
             return Err(Error::NotFound(format!(
@@ -208,6 +209,7 @@ impl Control {
         overrides: Map,
         actor: &str,
     ) -> Result<ReplayOutcome> {
+        storable(&overrides)?;
         let rec = self.run_or_404(run_id).await?;
         let Some(spec) = rec.spec else {
             return Err(Error::Conflict(format!(
@@ -544,6 +546,16 @@ pub fn parse_since(s: &str, now: u64) -> Result<u64> {
         ))
     })?;
     Ok(now.saturating_sub(u64::try_from(back.as_millis()).unwrap_or(u64::MAX)))
+}
+
+/// Overrides the ledger can store (no NUL character).
+fn storable(overrides: &Map) -> Result<()> {
+    match kora_model::value::find_nul(&kora_model::Value::Object(overrides.clone())) {
+        Some(path) => Err(Error::Invalid(format!(
+            "the override {path} contains a NUL character (\\u0000), which the ledger cannot store"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A replay's or restart's answer as what it did, or the coordinator's reason for refusing.

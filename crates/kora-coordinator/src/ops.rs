@@ -78,6 +78,19 @@ impl Coordinator {
     }
 
     async fn apply_operation(&mut self, op: &Operation) -> Result<OperationOutcome, Failed> {
+        // The ledger cannot store NUL, and a request it would refuse for that must be answered,
+        // not handed back forever.
+        if let Some(at) = serde_json::to_value(&op.op)
+            .ok()
+            .and_then(|v| kora_model::value::find_nul(&v))
+        {
+            return Err(Failed::Refused(
+                RefusalKind::Invalid,
+                format!(
+                    "the request holds a NUL character (\\u0000) at {at}, which the ledger cannot store"
+                ),
+            ));
+        }
         match &op.op {
             OperationKind::Replay {
                 dead_letter,

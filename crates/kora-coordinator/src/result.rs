@@ -66,6 +66,8 @@ impl Coordinator {
         p: &mut Pending,
     ) -> Result<(), Refusal> {
         let now = now_ms();
+        // Any worker's result (an external one's too) is made storable before it is recorded.
+        r.make_storable();
         let from_cache = self.runs.contains_key(&r.run_id);
         let Some(mut run) = self.take_run(&r.run_id).await? else {
             self.metrics.results_fenced.inc();

@@ -1,9 +1,12 @@
-//! The JSON body extractor of every route: errors in the API's shape, a body over the limit
-//! is `413`, and an empty body is the request's defaults where a route allows that.
+//! The extractors of every route (JSON body, query string, path), so that a request they
+//! cannot read gets an error in the API's shape: a body over the limit is `413`, a body that is
+//! not JSON `415`, anything else malformed `400`; an empty body is the request's defaults where
+//! a route allows that.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -15,8 +18,16 @@ pub(crate) struct Body<T>(pub T);
 pub(crate) struct OptionalBody<T>(pub T);
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid(format!("the request body is not valid: {e}")))
+    let invalid =
+        |e: serde_json::Error| ApiError::invalid(format!("the request body is not valid: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+    // The ledger cannot store a NUL character; refused here, named.
+    if let Some(path) = kora_model::value::find_nul(&v) {
+        return Err(ApiError::invalid(format!(
+            "the request body holds a NUL character (\\u0000) at {path}, which cannot be stored"
+        )));
+    }
+    serde_json::from_value(v).map_err(invalid)
 }
 
 async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
@@ -75,5 +86,39 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
             return Err(not_json());
         }
         parse(&bytes).map(OptionalBody)
+    }
+}
+
+/// A query string, read like axum's `Query`.
+pub(crate) struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(r) => Err(ApiError::invalid(format!(
+                "the query string is not valid: {}",
+                r.body_text()
+            ))),
+        }
+    }
+}
+
+/// The path's parameters, read like axum's `Path`.
+pub(crate) struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(r) => Err(ApiError::invalid(format!(
+                "the path is not valid: {}",
+                r.body_text()
+            ))),
+        }
     }
 }

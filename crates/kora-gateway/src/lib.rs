@@ -71,6 +71,7 @@ pub fn openapi_json() -> String {
         .split_for_parts();
     let mut doc = doc;
     openapi::add_links(&mut doc);
+    openapi::add_common_responses(&mut doc);
     doc.to_pretty_json().unwrap_or_default()
 }
 
@@ -124,6 +125,7 @@ pub fn app(cfg: &GatewayConfig, deps: Deps) -> Result<Router, Error> {
         .merge(routes::api())
         .split_for_parts();
     openapi::add_links(&mut doc);
+    openapi::add_common_responses(&mut doc);
     let spec = Arc::new(
         doc.to_pretty_json()
             .map_err(|e| Error::Internal(e.to_string()))?,
@@ -250,5 +252,42 @@ pub async fn run(cfg: GatewayConfig, deps: Deps, shutdown: CancellationToken) ->
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
             .map_err(Error::Serve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `$ref` in the document names a schema it defines: a client generator or a fuzzer
+    /// given the document must not meet a dangling reference.
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        fn walk(v: &serde_json::Value, refs: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                        refs.push(r.clone());
+                    }
+                    m.values().for_each(|x| walk(x, refs));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, refs)),
+                _ => {}
+            }
+        }
+        let mut refs = Vec::new();
+        walk(&doc, &mut refs);
+        assert!(!refs.is_empty());
+        let dangling: Vec<_> = refs
+            .iter()
+            .filter(|r| {
+                let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+                !schemas.contains_key(name)
+            })
+            .collect();
+        assert!(dangling.is_empty(), "dangling references: {dangling:?}");
     }
 }

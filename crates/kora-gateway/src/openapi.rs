@@ -86,6 +86,64 @@ fn link(doc: &mut Doc, from: &str, status: &str, param: &str, field: &str, targe
     }
 }
 
+/// An error answer, as every route may give one.
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .build(),
+    )
+}
+
+/// What any route may answer besides its own: a malformed path or query (400), an address
+/// over its rate limit (429), the ledger or NATS unreachable (503), a request over its time
+/// (504); with a credential, 401 and 403; with a body, 413 and 415.
+pub(crate) fn add_common_responses(doc: &mut Doc) {
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            item.get.as_mut(),
+            item.post.as_mut(),
+            item.put.as_mut(),
+            item.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut add = vec![
+                ("400", "the path, query or body is not valid"),
+                ("429", "over a rate limit or quota; see Retry-After"),
+                (
+                    "503",
+                    "NATS or the ledger cannot be reached; see Retry-After",
+                ),
+                ("504", "the request took over gateway.request_timeout"),
+            ];
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                add.push(("401", "no valid credential"));
+                add.push((
+                    "403",
+                    "the credential lacks the scope, or the network is not allowed",
+                ));
+            }
+            if op.request_body.is_some() {
+                add.push(("413", "the body is over gateway.max_body_bytes"));
+                add.push(("415", "the body is not JSON"));
+            }
+            for (code, what) in add {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| error_response(what));
+            }
+        }
+    }
+}
+
 /// The links between operations.
 pub(crate) fn add_links(doc: &mut Doc) {
     let run_ops = ["get_run", "cancel_run", "retry_run", "run_events"];

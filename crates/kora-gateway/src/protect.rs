@@ -95,6 +95,12 @@ fn time_limit(st: &AppState, req: &Request) -> Option<Duration> {
     Some(st.cfg.request_timeout + wait)
 }
 
+/// Whether the path or the query decodes to a NUL character (nothing may hold one).
+fn has_nul(uri: &axum::http::Uri) -> bool {
+    let encoded = |s: &str| s.to_ascii_lowercase().contains("%00");
+    encoded(uri.path()) || uri.query().is_some_and(encoded)
+}
+
 fn security_headers(h: &mut HeaderMap, path: &str, tls: bool) {
     let set = |h: &mut HeaderMap, k: HeaderName, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -150,6 +156,8 @@ pub(crate) async fn wrap(State(st): State<AppState>, mut req: Request, next: Nex
     let limit = time_limit(&st, &req);
     let mut resp = if let Err(e) = st.limits.check_ip(ctx.client) {
         e.into_response()
+    } else if has_nul(req.uri()) {
+        ApiError::invalid("the path or query holds a NUL character (%00)").into_response()
     } else {
         match limit {
             Some(l) => match tokio::time::timeout(l, next.run(req)).await {

@@ -11,6 +11,8 @@ pub mod error_type {
     pub const TASK_TOO_LARGE: &str = "TaskTooLarge";
     /// The node's output encodes larger than a result message may be.
     pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
+    /// The node's output holds what the ledger cannot store (a NUL character).
+    pub const INVALID_OUTPUT: &str = "InvalidOutput";
     /// The task could not be encoded.
     pub const ENCODE: &str = "EncodeError";
     /// A WorkflowNode's child workflow cannot start (it does not load or validate).

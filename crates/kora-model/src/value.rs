@@ -248,3 +248,90 @@ mod tests {
         assert_eq!(py_contains(&json!(5), &json!(5)), None);
     }
 }
+
+/// Where the first NUL character (`\u0000`) is in `v`, in a string or an object key, as a path
+/// (`config.a[2]`; a NUL in the path itself shown as `\u0000`). The ledger cannot store NUL
+/// (PostgreSQL text and JSONB refuse it), so a value with one is refused where it comes in.
+pub fn find_nul(v: &Value) -> Option<String> {
+    fn walk(v: &Value, path: &mut String) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().enumerate().any(|(i, x)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(x, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            Value::Object(m) => m.iter().any(|(k, x)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&k.replace('\0', "\\u0000"));
+                let found = k.contains('\0') || walk(x, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = String::new();
+    walk(v, &mut path).then(|| {
+        if path.is_empty() {
+            "(the value)".into()
+        } else {
+            path
+        }
+    })
+}
+
+/// `s` with each NUL character replaced by U+FFFD (for text that is only read by people:
+/// error messages, audit entries).
+pub fn without_nul(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+/// [`without_nul`] on every string and key of `v`.
+pub fn strip_nul(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('\0') => *s = without_nul(s),
+        Value::Array(a) => a.iter_mut().for_each(strip_nul),
+        Value::Object(m) if m.keys().any(|k| k.contains('\0')) => {
+            let old = std::mem::take(m);
+            for (k, mut x) in old {
+                strip_nul(&mut x);
+                m.insert(without_nul(&k), x);
+            }
+        }
+        Value::Object(m) => m.values_mut().for_each(strip_nul),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_found_by_path_and_stripped() {
+        let mut v = serde_json::json!({"a": {"b": ["ok", "x\u{0}y"]}, "c\u{0}": 1});
+        assert_eq!(find_nul(&v).as_deref(), Some("a.b[1]"));
+        assert_eq!(
+            find_nul(&serde_json::json!({"k\u{0}": 1})).as_deref(),
+            Some("k\\u0000")
+        );
+        assert_eq!(
+            find_nul(&serde_json::json!("\u{0}")).as_deref(),
+            Some("(the value)")
+        );
+        assert_eq!(find_nul(&serde_json::json!({"a": [1, "b"]})), None);
+        strip_nul(&mut v);
+        assert_eq!(find_nul(&v), None);
+        assert_eq!(v["a"]["b"][1], "x\u{FFFD}y");
+    }
+}

@@ -262,6 +262,42 @@ pub struct NodeResult {
     pub audit: Vec<crate::Value>,
 }
 
+impl NodeResult {
+    /// Makes the result storable in the ledger, which cannot hold a NUL character: an output
+    /// with one fails the node (`InvalidOutput`, naming where; changing the data would be
+    /// worse), and error text and audit entries have theirs replaced by U+FFFD.
+    pub fn make_storable(&mut self) {
+        use crate::value::{find_nul, strip_nul, without_nul};
+        if let TaskOutcome::Success { output } = &self.outcome
+            && let Some(path) = find_nul(&crate::Value::Object(output.clone()))
+        {
+            self.outcome = TaskOutcome::Failure {
+                error: format!(
+                    "node '{}': its output holds a NUL character (\\u0000) at {path}, which the ledger cannot store; remove it (e.g. decode bytes, or strip '\\x00')",
+                    without_nul(&self.node_id)
+                ),
+                error_type: crate::error_type::INVALID_OUTPUT.into(),
+                retryable: false,
+                retry_after_ms: None,
+            };
+        }
+        if let TaskOutcome::Failure {
+            error, error_type, ..
+        } = &mut self.outcome
+        {
+            if error.contains('\0') {
+                *error = without_nul(error);
+            }
+            if error_type.contains('\0') {
+                *error_type = without_nul(error_type);
+            }
+        }
+        for a in &mut self.audit {
+            strip_nul(a);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {

@@ -187,6 +187,17 @@ pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
             tenant: kora_model::tenant::default_name(),
         };
     }
+    // The ledger cannot store a NUL character: refused here, named, instead of failing the
+    // coordinator's batch.
+    if let Some(problem) = nul_problem(&req) {
+        warn!(run_id = %req.run_id, "run rejected: {problem}");
+        return Admission::Rejected {
+            run_id: kora_model::value::without_nul(&req.run_id),
+            problems: vec![problem],
+            submitted_at_ms: req.submitted_at_ms,
+            tenant: req.tenant,
+        };
+    }
     // Validation only: the coordinator builds the graph it runs.
     let problems = kora_model::validate(&req.workflow, catalog, Some(&req.params));
     let errors: Vec<String> = problems
@@ -211,4 +222,29 @@ pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
             tenant: req.tenant,
         }
     }
+}
+
+/// Where a request holds a NUL character, as a problem to reject it with.
+fn nul_problem(req: &RunRequest) -> Option<String> {
+    let say = |what: &str| {
+        format!(
+            "{what} contains a NUL character (\\u0000), which the ledger cannot store: remove it"
+        )
+    };
+    if req.run_id.contains('\0') {
+        return Some(say("run_id"));
+    }
+    if req
+        .idempotency_key
+        .as_deref()
+        .is_some_and(|k| k.contains('\0'))
+    {
+        return Some(say("idempotency_key"));
+    }
+    if let Some(path) = kora_model::value::find_nul(&kora_model::Value::Object(req.params.clone()))
+    {
+        return Some(say(&format!("params.{path}")));
+    }
+    let spec = serde_json::to_value(&req.workflow).unwrap_or_default();
+    kora_model::value::find_nul(&spec).map(|path| say(&format!("the workflow, at {path},")))
 }

@@ -473,6 +473,7 @@ async fn handle(
         audit,
     };
     let mut result = result;
+    result.make_storable();
     let mut encoded = wire::encode(&result);
     if let Ok(bytes) = &encoded
         && bytes.len() > cfg.max_result_bytes

@@ -518,3 +518,103 @@ async fn nodes_go_to_the_worker_pool_of_their_queue() {
     );
     d.finish().await;
 }
+
+/// The ledger cannot store a NUL character. A run whose workflow holds one is rejected with a
+/// problem naming where (the coordinator's batches keep flowing: the next run succeeds), and a
+/// node whose output holds one fails as `InvalidOutput` instead of stalling the ledger.
+#[tokio::test]
+async fn nul_characters_are_refused_where_they_come_in() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("all", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let nul_config = dir.path().join("nul-config.json");
+    std::fs::write(
+        &nul_config,
+        r#"{"kora": 1, "name": "nul", "nodes": [{"id": "a", "type": "NoOpNode", "config": {"data": "x\u0000y"}}]}"#,
+    )
+    .unwrap();
+    let out = d.submit_wait(&nul_config, None);
+    assert_eq!(out["status"], "rejected", "{out}");
+    let problem = out["error"].to_string();
+    assert!(
+        problem.contains("NUL") && problem.contains("nodes[0].config.data"),
+        "{problem}"
+    );
+    let nul_output = dir.path().join("nul-output.json");
+    std::fs::write(
+        &nul_output,
+        serde_json::json!({"kora": 1, "name": "nul-out", "nodes": [
+            {"id": "bad", "type": "PythonCodeNode", "config": {"code": "result = 'a' + chr(0)"}},
+            {"id": "fine", "type": "PythonCodeNode", "config": {"code": "result = 1"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = d.submit_wait(&nul_output, None);
+    assert_eq!(
+        out["results"]["bad"]["error_type"], "InvalidOutput",
+        "{out}"
+    );
+    assert_eq!(out["results"]["fine"]["result"], 1, "{out}");
+
+    // An operator request holding one (from a client that did not check) is answered
+    // `refused`, not handed back to the ledger forever.
+    use futures::StreamExt;
+    use kora_broker::Broker;
+    let prefix = d
+        .env
+        .iter()
+        .find(|(k, _)| k == "KORA_PREFIX")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let subjects = kora_model::subjects::Subjects::new(&prefix).unwrap();
+    let broker = kora_broker::nats::JetStreamBroker::connect(&kora_broker::nats::NatsConfig {
+        url: NATS.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let request_id = "nul-purge".to_string();
+    let reply_to = subjects.operation_reply(&request_id);
+    let mut replies = broker.listen(&reply_to).await.unwrap();
+    let op = kora_model::wire::Operation {
+        v: kora_model::wire::WIRE_VERSION,
+        request_id: request_id.clone(),
+        actor: "test".into(),
+        at_ms: 0,
+        reply_to: Some(reply_to),
+        op: kora_model::wire::OperationKind::Purge {
+            filter: kora_model::wire::DeadLetterSelector {
+                workflow: Some("a\0b".into()),
+                ..Default::default()
+            },
+        },
+    };
+    broker
+        .publish(
+            kora_broker::Outbound::new(
+                subjects.ledger_operation(),
+                kora_model::wire::encode(&op).unwrap(),
+            )
+            .msg_id(kora_model::msg_id::operation(&request_id)),
+        )
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), replies.next())
+        .await
+        .expect("no answer to the request within 10 s")
+        .unwrap();
+    let reply: kora_model::wire::OperationReply = kora_model::wire::decode(&reply).unwrap();
+    match reply.outcome {
+        kora_model::wire::OperationOutcome::Refused { error, kind } => {
+            assert_eq!(kind, kora_model::wire::RefusalKind::Invalid);
+            assert!(
+                error.contains("NUL") && error.contains("workflow"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    d.finish().await;
+}

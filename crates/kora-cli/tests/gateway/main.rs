@@ -11,6 +11,7 @@ mod support;
 
 mod api;
 mod authz;
+mod fuzz;
 mod isolation;
 mod jwt;
 mod protection;

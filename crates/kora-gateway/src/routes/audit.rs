@@ -1,7 +1,7 @@
 //! `GET /v1/audit`: the tenant's API audit trail, newest first. An admin route.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use kora_store::{ApiAuditEntry, ApiAuditFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{decode_cursor, encode_cursor, page_size, parse_time};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Query;
 use crate::scopes::Scope;
 use crate::state::{AppState, RequestCtx};
 
@@ -65,6 +66,7 @@ pub(crate) struct AuditQuery {
     /// `30m`, `12h`, `7d`, or epoch ms.
     pub(crate) since: Option<String>,
     /// Entries per page (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub(crate) limit: Option<usize>,
     pub(crate) cursor: Option<String>,
 }

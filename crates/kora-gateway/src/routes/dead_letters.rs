@@ -2,7 +2,7 @@
 //! input overrides) or many by filter (`dry_run` counts first), purge.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use kora_model::Map;
 use kora_store::{DeadLetterFilter, DeadLetterRecord};
@@ -14,6 +14,7 @@ use super::{page_size, parse_time};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, OptionalBody};
+use crate::extract::{Path, Query};
 use crate::scopes::Scope;
 use crate::state::{AppState, RequestCtx};
 
@@ -92,22 +93,26 @@ pub(crate) struct Filter {
     pub(crate) since: Option<String>,
     pub(crate) run_id: Option<String>,
     /// `any` to include replayed and purged ones (list only).
-    pub(crate) state: Option<String>,
+    #[param(inline)]
+    #[schema(inline)]
+    pub(crate) state: Option<StateParam>,
     /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub(crate) limit: Option<usize>,
+}
+
+/// Which dead letters: the open ones, or any.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StateParam {
+    Open,
+    Any,
 }
 
 impl Filter {
     fn to_filter(&self, default_limit: usize) -> ApiResult<DeadLetterFilter> {
-        let any_state = match self.state.as_deref() {
-            None | Some("open") => false,
-            Some("any") => true,
-            Some(other) => {
-                return Err(ApiError::invalid(format!(
-                    "`state` {other:?}: use open or any"
-                )));
-            }
-        };
+        let any_state = self.state == Some(StateParam::Any);
         Ok(DeadLetterFilter {
             workflow: self.workflow.clone(),
             reason: self.reason.clone(),
@@ -182,7 +187,7 @@ pub(crate) struct ReplayOne {
 /// there. Completed nodes keep their outputs.
 #[utoipa::path(post, path = "/v1/dead-letters/{id}/replay", tag = "dead letters", operation_id = "replay_dead_letter",
     params(("id" = String, Path, description = "`<run_id>:<node_id>:<iteration>:<attempt>`")),
-    request_body = ReplayOne,
+    request_body = Option<ReplayOne>,
     responses((status = 200, body = Replayed), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "already replayed or purged", body = ErrorBody),
@@ -219,7 +224,8 @@ pub(crate) struct Bulk {
     /// Only count what would be done.
     #[serde(default)]
     pub(crate) dry_run: bool,
-    /// At most this many (default and most 1000).
+    /// At most this many to replay (default and most 1000; a purge takes every match).
+    #[schema(minimum = 1, maximum = 1000)]
     pub(crate) limit: Option<usize>,
 }
 

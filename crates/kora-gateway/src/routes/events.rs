@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::StreamExt;
@@ -18,6 +18,7 @@ use utoipa::IntoParams;
 use super::runs::find_run;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Path, Query};
 use crate::scopes::Scope;
 use crate::state::AppState;
 
@@ -58,10 +59,23 @@ fn sse_event(e: &RunEvent) -> Event {
 /// Server-Sent Events (`text/event-stream`): each event's `id` is its sequence number, its
 /// `event` its kind (`node_succeeded`, `run_failed`, ...), its `data` the event as JSON.
 /// Reconnect with `Last-Event-ID` (or `?after=`) to resume. Ends after the run's final event.
+/// One Server-Sent Event of a run's stream, as the fields of its lines.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documentation only: the stream is written as text.
+pub(crate) struct SseEvent {
+    /// The event's sequence number in its run: send it back as `Last-Event-ID` to resume.
+    id: String,
+    /// The event's kind (`run_accepted`, `node_succeeded`, ...).
+    event: String,
+    /// The event as JSON: `run_id`, `seq`, `kind`, `node_id`, `iteration`, `attempt`, `at_ms`,
+    /// `detail`.
+    data: String,
+}
+
 #[utoipa::path(get, path = "/v1/runs/{run_id}/events", tag = "runs", operation_id = "run_events",
     params(("run_id" = String, Path, description = "the run's id"), EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "resume after this event")),
-    responses((status = 200, description = "the event stream", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "the event stream", content_type = "text/event-stream", body = SseEvent),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kora_client::Submission;
@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Path;
 use crate::hooks::{self, Refused};
 use crate::state::{AppState, RequestCtx};
 
@@ -125,6 +126,12 @@ pub(crate) async fn deliver(
         }
         st.limits.check_submission(&t.tenant).await?;
         let params = kora_model::trigger::params_of(&t.params, &body);
+        if let Some(path) = kora_model::value::find_nul(&kora_model::Value::Object(params.clone()))
+        {
+            return Err(ApiError::invalid(format!(
+                "the body holds a NUL character (\\u0000) at {path}, which cannot be stored"
+            )));
+        }
         let submission = Submission {
             run_id: run_id.clone(),
             tenant: t.tenant.clone(),

@@ -2,7 +2,7 @@
 //! networks in `gateway.admin_allow`. A key never grants more than its creator holds.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kora_store::ApiKey;
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Body;
+use crate::extract::Path;
 use crate::keys::{CreateKey, new_key};
 use crate::scopes::{self, Scope};
 use crate::state::{AppState, RequestCtx};
@@ -133,7 +134,8 @@ pub(crate) async fn list(
 #[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys", operation_id = "revoke_key",
     params(("key_id" = String, Path, description = "the key's id (the part after `kora_`)")),
     responses((status = 204, description = "revoked"), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "a key cannot revoke itself", body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn revoke(
     State(st): State<AppState>,
@@ -144,6 +146,11 @@ pub(crate) async fn revoke(
     let done = async {
         st.require_admin_network(&ctx)?;
         who.require(Scope::KeysAdmin)?;
+        if who.actor == format!("key:{key_id}") {
+            return Err(ApiError::conflict(
+                "a key cannot revoke itself (that would lock its holder out mid-request); revoke it with another admin key or `kora keys revoke`",
+            ));
+        }
         if st
             .store()
             .revoke_api_key(&key_id, Some(&who.tenant), kora_model::now_ms())

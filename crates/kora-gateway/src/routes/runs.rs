@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kora_client::{RunReport, Submission};
@@ -16,6 +16,7 @@ use super::{check_workflow, decode_cursor, encode_cursor, load_workflow, page_si
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, OptionalBody};
+use crate::extract::{Path, Query};
 use crate::scopes::Scope;
 use crate::state::{AppState, RequestCtx};
 
@@ -50,6 +51,7 @@ pub(crate) enum Priority {
 pub(crate) struct SubmitQuery {
     /// Wait up to this many seconds for the run to end; then answer `200` with its results,
     /// or `202` if it is still running.
+    #[param(minimum = 0)]
     pub(crate) wait: Option<f64>,
 }
 
@@ -163,11 +165,36 @@ pub(crate) struct RunPage {
     pub(crate) next_cursor: Option<String>,
 }
 
+/// A run's state, as a filter.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StatusParam {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Rejected,
+}
+
+impl StatusParam {
+    fn status(self) -> RunStatus {
+        match self {
+            StatusParam::Queued => RunStatus::Queued,
+            StatusParam::Running => RunStatus::Running,
+            StatusParam::Succeeded => RunStatus::Succeeded,
+            StatusParam::Failed => RunStatus::Failed,
+            StatusParam::Cancelled => RunStatus::Cancelled,
+            StatusParam::Rejected => RunStatus::Rejected,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `rejected`.
-    pub(crate) status: Option<String>,
+    #[param(inline)]
+    pub(crate) status: Option<StatusParam>,
     /// A workflow's name.
     pub(crate) workflow: Option<String>,
     /// Created at or after: `30m`, `12h`, `7d` back from now, or epoch ms.
@@ -175,6 +202,7 @@ pub(crate) struct ListQuery {
     /// Created before (same forms).
     pub(crate) until: Option<String>,
     /// Runs per page (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub(crate) limit: Option<usize>,
     pub(crate) cursor: Option<String>,
 }
@@ -357,17 +385,7 @@ pub(crate) async fn list(
 ) -> ApiResult<Json<RunPage>> {
     who.require(Scope::RunsRead)?;
     let limit = page_size(q.limit, 50, 500)?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            RunStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "`status` {s:?}: use queued, running, succeeded, failed, cancelled or rejected"
-                ))
-            })
-        })
-        .transpose()?;
+    let status = q.status.map(StatusParam::status);
     let before = q
         .cursor
         .as_deref()
@@ -569,7 +587,7 @@ pub(crate) struct RetryAnswer {
 /// again; completed nodes keep their outputs). With `from`: a run that ended restarts from
 /// that node, with `set` over its inputs.
 #[utoipa::path(post, path = "/v1/runs/{run_id}/retry", tag = "runs", operation_id = "retry_run",
-    params(("run_id" = String, Path, description = "the run's id")), request_body = RetryRun,
+    params(("run_id" = String, Path, description = "the run's id")), request_body = Option<RetryRun>,
     responses((status = 200, body = RetryAnswer), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "nothing to retry, or the run is still running", body = ErrorBody),

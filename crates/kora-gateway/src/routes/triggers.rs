@@ -3,7 +3,7 @@
 //! `/v1/hooks/{name}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kora_client::TriggerSource;
@@ -16,6 +16,7 @@ use super::{check_name, check_workflow, load_workflow};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Body;
+use crate::extract::Path;
 use crate::scopes::Scope;
 use crate::state::{AppState, RequestCtx};
 

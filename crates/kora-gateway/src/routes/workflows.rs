@@ -2,7 +2,7 @@
 //! name. A run keeps the version it started with (its workflow is on its own record).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kora_model::Value;
@@ -14,6 +14,7 @@ use super::{check_name, check_workflow, load_workflow};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Body;
+use crate::extract::{Path, Query};
 use crate::scopes::Scope;
 use crate::state::{AppState, RequestCtx};
 
