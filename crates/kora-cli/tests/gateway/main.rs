@@ -15,5 +15,6 @@ mod fuzz;
 mod isolation;
 mod jwt;
 mod protection;
+mod python;
 mod runs;
 mod webhooks;

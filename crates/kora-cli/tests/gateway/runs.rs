@@ -248,6 +248,15 @@ async fn registered_workflows_idempotency_and_dead_letters_over_http() {
         view.body["idempotency_key"], "order-42",
         "the tenant's key as given"
     );
+    // Without `wait` too: the answer names the run the key stands for.
+    let three = api.post("/v1/runs", &k, &keyed).await;
+    assert_eq!(three.status, 202, "{}", three.body);
+    assert_eq!(three.body["run_id"], one.body["run_id"], "{}", three.body);
+    assert_eq!(three.body["status"], "duplicate", "{}", three.body);
+    let fresh = json!({"workflow": doubling(), "idempotency_key": "order-43"});
+    let four = api.post("/v1/runs", &k, &fresh).await;
+    assert_eq!(four.body["status"], "accepted", "{}", four.body);
+    assert_ne!(four.body["run_id"], one.body["run_id"]);
 
     // A dead letter replayed with an override resumes its run.
     let failed = run_wait(&api, &k, &dividing(), json!({})).await;

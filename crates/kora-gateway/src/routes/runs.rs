@@ -59,8 +59,23 @@ pub(crate) struct SubmitQuery {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct Submitted {
     pub(crate) run_id: String,
-    /// `accepted`, or (with `wait`) `running` when it did not end in time.
+    /// `accepted`; `duplicate` when the idempotency key belongs to an earlier run (whose id
+    /// this is); or (with `wait`) `running` when the run did not end in time.
     pub(crate) status: String,
+}
+
+/// How long an async submission with an idempotency key waits for its admission.
+const ADMISSION_WAIT: Duration = Duration::from_secs(5);
+
+fn submitted(run_id: &str, status: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(Submitted {
+            run_id: run_id.into(),
+            status: status.into(),
+        }),
+    )
+        .into_response()
 }
 
 /// A finished run, exactly as `kora run --format json` prints it.
@@ -312,15 +327,25 @@ pub(crate) async fn submit(
         };
         let (broker, subjects) = (st.control.broker(), st.control.subjects());
         let Some(wait) = wait else {
+            if submission.idempotency_key.is_none() {
+                kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
+                return Ok(submitted(&run_id, "accepted"));
+            }
+            // With a key, the caller must get the id of the run the key stands for: wait for
+            // the coordinator's admission (a few ms), which names the earlier run if there is
+            // one. If it does not answer in time the new id is given; it will be deduplicated
+            // onto the earlier run, whose id its events then name.
+            let from = kora_client::runs::events_position(broker.as_ref(), subjects).await?;
             kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(Submitted {
-                    run_id: run_id.clone(),
-                    status: "accepted".into(),
-                }),
-            )
-                .into_response());
+            let admitted =
+                kora_client::runs::admission(broker, subjects, &run_id, from, ADMISSION_WAIT)
+                    .await?;
+            return Ok(
+                match admitted.as_ref().and_then(kora_client::runs::follow) {
+                    Some(existing) => submitted(&existing, "duplicate"),
+                    None => submitted(&run_id, "accepted"),
+                },
+            );
         };
         let from = kora_client::runs::events_position(broker.as_ref(), subjects).await?;
         kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
