@@ -29,6 +29,7 @@ bench: services-up
 	$(CARGO) build --release -p kora-cli --bin kora
 	$(CARGO) bench -p kora-tests --bench distributed
 	$(CARGO) bench -p kora-tests --bench durability
+	$(CARGO) bench -p kora-tests --bench gateway
 
 ## lint: formatting and clippy, as CI would
 lint:

@@ -169,6 +169,14 @@ fn deployment_files_match_the_binary() {
     )
     .expect("deploy/kora.toml loads and is valid");
     assert_eq!(cfg.nats.url, "nats://nats:4222");
+    assert_eq!(
+        cfg.gateway,
+        kora_gateway::GatewayConfig {
+            addr: "0.0.0.0:8080".into(),
+            ..Default::default()
+        },
+        "deploy/kora.toml's [gateway] shows the defaults (but addr)"
+    );
     let compose: serde_json::Value =
         serde_norway::from_str(&std::fs::read_to_string(root.join("docker-compose.yml")).unwrap())
             .unwrap();

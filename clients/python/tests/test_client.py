@@ -6,7 +6,6 @@ every role and makes the keys); by hand:
 """
 
 import os
-import time
 import unittest
 import uuid
 
@@ -75,13 +74,15 @@ class ClientTest(unittest.TestCase):
 
     def test_cancel(self):
         run_id = self.kora.submit(SLEEPY)
-        time.sleep(0.5)
+        first = next(iter(self.kora.events(run_id)))  # admitted (events allow for the delay)
+        self.assertEqual(first.kind, "run_accepted")
         self.kora.cancel(run_id)
         run = self.kora.wait(run_id, timeout=30)
         self.assertEqual(run["status"], "cancelled")
 
     def test_wait_times_out_with_the_run_id(self):
         run_id = self.kora.submit(SLEEPY)
+        next(iter(self.kora.events(run_id)))  # admitted, so that it can be cancelled after
         with self.assertRaises(kora_client.RunTimeout) as cm:
             self.kora.wait(run_id, timeout=0.5)
         self.assertEqual(cm.exception.run_id, run_id)

@@ -257,6 +257,53 @@ pub async fn run(cfg: GatewayConfig, deps: Deps, shutdown: CancellationToken) ->
 
 #[cfg(test)]
 mod tests {
+    fn doc() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/gateway.md");
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// docs/gateway.md's scope table is the one in `scopes.rs`: every scope, with exactly the
+    /// roles that hold it.
+    #[test]
+    fn the_docs_list_every_scope_and_role() {
+        let doc = doc();
+        for scope in crate::scopes::Scope::ALL {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", scope.as_str())))
+                .unwrap_or_else(|| panic!("docs/gateway.md has no row for {}", scope.as_str()));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            // "", scope, allows, viewer, operator, admin, ""
+            for (i, role) in crate::scopes::ROLES.iter().enumerate() {
+                let documented = cells.get(3 + i) == Some(&"yes");
+                let held = crate::scopes::role_scopes(role).is_some_and(|s| s.contains(&scope));
+                assert_eq!(
+                    documented,
+                    held,
+                    "docs/gateway.md says {role} {} {}",
+                    if documented { "holds" } else { "lacks" },
+                    scope.as_str()
+                );
+            }
+        }
+    }
+
+    /// Every route of the OpenAPI document has its row in docs/gateway.md.
+    #[test]
+    fn the_docs_list_every_route() {
+        let doc = doc();
+        let api: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let mut missing = Vec::new();
+        for (path, ops) in api["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                let row = format!("| {} | `{path}` |", method.to_uppercase());
+                if !doc.contains(&row) {
+                    missing.push(row);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "docs/gateway.md lacks: {missing:?}");
+    }
     /// Every `$ref` in the document names a schema it defines: a client generator or a fuzzer
     /// given the document must not meet a dangling reference.
     #[test]

@@ -95,12 +95,34 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
+/// A connection idle longer than this is pinged before it is used again.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+
+/// The pool's options. sqlx pings every connection it hands out by default: a round trip
+/// before each statement, which doubled the ledger's round trips under load. Here only a
+/// connection idle for `PING_IF_IDLE_FOR` is pinged (one the server or a proxy may have
+/// dropped meanwhile); a connection that breaks while busy fails its statement, which every
+/// caller already treats as transient and retries.
+fn pool_options(cfg: &PgConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(cfg.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl PgStore {
     pub async fn connect(cfg: &PgConfig) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(cfg.max_connections)
+        let pool = pool_options(cfg)
             .min_connections(cfg.min_connections)
-            .acquire_timeout(cfg.acquire_timeout)
             .connect(&cfg.url)
             .await?;
         schema::migrate(&pool, &schema::migrator()).await?;
@@ -110,11 +132,7 @@ impl PgStore {
     /// Connects and migrates with another migrator: how the tests make an edited migration.
     #[cfg(any(test, feature = "test-util"))]
     pub async fn connect_with(cfg: &PgConfig, migrator: &sqlx::migrate::Migrator) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(cfg.max_connections)
-            .acquire_timeout(cfg.acquire_timeout)
-            .connect(&cfg.url)
-            .await?;
+        let pool = pool_options(cfg).connect(&cfg.url).await?;
         schema::migrate(&pool, migrator).await?;
         Ok(PgStore { pool })
     }

@@ -178,7 +178,13 @@ class Client:
         """Wait for a run to end, following its event stream: the run (as `get` gives it).
         Raises `RunTimeout` if it has not ended within `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        run = self._get_admitted(run_id, deadline)
+        admitted_by = time.monotonic() + self.admission_grace
+        try:
+            run = self._get_admitted(run_id, min(deadline, admitted_by))
+        except NotFound:
+            if deadline < admitted_by:
+                raise RunTimeout(run_id, timeout, "not admitted yet") from None
+            raise
         if run["status"] in FINAL_STATUSES:
             return run
         try:
