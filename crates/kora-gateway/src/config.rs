@@ -207,6 +207,11 @@ pub struct Quota {
     pub submissions_burst: u32,
 }
 
+/// A rate a second: 0 (off), or one whose period (1 / rate) is a representable duration.
+fn valid_rate(v: f64) -> bool {
+    v == 0.0 || (v.is_finite() && (1e-6..=1e9).contains(&v))
+}
+
 /// Networks parsed from CIDR text (`10.0.0.0/8`, or a bare address for one host).
 pub fn parse_nets(list: &[String], key: &str) -> Result<Vec<IpNet>, String> {
     list.iter()
@@ -257,8 +262,10 @@ impl GatewayConfig {
         }
         let r = &self.rate_limit;
         for (v, name) in [(r.per_credential, "per_credential"), (r.per_ip, "per_ip")] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("gateway.rate_limit.{name} must be 0 (off) or more"));
+            if !valid_rate(v) {
+                return Err(format!(
+                    "gateway.rate_limit.{name} must be 0 (off) or from 0.000001 to 1000000000 a second, found {v}"
+                ));
             }
         }
         if self.tls.enabled() == self.tls.key_path.is_empty() {
@@ -271,9 +278,10 @@ impl GatewayConfig {
         for (t, q) in std::iter::once(("default", &self.quotas.default))
             .chain(self.quotas.tenants.iter().map(|(t, q)| (t.as_str(), q)))
         {
-            if !(q.submissions_per_sec.is_finite() && q.submissions_per_sec >= 0.0) {
+            if !valid_rate(q.submissions_per_sec) {
                 return Err(format!(
-                    "gateway.quotas.{t}.submissions_per_sec must be 0 (no limit) or more"
+                    "gateway.quotas.{t}.submissions_per_sec must be 0 (no limit) or from 0.000001 to 1000000000, found {}",
+                    q.submissions_per_sec
                 ));
             }
         }
@@ -332,11 +340,22 @@ mod tests {
                 cors_origins: vec!["https://a.example/".into()],
                 ..Default::default()
             },
+            // A rate whose period (1 / rate) is no duration.
+            GatewayConfig {
+                rate_limit: RateLimitConfig {
+                    per_credential: 1e-320,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         ];
-        for (c, key) in
-            bad.iter()
-                .zip(["gateway.addr", "key_pepper", "admin_allow", "cors_origins"])
-        {
+        for (c, key) in bad.iter().zip([
+            "gateway.addr",
+            "key_pepper",
+            "admin_allow",
+            "cors_origins",
+            "rate_limit.per_credential",
+        ]) {
             let e = c.validate().unwrap_err();
             assert!(e.contains(key), "{e}");
         }

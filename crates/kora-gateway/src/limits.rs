@@ -19,7 +19,8 @@ fn quota(per_sec: f64, burst: u32) -> Option<GQuota> {
     if per_sec <= 0.0 {
         return None;
     }
-    let period = Duration::from_secs_f64(1.0 / per_sec);
+    // Config validation keeps rates within 1e-6..=1e9, so this period always exists.
+    let period = Duration::try_from_secs_f64(1.0 / per_sec).ok()?;
     let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
     GQuota::with_period(period).map(|q| q.allow_burst(burst))
 }

@@ -284,25 +284,17 @@ impl Node for HealthCheck {
                 return Err(input_error(NODE, format!("services[{i}] needs a url")));
             }
         }
-        let timeout = Duration::from_secs_f64(
-            input
-                .get("timeout")
-                .and_then(Value::as_f64)
-                .unwrap_or(5.0)
-                .clamp(0.01, 600.0),
-        );
+        // Checked (a negative, non-finite or non-numeric value is refused, naming the field),
+        // then held to what a health check sensibly waits.
+        let timeout = crate::params::seconds_or(NODE, &input, "timeout", 5.0)?
+            .clamp(Duration::from_millis(10), Duration::from_secs(600));
         let retries = input
             .get("retries")
             .and_then(Value::as_u64)
             .unwrap_or(0)
             .min(10);
-        let delay = Duration::from_secs_f64(
-            input
-                .get("retry_delay")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.5)
-                .clamp(0.0, 60.0),
-        );
+        let delay = crate::params::seconds_or(NODE, &input, "retry_delay", 0.5)?
+            .min(Duration::from_secs(60));
         let parallel = input
             .get("parallel")
             .and_then(Value::as_bool)

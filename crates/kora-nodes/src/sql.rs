@@ -276,8 +276,10 @@ impl Pools {
         let n = |k: &str, d: f64| input.get(k).and_then(Value::as_f64).unwrap_or(d);
         let size = n("pool_size", 5.0).clamp(1.0, 1000.0) as u32;
         let max = size + n("max_overflow", 10.0).clamp(0.0, 1000.0) as u32;
-        let acquire = Duration::from_secs_f64(n("pool_timeout", 30.0).clamp(0.1, 3600.0));
-        let recycle = Duration::from_secs_f64(n("pool_recycle", 3600.0).clamp(1.0, 86_400.0));
+        let acquire = crate::params::seconds_or(node, input, "pool_timeout", 30.0)?
+            .clamp(Duration::from_millis(100), Duration::from_secs(3600));
+        let recycle = crate::params::seconds_or(node, input, "pool_recycle", 3600.0)?
+            .clamp(Duration::from_secs(1), Duration::from_secs(86_400));
         let ping = input
             .get("pool_pre_ping")
             .and_then(Value::as_bool)
@@ -585,13 +587,8 @@ impl Node for Sql {
         let (kind, url) = target(node, &input, &self.pools.root)?;
         let (sql, values) = bind_plan(node, kind, &query, input.get("params"))?;
         let pool = self.pools.get(node, kind, &url, &input).await?;
-        let timeout = Duration::from_secs_f64(
-            input
-                .get("timeout")
-                .and_then(Value::as_f64)
-                .unwrap_or(60.0)
-                .clamp(0.001, 86_400.0),
-        );
+        let timeout = crate::params::seconds_or(node, &input, "timeout", 60.0)?
+            .clamp(Duration::from_millis(1), Duration::from_secs(86_400));
         let rows_wanted = returns_rows(&sql);
         // The statement is the workflow author's, by design (this node runs SQL); every value
         // from inputs is bound, never spliced into it.

@@ -72,6 +72,34 @@ async fn health_checks_each_kind_of_service() {
     assert!(o["services"].get("web").is_none(), "{o:?}");
 }
 
+/// Durations from user input never panic: a negative or non-numeric one is refused naming the
+/// field, a huge one is held to the node's ceiling.
+#[tokio::test]
+async fn health_check_durations_are_checked_not_trusted() {
+    let r = reg();
+    let svc = json!([{"name": "gone", "type": "tcp", "url": "127.0.0.1:9"}]);
+    for (field, bad) in [
+        ("timeout", json!(-1)),
+        ("retry_delay", json!(-0.5)),
+        ("timeout", json!("soon")),
+        ("timeout", json!(1e300)),
+    ] {
+        let e = run(&r, "HealthCheckNode", json!({"services": svc, field: bad}))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    // Within the accepted range but past the ceiling: held to it, and the check still runs.
+    let o = run(
+        &r,
+        "HealthCheckNode",
+        json!({"services": svc, "timeout": 1e6, "retry_delay": 1e6}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o["overall_status"], "unhealthy", "{o:?}");
+}
+
 #[tokio::test]
 async fn metrics_come_as_json_or_prometheus_text() {
     let r = reg();

@@ -190,4 +190,23 @@ async fn sql_nodes_on_sqlite_below_the_data_root() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("outside the data root"), "{e}");
+    // Durations are checked, never trusted: a negative one is refused naming its field, a
+    // huge one accepted within bounds is held to the node's ceiling.
+    for (field, bad) in [
+        ("timeout", json!(-1)),
+        ("pool_timeout", json!(-1)),
+        ("pool_recycle", json!(1e300)),
+    ] {
+        let mut input = json!({"connection_string": "sqlite:limits.db", "query": "SELECT 1"});
+        input[field] = bad;
+        let e = run(&r, "SQLDatabaseNode", input).await.unwrap_err();
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    run(
+        &r,
+        "SQLDatabaseNode",
+        json!({"connection_string": "sqlite:limits.db", "query": "SELECT 1", "timeout": 1e8}),
+    )
+    .await
+    .unwrap();
 }

@@ -156,7 +156,8 @@ pub(crate) fn request(node: &str, input: &Map, url: String) -> Result<Request, N
         headers,
         query: str_map(input.get("params")),
         body,
-        timeout: Duration::from_secs_f64(num(input, "timeout", 30.0).clamp(0.001, 3600.0)),
+        timeout: crate::params::seconds_or(node, input, "timeout", 30.0)?
+            .clamp(Duration::from_millis(1), Duration::from_secs(3600)),
         verify: input
             .get("verify_ssl")
             .and_then(Value::as_bool)
