@@ -34,11 +34,21 @@ async fn the_python_client_installs_and_works() {
     );
     let pip = venv.path().join("bin/pip");
     let py = venv.path().join("bin/python");
-    // pip builds it in isolation, fetching setuptools from PyPI (as a user's pip would).
-    let mut install = Command::new(&pip);
-    install.args(["install", "-q", "--disable-pip-version-check"]);
+    // From a copy: setuptools writes build/ and *.egg-info next to the sources, which must not
+    // land in the repository. pip builds it in isolation, fetching setuptools from PyPI (as a
+    // user's pip would).
+    let src = venv.path().join("src");
     run(
-        install.arg(root().join("clients/python")),
+        Command::new("cp")
+            .arg("-r")
+            .arg(root().join("clients/python"))
+            .arg(&src),
+        "copying clients/python",
+    );
+    run(
+        Command::new(&pip)
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg(&src),
         "pip install clients/python",
     );
     let admin = key(&d, "py", "admin", &[]);
