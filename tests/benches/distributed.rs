@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kora_broker::nats::{JetStreamBroker, NatsConfig};
 use kora_broker::{Broker, ConsumerConfig};
 use kora_model::subjects::Subjects;
 use kora_model::{Map, WorkflowSpec};
@@ -28,8 +27,11 @@ use sqlx::Connection;
 const NATS: &str = "nats://127.0.0.1:4222";
 const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+#[path = "support/installation.rs"]
+mod installation;
 #[path = "support/raw.rs"]
 mod raw;
+use installation::{cleanup, kora_bin};
 use raw::{connect, pct};
 
 fn main() {
@@ -143,7 +145,7 @@ async fn run() {
         let _ = p.kill();
         let _ = p.wait();
     }
-    cleanup(&prefix, &tag, &db, &mut admin).await;
+    cleanup(NATS, &prefix, &tag, &db, &mut admin).await;
 }
 
 async fn fanout(
@@ -182,20 +184,6 @@ async fn fanout(
     );
 }
 
-/// The release `kora` binary: `KORA_BIN`, or target/release/kora (`make bench` builds it).
-fn kora_bin() -> std::path::PathBuf {
-    if let Some(b) = std::env::var_os("KORA_BIN") {
-        return b.into();
-    }
-    let b = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/kora");
-    assert!(
-        b.exists(),
-        "{} is missing: run `cargo build --release -p kora-cli --bin kora` (make bench does)",
-        b.display()
-    );
-    b
-}
-
 /// A process's resident memory (`VmRSS`) or its peak (`VmHWM`), in MiB.
 fn rss_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -225,27 +213,6 @@ fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
             Some((k.to_string(), v.trim().parse().ok()?))
         })
         .collect()
-}
-
-async fn cleanup(prefix: &str, tag: &str, db: &str, admin: &mut sqlx::PgConnection) {
-    if let Ok(b) = JetStreamBroker::connect(&NatsConfig {
-        url: NATS.into(),
-        ..NatsConfig::default()
-    })
-    .await
-    {
-        let _ = b
-            .delete_streams_with_prefix(&prefix.to_ascii_uppercase())
-            .await;
-        let _ = b
-            .delete_streams_with_prefix(&format!("RAW{tag}").to_ascii_uppercase())
-            .await;
-    }
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-    )))
-    .execute(admin)
-    .await;
 }
 
 async fn server_version() -> String {

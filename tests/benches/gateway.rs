@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kora_broker::Broker;
-use kora_broker::nats::{JetStreamBroker, NatsConfig};
 use kora_model::subjects::Subjects;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -32,8 +31,11 @@ const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PEPPER: &str = "bench-pepper-0123456789abcdef0123456789abcdef";
 const CONNECTIONS: usize = 64;
 
+#[path = "support/installation.rs"]
+mod installation;
 #[path = "support/raw.rs"]
 mod raw;
+use installation::{cleanup, kora_bin};
 use raw::{connect, pct};
 
 fn main() {
@@ -168,7 +170,7 @@ async fn run() {
         let _ = p.kill();
         let _ = p.wait();
     }
-    cleanup(&prefix, &tag, &db, &mut admin).await;
+    cleanup(NATS, &prefix, &tag, &db, &mut admin).await;
 }
 
 /// Cached verification of an API key, in process.
@@ -353,26 +355,19 @@ async fn submissions(http: &reqwest::Client, base: &str, key: &str) {
     // How long the engine takes to work off the backlog.
     let t = Instant::now();
     loop {
-        let page: Value = http
-            .get(format!("{base}/v1/runs?status=queued&limit=1"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        let running: Value = http
-            .get(format!("{base}/v1/runs?status=running&limit=1"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        let idle = page["runs"].as_array().is_some_and(Vec::is_empty)
-            && running["runs"].as_array().is_some_and(Vec::is_empty);
+        let mut idle = true;
+        for status in ["queued", "running"] {
+            let page: Value = http
+                .get(format!("{base}/v1/runs?status={status}&limit=1"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            idle &= page["runs"].as_array().is_some_and(Vec::is_empty);
+        }
         if idle || t.elapsed() > Duration::from_secs(300) {
             println!(
                 "  the engine finished those runs {:.1} s after the last was accepted",
@@ -482,39 +477,4 @@ async fn wait_overhead(http: &reqwest::Client, base: &str, key: &str, prefix: &s
         pct(&direct, 0.99),
         h50 - d50
     );
-}
-
-/// The release `kora` binary: `KORA_BIN`, or target/release/kora (`make bench` builds it).
-fn kora_bin() -> std::path::PathBuf {
-    if let Some(b) = std::env::var_os("KORA_BIN") {
-        return b.into();
-    }
-    let b = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/kora");
-    assert!(
-        b.exists(),
-        "{} is missing: run `cargo build --release -p kora-cli --bin kora` (make bench does)",
-        b.display()
-    );
-    b
-}
-
-async fn cleanup(prefix: &str, tag: &str, db: &str, admin: &mut sqlx::PgConnection) {
-    if let Ok(b) = JetStreamBroker::connect(&NatsConfig {
-        url: NATS.into(),
-        ..NatsConfig::default()
-    })
-    .await
-    {
-        let _ = b
-            .delete_streams_with_prefix(&prefix.to_ascii_uppercase())
-            .await;
-        let _ = b
-            .delete_streams_with_prefix(&format!("RAW{tag}").to_ascii_uppercase())
-            .await;
-    }
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-    )))
-    .execute(admin)
-    .await;
 }

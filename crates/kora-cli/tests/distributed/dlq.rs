@@ -263,19 +263,9 @@ async fn poison_messages_are_dead_lettered_listed_and_purged() {
     };
     d.serve("all", &[]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let prefix = d
-        .env
-        .iter()
-        .find(|(k, _)| k == "KORA_PREFIX")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let prefix = d.prefix();
     let subjects = kora_model::subjects::Subjects::new(&prefix).unwrap();
-    let broker = kora_broker::nats::JetStreamBroker::connect(&kora_broker::nats::NatsConfig {
-        url: NATS.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let broker = d.broker().await;
     use kora_broker::Broker;
     for subject in [
         subjects.run_submit(),

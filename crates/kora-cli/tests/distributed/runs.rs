@@ -312,12 +312,7 @@ async fn an_external_python_worker_serves_its_queue() {
         python.display()
     );
     d.serve("all", &[]);
-    let prefix = d
-        .env
-        .iter()
-        .find(|(k, _)| k == "KORA_PREFIX")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let prefix = d.prefix();
     let worker = std::process::Command::new(&python)
         .arg(root().join("examples/external-worker/worker.py"))
         .args(["--queue", "ext", "--prefix", &prefix, "--nats", NATS])
@@ -562,19 +557,9 @@ async fn nul_characters_are_refused_where_they_come_in() {
     // `refused`, not handed back to the ledger forever.
     use futures::StreamExt;
     use kora_broker::Broker;
-    let prefix = d
-        .env
-        .iter()
-        .find(|(k, _)| k == "KORA_PREFIX")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let prefix = d.prefix();
     let subjects = kora_model::subjects::Subjects::new(&prefix).unwrap();
-    let broker = kora_broker::nats::JetStreamBroker::connect(&kora_broker::nats::NatsConfig {
-        url: NATS.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let broker = d.broker().await;
     let request_id = "nul-purge".to_string();
     let reply_to = subjects.operation_reply(&request_id);
     let mut replies = broker.listen(&reply_to).await.unwrap();

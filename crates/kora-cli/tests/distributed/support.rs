@@ -160,6 +160,25 @@ impl Deployment {
         self.procs.len() - 1
     }
 
+    /// The installation's prefix (`KORA_PREFIX`).
+    pub(crate) fn prefix(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "KORA_PREFIX")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    }
+
+    /// A connection to the machine's NATS, for a test that publishes or listens itself.
+    pub(crate) async fn broker(&self) -> kora_broker::nats::JetStreamBroker {
+        kora_broker::nats::JetStreamBroker::connect(&kora_broker::nats::NatsConfig {
+            url: NATS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    }
+
     pub(crate) fn kora(&self, args: &[&str]) -> Output {
         self.command().args(args).output().unwrap()
     }

@@ -13,12 +13,7 @@ async fn trigger_messages_published_while_kora_is_down_each_start_one_run() {
     let Some(mut d) = Deployment::new(&[]).await else {
         return;
     };
-    let prefix = d
-        .env
-        .iter()
-        .find(|(k, _)| k == "KORA_PREFIX")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let prefix = d.prefix();
     let subject = format!("in{prefix}.orders");
     let dir = tempfile::tempdir().unwrap();
     let wf = dir.path().join("order.json");
@@ -40,12 +35,7 @@ async fn trigger_messages_published_while_kora_is_down_each_start_one_run() {
         wf.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let broker = kora_broker::nats::JetStreamBroker::connect(&kora_broker::nats::NatsConfig {
-        url: NATS.into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let broker = d.broker().await;
     use kora_broker::Broker;
     let publish = async |ids: std::ops::Range<i64>| {
         for i in ids {
