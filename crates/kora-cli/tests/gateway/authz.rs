@@ -320,5 +320,24 @@ async fn every_route_answers_every_credential_as_documented() {
         "a denied call is audited"
     );
     assert!(entries.iter().all(|e| e["tenant"] == "ta"), "only ta's");
+    // The metrics docs/gateway.md names, on /metrics (loopback is an admin network).
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "kora_gateway_requests_total{",
+        "kora_gateway_request_duration_seconds_bucket{",
+        "kora_gateway_auth_failures_total{",
+        "kora_gateway_rate_limited_total ",
+        "kora_gateway_audit_failures_total ",
+    ] {
+        assert!(metrics.contains(name), "{name} is not on /metrics");
+    }
     d.finish().await;
 }
