@@ -253,40 +253,51 @@ mod tests {
 /// (`config.a[2]`; a NUL in the path itself shown as `\u0000`). The ledger cannot store NUL
 /// (PostgreSQL text and JSONB refuse it), so a value with one is refused where it comes in.
 pub fn find_nul(v: &Value) -> Option<String> {
-    fn walk(v: &Value, path: &mut String) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(a) => a.iter().enumerate().any(|(i, x)| {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let found = walk(x, path);
-                if !found {
-                    path.truncate(len);
-                }
-                found
-            }),
-            Value::Object(m) => m.iter().any(|(k, x)| {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(&k.replace('\0', "\\u0000"));
-                let found = k.contains('\0') || walk(x, path);
-                if !found {
-                    path.truncate(len);
-                }
-                found
-            }),
-            _ => false,
-        }
-    }
     let mut path = String::new();
-    walk(v, &mut path).then(|| {
+    nul_walk(v, &mut path).then(|| {
         if path.is_empty() {
             "(the value)".into()
         } else {
             path
         }
+    })
+}
+
+/// [`find_nul`] over a map's entries (a node's output), without building a value around it.
+pub fn find_nul_in_map(m: &Map) -> Option<String> {
+    let mut path = String::new();
+    nul_in_entries(m, &mut path).then_some(path)
+}
+
+fn nul_walk(v: &Value, path: &mut String) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().enumerate().any(|(i, x)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_walk(x, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        Value::Object(m) => nul_in_entries(m, path),
+        _ => false,
+    }
+}
+
+fn nul_in_entries(m: &Map, path: &mut String) -> bool {
+    m.iter().any(|(k, x)| {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(&k.replace('\0', "\\u0000"));
+        let found = k.contains('\0') || nul_walk(x, path);
+        if !found {
+            path.truncate(len);
+        }
+        found
     })
 }
 
@@ -330,6 +341,10 @@ mod nul_tests {
             Some("(the value)")
         );
         assert_eq!(find_nul(&serde_json::json!({"a": [1, "b"]})), None);
+        // A node's output, walked in place: the same paths.
+        let Value::Object(m) = &v else { unreachable!() };
+        assert_eq!(find_nul_in_map(m).as_deref(), Some("a.b[1]"));
+        assert_eq!(find_nul_in_map(&Map::new()), None);
         strip_nul(&mut v);
         assert_eq!(find_nul(&v), None);
         assert_eq!(v["a"]["b"][1], "x\u{FFFD}y");

@@ -267,9 +267,9 @@ impl NodeResult {
     /// with one fails the node (`InvalidOutput`, naming where; changing the data would be
     /// worse), and error text and audit entries have theirs replaced by U+FFFD.
     pub fn make_storable(&mut self) {
-        use crate::value::{find_nul, strip_nul, without_nul};
+        use crate::value::{find_nul_in_map, strip_nul, without_nul};
         if let TaskOutcome::Success { output } = &self.outcome
-            && let Some(path) = find_nul(&crate::Value::Object(output.clone()))
+            && let Some(path) = find_nul_in_map(output)
         {
             self.outcome = TaskOutcome::Failure {
                 error: format!(

@@ -459,7 +459,7 @@ async fn handle(
     } else {
         debug!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, "node succeeded");
     }
-    let result = NodeResult {
+    let mut result = NodeResult {
         v: WIRE_VERSION,
         task_id: task.task_id.clone(),
         run_id: task.run_id,
@@ -472,8 +472,6 @@ async fn handle(
         finished_at_ms: now_ms(),
         audit,
     };
-    let mut result = result;
-    result.make_storable();
     let mut encoded = wire::encode(&result);
     if let Ok(bytes) = &encoded
         && bytes.len() > cfg.max_result_bytes
