@@ -8,7 +8,7 @@
 //! - async submissions: `POST /v1/runs` (a one-node workflow inline) from 64 concurrent
 //!   connections, 20,000 of them: submissions/s accepted (202), with the engine running them
 //!   meanwhile on the same two cores.
-//! - `wait` overhead: 300 one-node runs one at a time, alternating `POST /v1/runs?wait=30`
+//! - `wait` overhead: 1,000 one-node runs one at a time, alternating `POST /v1/runs?wait=30`
 //!   with what `kora submit --wait` does, in process (submit on NATS, wait for the run's end
 //!   on its events, read its report from the ledger): the difference of their medians is what
 //!   the gateway adds.
@@ -380,7 +380,7 @@ async fn submissions(http: &reqwest::Client, base: &str, key: &str) {
 }
 
 async fn wait_overhead(http: &reqwest::Client, base: &str, key: &str, prefix: &str, db: &str) {
-    const N: usize = 300;
+    const N: usize = 1_000;
     let broker: Arc<dyn Broker> = Arc::new(connect(NATS, "kora-bench-direct").await);
     let subjects = Subjects::new(prefix).expect("prefix");
     let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {

@@ -104,6 +104,18 @@ impl Control {
             .filter(|r| self.in_scope(&r.tenant)))
     }
 
+    /// A run in scope and every attempt of it, read together.
+    pub async fn run_with_attempts(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<(RunRecord, Vec<AttemptRecord>)>> {
+        Ok(self
+            .store
+            .run_with_attempts(run_id)
+            .await?
+            .filter(|(r, _)| self.in_scope(&r.tenant)))
+    }
+
     /// A run in scope, or a not-found error naming it.
     async fn run_or_404(&self, run_id: &str) -> Result<RunRecord> {
         self.run(run_id)

@@ -69,6 +69,21 @@ impl AppState {
             Ok(r) => (r.status().as_u16(), "ok"),
             Err(e) => (e.status.as_u16(), e.code),
         };
+        self.record_call(who, ctx, action, target, detail, (status, outcome))
+            .await;
+        result
+    }
+
+    /// Writes the audit entry of a call whose answer is `(status, outcome)`.
+    pub(crate) async fn record_call(
+        &self,
+        who: &Principal,
+        ctx: &RequestCtx,
+        action: &str,
+        target: &str,
+        detail: Option<serde_json::Value>,
+        (status, outcome): (u16, &str),
+    ) {
         let entry = ApiAuditEntry {
             id: 0,
             at_ms: kora_model::now_ms(),
@@ -85,7 +100,6 @@ impl AppState {
         if !self.audit.record(entry).await {
             self.metrics.audit_failures.inc();
         }
-        result
     }
 }
 

@@ -64,6 +64,18 @@ pub trait Store: Directory + Send + Sync + 'static {
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Every attempt of a run, in the order outcomes were recorded (unfinished ones last).
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
+    /// A run and every attempt of it, as [`Store::run`] and [`Store::attempts`] give them; a
+    /// store may read both in one round trip (the gateway's run page).
+    async fn run_with_attempts(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<(RunRecord, Vec<AttemptRecord>)>> {
+        let Some(run) = self.run(run_id).await? else {
+            return Ok(None);
+        };
+        let attempts = self.attempts(run_id).await?;
+        Ok(Some((run, attempts)))
+    }
     async fn events(&self, run_id: &str) -> Result<Vec<kora_model::wire::RunEvent>>;
     /// Marks attempts whose task the broker has stored (the transactional outbox's "sent").
     async fn mark_published(&self, attempts: &[AttemptKey], at_ms: u64) -> Result<()>;

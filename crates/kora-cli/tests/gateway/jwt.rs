@@ -128,6 +128,9 @@ async fn tokens_are_verified_and_a_rotated_key_is_fetched() {
         "{}",
         audit.body
     );
+    // A waited submission is audited as accepted, written while the run ran.
+    assert_eq!(audit.body["entries"][0]["target"], run.as_str());
+    assert_eq!(audit.body["entries"][0]["status"], 202, "{}", audit.body);
     // Scopes add to the role; a provider's own scopes are ignored.
     let scoped = hs(
         secret,

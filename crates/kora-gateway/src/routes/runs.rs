@@ -308,7 +308,13 @@ pub(crate) async fn submit(
         }
     };
     let run_id = uuid::Uuid::now_v7().to_string();
-    let done = async {
+    let detail = serde_json::json!({
+        "workflow": body.workflow_name.clone().unwrap_or_else(|| "(inline)".into()),
+        "idempotency_key": body.idempotency_key,
+    });
+    let (broker, subjects) = (st.control.broker(), st.control.subjects());
+    let keyed = body.idempotency_key.is_some();
+    let accepted = async {
         st.limits.check_submission(&who.tenant).await?;
         let spec = workflow_of_request(&st, &who, &body).await?;
         if let Some(k) = &body.idempotency_key
@@ -325,18 +331,48 @@ pub(crate) async fn submit(
             run_id: run_id.clone(),
             ..Submission::new(spec, body.params.clone())
         };
-        let (broker, subjects) = (st.control.broker(), st.control.subjects());
+        // Waiting on the run's events (for its end, or for the admission that names the run
+        // a key stands for) starts from where the event stream ends before the submission.
+        let from = if wait.is_some() || keyed {
+            Some(kora_client::runs::events_position(broker.as_ref(), subjects).await?)
+        } else {
+            None
+        };
+        kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
+        Ok((node_ids, from))
+    }
+    .await;
+    let (node_ids, from) = match accepted {
+        Ok((node_ids, Some(from))) => (node_ids, from),
+        // Accepted, with nothing to wait for.
+        Ok((_, None)) => {
+            let answer = Ok(submitted(&run_id, "accepted"));
+            return st
+                .audited(&who, &ctx, "runs.submit", &run_id, Some(detail), answer)
+                .await;
+        }
+        Err(e) => {
+            return st
+                .audited(&who, &ctx, "runs.submit", &run_id, Some(detail), Err(e))
+                .await;
+        }
+    };
+    // The run is stored: its audit entry (accepted, 202) is written while the gateway waits
+    // for the admission or the run's end, and is durable before the answer is given.
+    let audit = st.record_call(
+        &who,
+        &ctx,
+        "runs.submit",
+        &run_id,
+        Some(detail),
+        (202, "ok"),
+    );
+    let answer = async {
         let Some(wait) = wait else {
-            if submission.idempotency_key.is_none() {
-                kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
-                return Ok(submitted(&run_id, "accepted"));
-            }
             // With a key, the caller must get the id of the run the key stands for: wait for
             // the coordinator's admission (a few ms), which names the earlier run if there is
             // one. If it does not answer in time the new id is given; it will be deduplicated
             // onto the earlier run, whose id its events then name.
-            let from = kora_client::runs::events_position(broker.as_ref(), subjects).await?;
-            kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
             let admitted =
                 kora_client::runs::admission(broker, subjects, &run_id, from, ADMISSION_WAIT)
                     .await?;
@@ -347,52 +383,25 @@ pub(crate) async fn submit(
                 },
             );
         };
-        let from = kora_client::runs::events_position(broker.as_ref(), subjects).await?;
-        kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
-        let run_id = run_id.clone();
         match kora_client::runs::wait(broker, subjects, &run_id, from, Some(wait)).await {
             Ok(ending) => {
                 // A deduplicated submission reports the run it stands for.
                 let (id, ending) = match kora_client::runs::follow(&ending) {
-                    Some(existing) => {
-                        let rec = st.store().run(&existing).await?;
-                        match rec {
-                            Some(r) if r.status.is_final() => (existing, RunReport::ending_of(&r)),
-                            _ => {
-                                return Ok((
-                                    StatusCode::ACCEPTED,
-                                    Json(Submitted {
-                                        run_id: existing,
-                                        status: "running".into(),
-                                    }),
-                                )
-                                    .into_response());
-                            }
-                        }
-                    }
-                    None => (run_id, ending),
+                    Some(existing) => match st.store().run(&existing).await? {
+                        Some(r) if r.status.is_final() => (existing, RunReport::ending_of(&r)),
+                        _ => return Ok(submitted(&existing, "running")),
+                    },
+                    None => (run_id.clone(), ending),
                 };
                 let report = RunReport::build(st.store().as_ref(), id, &node_ids, ending).await?;
                 Ok(Json(report).into_response())
             }
-            Err(kora_client::Error::Timeout(_)) => Ok((
-                StatusCode::ACCEPTED,
-                Json(Submitted {
-                    run_id,
-                    status: "running".into(),
-                }),
-            )
-                .into_response()),
+            Err(kora_client::Error::Timeout(_)) => Ok(submitted(&run_id, "running")),
             Err(e) => Err(e.into()),
         }
-    }
-    .await;
-    let detail = serde_json::json!({
-        "workflow": body.workflow_name.clone().unwrap_or_else(|| "(inline)".into()),
-        "idempotency_key": body.idempotency_key,
-    });
-    st.audited(&who, &ctx, "runs.submit", &run_id, Some(detail), done)
-        .await
+    };
+    let ((), answer) = tokio::join!(audit, answer);
+    answer
 }
 
 /// List runs.
@@ -457,14 +466,23 @@ pub(crate) async fn list(
 /// The run `run_id` names within the caller's tenant, following a deduplicated submission to
 /// the run it stands for.
 pub(crate) async fn find_run(st: &AppState, who: &Principal, run_id: &str) -> ApiResult<RunRecord> {
-    let control = st.control_for(who);
-    if let Some(r) = control.run(run_id).await? {
-        return Ok(r);
+    let control = &st.control_for(who);
+    following_alias(st, run_id, |id| async move { control.run(&id).await }).await
+}
+
+/// What `read` gives for `run_id`, or else for the run it is an alias of; not found otherwise.
+async fn following_alias<T, F, Fut>(st: &AppState, run_id: &str, read: F) -> ApiResult<T>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = kora_client::Result<Option<T>>>,
+{
+    if let Some(found) = read(run_id.to_owned()).await? {
+        return Ok(found);
     }
     if let Some(target) = st.store().alias_of(run_id).await?
-        && let Some(r) = control.run(&target).await?
+        && let Some(found) = read(target).await?
     {
-        return Ok(r);
+        return Ok(found);
     }
     Err(ApiError::not_found(format!(
         "no run {run_id} (a run just submitted appears once a coordinator admits it)"
@@ -486,8 +504,11 @@ pub(crate) async fn get(
     Path(run_id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
     who.require(Scope::RunsRead)?;
-    let r = find_run(&st, &who, &run_id).await?;
-    let attempts = st.store().attempts(&r.run_id).await?;
+    let control = &st.control_for(&who);
+    let (r, attempts) = following_alias(&st, &run_id, |id| async move {
+        control.run_with_attempts(&id).await
+    })
+    .await?;
     let node_ids: Vec<String> = r
         .spec
         .as_ref()

@@ -216,46 +216,105 @@ fn json_map(v: Option<String>) -> Result<Option<kora_model::Map>> {
 }
 
 fn attempt_row(r: &PgRow) -> Result<AttemptRecord> {
-    let status: String = r.try_get("status")?;
-    let output: Option<String> = r.try_get("output")?;
-    let dlq_state: Option<String> = r.try_get("dlq_state")?;
-    let dead_letter = match dlq_state {
-        Some(state) => Some(DeadLetterInfo {
-            reason: r
-                .try_get::<Option<String>, _>("dlq_reason")?
-                .unwrap_or_default(),
-            state,
-            inputs: json_map(r.try_get("inputs")?)?,
-            replayed_ms: r.try_get::<Option<i64>, _>("replayed_ms")?.map(u),
-            replayed_by: r.try_get("replayed_by")?,
-            replay_attempt: r
-                .try_get::<Option<i32>, _>("replay_attempt")?
-                .and_then(|a| u32::try_from(a).ok()),
-        }),
-        None => None,
+    let parsed = |c: &str| -> Result<Option<serde_json::Value>> {
+        r.try_get::<Option<String>, _>(c)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| Error::Corrupt(e.to_string()))
     };
-    Ok(AttemptRecord {
+    AttemptCols {
         run_id: r.try_get("run_id")?,
         node_id: r.try_get("node_id")?,
-        iteration: u32::try_from(r.try_get::<i32, _>("iteration")?).unwrap_or(0),
-        attempt: u32::try_from(r.try_get::<i32, _>("attempt")?).unwrap_or(0),
+        iteration: r.try_get("iteration")?,
+        attempt: r.try_get("attempt")?,
         node_type: r.try_get("node_type")?,
-        status: AttemptStatus::parse(&status)
-            .ok_or_else(|| Error::Corrupt(format!("attempt status {status:?}")))?,
-        output: output
-            .map(|o| serde_json::from_str(&o))
-            .transpose()
-            .map_err(|e| Error::Corrupt(e.to_string()))?,
+        status: r.try_get("status")?,
+        output: parsed("output")?,
         error: r.try_get("error")?,
         error_type: r.try_get("error_type")?,
         worker_id: r.try_get("worker_id")?,
-        dispatched_ms: u(r.try_get("dispatched_ms")?),
-        finished_ms: r.try_get::<Option<i64>, _>("finished_ms")?.map(u),
-        seq: r.try_get::<Option<i64>, _>("seq")?.map(u),
-        dead_letter,
+        dispatched_ms: r.try_get("dispatched_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        seq: r.try_get("seq")?,
+        dlq_reason: r.try_get("dlq_reason")?,
+        dlq_state: r.try_get("dlq_state")?,
+        inputs: json_map(r.try_get("inputs")?)?,
         overrides: json_map(r.try_get("overrides")?)?,
-    })
+        replayed_ms: r.try_get("replayed_ms")?,
+        replayed_by: r.try_get("replayed_by")?,
+        replay_attempt: r.try_get("replay_attempt")?,
+    }
+    .into_record()
 }
+
+/// An `attempts` row as PostgreSQL hands it over, from columns ([`attempt_row`]) or as one
+/// JSON object of a `json_agg` ([`ATTEMPTS_JSON`]).
+#[derive(serde::Deserialize)]
+struct AttemptCols {
+    run_id: String,
+    node_id: String,
+    iteration: i32,
+    attempt: i32,
+    node_type: String,
+    status: String,
+    output: Option<serde_json::Value>,
+    error: Option<String>,
+    error_type: Option<String>,
+    worker_id: Option<String>,
+    dispatched_ms: i64,
+    finished_ms: Option<i64>,
+    seq: Option<i64>,
+    dlq_reason: Option<String>,
+    dlq_state: Option<String>,
+    inputs: Option<kora_model::Map>,
+    overrides: Option<kora_model::Map>,
+    replayed_ms: Option<i64>,
+    replayed_by: Option<String>,
+    replay_attempt: Option<i32>,
+}
+
+impl AttemptCols {
+    fn into_record(self) -> Result<AttemptRecord> {
+        let dead_letter = self.dlq_state.map(|state| DeadLetterInfo {
+            reason: self.dlq_reason.unwrap_or_default(),
+            state,
+            inputs: self.inputs,
+            replayed_ms: self.replayed_ms.map(u),
+            replayed_by: self.replayed_by,
+            replay_attempt: self.replay_attempt.and_then(|a| u32::try_from(a).ok()),
+        });
+        Ok(AttemptRecord {
+            status: AttemptStatus::parse(&self.status)
+                .ok_or_else(|| Error::Corrupt(format!("attempt status {:?}", self.status)))?,
+            run_id: self.run_id,
+            node_id: self.node_id,
+            iteration: u32::try_from(self.iteration).unwrap_or(0),
+            attempt: u32::try_from(self.attempt).unwrap_or(0),
+            node_type: self.node_type,
+            output: self.output,
+            error: self.error,
+            error_type: self.error_type,
+            worker_id: self.worker_id,
+            dispatched_ms: u(self.dispatched_ms),
+            finished_ms: self.finished_ms.map(u),
+            seq: self.seq.map(u),
+            dead_letter,
+            overrides: self.overrides,
+        })
+    }
+}
+
+/// Every attempt of the run in the row (`runs`), as one JSON array in [`Store::attempts`]'
+/// order: the run and its attempts come back in one round trip.
+const ATTEMPTS_JSON: &str = "(SELECT coalesce(json_agg(json_build_object(
+    'run_id', a.run_id, 'node_id', a.node_id, 'iteration', a.iteration, 'attempt', a.attempt,
+    'node_type', a.node_type, 'status', a.status, 'output', a.output, 'error', a.error,
+    'error_type', a.error_type, 'worker_id', a.worker_id, 'dispatched_ms', a.dispatched_ms,
+    'finished_ms', a.finished_ms, 'seq', a.seq, 'dlq_reason', a.dlq_reason, 'dlq_state', a.dlq_state,
+    'inputs', a.inputs, 'overrides', a.overrides, 'replayed_ms', a.replayed_ms,
+    'replayed_by', a.replayed_by, 'replay_attempt', a.replay_attempt)
+    ORDER BY a.seq NULLS LAST, a.dispatched_ms, a.node_id), '[]')::text
+  FROM attempts a WHERE a.run_id = runs.run_id) AS attempts_json";
 
 #[async_trait]
 impl Store for PgStore {
@@ -284,6 +343,27 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(run_row).transpose()
+    }
+
+    async fn run_with_attempts(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<(RunRecord, Vec<AttemptRecord>)>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS}, {ATTEMPTS_JSON} FROM runs WHERE run_id = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let attempts: Vec<AttemptCols> =
+            serde_json::from_str(&row.try_get::<String, _>("attempts_json")?)
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let attempts = attempts
+            .into_iter()
+            .map(AttemptCols::into_record)
+            .collect::<Result<_>>()?;
+        Ok(Some((run_row(&row)?, attempts)))
     }
 
     async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>> {

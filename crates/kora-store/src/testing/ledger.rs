@@ -8,7 +8,7 @@ use crate::{
     AttemptKey, AttemptStatus, Batch, Expect, NewRun, RunFilter, RunStatus, RunUpdate, Store,
 };
 
-use super::{attempt, event, new_run, outcome, spec};
+use super::{attempt, event, new_run, outcome, reads_together, spec};
 
 /// A run, its attempts, outcomes and events round-trip; a run is created once.
 pub async fn records_a_run(s: &dyn Store, ns: &str) {
@@ -69,6 +69,8 @@ pub async fn records_a_run(s: &dyn Store, ns: &str) {
         "the run row keeps its highest event sequence"
     );
     assert!(s.run(&format!("{ns}-missing")).await.unwrap().is_none());
+    reads_together(s, &run).await;
+    reads_together(s, &format!("{ns}-missing")).await;
 }
 
 /// A second outcome for the same attempt is ignored and counted; a finished run stays finished.

@@ -20,6 +20,15 @@ pub use limits::*;
 pub use operators::*;
 pub use tenants::*;
 
+/// [`Store::run_with_attempts`] reads exactly what [`Store::run`] and [`Store::attempts`] do.
+pub(super) async fn reads_together(s: &dyn Store, run: &str) {
+    let apart = match s.run(run).await.unwrap() {
+        Some(r) => Some((r, s.attempts(run).await.unwrap())),
+        None => None,
+    };
+    assert_eq!(s.run_with_attempts(run).await.unwrap(), apart, "run {run}");
+}
+
 pub(super) fn spec() -> WorkflowSpec {
     serde_json::from_value(
         json!({"kora": 1, "id": "wf", "name": "demo", "nodes": [{"id": "a", "type": "NoOpNode"}]}),

@@ -128,6 +128,7 @@ pub async fn dead_letters_list_replay_and_purge(s: &dyn Store, ns: &str) {
     assert_eq!(info.state, "replayed");
     assert_eq!(info.replayed_by.as_deref(), Some("tester"));
     assert_eq!((info.replayed_ms, info.replay_attempt), (Some(10), Some(2)));
+    super::reads_together(s, &run).await;
     let again = s
         .replay(&ReplayRequest {
             id: dl.id.clone(),
