@@ -152,18 +152,18 @@ async fn run() {
 
     // `KORA_BENCH_ONLY=reads`, `submissions` or `wait` runs one of them.
     let only = std::env::var("KORA_BENCH_ONLY").unwrap_or_default();
+    let pids: Vec<(&str, u32)> = ["scheduler", "coordinator", "worker", "gateway"]
+        .into_iter()
+        .zip(procs.iter().map(std::process::Child::id))
+        .collect();
     if only.is_empty() || only == "reads" {
-        let pids: Vec<(&str, u32)> = ["scheduler", "coordinator", "worker", "gateway"]
-            .into_iter()
-            .zip(procs.iter().map(std::process::Child::id))
-            .collect();
         reads(&http, &base, &key, &run_id, &pids).await;
     }
     if only.is_empty() || only == "wait" {
         wait_overhead(&http, &base, &key, &prefix, &db).await;
     }
     if only.is_empty() || only == "submissions" {
-        submissions(&http, &base, &key).await;
+        submissions(&http, &base, &key, &pids).await;
     }
 
     for p in &mut procs {
@@ -309,11 +309,12 @@ async fn reads(http: &reqwest::Client, base: &str, key: &str, run_id: &str, pids
     println!("  CPU in cores (of 2) while reading: {cpu}");
 }
 
-async fn submissions(http: &reqwest::Client, base: &str, key: &str) {
+async fn submissions(http: &reqwest::Client, base: &str, key: &str, pids: &[(&str, u32)]) {
     const N: usize = 20_000;
     let url = format!("{base}/v1/runs");
     let body = Arc::new(json!({"workflow": one_node()}));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = cpu_snapshot(pids);
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..CONNECTIONS {
@@ -345,6 +346,7 @@ async fn submissions(http: &reqwest::Client, base: &str, key: &str) {
     }
     let mut lat: Vec<f64> = set.join_all().await.into_iter().flatten().collect();
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_report(&cpu_before, &cpu_snapshot(pids), secs);
     lat.sort_by(f64::total_cmp);
     println!(
         "async POST /v1/runs (one-node workflow inline), {CONNECTIONS} connections, {N} runs: {:.0} accepted/s (target >= 2,000), p50 {:.2} ms, p99 {:.2} ms",
@@ -352,6 +354,7 @@ async fn submissions(http: &reqwest::Client, base: &str, key: &str) {
         pct(&lat, 0.5),
         pct(&lat, 0.99)
     );
+    println!("  CPU in cores (of 2) while submitting: {cpu}");
     // How long the engine takes to work off the backlog.
     let t = Instant::now();
     loop {
