@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= examples/customer-routing/workflow.yaml
 
-.PHONY: run test test-unit bench services-up fmt lint check clean
+.PHONY: run test test-unit bench soak services-up fmt lint check clean
 
 ## run: build kora and run an example workflow embedded, printing its results
 run:
@@ -30,6 +30,17 @@ bench: services-up
 	$(CARGO) bench -p kora-tests --bench distributed
 	$(CARGO) bench -p kora-tests --bench durability
 	$(CARGO) bench -p kora-tests --bench gateway
+
+## soak: 1,000,000 NoOp tasks through kora serve processes, sampling RSS and hop latency every
+## 10 s; writes $(SOAK_OUT)/soak.csv and soak.png (KORA_SOAK_TASKS=N for a shorter one)
+SOAK_OUT ?= docs/soak
+PLOT_PY := target/tools/plot/bin/python
+soak: services-up
+	$(CARGO) build --release -p kora-cli --bin kora
+	KORA_SOAK_OUT=$(abspath $(SOAK_OUT)) $(CARGO) bench -p kora-tests --bench soak
+	@test -x $(PLOT_PY) || { echo "soak: installing matplotlib 3.11.2 from PyPI into target/tools/plot"; \
+		python3 -m venv target/tools/plot && $(PLOT_PY) -m pip install -q matplotlib==3.11.2; }
+	$(PLOT_PY) tests/benches/support/plot_soak.py $(SOAK_OUT)/soak.csv $(SOAK_OUT)/soak.png
 
 ## lint: formatting and clippy, as CI would
 lint:

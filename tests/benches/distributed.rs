@@ -16,23 +16,22 @@
 //! 127.0.0.1:5432 (`make services-up`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kora_broker::{Broker, ConsumerConfig};
+use kora_broker::Broker;
 use kora_model::subjects::Subjects;
-use kora_model::{Map, WorkflowSpec};
-use serde_json::json;
-use sqlx::Connection;
 
 const NATS: &str = "nats://127.0.0.1:4222";
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 #[path = "support/installation.rs"]
 mod installation;
 #[path = "support/raw.rs"]
 mod raw;
-use installation::{cleanup, kora_bin};
+#[path = "support/workload.rs"]
+mod workload;
+use installation::{cleanup, create_database, kora_bin, tag};
 use raw::{connect, pct};
+use workload::{chain_spec, fanout_spec, rss_mib, run_chain, run_one};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -44,13 +43,7 @@ fn main() {
 }
 
 async fn run() {
-    let tag = format!(
-        "b{}x{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() % 1_000_000)
-    );
+    let tag = tag('b');
     println!(
         "\nkora distributed benchmark: NATS 127.0.0.1:4222 ({}), PostgreSQL 15; roles as kora serve processes; client on a 2-thread runtime",
         server_version().await
@@ -62,15 +55,8 @@ async fn run() {
     println!("raw JetStream round trip, 1,000 in flight: {inflight_rate:.0} round trips/s");
 
     let db = format!("kora_bench_{tag}");
-    let mut admin = sqlx::PgConnection::connect(ADMIN)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
+    let (mut admin, db_url) = create_database(&db).await;
     let prefix = format!("kb{tag}");
-    let db_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -184,17 +170,6 @@ async fn fanout(
     );
 }
 
-/// A process's resident memory (`VmRSS`) or its peak (`VmHWM`), in MiB.
-fn rss_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 /// The coordinator's /metrics as name -> value.
 fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
     use std::io::{Read, Write};
@@ -229,132 +204,4 @@ async fn async_version() -> Option<String> {
         .await
         .ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn spec(v: serde_json::Value) -> WorkflowSpec {
-    kora_model::load::from_value(&v).expect("bench workflow").0
-}
-
-fn chain_spec(n: usize) -> WorkflowSpec {
-    let mut nodes = vec![json!({"id": "n0", "type": "NoOpNode", "config": {"data": 0}})];
-    let mut conns = Vec::new();
-    for i in 1..n {
-        nodes.push(json!({"id": format!("n{i}"), "type": "NoOpNode"}));
-        conns.push(json!({"source": format!("n{}", i - 1), "output": "data", "target": format!("n{i}"), "input": "data"}));
-    }
-    spec(json!({"nodes": nodes, "connections": conns}))
-}
-
-fn fanout_spec(n: usize) -> WorkflowSpec {
-    let mut nodes = vec![json!({"id": "root", "type": "NoOpNode", "config": {"data": 1}})];
-    let mut conns = Vec::new();
-    for i in 0..n {
-        nodes.push(json!({"id": format!("n{i}"), "type": "NoOpNode"}));
-        conns.push(
-            json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}),
-        );
-    }
-    spec(json!({"nodes": nodes, "connections": conns}))
-}
-
-/// Submits and waits; returns seconds from submit to the terminal event.
-/// One chain run: its total time (s) and the interval between consecutive node completions as
-/// a client sees them on the run's node events (ms): one hop each — result recorded, next task
-/// dispatched, executed, its result recorded and announced.
-async fn run_chain(
-    broker: &Arc<dyn Broker>,
-    subjects: &Subjects,
-    wf: WorkflowSpec,
-) -> (f64, Vec<f64>) {
-    let run_id = uuid::Uuid::now_v7().to_string();
-    let from = kora_client::runs::events_position(broker.as_ref(), subjects)
-        .await
-        .expect("events");
-    let durable = format!("hops-{run_id}");
-    broker
-        .ensure_consumer(
-            &subjects.stream_events(),
-            &ConsumerConfig {
-                filter_subject: Some(subjects.event(&run_id, "node", "*")),
-                start_sequence: Some(from),
-                ..ConsumerConfig::new(&durable)
-            },
-        )
-        .await
-        .expect("events consumer");
-    let consumer = broker
-        .consumer(&subjects.stream_events(), &durable)
-        .await
-        .expect("consumer");
-    let nodes = wf.nodes.len();
-    let watcher = tokio::spawn(async move {
-        let mut seen: Vec<(Instant, usize)> = Vec::with_capacity(nodes);
-        while seen.iter().map(|s| s.1).sum::<usize>() < nodes {
-            let Ok(batch) = consumer.fetch(64, Duration::from_secs(10)).await else {
-                break;
-            };
-            if batch.is_empty() {
-                break;
-            }
-            // Completions that arrive together share the interval since the previous arrival
-            // (never counted as zero-length hops).
-            seen.push((Instant::now(), batch.len()));
-            for d in batch {
-                let _ = d.ack().await;
-            }
-        }
-        seen
-    });
-    let t = run_one_id(broker, subjects, wf, run_id).await;
-    let seen = watcher.await.expect("watcher");
-    let _ = broker
-        .delete_consumer(&subjects.stream_events(), &durable)
-        .await;
-    let hops = seen
-        .windows(2)
-        .flat_map(|w| {
-            let each = (w[1].0 - w[0].0).as_secs_f64() * 1000.0 / w[1].1 as f64;
-            std::iter::repeat_n(each, w[1].1)
-        })
-        .collect();
-    (t, hops)
-}
-
-async fn run_one(broker: &Arc<dyn Broker>, subjects: &Subjects, wf: WorkflowSpec) -> f64 {
-    run_one_id(broker, subjects, wf, uuid::Uuid::now_v7().to_string()).await
-}
-
-async fn run_one_id(
-    broker: &Arc<dyn Broker>,
-    subjects: &Subjects,
-    wf: WorkflowSpec,
-    run_id: String,
-) -> f64 {
-    let from = kora_client::runs::events_position(broker.as_ref(), subjects)
-        .await
-        .expect("events");
-    let t = Instant::now();
-    let submission = kora_client::Submission {
-        run_id: run_id.clone(),
-        ..kora_client::Submission::new(wf, Map::new())
-    };
-    kora_client::runs::submit(broker.as_ref(), subjects, submission)
-        .await
-        .expect("submit");
-    let end = kora_client::runs::wait(
-        broker,
-        subjects,
-        &run_id,
-        from,
-        Some(Duration::from_secs(300)),
-    )
-    .await
-    .expect("finished");
-    assert_eq!(
-        end.kind,
-        kora_model::wire::EventKind::RunSucceeded,
-        "{:?}",
-        end.detail
-    );
-    t.elapsed().as_secs_f64()
 }

@@ -24,10 +24,8 @@ use std::time::{Duration, Instant};
 use kora_broker::Broker;
 use kora_model::subjects::Subjects;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 const NATS: &str = "nats://127.0.0.1:4222";
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PEPPER: &str = "bench-pepper-0123456789abcdef0123456789abcdef";
 const CONNECTIONS: usize = 64;
 
@@ -35,7 +33,7 @@ const CONNECTIONS: usize = 64;
 mod installation;
 #[path = "support/raw.rs"]
 mod raw;
-use installation::{cleanup, kora_bin};
+use installation::{cleanup, create_database, kora_bin, tag};
 use raw::{connect, pct};
 
 fn main() {
@@ -52,13 +50,7 @@ fn one_node() -> Value {
 }
 
 async fn run() {
-    let tag = format!(
-        "g{}x{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() % 1_000_000)
-    );
+    let tag = tag('g');
     println!(
         "\nkora gateway benchmark: roles as kora serve processes (scheduler, coordinator, worker, gateway), NATS 127.0.0.1:4222, PostgreSQL 15; load from this process (2-thread runtime) on the same 2 cores"
     );
@@ -68,15 +60,8 @@ async fn run() {
     println!("raw JetStream round trip, sequential: p50 {seq_p50:.3} ms (1,000 tasks)");
 
     let db = format!("kora_bench_{tag}");
-    let mut admin = sqlx::PgConnection::connect(ADMIN)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
+    let (mut admin, db_url) = create_database(&db).await;
     let prefix = format!("kg{tag}");
-    let db_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

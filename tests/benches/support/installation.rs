@@ -2,6 +2,33 @@
 //! made (its streams, its raw-benchmark streams, its database) however it ended.
 
 use kora_broker::nats::{JetStreamBroker, NatsConfig};
+use sqlx::Connection;
+
+const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A name part unique to this run: `letter`, the process id and the time.
+pub(crate) fn tag(letter: char) -> String {
+    format!(
+        "{letter}{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() % 1_000_000)
+    )
+}
+
+/// Creates the ledger database `db` on the local PostgreSQL: the admin connection (for
+/// [`cleanup`]) and the database's URL.
+pub(crate) async fn create_database(db: &str) -> (sqlx::PgConnection, String) {
+    let mut admin = sqlx::PgConnection::connect(ADMIN)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
+    (admin, format!("postgres://postgres@127.0.0.1:5432/{db}"))
+}
 
 /// The release `kora` binary: `KORA_BIN`, or target/release/kora (`make bench` builds it).
 pub(crate) fn kora_bin() -> std::path::PathBuf {
