@@ -47,8 +47,48 @@ fn main() -> ExitCode {
     match rt.block_on(commands::dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", causes(&e));
             ExitCode::from(EXIT_BAD_INPUT)
         }
+    }
+}
+
+/// An error and its causes, each said once: a cause whose text the message already holds (an
+/// error that prints its source) is not repeated.
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        /// Prints its source and also gives it as `source()`, as thiserror's errors do.
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot open the ledger: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Outer(std::io::Error::other("no such database")))
+            .context("starting the coordinator");
+        assert_eq!(
+            super::causes(&e),
+            "starting the coordinator: cannot open the ledger: no such database"
+        );
     }
 }

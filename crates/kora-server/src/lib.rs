@@ -234,12 +234,19 @@ pub async fn serve(
         .iter()
         .any(|r| matches!(r, Role::Coordinator | Role::Scheduler | Role::Gateway))
     {
+        let ledger_error = |source| Error::Ledger {
+            url: kora_store::pg::redact(&cfg.database.url),
+            source,
+        };
+        if let Some(name) = PgStore::create_database_if_missing(&cfg.database)
+            .await
+            .map_err(ledger_error)?
+        {
+            tracing::info!(database = %name, "created the ledger database, which did not exist");
+        }
         let store = PgStore::connect(&cfg.database)
             .await
-            .map_err(|source| Error::Ledger {
-                url: kora_store::pg::redact(&cfg.database.url),
-                source,
-            })?;
+            .map_err(ledger_error)?;
         Some(Arc::new(store))
     } else {
         None

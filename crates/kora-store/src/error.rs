@@ -15,8 +15,42 @@ pub enum Error {
     Schema(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    /// Shown as the database's own message and SQLSTATE (never sqlx's rendering, which adds
+    /// the line of PostgreSQL's C source that raised it), with what to do for the errors a
+    /// new installation meets. Not a `source`: the text already says it all, once.
+    #[error("database: {}", describe(.0))]
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Db(e)
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+fn describe(e: &sqlx::Error) -> String {
+    let db = match e {
+        sqlx::Error::Database(db) => db,
+        sqlx::Error::Io(_) => return format!("{e}; is PostgreSQL running at that address?"),
+        _ => return e.to_string(),
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let hint = match code.as_str() {
+        "3D000" => "; create it (`createdb NAME`), or let `kora serve` create it",
+        "28000" | "28P01" => {
+            "; name a role that exists, and its password if it needs one, in the URL: postgres://USER:PASSWORD@HOST:5432/DB"
+        }
+        _ => "",
+    };
+    format!("{} (SQLSTATE {code}){hint}", db.message())
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

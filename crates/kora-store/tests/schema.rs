@@ -2,7 +2,8 @@
 //! and upgraded with its data intact; an upgraded ledger has exactly a new one's schema; an
 //! edited migration and a ledger from a newer build are refused with a message that says what
 //! to do; a function is replaced only by a newer generation, and every function file is pinned
-//! to its generation.
+//! to its generation. A missing ledger database is created for `kora serve`, and the errors a
+//! new installation meets say what to do.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -483,5 +484,47 @@ async fn an_edited_sqlite_migration_is_refused() {
         msg.contains("migration 1 (0001_ledger.sql) was changed after this ledger applied it")
             && msg.contains("crates/kora-store/migrations/sqlite/0001_ledger.sql"),
         "{msg}"
+    );
+}
+
+/// `kora serve` creates a missing ledger database (once); a role that does not exist is named
+/// with its SQLSTATE and what to do, without sqlx's line of PostgreSQL's C source.
+#[tokio::test]
+async fn a_missing_ledger_database_is_created() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    // Missing, but still dropped by `db` when the test ends, however it ends.
+    let mut admin = sqlx::PgConnection::connect(&TestDb::admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {}", db.name)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let c = cfg(&db);
+    let missing = PgStore::connect(&c).await.err().unwrap().to_string();
+    assert!(
+        missing.contains("(SQLSTATE 3D000)") && missing.contains("createdb"),
+        "{missing}"
+    );
+    assert_eq!(
+        PgStore::create_database_if_missing(&c).await.unwrap(),
+        Some(db.name.clone())
+    );
+    assert_eq!(PgStore::create_database_if_missing(&c).await.unwrap(), None);
+    PgStore::connect(&c).await.unwrap().close().await;
+    let no_role = PgConfig {
+        url: db.url.replacen("://postgres@", "://kora_no_such_role@", 1),
+        ..PgConfig::default()
+    };
+    let e = PgStore::create_database_if_missing(&no_role)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("(SQLSTATE 28000)") && e.contains("postgres://USER") && !e.contains("at line"),
+        "{e}"
     );
 }

@@ -129,6 +129,36 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// Creates the database `cfg.url` names if it does not exist, through the server's
+    /// `postgres` database with the same credentials: `Ok(Some(name))` when it was created,
+    /// `Ok(None)` when it was there. Any other failure to connect is returned as it is.
+    pub async fn create_database_if_missing(cfg: &PgConfig) -> Result<Option<String>> {
+        use sqlx::{ConnectOptions, Connection};
+        let opts: sqlx::postgres::PgConnectOptions = cfg.url.parse()?;
+        match opts.connect().await {
+            Ok(c) => {
+                let _ = c.close().await;
+                Ok(None)
+            }
+            Err(e) if crate::error::sqlstate(&e).as_deref() == Some("3D000") => {
+                let name = opts.get_database().unwrap_or_default().to_string();
+                let mut admin = opts.clone().database("postgres").connect().await?;
+                let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+                let made = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+                    .execute(&mut admin)
+                    .await;
+                let _ = admin.close().await;
+                match made {
+                    Ok(_) => Ok(Some(name)),
+                    // Another process made it first.
+                    Err(e) if crate::error::sqlstate(&e).as_deref() == Some("42P04") => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Connects and migrates with another migrator: how the tests make an edited migration.
     #[cfg(any(test, feature = "test-util"))]
     pub async fn connect_with(cfg: &PgConfig, migrator: &sqlx::migrate::Migrator) -> Result<Self> {
