@@ -226,6 +226,15 @@ pub fn parse_nets(list: &[String], key: &str) -> Result<Vec<IpNet>, String> {
 }
 
 impl GatewayConfig {
+    /// The wait a submission's `?wait=SECONDS` gets: at most `max_wait` (however large the
+    /// number); `None` for what is not a number of seconds from 0 (negative, NaN, infinite).
+    pub(crate) fn wait_of(&self, secs: f64) -> Option<Duration> {
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        Some(Duration::try_from_secs_f64(secs).map_or(self.max_wait, |d| d.min(self.max_wait)))
+    }
+
     /// Checks that hold whether or not this process runs the gateway.
     pub fn validate(&self) -> Result<(), String> {
         if self.addr.parse::<std::net::SocketAddr>().is_err() {
@@ -303,6 +312,19 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_is_capped_and_never_panics() {
+        let c = GatewayConfig::default();
+        assert_eq!(c.wait_of(2.5), Some(Duration::from_millis(2500)));
+        assert_eq!(c.wait_of(0.0), Some(Duration::ZERO));
+        for huge in [1e20, 1e300, f64::MAX] {
+            assert_eq!(c.wait_of(huge), Some(c.max_wait), "{huge}");
+        }
+        for bad in [-1.0, -0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(c.wait_of(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn the_defaults_are_valid_but_serving_needs_a_pepper() {

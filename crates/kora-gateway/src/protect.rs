@@ -88,10 +88,8 @@ fn time_limit(st: &AppState, req: &Request) -> Option<Duration> {
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("wait="))
         .and_then(|v| v.parse::<f64>().ok())
-        .filter(|w| w.is_finite() && *w > 0.0)
-        .map_or(Duration::ZERO, |w| {
-            Duration::from_secs_f64(w.min(st.cfg.max_wait.as_secs_f64()))
-        });
+        .and_then(|w| st.cfg.wait_of(w))
+        .unwrap_or(Duration::ZERO);
     Some(st.cfg.request_timeout + wait)
 }
 

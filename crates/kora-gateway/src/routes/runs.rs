@@ -296,17 +296,13 @@ pub(crate) async fn submit(
     Body(body): Body<SubmitRun>,
 ) -> ApiResult<Response> {
     who.require(Scope::RunsWrite)?;
-    let wait = match q.wait {
-        None => None,
-        Some(w) if w.is_finite() && w >= 0.0 => Some(Duration::from_secs_f64(
-            w.min(st.cfg.max_wait.as_secs_f64()),
-        )),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "`wait` must be a number of seconds, 0 or more",
-            ));
-        }
-    };
+    let wait =
+        match q.wait {
+            None => None,
+            Some(w) => Some(st.cfg.wait_of(w).ok_or_else(|| {
+                ApiError::invalid("`wait` must be a number of seconds, 0 or more")
+            })?),
+        };
     let run_id = uuid::Uuid::now_v7().to_string();
     let detail = serde_json::json!({
         "workflow": body.workflow_name.clone().unwrap_or_else(|| "(inline)".into()),

@@ -13,6 +13,18 @@ use crate::builtin::input_error;
 
 use super::Http;
 
+/// The wait before retry `attempt + 1`: `backoff` seconds doubling each time, at most
+/// [`MAX_PAUSE`], whatever the numbers.
+fn backoff_pause(backoff: f64, attempt: u32) -> Duration {
+    let doublings = i32::try_from(attempt.min(64)).unwrap_or(64);
+    Duration::try_from_secs_f64(backoff * 2f64.powi(doublings))
+        .map_or(MAX_PAUSE, |p| p.min(MAX_PAUSE))
+}
+
+/// The longest a node waits between its own retries (a backoff, a Retry-After); a longer
+/// wait is the coordinator's to keep.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
 pub(super) const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 pub(super) fn request_params() -> Vec<ParamInfo> {
@@ -30,7 +42,7 @@ pub(super) fn request_params() -> Vec<ParamInfo> {
         ParamInfo::optional("retry_count", "retries after a connection error, a timeout, 429 or 502-504")
             .kind(ParamKind::Integer)
             .default("0"),
-        ParamInfo::optional("retry_backoff", "seconds before the first retry, doubling each time (Retry-After wins)")
+        ParamInfo::optional("retry_backoff", "seconds before the first retry, doubling each time, at most 60 (Retry-After wins)")
             .kind(ParamKind::Seconds)
             .default("0.5"),
         ParamInfo::optional("auth_type", "bearer (auth_token), basic (auth_username, auth_password) or api_key (auth_token in api_key_header)")
@@ -288,9 +300,7 @@ impl Http {
             let started = Instant::now();
             let sent = b.send().await;
             let again = attempt < req.retries;
-            let pause = Duration::from_secs_f64(
-                req.backoff * 2f64.powi(i32::try_from(attempt).unwrap_or(0)),
-            );
+            let pause = backoff_pause(req.backoff, attempt);
             attempt += 1;
             let r = match sent {
                 Ok(r) => r,
@@ -319,9 +329,7 @@ impl Http {
             let status = r.status().as_u16();
             if again && matches!(status, 429 | 502 | 503 | 504) {
                 // Waits in the node are short; a longer Retry-After is the coordinator's to keep.
-                let wait = retry_after(&r)
-                    .unwrap_or(pause)
-                    .min(Duration::from_secs(60));
+                let wait = retry_after(&r).unwrap_or(pause).min(MAX_PAUSE);
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -417,6 +425,17 @@ pub(super) fn url_param(node: &str, input: &Map, k: &str) -> Result<String, Node
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_retry_pause_doubles_up_to_a_minute_and_never_panics() {
+        use std::time::Duration;
+        assert_eq!(super::backoff_pause(0.5, 0), Duration::from_millis(500));
+        assert_eq!(super::backoff_pause(0.5, 2), Duration::from_secs(2));
+        assert_eq!(super::backoff_pause(60.0, 19), super::MAX_PAUSE);
+        assert_eq!(super::backoff_pause(1.0, u32::MAX), super::MAX_PAUSE);
+        assert_eq!(super::backoff_pause(0.0, u32::MAX), Duration::ZERO);
+        assert_eq!(super::backoff_pause(f64::NAN, 1), super::MAX_PAUSE);
+    }
+
     use super::*;
 
     #[test]
