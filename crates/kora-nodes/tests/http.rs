@@ -98,6 +98,18 @@ async fn http_request_sends_methods_bodies_and_auth() {
         e.to_string().contains("127.0.0.1:9") && !e.to_string().contains("secret"),
         "{e}"
     );
+    // A retry backoff is checked like every duration: a negative one is refused, named.
+    let e = run(
+        &r,
+        "HTTPRequestNode",
+        json!({"url": "http://127.0.0.1:9/x", "retry_count": 1, "retry_backoff": -1}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        !e.is_retryable() && e.to_string().contains("retry_backoff"),
+        "{e}"
+    );
     let e = run(
         &r,
         "HTTPRequestNode",

@@ -13,12 +13,11 @@ use crate::builtin::input_error;
 
 use super::Http;
 
-/// The wait before retry `attempt + 1`: `backoff` seconds doubling each time, at most
-/// [`MAX_PAUSE`], whatever the numbers.
-fn backoff_pause(backoff: f64, attempt: u32) -> Duration {
-    let doublings = i32::try_from(attempt.min(64)).unwrap_or(64);
-    Duration::try_from_secs_f64(backoff * 2f64.powi(doublings))
-        .map_or(MAX_PAUSE, |p| p.min(MAX_PAUSE))
+/// The wait before retry `attempt + 1`: `backoff` doubling each time, at most [`MAX_PAUSE`].
+fn backoff_pause(backoff: Duration, attempt: u32) -> Duration {
+    backoff
+        .saturating_mul(2u32.saturating_pow(attempt))
+        .min(MAX_PAUSE)
 }
 
 /// The longest a node waits between its own retries (a backoff, a Retry-After); a longer
@@ -70,7 +69,7 @@ pub(crate) struct Request {
     pub(crate) timeout: Duration,
     pub(crate) verify: bool,
     pub(crate) retries: u32,
-    pub(crate) backoff: f64,
+    pub(crate) backoff: Duration,
     pub(crate) format: String,
 }
 
@@ -182,7 +181,8 @@ pub(crate) fn request(node: &str, input: &Map, url: String) -> Result<Request, N
                 .min(20),
         )
         .unwrap_or(0),
-        backoff: num(input, "retry_backoff", 0.5).clamp(0.0, 60.0),
+        // Checked like every duration (refused when negative or not a number, naming it).
+        backoff: crate::params::seconds_or(node, input, "retry_backoff", 0.5)?,
         format: input
             .get("response_format")
             .and_then(Value::as_str)
@@ -428,12 +428,18 @@ mod tests {
     #[test]
     fn a_retry_pause_doubles_up_to_a_minute_and_never_panics() {
         use std::time::Duration;
-        assert_eq!(super::backoff_pause(0.5, 0), Duration::from_millis(500));
-        assert_eq!(super::backoff_pause(0.5, 2), Duration::from_secs(2));
-        assert_eq!(super::backoff_pause(60.0, 19), super::MAX_PAUSE);
-        assert_eq!(super::backoff_pause(1.0, u32::MAX), super::MAX_PAUSE);
-        assert_eq!(super::backoff_pause(0.0, u32::MAX), Duration::ZERO);
-        assert_eq!(super::backoff_pause(f64::NAN, 1), super::MAX_PAUSE);
+        let half = Duration::from_millis(500);
+        assert_eq!(super::backoff_pause(half, 0), half);
+        assert_eq!(super::backoff_pause(half, 2), Duration::from_secs(2));
+        assert_eq!(
+            super::backoff_pause(Duration::from_secs(60), 19),
+            super::MAX_PAUSE
+        );
+        assert_eq!(super::backoff_pause(half, u32::MAX), super::MAX_PAUSE);
+        assert_eq!(
+            super::backoff_pause(Duration::ZERO, u32::MAX),
+            Duration::ZERO
+        );
     }
 
     use super::*;
