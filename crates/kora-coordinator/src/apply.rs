@@ -51,7 +51,8 @@ pub(crate) fn apply(
                 match sent {
                     Ok(msg) => {
                         let queue = queue_of(spec);
-                        if env.cfg.rate_limits.contains_key(queue) {
+                        let paced = env.cfg.rate_limits.contains_key(queue);
+                        if paced {
                             p.paced.push(Paced {
                                 queue: queue.to_string(),
                                 publish: Some(p.publish.len()),
@@ -66,7 +67,16 @@ pub(crate) fn apply(
                             iteration,
                             attempt,
                         };
-                        p.task(msg, key);
+                        // A worker's task goes at once; a paced one waits for its start
+                        // time, and a child run's request for the commit (it starts a run).
+                        if !paced
+                            && spec.node_type != WORKFLOW_NODE
+                            && p.may_publish_early(&run.run_id)
+                        {
+                            p.early_task(msg, key);
+                        } else {
+                            p.task(msg, key);
+                        }
                     }
                     // A task that cannot be sent fails its node, by Kailash's failure rules.
                     Err((error_type, error)) => {

@@ -6,6 +6,10 @@ pub enum Error {
     Broker(#[from] kora_broker::Error),
     #[error(transparent)]
     Store(#[from] kora_store::Error),
+    /// The task committing a batch ended without an answer (it panicked): the batch is
+    /// handed back as for a ledger outage.
+    #[error("the ledger commit did not finish: {0}")]
+    CommitLost(String),
     #[error("cannot encode {0}")]
     Encode(#[from] kora_model::wire::WireError),
     /// A failure a crash test injected (the `coordinator-fail` failpoint).

@@ -49,7 +49,8 @@ pub use config::{Config, RateLimit};
 pub use error::Error;
 pub use metrics::Metrics;
 
-use crate::outbox::Published;
+use crate::batch::{InFlight, Open};
+use crate::outbox::{Marks, Published};
 use crate::state::{ActiveRun, SharedCatalog};
 use crate::task::Env;
 
@@ -64,6 +65,14 @@ struct Coordinator {
     runs: HashMap<String, ActiveRun>,
     /// Committed batches on their way to the broker.
     outbox: tokio::sync::mpsc::Sender<Published>,
+    /// Published tasks the next commit marks in the ledger.
+    marks: Arc<Marks>,
+    /// The batch the next commit writes, and the commit in flight (see `batch`).
+    open: Option<Open>,
+    inflight: Option<InFlight>,
+    /// Whether tasks may go before their commit: not after a failed commit, until one
+    /// succeeds (a ledger outage then sends nothing it has not recorded).
+    early_allowed: bool,
     /// Deadlines of runs this coordinator admitted, earliest first. Deadlines lost with this
     /// process are found in the ledger by any coordinator's sweep.
     deadlines: BinaryHeap<Reverse<(u64, String)>>,
@@ -96,10 +105,12 @@ pub async fn run(
         .await?;
     // A few batches may be in flight to the broker while the next one is recorded.
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::channel(4);
+    let marks = Arc::new(Marks::default());
     let outbox = tokio::spawn(outbox::publish_decisions(
         Arc::clone(&broker),
         Arc::clone(&store),
         outbox_rx,
+        Arc::clone(&marks),
     ));
     let mut c = Coordinator {
         env: Env {
@@ -112,6 +123,10 @@ pub async fn run(
         metrics,
         runs: HashMap::new(),
         outbox: outbox_tx,
+        marks,
+        open: None,
+        inflight: None,
+        early_allowed: true,
         timers: BinaryHeap::new(),
         deadlines: BinaryHeap::new(),
     };
@@ -133,13 +148,29 @@ pub async fn run(
                 Duration::from_millis(due.saturating_sub(now_ms()))
             });
         let fetch_wait = c.env.cfg.fetch_wait;
+        let committing = c.inflight.is_some();
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
+            done = async { c.inflight.as_mut().expect("a commit in flight").done().await }, if committing => {
+                if let Err(e) = c.on_committed(done).await {
+                    error!(error = %e, "ledger batch failed; it will be redelivered");
+                    backoff.wait().await;
+                }
+                continue;
+            }
             () = tokio::time::sleep_until(timer_at), if next_timer.is_some() => {
-                c.on_timers().await;
+                if c.settle_or_warn().await {
+                    c.on_timers().await;
+                }
                 continue;
             }
             a = advisories.fetch(16, fetch_wait) => {
+                if !a.as_ref().is_ok_and(Vec::is_empty) && !c.settle_or_warn().await {
+                    if let Ok(a) = a {
+                        pending::nak_all(&a.iter().collect::<Vec<_>>(), Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
                 match a {
                     Ok(a) if !a.is_empty() => {
                         if let Err(e) = c.on_lost_tasks(a).await {
@@ -155,7 +186,9 @@ pub async fn run(
                 continue;
             }
             _ = sweep.tick() => {
-                c.on_sweep().await;
+                if c.settle_or_warn().await {
+                    c.on_sweep().await;
+                }
                 continue;
             }
             b = consumer.fetch(c.env.cfg.batch, fetch_wait) => b,
@@ -175,6 +208,8 @@ pub async fn run(
             }
         }
     }
+    // What is decided is committed (or handed back) before the process goes.
+    c.settle_or_warn().await;
     let broker = Arc::clone(&c.broker);
     drop(c);
     let _ = outbox.await;
@@ -183,6 +218,17 @@ pub async fn run(
 }
 
 impl Coordinator {
+    /// Commits what is open and waits for it; `false` (logged) when the commit failed.
+    async fn settle_or_warn(&mut self) -> bool {
+        match self.settle().await {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, "ledger batch failed; it will be redelivered");
+                false
+            }
+        }
+    }
+
     /// When the earliest retry, paced task or deadline this coordinator keeps is due.
     fn next_timer(&self) -> Option<u64> {
         let retry = self.timers.peek().map(|Reverse((due, ..))| *due);

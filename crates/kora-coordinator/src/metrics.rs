@@ -16,6 +16,10 @@ pub struct Metrics {
     pub results_recorded: Counter,
     /// Duplicate, stale or late results ignored: a high rate means redeliveries or timeouts.
     pub results_fenced: Counter,
+    /// Results handed back because the ledger did not hold their attempt yet (the task went
+    /// out before the commit deciding it): normal in small numbers; a steady rate means
+    /// commits that do not land.
+    pub results_early: Counter,
     /// Undecodable ledger messages sent to the dead-letter stream.
     pub poison_messages: Counter,
     /// Batches refused because another coordinator moved a run on first; retried on fresh
@@ -54,6 +58,7 @@ impl Default for Metrics {
             tasks_dispatched: Counter::default(),
             results_recorded: Counter::default(),
             results_fenced: Counter::default(),
+            results_early: Counter::default(),
             poison_messages: Counter::default(),
             ledger_conflicts: Counter::default(),
             tasks_republished: Counter::default(),
@@ -77,7 +82,7 @@ impl Metrics {
     /// caller's registry gives them).
     pub fn registered(registry: &mut Registry) -> Self {
         let m = Metrics::default();
-        let counters: [(&str, &str, &Counter); 17] = [
+        let counters: [(&str, &str, &Counter); 18] = [
             (
                 "runs_started",
                 "Runs admitted and started.",
@@ -108,6 +113,11 @@ impl Metrics {
                 "results_fenced",
                 "Duplicate, stale or late node results ignored.",
                 &m.results_fenced,
+            ),
+            (
+                "results_early",
+                "Node results handed back until the commit deciding their task lands.",
+                &m.results_early,
             ),
             (
                 "poison_messages",

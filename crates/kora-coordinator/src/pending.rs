@@ -45,6 +45,15 @@ pub(crate) struct Pending {
     pub(crate) retries: Vec<(u64, String, usize, u32, u32)>,
     /// Deadlines of runs this batch admits: `(deadline_ms, run_id)`.
     pub(crate) deadlines: Vec<(u64, String)>,
+    /// Whether tasks may be published before the commit that records their dispatch (see
+    /// [`Pending::early_task`]).
+    pub(crate) allow_early: bool,
+    /// Tasks published as soon as they are decided, before the commit.
+    pub(crate) early: Vec<(Outbound, AttemptKey)>,
+    /// How many tasks went before the commit (counted as dispatched once it is durable).
+    pub(crate) early_sent: usize,
+    /// Runs this batch creates (their rows are not in the ledger before its commit).
+    pub(crate) created: HashSet<String>,
 }
 
 /// An attempt whose queue has a rate limit.
@@ -123,8 +132,17 @@ impl Pending {
         }
     }
 
+    /// A batch for the pipeline: tasks may go before the commit when `allow_early`.
+    pub(crate) fn new(allow_early: bool) -> Self {
+        Pending {
+            allow_early,
+            ..Pending::default()
+        }
+    }
+
     /// Registers, once per batch, that the run must not exist yet.
     pub(crate) fn expect_absent(&mut self, run_id: &str) {
+        self.created.insert(run_id.to_string());
         if self.expected.insert(run_id.to_string()) {
             self.batch.expect.push(Expect::Absent {
                 run_id: run_id.to_string(),
@@ -163,6 +181,22 @@ impl Pending {
         }
     }
 
+    /// Whether a task of `run_id` may be published before the commit that records its
+    /// dispatch: when the batch allows it and the run's row is already in the ledger (a
+    /// result for it then finds the run, and waits for the attempt; see `Refusal::Ahead`).
+    pub(crate) fn may_publish_early(&self, run_id: &str) -> bool {
+        self.allow_early && !self.created.contains(run_id)
+    }
+
+    /// A task published as soon as it is decided, while the commit that records its dispatch
+    /// is still to come. Safe because its task id (the publish's dedup id) is deterministic,
+    /// and nothing it causes is acknowledged before that commit is durable: a crash before
+    /// it leaves the deciding result unacknowledged, so it is redelivered and decides the
+    /// same task again, which the broker drops as a duplicate.
+    pub(crate) fn early_task(&mut self, msg: Outbound, key: AttemptKey) {
+        self.early.push((msg, key));
+    }
+
     /// Queues a task message, remembering its attempt (marked published once the broker has it).
     pub(crate) fn task(&mut self, msg: Outbound, key: AttemptKey) {
         self.task_keys.push((self.publish.len(), key));
@@ -188,6 +222,11 @@ pub(crate) enum Refusal {
     Poison(String),
     /// The ledger could not be read: the batch is handed back and retried.
     Unavailable(Error),
+    /// A result for an attempt the ledger does not hold yet: its task was published before
+    /// the commit deciding it, which has not landed (or this coordinator's state disagrees
+    /// with the ledger while its own commits are in flight). It is handed back, to be taken
+    /// again once that commit is durable.
+    Ahead,
 }
 
 impl Refusal {

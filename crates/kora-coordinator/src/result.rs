@@ -101,20 +101,39 @@ impl Coordinator {
             })
             .collect();
         let mut verdict = run.accepts(node, r.iteration, r.attempt);
-        if verdict.is_err() && from_cache && !p.expected.contains(&r.run_id) {
-            // A cached state may be stale (another coordinator moved the run on), and a stale
-            // state would wrongly fence a real result. Decide on the ledger's state instead: a
-            // result's task was published only after its dispatch was committed, so a fresh
-            // rebuild always knows the attempt.
-            match self.rebuild(&r.run_id).await? {
-                Some(fresh) => {
-                    run = fresh;
-                    verdict = run.accepts(node, r.iteration, r.attempt);
+        if verdict.is_err() {
+            if self.in_pipeline(&r.run_id, p) {
+                // This coordinator's own decisions about the run are not all durable yet, so
+                // its state is ahead of the ledger's: judge by it. A result it has not decided
+                // may be another coordinator's task sent before its commit: handed back, never
+                // fenced on a guess. A fenced one is acknowledged only with this
+                // coordinator's commits, so if they fail it comes back too.
+                if run.lacks(node, r.iteration, r.attempt) {
+                    self.runs.insert(r.run_id, run);
+                    return Err(Refusal::Ahead);
                 }
-                None => {
-                    self.metrics.results_fenced.inc();
-                    return Ok(());
+            } else if from_cache {
+                // A cached state may be stale (another coordinator moved the run on), and a
+                // stale state would wrongly fence a real result. Decide on the ledger's state.
+                match self.rebuild(&r.run_id).await? {
+                    Some(fresh) => {
+                        run = fresh;
+                        verdict = run.accepts(node, r.iteration, r.attempt);
+                    }
+                    None => {
+                        self.metrics.results_fenced.inc();
+                        return Ok(());
+                    }
                 }
+            }
+            // The ledger's state: a result for an attempt it does not hold yet waits for the
+            // commit deciding it (its task was published before that commit).
+            if verdict.is_err()
+                && !self.in_pipeline(&r.run_id, p)
+                && run.lacks(node, r.iteration, r.attempt)
+            {
+                self.runs.insert(r.run_id, run);
+                return Err(Refusal::Ahead);
             }
         }
         let wf = std::sync::Arc::clone(run.state.workflow());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
-use kora_model::plan::{Outcome, Rejected, RunState};
+use kora_model::plan::{NodeStatus, Outcome, Rejected, RunState};
 use kora_model::{Catalog, Map};
 use kora_store::{AttemptStatus, RunRecord, Store};
 use tracing::info;
@@ -121,6 +121,23 @@ impl ActiveRun {
                 got: attempt,
                 current,
             })
+        }
+    }
+
+    /// Whether this state has not decided `attempt` of `node`'s `iteration` yet: a result for
+    /// it is ahead of this state (its dispatch is in a commit still to come), not stale.
+    pub(crate) fn lacks(&self, node: usize, iteration: u32, attempt: u32) -> bool {
+        if self.state.outcome().is_some() {
+            return false;
+        }
+        let current = self.state.node_iteration(node);
+        if iteration != current {
+            return iteration > current;
+        }
+        match self.state.status(node) {
+            NodeStatus::Waiting => true,
+            NodeStatus::Running => attempt > self.attempt_of(node, iteration),
+            _ => false,
         }
     }
 

@@ -18,9 +18,11 @@ pub fn result(task_id: &str) -> String {
     format!("result:{task_id}")
 }
 
-/// The failure the coordinator reports for a task its workers kept dying on: `lost:<task_id>`.
+/// The failure the coordinator reports for a task its workers kept dying on: the same id as
+/// a worker's result (`result:<task_id>`), so the stream holds one result per task within the
+/// duplicate window, whichever came first (a real result of the last delivery, or the loss).
 pub fn lost(task_id: &str) -> String {
-    format!("lost:{task_id}")
+    result(task_id)
 }
 
 /// A child run's outcome reported to its parent attempt: `child:<child_run_id>`.

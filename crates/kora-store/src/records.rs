@@ -368,6 +368,11 @@ pub struct Batch {
     pub aliases: Vec<Alias>,
     /// Audit entries recorded by nodes, with their attempts' outcomes.
     pub audit: Vec<AuditEntry>,
+    /// Tasks published since the previous commit, marked published at `published_ms` (the
+    /// outbox's hint, as [`crate::Store::mark_published`]): carried by the next commit rather
+    /// than a statement of their own. Marks alone do not make a batch non-empty.
+    pub published: Vec<AttemptKey>,
+    pub published_ms: u64,
 }
 
 /// One audit entry (what AuditLogNode records), keyed by its attempt and its place among that

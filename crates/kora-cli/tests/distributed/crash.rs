@@ -220,6 +220,131 @@ async fn coordinator_crash_between_commit_and_publish_loses_nothing() {
     d.finish().await;
 }
 
+/// The coordinator dies after publishing tasks that go before their commit (the downstream
+/// nodes of a result) and before that commit (a failpoint aborts the process there). The
+/// result was not acked, so a new coordinator takes it again and decides the same tasks,
+/// whose re-publish the broker drops as duplicates; the workers' results for the first
+/// publish wait until the new commit holds their attempts. The run completes, each node
+/// recorded once, in one attempt.
+#[tokio::test]
+async fn coordinator_crash_after_an_early_publish_before_its_commit_loses_nothing() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("scheduler", &[]);
+    d.serve("worker", &[]);
+    let doomed = d.serve_env(
+        "coordinator",
+        &[],
+        &[("FAILPOINTS", "coordinator-before-commit=return")],
+    );
+    let run_id = d.submit(Path::new("examples/diamond/workflow.json"));
+    let started = Instant::now();
+    let crashed = loop {
+        if let Some(status) = d.procs[doomed].try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the coordinator never reached the failpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !crashed.success(),
+        "the coordinator aborted at the failpoint: {crashed}"
+    );
+    d.serve("coordinator", &[]);
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    assert_eq!(status["results"]["report"]["merged_data"]["max"], 16);
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    let attempts = store.attempts(&run_id).await.unwrap();
+    assert_eq!(attempts.len(), 5, "one attempt per node: {attempts:?}");
+    assert!(
+        attempts.iter().all(|a| a.seq.is_some() && a.attempt == 1),
+        "every node recorded, in its first attempt: {attempts:?}"
+    );
+    store.close().await;
+    d.finish().await;
+}
+
+/// Two coordinators whose commits are slow (a failpoint sleeps 150 ms before each): a task
+/// goes out before the commit deciding it, its worker answers at once, and the result often
+/// reaches the other coordinator, whose ledger does not hold the attempt yet. That result is
+/// handed back (counted in `kora_results_early_total`) until the commit lands, then recorded:
+/// the chain completes with every node recorded once, in its first attempt.
+#[tokio::test]
+async fn a_result_that_overtakes_the_commit_deciding_its_task_waits_for_it() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("scheduler", &[]);
+    d.serve("worker", &[]);
+    let addrs: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    for addr in &addrs {
+        d.serve_env(
+            "coordinator",
+            &["--metrics-addr", addr],
+            &[("FAILPOINTS", "coordinator-slow-commit=sleep(150)")],
+        );
+    }
+    let n = 12;
+    let nodes: Vec<_> = (0..n)
+        .map(|i| serde_json::json!({"id": format!("n{i}"), "type": "NoOpNode", "config": {"data": i}}))
+        .collect();
+    let conns: Vec<_> = (1..n)
+        .map(|i| serde_json::json!({"source": format!("n{}", i - 1), "output": "data", "target": format!("n{i}"), "input": "data"}))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("chain.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"kora": 1, "nodes": nodes, "connections": conns}).to_string(),
+    )
+    .unwrap();
+    let run_id = d.submit(&wf);
+    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
+        url: d.db_url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    use kora_store::Store;
+    let attempts = store.attempts(&run_id).await.unwrap();
+    assert_eq!(attempts.len(), n, "one attempt per node: {attempts:?}");
+    assert!(
+        attempts.iter().all(|a| a.seq.is_some() && a.attempt == 1),
+        "every node recorded, in its first attempt: {attempts:?}"
+    );
+    store.close().await;
+    let early: f64 = addrs
+        .iter()
+        .map(|a| {
+            let (_, body) = http_get(a, "/metrics");
+            body.lines()
+                .find_map(|l| l.strip_prefix("kora_results_early_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert!(
+        early > 0.0,
+        "some result reached a coordinator before the commit deciding its task"
+    );
+    d.finish().await;
+}
+
 /// The NATS server (a private current release the test owns) is killed and restarted mid-run:
 /// the roles reconnect by themselves and the run completes.
 #[tokio::test]

@@ -137,6 +137,61 @@ fn a_dispatch_is_a_row_and_a_task_sent_after_the_commit() {
 }
 
 #[test]
+fn tasks_go_before_the_commit_only_where_that_is_safe() {
+    let mut cfg = Config::default();
+    cfg.rate_limits.insert(
+        "email".into(),
+        RateLimit {
+            per_sec: 2.0,
+            burst: 1,
+        },
+    );
+    let e = env(cfg);
+    // (case, node config, the batch creates the run, early allowed, published early)
+    let cases = [
+        (
+            "a worker's task of a recorded run",
+            json!({}),
+            false,
+            true,
+            true,
+        ),
+        ("early publishing is off", json!({}), false, false, false),
+        ("the batch creates the run", json!({}), true, true, false),
+        (
+            "a rate-limited queue",
+            json!({"queue": "email"}),
+            false,
+            true,
+            false,
+        ),
+    ];
+    for (case, config, creates, allow, early) in cases {
+        let mut r = run(one_node(config));
+        let mut p = Pending::new(allow);
+        if creates {
+            p.expect_absent(&r.run_id);
+        }
+        let actions = r.state.start(10);
+        apply(&e, &mut r, actions, 10, &mut p);
+        assert_eq!(
+            p.batch.new_attempts.len(),
+            1,
+            "{case}: the dispatch is a row either way"
+        );
+        assert_eq!(
+            (p.early.len(), p.publish.len()),
+            if early { (1, 0) } else { (0, 1) },
+            "{case}"
+        );
+        if early {
+            assert_eq!(p.early[0].0.msg_id.as_deref(), Some("r1:a:0:1"), "{case}");
+            assert_eq!(p.early[0].1.node_id, "a", "{case}");
+        }
+    }
+}
+
+#[test]
 fn a_rate_limited_queue_paces_its_dispatches() {
     let mut cfg = Config::default();
     cfg.rate_limits.insert(

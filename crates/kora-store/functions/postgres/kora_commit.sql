@@ -14,6 +14,8 @@
 --   7. audit entries (once per attempt and position);
 --   8. checks: a new run whose idempotency key another run holds is a conflict (never a silent
 --      skip); no concurrency group may be left with more running runs than its limit.
+--   9. tasks the outbox published since the previous commit (`published`, `published_ms`),
+--      marked as a hint, as kora_mark_published does, without a statement of their own.
 -- It returns what it skipped as already recorded: runs_existing, attempts_existing,
 -- outcomes_ignored.
 --
@@ -245,6 +247,14 @@ BEGIN
                     DETAIL = format('concurrency group would have %s runs running, over its limit of %s', n, k.lim);
             END IF;
         END LOOP;
+    END IF;
+
+    -- 9. Published tasks (the outbox's hint for the sweeper).
+    IF b ? 'published' THEN
+        UPDATE attempts a SET published_ms = (b->>'published_ms')::bigint
+        FROM jsonb_to_recordset(b->'published') AS x(run_id text, node_id text, iteration int, attempt int)
+        WHERE a.run_id = x.run_id AND a.node_id = x.node_id AND a.iteration = x.iteration
+          AND a.attempt = x.attempt AND a.published_ms IS NULL;
     END IF;
 
     RETURN jsonb_build_object('runs_existing', runs_existing, 'attempts_existing', attempts_existing,

@@ -307,6 +307,7 @@ impl Store for MemoryStore {
                 r.finished_ms = Some(u.at_ms);
             }
         }
+        mark(inner, &batch.published);
         for a in batch.audit {
             let k = (
                 a.run_id.clone(),
@@ -439,13 +440,7 @@ impl Store for MemoryStore {
     }
 
     async fn mark_published(&self, attempts: &[AttemptKey], _at_ms: u64) -> Result<()> {
-        let mut g = self.lock();
-        for k in attempts {
-            if let Some(run) = g.runs.get_mut(&k.run_id) {
-                run.published
-                    .insert((k.node_id.clone(), k.iteration, k.attempt));
-            }
-        }
+        mark(&mut self.lock(), attempts);
         Ok(())
     }
 
@@ -726,5 +721,15 @@ impl Store for MemoryStore {
             .map(|r| r.attempts.as_slice())
             .unwrap_or_default();
         Ok(crate::records::results_from_iter(node_ids, attempts.iter()))
+    }
+}
+
+/// Marks tasks published (the outbox's hint).
+fn mark(inner: &mut Inner, attempts: &[AttemptKey]) {
+    for k in attempts {
+        if let Some(run) = inner.runs.get_mut(&k.run_id) {
+            run.published
+                .insert((k.node_id.clone(), k.iteration, k.attempt));
+        }
     }
 }

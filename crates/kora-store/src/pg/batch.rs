@@ -25,6 +25,29 @@ struct BatchDoc<'a> {
     outcomes: Vec<OutcomeDoc<'a>>,
     run_updates: Vec<UpdateDoc<'a>>,
     events: Vec<EventDoc<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    published: Vec<KeyDoc<'a>>,
+    published_ms: u64,
+}
+
+/// An attempt by its key.
+#[derive(serde::Serialize)]
+pub(super) struct KeyDoc<'a> {
+    pub(super) run_id: &'a str,
+    pub(super) node_id: &'a str,
+    pub(super) iteration: u32,
+    pub(super) attempt: u32,
+}
+
+impl<'a> KeyDoc<'a> {
+    pub(super) fn of(k: &'a crate::AttemptKey) -> Self {
+        KeyDoc {
+            run_id: &k.run_id,
+            node_id: &k.node_id,
+            iteration: k.iteration,
+            attempt: k.attempt,
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -240,6 +263,8 @@ pub(super) fn batch_json(batch: &Batch) -> Result<String> {
                 body: e,
             })
             .collect(),
+        published: batch.published.iter().map(KeyDoc::of).collect(),
+        published_ms: batch.published_ms,
     };
     json_text(&doc)
 }

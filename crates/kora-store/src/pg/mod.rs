@@ -765,22 +765,7 @@ impl Store for PgStore {
         if attempts.is_empty() {
             return Ok(());
         }
-        #[derive(serde::Serialize)]
-        struct KeyDoc<'a> {
-            run_id: &'a str,
-            node_id: &'a str,
-            iteration: u32,
-            attempt: u32,
-        }
-        let keys: Vec<KeyDoc<'_>> = attempts
-            .iter()
-            .map(|k| KeyDoc {
-                run_id: &k.run_id,
-                node_id: &k.node_id,
-                iteration: k.iteration,
-                attempt: k.attempt,
-            })
-            .collect();
+        let keys: Vec<batch::KeyDoc<'_>> = attempts.iter().map(batch::KeyDoc::of).collect();
         sqlx::query("SELECT kora_mark_published($1::jsonb, $2)")
             .bind(json_text(&keys)?)
             .bind(i(at_ms))

@@ -69,7 +69,7 @@ pub struct Function {
 pub const FUNCTIONS: &[Function] = &[
     Function {
         name: "kora_commit",
-        generation: 2,
+        generation: 3,
         sql: include_str!("../../functions/postgres/kora_commit.sql"),
     },
     Function {

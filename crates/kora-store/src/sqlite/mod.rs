@@ -417,9 +417,11 @@ impl Store for SqliteStore {
         Ok(usize::try_from(done.rows_affected()).unwrap_or(0))
     }
 
-    async fn commit(&self, batch: Batch) -> Result<CommitReport> {
+    async fn commit(&self, mut batch: Batch) -> Result<CommitReport> {
         let mut tx = self.pool.begin().await?;
+        let marks = (std::mem::take(&mut batch.published), batch.published_ms);
         let report = commit::apply(&mut tx, batch).await?;
+        mark(&mut tx, &marks.0, marks.1).await?;
         tx.commit().await?;
         Ok(report)
     }
@@ -611,18 +613,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for k in attempts {
-            sqlx::query(
-                "UPDATE attempts SET published_ms = ? WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ? AND published_ms IS NULL",
-            )
-            .bind(i(at_ms))
-            .bind(&k.run_id)
-            .bind(&k.node_id)
-            .bind(i32::try_from(k.iteration).unwrap_or(i32::MAX))
-            .bind(i32::try_from(k.attempt).unwrap_or(i32::MAX))
-            .execute(&mut *tx)
-            .await?;
-        }
+        mark(&mut tx, attempts, at_ms).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -659,4 +650,25 @@ impl Store for SqliteStore {
             .map(|b| serde_json::from_str(b).map_err(|e| Error::Corrupt(e.to_string())))
             .collect()
     }
+}
+
+/// Marks tasks published (the outbox's hint), inside the caller's transaction.
+async fn mark(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    attempts: &[AttemptKey],
+    at_ms: u64,
+) -> Result<()> {
+    for k in attempts {
+        sqlx::query(
+            "UPDATE attempts SET published_ms = ? WHERE run_id = ? AND node_id = ? AND iteration = ? AND attempt = ? AND published_ms IS NULL",
+        )
+        .bind(i(at_ms))
+        .bind(&k.run_id)
+        .bind(&k.node_id)
+        .bind(i32::try_from(k.iteration).unwrap_or(i32::MAX))
+        .bind(i32::try_from(k.attempt).unwrap_or(i32::MAX))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

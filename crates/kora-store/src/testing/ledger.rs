@@ -301,7 +301,7 @@ pub async fn expectations_guard_concurrent_writers(s: &dyn Store, ns: &str) {
 }
 
 /// The outbox: dispatched attempts whose task was never marked published are listed once old
-/// enough, until they are marked or the run ends.
+/// enough, until they are marked (on their own, or by a later commit) or the run ends.
 pub async fn outbox_lists_unpublished_dispatches(s: &dyn Store, ns: &str) {
     let run = format!("{ns}-r7");
     s.commit(Batch {
@@ -329,6 +329,17 @@ pub async fn outbox_lists_unpublished_dispatches(s: &dyn Store, ns: &str) {
         mine(s.unpublished(1, 1000).await.unwrap()).is_empty(),
         "too recent to be lost"
     );
+    // A commit carries the marks of tasks published since the previous one; marks alone
+    // change no run state.
+    s.commit(Batch {
+        new_attempts: vec![attempt(&run, "c", 1)],
+        published: vec![key("b")],
+        published_ms: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(mine(s.unpublished(10, 1000).await.unwrap()), ["c"]);
     s.commit(Batch {
         run_updates: vec![RunUpdate {
             run_id: run.clone(),
