@@ -29,6 +29,13 @@ pub(crate) struct Open {
     keep: Vec<Delivery>,
 }
 
+impl Open {
+    /// How many messages it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.keep.len()
+    }
+}
+
 /// The commit in flight, and what follows it once durable.
 pub(crate) struct InFlight {
     handle: tokio::task::JoinHandle<Result<CommitReport, kora_store::Error>>,

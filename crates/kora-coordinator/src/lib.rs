@@ -149,6 +149,10 @@ pub async fn run(
             });
         let fetch_wait = c.env.cfg.fetch_wait;
         let committing = c.inflight.is_some();
+        // The open batch takes at most `batch` messages while a commit is in flight: then the
+        // loop waits for that commit (bounded memory, bounded commits).
+        let room = c.env.cfg.batch.saturating_sub(c.open_len());
+        let full = committing && room == 0;
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
             done = async { c.inflight.as_mut().expect("a commit in flight").done().await }, if committing => {
@@ -191,7 +195,7 @@ pub async fn run(
                 }
                 continue;
             }
-            b = consumer.fetch(c.env.cfg.batch, fetch_wait) => b,
+            b = consumer.fetch(room.max(1), fetch_wait), if !full => b,
         };
         match batch {
             Ok(b) if b.is_empty() => continue,
@@ -218,6 +222,11 @@ pub async fn run(
 }
 
 impl Coordinator {
+    /// How many messages the open batch holds.
+    fn open_len(&self) -> usize {
+        self.open.as_ref().map_or(0, Open::len)
+    }
+
     /// Commits what is open and waits for it; `false` (logged) when the commit failed.
     async fn settle_or_warn(&mut self) -> bool {
         match self.settle().await {
