@@ -187,12 +187,27 @@ class Client:
             raise
         if run["status"] in FINAL_STATUSES:
             return run
-        try:
-            for ev in self.events(run_id, read_timeout=max(0.1, deadline - time.monotonic())):
-                if ev.is_final or time.monotonic() >= deadline:
-                    break
-        except (ConnectionFailed, OSError):
-            pass  # the stream timed out or dropped: the run's row decides below
+        after = None
+        while time.monotonic() < deadline:
+            reopened = None
+            try:
+                for ev in self.events(
+                    run_id, after=after, read_timeout=max(0.1, deadline - time.monotonic())
+                ):
+                    if ev.is_final:
+                        run = self.get(run_id)
+                        if run["status"] in FINAL_STATUSES:
+                            return run
+                        # A final event from before an operator reopened the run (a replay
+                        # or a restart from a node): its new end comes after it.
+                        reopened = ev.id
+                    if time.monotonic() >= deadline:
+                        break
+            except (ConnectionFailed, OSError):
+                pass  # the stream timed out or dropped: the run's row decides below
+            if reopened is None:
+                break
+            after = reopened
         run = self.get(run_id)
         if run["status"] in FINAL_STATUSES:
             return run
