@@ -173,16 +173,36 @@ async fn two_coordinators_and_schedulers_never_double_dispatch_or_lose_a_fan_in(
 /// lost tasks and the run completes, each node recorded once.
 #[tokio::test]
 async fn coordinator_crash_between_commit_and_publish_loses_nothing() {
+    diamond_survives_a_coordinator_abort_at("coordinator-after-commit=return").await;
+}
+
+/// The coordinator dies after publishing tasks that go before their commit (the downstream
+/// nodes of a result) and before that commit (a failpoint aborts the process there). The
+/// result was not acked, so a new coordinator takes it again and decides the same tasks,
+/// whose re-publish the broker drops as duplicates; the workers' results for the first
+/// publish wait until the new commit holds their attempts. The run completes, each node
+/// recorded once, in one attempt.
+#[tokio::test]
+async fn coordinator_crash_after_an_early_publish_before_its_commit_loses_nothing() {
+    let attempts =
+        diamond_survives_a_coordinator_abort_at("coordinator-before-commit=return").await;
+    assert!(
+        attempts.iter().all(|a| a.attempt == 1),
+        "every node in its first attempt: {attempts:?}"
+    );
+}
+
+/// Runs the diamond example with a coordinator that aborts at `failpoint`, then a fresh
+/// coordinator: the run succeeds with one recorded attempt per node (returned).
+async fn diamond_survives_a_coordinator_abort_at(
+    failpoint: &str,
+) -> Vec<kora_store::AttemptRecord> {
     let Some(mut d) = Deployment::new(&[]).await else {
-        return;
+        return Vec::new();
     };
     d.serve("scheduler", &[]);
     d.serve("worker", &[]);
-    let doomed = d.serve_env(
-        "coordinator",
-        &[],
-        &[("FAILPOINTS", "coordinator-after-commit=return")],
-    );
+    let doomed = d.serve_env("coordinator", &[], &[("FAILPOINTS", failpoint)]);
     let run_id = d.submit(Path::new("examples/diamond/workflow.json"));
     let started = Instant::now();
     let crashed = loop {
@@ -218,61 +238,7 @@ async fn coordinator_crash_between_commit_and_publish_loses_nothing() {
     );
     store.close().await;
     d.finish().await;
-}
-
-/// The coordinator dies after publishing tasks that go before their commit (the downstream
-/// nodes of a result) and before that commit (a failpoint aborts the process there). The
-/// result was not acked, so a new coordinator takes it again and decides the same tasks,
-/// whose re-publish the broker drops as duplicates; the workers' results for the first
-/// publish wait until the new commit holds their attempts. The run completes, each node
-/// recorded once, in one attempt.
-#[tokio::test]
-async fn coordinator_crash_after_an_early_publish_before_its_commit_loses_nothing() {
-    let Some(mut d) = Deployment::new(&[]).await else {
-        return;
-    };
-    d.serve("scheduler", &[]);
-    d.serve("worker", &[]);
-    let doomed = d.serve_env(
-        "coordinator",
-        &[],
-        &[("FAILPOINTS", "coordinator-before-commit=return")],
-    );
-    let run_id = d.submit(Path::new("examples/diamond/workflow.json"));
-    let started = Instant::now();
-    let crashed = loop {
-        if let Some(status) = d.procs[doomed].try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the coordinator never reached the failpoint"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(
-        !crashed.success(),
-        "the coordinator aborted at the failpoint: {crashed}"
-    );
-    d.serve("coordinator", &[]);
-    let status = d.wait_finished(&run_id, Duration::from_secs(60)).await;
-    assert_eq!(status["status"], "succeeded", "{status}");
-    assert_eq!(status["results"]["report"]["merged_data"]["max"], 16);
-    let store = kora_store::pg::PgStore::connect(&kora_store::pg::PgConfig {
-        url: d.db_url.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    use kora_store::Store;
-    let attempts = store.attempts(&run_id).await.unwrap();
-    assert_eq!(attempts.len(), 5, "one attempt per node: {attempts:?}");
-    assert!(
-        attempts.iter().all(|a| a.seq.is_some() && a.attempt == 1),
-        "every node recorded, in its first attempt: {attempts:?}"
-    );
-    store.close().await;
-    d.finish().await;
+    attempts
 }
 
 /// Two coordinators whose commits are slow (a failpoint sleeps 150 ms before each): a task
