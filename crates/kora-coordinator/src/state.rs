@@ -156,7 +156,11 @@ pub(crate) async fn rebuild(
     catalog: &(dyn Catalog + Send + Sync),
     run_id: &str,
 ) -> Result<Option<ActiveRun>, Error> {
-    let Some(rec) = store.run(run_id).await? else {
+    // The run and its attempts in one read, so they are one snapshot. Read apart, a commit
+    // landing between the two reads would give outcomes newer than the run's event sequence:
+    // this coordinator's next events would reuse taken sequence numbers, and the ledger and
+    // the broker would drop them as duplicates (a run's final event among them).
+    let Some((rec, rows)) = store.run_with_attempts(run_id).await? else {
         return Ok(None);
     };
     if rec.status.is_final() {
@@ -166,7 +170,6 @@ pub(crate) async fn rebuild(
         return Ok(None);
     };
     run.state.start(rec.created_ms);
-    let rows = store.attempts(run_id).await?;
     // The latest attempt of each (node, iteration): earlier failed ones were retried. The
     // operator's overrides of the latest replay of each still apply to the attempts after it
     // (its retries).

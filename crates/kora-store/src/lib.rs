@@ -64,8 +64,11 @@ pub trait Store: Directory + Send + Sync + 'static {
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Every attempt of a run, in the order outcomes were recorded (unfinished ones last).
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
-    /// A run and every attempt of it, as [`Store::run`] and [`Store::attempts`] give them; a
-    /// store may read both in one round trip (the gateway's run page).
+    /// A run and every attempt of it, as [`Store::run`] and [`Store::attempts`] give them, as
+    /// one snapshot: a coordinator rebuilding a run relies on the run's event sequence and its
+    /// outcomes agreeing. A store that other processes write while it is read (PostgreSQL) must
+    /// read both in one statement; this default reads them apart, which is right only for a
+    /// store with one writer (embedded mode).
     async fn run_with_attempts(
         &self,
         run_id: &str,

@@ -87,8 +87,14 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
         json_line(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut ending = client::wait(&broker, &subjects, &run_id, from, a.timeout).await?;
+    let waited = client::wait(&broker, &subjects, &run_id, from, a.timeout).await;
     let store = kora_cli::connect::store(&cfg).await?;
+    let mut ending = match waited {
+        Err(kora_client::Error::Timeout(_)) => {
+            ended_unseen(store.as_ref(), &run_id, a.timeout.unwrap_or_default()).await?
+        }
+        w => w?,
+    };
     let mut run_id = run_id;
     if let Some(existing) = client::follow(&ending) {
         note(&format!(
@@ -114,4 +120,53 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
 fn json_line<T: Serialize>(v: &T) -> anyhow::Result<()> {
     crate::render::say(&serde_json::to_string(v)?);
     Ok(())
+}
+
+/// The wait timed out: how the ledger sees the run. An ended run (its final event did not
+/// reach this command) is reported from the ledger, with a warning; a run still going is an
+/// error naming the nodes it waits on, so the user knows where to look.
+async fn ended_unseen(
+    store: &dyn kora_store::Store,
+    run_id: &str,
+    waited: Duration,
+) -> anyhow::Result<kora_client::runs::Ending> {
+    let waited = kora_model::duration::format(waited);
+    let Some(rec) = store.run(run_id).await? else {
+        anyhow::bail!(
+            "run {run_id} did not start within {waited}: no coordinator recorded it (is a scheduler and a coordinator running on this prefix?); it is stored and starts when they run"
+        );
+    };
+    if rec.status.is_final() {
+        note(&format!(
+            "warning: run {run_id} ended but its final event did not reach this command within {waited}; its results are read from the ledger"
+        ));
+        return Ok(RunReport::ending_of(&rec));
+    }
+    let now = kora_model::now_ms();
+    let open: Vec<String> = store
+        .attempts(run_id)
+        .await?
+        .iter()
+        .filter(|a| a.finished_ms.is_none())
+        .map(|a| {
+            format!(
+                "{} (iteration {}, attempt {}, dispatched {} ago)",
+                a.node_id,
+                a.iteration,
+                a.attempt,
+                kora_model::duration::format(Duration::from_millis(
+                    now.saturating_sub(a.dispatched_ms)
+                ))
+            )
+        })
+        .collect();
+    let waiting = if open.is_empty() {
+        "no node is dispatched".to_string()
+    } else {
+        format!("waiting on {}", open.join(", "))
+    };
+    anyhow::bail!(
+        "run {run_id} did not finish within {waited}: the ledger has it {}, {waiting}; follow it with `kora runs show {run_id}`",
+        rec.status.as_str()
+    )
 }

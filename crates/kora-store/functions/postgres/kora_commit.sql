@@ -42,7 +42,12 @@ DECLARE
     attempts_existing bigint := 0;
     outcomes_ignored bigint := 0;
 BEGIN
-    -- 1. Expectations.
+    -- 1. Expectations. The runs are locked first, all together in run id order: two
+    --    coordinators' batches that share runs then wait for each other instead of deadlocking.
+    PERFORM 1 FROM runs WHERE run_id IN (
+        SELECT value FROM jsonb_array_elements_text(coalesce(b->'expect_queued', '[]'))
+        UNION SELECT value->>'run_id' FROM jsonb_array_elements(coalesce(b->'expect', '[]')))
+    ORDER BY run_id FOR UPDATE;
     IF b ? 'expect_queued' THEN
         FOR id IN SELECT value FROM jsonb_array_elements_text(b->'expect_queued') LOOP
             SELECT status INTO st FROM runs WHERE run_id = id FOR UPDATE;
@@ -249,12 +254,20 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- 9. Published tasks (the outbox's hint for the sweeper).
+    -- 9. Published tasks (the outbox's hint for the sweeper). Their runs are not locked by this
+    --    batch, so an attempt another transaction holds is skipped rather than waited for
+    --    (waiting could deadlock): that transaction records its outcome or marks it. Should it
+    --    roll back, the sweeper re-sends the task, which dedup and fencing absorb.
     IF b ? 'published' THEN
         UPDATE attempts a SET published_ms = (b->>'published_ms')::bigint
-        FROM jsonb_to_recordset(b->'published') AS x(run_id text, node_id text, iteration int, attempt int)
-        WHERE a.run_id = x.run_id AND a.node_id = x.node_id AND a.iteration = x.iteration
-          AND a.attempt = x.attempt AND a.published_ms IS NULL;
+        WHERE (a.run_id, a.node_id, a.iteration, a.attempt) IN (
+            SELECT p.run_id, p.node_id, p.iteration, p.attempt
+            FROM attempts p JOIN jsonb_to_recordset(b->'published')
+                 AS x(run_id text, node_id text, iteration int, attempt int)
+              ON p.run_id = x.run_id AND p.node_id = x.node_id AND p.iteration = x.iteration
+             AND p.attempt = x.attempt
+            WHERE p.published_ms IS NULL
+            FOR UPDATE OF p SKIP LOCKED);
     END IF;
 
     RETURN jsonb_build_object('runs_existing', runs_existing, 'attempts_existing', attempts_existing,

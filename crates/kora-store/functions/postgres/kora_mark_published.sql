@@ -12,10 +12,18 @@ DECLARE
     done bigint;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
+    -- An attempt another transaction holds is skipped, not waited for (waiting could deadlock
+    -- with a commit): that transaction records its outcome or marks it. Should it roll back,
+    -- the sweeper re-sends the task, which dedup and fencing absorb.
     UPDATE attempts a SET published_ms = at_ms
-    FROM jsonb_to_recordset(keys) AS x(run_id text, node_id text, iteration int, attempt int)
-    WHERE a.run_id = x.run_id AND a.node_id = x.node_id AND a.iteration = x.iteration
-      AND a.attempt = x.attempt AND a.published_ms IS NULL;
+    WHERE (a.run_id, a.node_id, a.iteration, a.attempt) IN (
+        SELECT p.run_id, p.node_id, p.iteration, p.attempt
+        FROM attempts p JOIN jsonb_to_recordset(keys)
+             AS x(run_id text, node_id text, iteration int, attempt int)
+          ON p.run_id = x.run_id AND p.node_id = x.node_id AND p.iteration = x.iteration
+         AND p.attempt = x.attempt
+        WHERE p.published_ms IS NULL
+        FOR UPDATE OF p SKIP LOCKED);
     GET DIAGNOSTICS done = ROW_COUNT;
     RETURN done;
 END

@@ -69,12 +69,12 @@ pub struct Function {
 pub const FUNCTIONS: &[Function] = &[
     Function {
         name: "kora_commit",
-        generation: 3,
+        generation: 4,
         sql: include_str!("../../functions/postgres/kora_commit.sql"),
     },
     Function {
         name: "kora_mark_published",
-        generation: 1,
+        generation: 2,
         sql: include_str!("../../functions/postgres/kora_mark_published.sql"),
     },
 ];

@@ -437,3 +437,47 @@ pub async fn large_batches_number_and_fence_like_small_ones(s: &dyn Store, ns: &
         .await;
     assert!(matches!(stale, Err(crate::Error::Conflict { .. })));
 }
+
+/// For a store that other processes write while it is read: [`Store::run_with_attempts`] is
+/// one snapshot, however commits interleave with it. One writer records a run's nodes one per
+/// commit (an outcome and its event each), while reads check that the run's event sequence
+/// counts exactly the recorded outcomes. (A coordinator rebuilding a run from a torn read
+/// would reuse taken event numbers, and its events would be dropped as duplicates.)
+pub async fn run_with_attempts_is_one_snapshot(s: std::sync::Arc<dyn Store>, ns: &str) {
+    let run = format!("{ns}-snap");
+    let nodes = 150;
+    let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
+    s.commit(Batch {
+        new_runs: vec![new_run(&run, None)],
+        new_attempts: names.iter().map(|n| attempt(&run, n, 1)).collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let writer = {
+        let (s, run) = (std::sync::Arc::clone(&s), run.clone());
+        tokio::spawn(async move {
+            for (i, n) in names.iter().enumerate() {
+                s.commit(Batch {
+                    outcomes: vec![outcome(&run, n, 1, 1)],
+                    events: vec![event(&run, i as u64 + 1)],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let (rec, attempts) = s.run_with_attempts(&run).await.unwrap().unwrap();
+        let recorded = attempts.iter().filter(|a| a.seq.is_some()).count() as u64;
+        assert_eq!(
+            rec.event_seq, recorded,
+            "read {reads}: the run's event sequence and its recorded outcomes come from different snapshots"
+        );
+        reads += 1;
+    }
+    writer.await.unwrap();
+    assert!(reads > 10, "only {reads} reads overlapped the writes");
+}
