@@ -210,6 +210,7 @@ impl Coordinator {
             return;
         };
         let mut batch = std::mem::take(&mut p.batch);
+        batch.expect.extend(p.event_expectations());
         // The tasks published since the last commit are marked by this one.
         let marks = if batch.is_empty() {
             Vec::new()

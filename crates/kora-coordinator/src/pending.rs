@@ -54,6 +54,10 @@ pub(crate) struct Pending {
     pub(crate) early_sent: usize,
     /// Runs this batch creates (their rows are not in the ledger before its commit).
     pub(crate) created: HashSet<String>,
+    /// For each existing run this batch writes events of, the sequence its first one follows:
+    /// the ledger's highest must still be that when the batch commits (see
+    /// [`Pending::event_expectations`]).
+    pub(crate) numbered_after: HashMap<String, u64>,
 }
 
 /// An attempt whose queue has a rate limit.
@@ -170,6 +174,25 @@ impl Pending {
             self.publish.push(msg);
         }
         self.batch.events.push(e);
+        if !self.created.contains(run_id) && !self.numbered_after.contains_key(run_id) {
+            self.numbered_after
+                .insert(run_id.to_string(), seq.saturating_sub(1));
+        }
+    }
+
+    /// What the batch assumes about its runs' event numbering, in run id order: each existing
+    /// run's highest event sequence is the one its first event here follows. Numbers taken
+    /// since (by another coordinator, or an operator) would be dropped as duplicates by the
+    /// ledger and the broker, losing the events; the commit is refused instead, and the
+    /// batch retried on state rebuilt from the ledger.
+    pub(crate) fn event_expectations(&mut self) -> Vec<Expect> {
+        let mut runs: Vec<(String, u64)> = std::mem::take(&mut self.numbered_after)
+            .into_iter()
+            .collect();
+        runs.sort_unstable();
+        runs.into_iter()
+            .map(|(run_id, seq)| Expect::Events { run_id, seq })
+            .collect()
     }
 
     /// Publishes an event after the commit without storing it (a deduplicated submission's

@@ -429,6 +429,10 @@ pub enum Expect {
     Absent { run_id: String },
     /// The run is queued (under a concurrency limit): what starting it assumes.
     Queued { run_id: String },
+    /// The run's highest event sequence is `seq` (or the run does not exist): the batch's
+    /// events for it are numbered from `seq + 1`. Numbers another writer took since would be
+    /// dropped as duplicates (by the ledger and the broker alike), so this is a conflict.
+    Events { run_id: String, seq: u64 },
 }
 
 impl Batch {

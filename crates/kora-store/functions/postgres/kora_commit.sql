@@ -3,8 +3,9 @@
 -- The coordinator calls `SELECT kora_commit($1::jsonb)` in autocommit, so a batch costs one
 -- network round trip and one WAL flush. In order, it applies:
 --   1. expectations (optimistic concurrency): `expect` (a run's recorded outcome count, or that
---      it does not exist yet) and `expect_queued` (a run still queued), each under the run's row
---      lock; a failed one raises SQLSTATE KR409 and nothing is written;
+--      it does not exist yet), `expect_queued` (a run still queued) and `expect_events` (a run's
+--      highest event sequence, the one the batch numbers its events after), each under the
+--      run's row lock; a failed one raises SQLSTATE KR409 and nothing is written;
 --   2. a queued run's first update (its start, or its cancellation);
 --   3. idempotency keys released (`release_keys`) and aliases of deduplicated submissions;
 --   4. new runs (with their tenant, concurrency group, deadline and parent), new attempts;
@@ -46,7 +47,8 @@ BEGIN
     --    coordinators' batches that share runs then wait for each other instead of deadlocking.
     PERFORM 1 FROM runs WHERE run_id IN (
         SELECT value FROM jsonb_array_elements_text(coalesce(b->'expect_queued', '[]'))
-        UNION SELECT value->>'run_id' FROM jsonb_array_elements(coalesce(b->'expect', '[]')))
+        UNION SELECT value->>'run_id' FROM jsonb_array_elements(coalesce(b->'expect', '[]'))
+        UNION SELECT value->>'run_id' FROM jsonb_array_elements(coalesce(b->'expect_events', '[]')))
     ORDER BY run_id FOR UPDATE;
     IF b ? 'expect_queued' THEN
         FOR id IN SELECT value FROM jsonb_array_elements_text(b->'expect_queued') LOOP
@@ -66,6 +68,13 @@ BEGIN
             END IF;
         ELSIF FOUND THEN
             RAISE EXCEPTION USING ERRCODE = 'KR409', MESSAGE = e->>'run_id', DETAIL = 'it already exists';
+        END IF;
+    END LOOP;
+    FOR e IN SELECT value FROM jsonb_array_elements(coalesce(b->'expect_events', '[]')) LOOP
+        SELECT event_seq INTO have FROM runs WHERE run_id = e->>'run_id';
+        IF FOUND AND have <> (e->>'seq')::bigint THEN
+            RAISE EXCEPTION USING ERRCODE = 'KR409', MESSAGE = e->>'run_id',
+                DETAIL = format('expected event sequence %s, found %s', e->>'seq', have);
         END IF;
     END LOOP;
 

@@ -144,6 +144,16 @@ impl Store for MemoryStore {
                     }
                 }
                 Expect::Absent { .. } => {}
+                Expect::Events { run_id, seq } => {
+                    if let Some(have) = inner.runs.get(run_id).map(|r| r.record.event_seq)
+                        && have != *seq
+                    {
+                        return Err(Error::Conflict {
+                            run_id: run_id.clone(),
+                            detail: format!("expected event sequence {seq}, found {have}"),
+                        });
+                    }
+                }
                 Expect::Queued { run_id } => {
                     let have = inner.runs.get(run_id).map(|r| r.record.status);
                     if have != Some(RunStatus::Queued) {

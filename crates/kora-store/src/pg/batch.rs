@@ -12,6 +12,8 @@ struct BatchDoc<'a> {
     expect: Vec<ExpectDoc<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     expect_queued: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    expect_events: Vec<EventsDoc<'a>>,
     limited: bool,
     keyed: bool,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -66,6 +68,12 @@ struct AliasDoc<'a> {
     alias: &'a str,
     run_id: &'a str,
     at_ms: u64,
+}
+
+#[derive(serde::Serialize)]
+struct EventsDoc<'a> {
+    run_id: &'a str,
+    seq: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -149,6 +157,14 @@ pub(super) fn batch_json(batch: &Batch) -> Result<String> {
                 _ => None,
             })
             .collect(),
+        expect_events: batch
+            .expect
+            .iter()
+            .filter_map(|e| match e {
+                Expect::Events { run_id, seq } => Some(EventsDoc { run_id, seq: *seq }),
+                _ => None,
+            })
+            .collect(),
         limited: batch.limited(),
         keyed: batch.new_runs.iter().any(|r| r.idempotency_key.is_some()),
         audit: batch
@@ -177,13 +193,15 @@ pub(super) fn batch_json(batch: &Batch) -> Result<String> {
         expect: batch
             .expect
             .iter()
-            .filter(|e| !matches!(e, Expect::Queued { .. }))
+            .filter(|e| !matches!(e, Expect::Queued { .. } | Expect::Events { .. }))
             .map(|e| match e {
                 Expect::Outcomes { run_id, count } => ExpectDoc {
                     run_id,
                     count: Some(*count),
                 },
-                Expect::Absent { run_id } | Expect::Queued { run_id } => ExpectDoc {
+                Expect::Absent { run_id }
+                | Expect::Queued { run_id }
+                | Expect::Events { run_id, .. } => ExpectDoc {
                     run_id,
                     count: None,
                 },

@@ -69,7 +69,7 @@ pub struct Function {
 pub const FUNCTIONS: &[Function] = &[
     Function {
         name: "kora_commit",
-        generation: 4,
+        generation: 5,
         sql: include_str!("../../functions/postgres/kora_commit.sql"),
     },
     Function {

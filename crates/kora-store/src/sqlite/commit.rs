@@ -69,6 +69,22 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Res
                 }
                 continue;
             }
+            Expect::Events { run_id, seq } => {
+                let have: Option<i64> =
+                    sqlx::query_scalar("SELECT event_seq FROM runs WHERE run_id = ?")
+                        .bind(run_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if let Some(have) = have.map(u)
+                    && have != *seq
+                {
+                    return Err(Error::Conflict {
+                        run_id: run_id.clone(),
+                        detail: format!("expected event sequence {seq}, found {have}"),
+                    });
+                }
+                continue;
+            }
             Expect::Outcomes { run_id, .. } | Expect::Absent { run_id } => run_id,
         };
         let have: Option<i64> = sqlx::query_scalar("SELECT outcomes FROM runs WHERE run_id = ?")
@@ -90,7 +106,7 @@ pub(super) async fn apply(tx: &mut Transaction<'_, Sqlite>, batch: Batch) -> Res
                 });
             }
             (Expect::Outcomes { .. }, _) => {}
-            (Expect::Queued { .. }, _) => {}
+            (Expect::Queued { .. } | Expect::Events { .. }, _) => {}
         }
     }
     for k in &batch.release_keys {

@@ -300,6 +300,54 @@ pub async fn expectations_guard_concurrent_writers(s: &dyn Store, ns: &str) {
     );
 }
 
+/// A batch numbering a run's events after a sequence another writer has taken since conflicts
+/// and writes nothing (its events would be dropped as duplicates); numbered after the run's
+/// highest sequence, it commits. A run that does not exist yet has nothing to conflict with.
+pub async fn event_numbering_is_expected(s: &dyn Store, ns: &str) {
+    let run = format!("{ns}-ev");
+    let after = |seq| Expect::Events {
+        run_id: run.clone(),
+        seq,
+    };
+    s.commit(Batch {
+        expect: vec![after(0)],
+        new_runs: vec![new_run(&run, None)],
+        new_attempts: vec![attempt(&run, "a", 1), attempt(&run, "b", 1)],
+        events: vec![event(&run, 1), event(&run, 2)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stale = s
+        .commit(Batch {
+            expect: vec![after(1)],
+            outcomes: vec![outcome(&run, "a", 1, 1)],
+            events: vec![event(&run, 2)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stale, crate::Error::Conflict { run_id, .. } if *run_id == run),
+        "numbering after a taken sequence conflicts: {stale}"
+    );
+    let (rec, attempts) = s.run_with_attempts(&run).await.unwrap().unwrap();
+    assert_eq!(rec.event_seq, 2);
+    assert!(
+        attempts.iter().all(|a| a.seq.is_none()),
+        "the conflicting batch wrote nothing: {attempts:?}"
+    );
+    s.commit(Batch {
+        expect: vec![after(2)],
+        outcomes: vec![outcome(&run, "a", 1, 1)],
+        events: vec![event(&run, 3)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.run(&run).await.unwrap().unwrap().event_seq, 3);
+}
+
 /// The outbox: dispatched attempts whose task was never marked published are listed once old
 /// enough, until they are marked (on their own, or by a later commit) or the run ends.
 pub async fn outbox_lists_unpublished_dispatches(s: &dyn Store, ns: &str) {

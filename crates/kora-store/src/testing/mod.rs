@@ -112,6 +112,7 @@ macro_rules! contract_checks {
             large_batches_number_and_fence_like_small_ones,
             outbox_lists_unpublished_dispatches,
             expectations_guard_concurrent_writers,
+            event_numbering_is_expected,
             records_a_run,
             attempt_and_outcome_in_one_batch,
             fences_duplicate_outcomes,
