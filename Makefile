@@ -24,12 +24,16 @@ services-up:
 	@bash .ci/services-up
 
 ## bench: performance figures (release build); not part of `make test`
+## The targets each bench measured are printed as one table at the end (the regression guard).
+BENCH_TARGETS := $(abspath target/bench-targets.jsonl)
 bench: services-up
-	$(CARGO) bench -p kora-tests --bench embedded
+	@mkdir -p target && rm -f $(BENCH_TARGETS)
+	KORA_BENCH_TARGETS=$(BENCH_TARGETS) $(CARGO) bench -p kora-tests --bench embedded
 	$(CARGO) build --release -p kora-cli --bin kora
-	$(CARGO) bench -p kora-tests --bench distributed
+	KORA_BENCH_TARGETS=$(BENCH_TARGETS) $(CARGO) bench -p kora-tests --bench distributed
 	$(CARGO) bench -p kora-tests --bench durability
-	$(CARGO) bench -p kora-tests --bench gateway
+	KORA_BENCH_TARGETS=$(BENCH_TARGETS) $(CARGO) bench -p kora-tests --bench gateway
+	@python3 tests/benches/support/targets.py $(BENCH_TARGETS)
 
 ## soak: 1,000,000 NoOp tasks through kora serve processes, sampling RSS and hop latency every
 ## 10 s; writes $(SOAK_OUT)/soak.csv and soak.png (KORA_SOAK_TASKS=N for a shorter one)
@@ -37,7 +41,9 @@ SOAK_OUT ?= docs/soak
 PLOT_PY := target/tools/plot/bin/python
 soak: services-up
 	$(CARGO) build --release -p kora-cli --bin kora
-	KORA_SOAK_OUT=$(abspath $(SOAK_OUT)) $(CARGO) bench -p kora-tests --bench soak
+	@mkdir -p target && rm -f $(BENCH_TARGETS)
+	KORA_BENCH_TARGETS=$(BENCH_TARGETS) KORA_SOAK_OUT=$(abspath $(SOAK_OUT)) $(CARGO) bench -p kora-tests --bench soak
+	@python3 tests/benches/support/targets.py $(BENCH_TARGETS)
 	@test -x $(PLOT_PY) || { echo "soak: installing matplotlib 3.11.2 from PyPI into target/tools/plot"; \
 		python3 -m venv target/tools/plot && $(PLOT_PY) -m pip install -q matplotlib==3.11.2; }
 	$(PLOT_PY) tests/benches/support/plot_soak.py $(SOAK_OUT)/soak.csv $(SOAK_OUT)/soak.png

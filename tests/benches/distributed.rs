@@ -29,6 +29,8 @@ const NATS: &str = "nats://127.0.0.1:4222";
 mod installation;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/targets.rs"]
+mod targets;
 #[path = "support/workload.rs"]
 mod workload;
 use installation::{cleanup, create_database, kora_bin, tag};
@@ -96,6 +98,15 @@ async fn run() {
         "kora serve processes (one per role), RSS idle after start-up: {}",
         idle.join(", ")
     );
+    if let Some((_, w)) = procs.iter().find(|(role, _)| *role == "worker") {
+        targets::record(
+            "distributed",
+            "idle worker RSS after start-up",
+            rss_mib(w.id(), "VmRSS"),
+            "MiB",
+            targets::Limit::AtMost(20.0),
+        );
+    }
     let broker: Arc<dyn Broker> = Arc::new(connect(NATS, "kora-bench-client").await);
     let subjects = Subjects::new(&prefix).expect("prefix");
 
@@ -118,6 +129,13 @@ async fn run() {
             hops.len(),
             p50 / seq_p50,
             p99 / seq_p99
+        );
+        targets::record(
+            "distributed",
+            "NoOp chain hop p50 / raw sequential p50",
+            p50 / seq_p50,
+            "x",
+            targets::Limit::AtMost(2.0),
         );
         println!(
             "kora 100-node NoOp chain, submit to finished / 100: {:.3} ms (median of 5 runs; min {:.3}, max {:.3})",
@@ -148,6 +166,13 @@ fn python_chain(bin: &std::path::Path, db_url: &str, prefix: &str) {
     println!(
         "kora 100-step PythonCodeNode chain (result = x + 1) by kora submit --wait, per step: {:.3} ms (median of 5; min {:.3}, max {:.3}; target <= 0.85 ms, half of Restate's 1.68 ms measured here); a 1-step run takes {:.1} ms end to end",
         per_step.0, per_step.1, per_step.2, one.0
+    );
+    targets::record(
+        "distributed",
+        "PythonCodeNode chain by kora submit --wait, per step",
+        per_step.0,
+        "ms",
+        targets::Limit::AtMost(0.85),
     );
 }
 
@@ -214,6 +239,13 @@ async fn fanout(
     println!(
         "kora 10,000-node NoOp fan-out, 1 worker process (256 slots), PostgreSQL ledger: {rate:.0} nodes/s ({t:.2} s) = {:.2}x the raw in-flight rate (target >= 0.5x)",
         rate / inflight_rate
+    );
+    targets::record(
+        "distributed",
+        "10,000-node fan-out / raw in-flight rate",
+        rate / inflight_rate,
+        "x",
+        targets::Limit::AtLeast(0.5),
     );
     let after = scrape(metrics_addr);
     let delta =

@@ -33,6 +33,8 @@ const CONNECTIONS: usize = 64;
 mod installation;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/targets.rs"]
+mod targets;
 use installation::{cleanup, create_database, kora_bin, tag};
 use raw::{connect, pct};
 
@@ -199,6 +201,13 @@ async fn credential_verification() {
         "cached API key verification: mean {mean:.2} us, p99 of 100-call batches {:.2} us (200,000 calls; target <= 20 us)",
         pct(&batch, 0.99)
     );
+    targets::record(
+        "gateway",
+        "cached API key verification, mean",
+        mean,
+        "µs",
+        targets::Limit::AtMost(20.0),
+    );
 }
 
 /// CPU seconds (user + system) a process has used.
@@ -292,6 +301,21 @@ async fn reads(http: &reqwest::Client, base: &str, key: &str, run_id: &str, pids
         lat.len()
     );
     println!("  CPU in cores (of 2) while reading: {cpu}");
+    let rate = lat.len() as f64 / secs;
+    targets::record(
+        "gateway",
+        "GET /v1/runs/{id} rate",
+        rate,
+        "reads/s",
+        targets::Limit::AtLeast(5000.0),
+    );
+    targets::record(
+        "gateway",
+        "GET /v1/runs/{id} p99",
+        pct(&lat, 0.99),
+        "ms",
+        targets::Limit::AtMost(20.0),
+    );
 }
 
 async fn submissions(http: &reqwest::Client, base: &str, key: &str, pids: &[(&str, u32)]) {
@@ -340,6 +364,13 @@ async fn submissions(http: &reqwest::Client, base: &str, key: &str, pids: &[(&st
         pct(&lat, 0.99)
     );
     println!("  CPU in cores (of 2) while submitting: {cpu}");
+    targets::record(
+        "gateway",
+        "async POST /v1/runs rate",
+        N as f64 / secs,
+        "runs/s",
+        targets::Limit::AtLeast(2000.0),
+    );
     // How long the engine takes to work off the backlog.
     let t = Instant::now();
     loop {
@@ -464,5 +495,12 @@ async fn wait_overhead(http: &reqwest::Client, base: &str, key: &str, prefix: &s
         pct(&over_http, 0.99),
         pct(&direct, 0.99),
         h50 - d50
+    );
+    targets::record(
+        "gateway",
+        "POST /v1/runs?wait over kora submit --wait, p50",
+        h50 - d50,
+        "ms",
+        targets::Limit::AtMost(1.0),
     );
 }

@@ -31,6 +31,8 @@ const LOAD_LANES: usize = 3;
 mod installation;
 #[path = "support/raw.rs"]
 mod raw;
+#[path = "support/targets.rs"]
+mod targets;
 #[path = "support/workload.rs"]
 mod workload;
 use installation::{cleanup, create_database, kora_bin, tag};
@@ -253,6 +255,13 @@ async fn run() {
             } else {
                 "NOT MET"
             }
+        );
+        targets::record(
+            "soak",
+            &format!("{role} RSS after warm-up, furthest sample from its mean"),
+            worst.abs(),
+            "%",
+            targets::Limit::AtMost(10.0),
         );
     }
     println!(
