@@ -209,6 +209,7 @@ impl Coordinator {
         let Some(Open { mut p, keep }) = self.open.take() else {
             return;
         };
+        p.flush_all_node_events(&self.env.subjects);
         let mut batch = std::mem::take(&mut p.batch);
         batch.expect.extend(p.event_expectations());
         // The tasks published since the last commit are marked by this one.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use foldhash::{HashMap, HashSet};
 use kora_broker::{Delivery, Outbound};
 use kora_model::subjects::Subjects;
-use kora_model::wire::{self, EventKind, RunEvent, WIRE_VERSION};
+use kora_model::wire::{self, EventKind, NodeEvents, RunEvent, WIRE_VERSION};
 use kora_model::{Value, msg_id};
 use kora_store::{AttemptKey, Batch, Expect, RunStatus};
 
@@ -58,6 +58,9 @@ pub(crate) struct Pending {
     /// the ledger's highest must still be that when the batch commits (see
     /// [`Pending::event_expectations`]).
     pub(crate) numbered_after: HashMap<String, u64>,
+    /// Node-level events not yet in a message, by run (positions in `batch.events`): each
+    /// run's go out as one message, before its next run-level event or with the commit.
+    node_events: HashMap<String, Vec<usize>>,
 }
 
 /// An attempt whose queue has a rate limit.
@@ -170,8 +173,18 @@ impl Pending {
         ev: Ev,
     ) {
         let e = ev.into_event(run_id, seq, now);
-        if let Some(msg) = event_message(subjects, &e) {
-            self.publish.push(msg);
+        if e.kind.level() == "node" {
+            self.node_events
+                .entry(run_id.to_string())
+                .or_default()
+                .push(self.batch.events.len());
+        } else {
+            // Node events before it go first, so a reader that stops at a run's final event
+            // has seen them.
+            self.flush_node_events(subjects, run_id);
+            if let Some(msg) = event_message(subjects, &e) {
+                self.publish.push(msg);
+            }
         }
         self.batch.events.push(e);
         if !self.created.contains(run_id) && !self.numbered_after.contains_key(run_id) {
@@ -193,6 +206,27 @@ impl Pending {
         runs.into_iter()
             .map(|(run_id, seq)| Expect::Events { run_id, seq })
             .collect()
+    }
+
+    /// Queues the run's pending node events as one message.
+    fn flush_node_events(&mut self, subjects: &Subjects, run_id: &str) {
+        let Some(at) = self.node_events.remove(run_id) else {
+            return;
+        };
+        let events: Vec<&RunEvent> = at.iter().map(|&i| &self.batch.events[i]).collect();
+        if let Some(msg) = node_events_message(subjects, run_id, events) {
+            self.publish.push(msg);
+        }
+    }
+
+    /// Queues every run's pending node events (in run id order): the batch is about to be
+    /// committed.
+    pub(crate) fn flush_all_node_events(&mut self, subjects: &Subjects) {
+        let mut runs: Vec<String> = self.node_events.keys().cloned().collect();
+        runs.sort_unstable();
+        for run_id in runs {
+            self.flush_node_events(subjects, &run_id);
+        }
     }
 
     /// Publishes an event after the commit without storing it (a deduplicated submission's
@@ -236,6 +270,25 @@ fn event_message(subjects: &Subjects, e: &RunEvent) -> Option<Outbound> {
             payload,
         )
         .msg_id(msg_id::event(&e.event_id)),
+    )
+}
+
+/// One message holding a run's node events (in sequence order), deduplicated by their range.
+fn node_events_message(
+    subjects: &Subjects,
+    run_id: &str,
+    events: Vec<&RunEvent>,
+) -> Option<Outbound> {
+    let (first, last) = (events.first()?.seq, events.last()?.seq);
+    let payload = wire::encode(&NodeEvents {
+        v: WIRE_VERSION,
+        run_id: run_id.to_string(),
+        events,
+    })
+    .ok()?;
+    Some(
+        Outbound::new(subjects.node_events(run_id), payload)
+            .msg_id(msg_id::node_events(run_id, first, last)),
     )
 }
 

@@ -56,6 +56,7 @@ impl Coordinator {
             let actions = run.state.start(now);
             apply(&self.env, &mut run, actions, now, &mut p);
             self.pace(&mut p).await?;
+            p.flush_all_node_events(&self.env.subjects);
             match self.store.commit(std::mem::take(&mut p.batch)).await {
                 Ok(_) => {}
                 Err(kora_store::Error::Conflict { detail, .. }) => {

@@ -45,6 +45,11 @@ pub fn event(event_id: &str) -> String {
     format!("event:{event_id}")
 }
 
+/// A run's node events `first..=last` in one message: `events:<run_id>:<first>-<last>`.
+pub fn node_events(run_id: &str, first: u64, last: u64) -> String {
+    format!("events:{run_id}:{first}-{last}")
+}
+
 /// An operator's request to the coordinator (replay, restart, purge): `op:<request_id>`.
 pub fn operation(request_id: &str) -> String {
     format!("op:{request_id}")

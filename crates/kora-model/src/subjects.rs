@@ -89,6 +89,10 @@ impl Subjects {
     pub fn event(&self, run_id: &str, level: &str, kind: &str) -> String {
         format!("{}.event.{run_id}.{level}.{kind}", self.prefix)
     }
+    /// A run's node-level events, many to a message ([`crate::wire::NodeEvents`]).
+    pub fn node_events(&self, run_id: &str) -> String {
+        format!("{}.event.{run_id}.nodes", self.prefix)
+    }
     pub fn event_all(&self) -> String {
         format!("{}.event.>", self.prefix)
     }

@@ -386,6 +386,18 @@ pub struct RunEvent {
     pub detail: Option<Value>,
 }
 
+/// A run's node-level events from one ledger commit, in sequence order, as one message on
+/// `<p>.event.<run_id>.nodes`: a 10,000-node fan-out publishes a few dozen of these rather than
+/// 10,000 single events. Run-level events (accepted, succeeded, ...) stay one message each, and
+/// a run-level event is published after the node events before it. At least once: dedupe on
+/// each event's `event_id`. Generic so the coordinator can publish borrowed events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeEvents<E = RunEvent> {
+    pub v: u16,
+    pub run_id: String,
+    pub events: Vec<E>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("undecodable {what}: {source}")]
@@ -428,6 +440,13 @@ versioned!(Resume, "resume request");
 versioned!(Cancel, "cancel request");
 versioned!(Operation, "operator request");
 versioned!(OperationReply, "operator reply");
+
+impl<E> Versioned for NodeEvents<E> {
+    const WHAT: &'static str = "node events";
+    fn version(&self) -> u16 {
+        self.v
+    }
+}
 
 impl Versioned for Admission {
     const WHAT: &'static str = "admission";

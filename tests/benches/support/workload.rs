@@ -63,7 +63,7 @@ pub(crate) async fn run_chain(
         .ensure_consumer(
             &subjects.stream_events(),
             &ConsumerConfig {
-                filter_subject: Some(subjects.event(&run_id, "node", "*")),
+                filter_subject: Some(subjects.node_events(&run_id)),
                 start_sequence: Some(from),
                 ..ConsumerConfig::new(&durable)
             },
@@ -86,10 +86,16 @@ pub(crate) async fn run_chain(
             }
             // Completions that arrive together share the interval since the previous arrival
             // (never counted as zero-length hops).
-            seen.push((Instant::now(), batch.len()));
+            // Each message holds the node events of one ledger commit.
+            let mut completed = 0;
             for d in batch {
+                if let Ok(m) = kora_model::wire::decode::<kora_model::wire::NodeEvents>(&d.payload)
+                {
+                    completed += m.events.len();
+                }
                 let _ = d.ack().await;
             }
+            seen.push((Instant::now(), completed));
         }
         seen
     });

@@ -603,3 +603,98 @@ async fn nul_characters_are_refused_where_they_come_in() {
     }
     d.finish().await;
 }
+
+/// A fan-out's node events reach the broker a commit at a time: far fewer messages than nodes,
+/// each a run's node events in sequence order, together every node's completion once, with
+/// no gap or repeat; run-level events stay one message each, the final one after the node
+/// events. (One message per node event cost the broker a third of a node's messages.)
+#[tokio::test]
+async fn node_events_go_out_a_commit_at_a_time() {
+    use kora_broker::{Broker, ConsumerConfig};
+    use kora_model::wire::{self, EventKind, NodeEvents, RunEvent};
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve("scheduler,coordinator,worker", &[]);
+    let n = 200;
+    let mut nodes = vec![serde_json::json!({"id": "root", "type": "NoOpNode"})];
+    let mut conns = Vec::new();
+    for i in 0..n {
+        nodes.push(serde_json::json!({"id": format!("n{i}"), "type": "NoOpNode"}));
+        conns.push(serde_json::json!({"source": "root", "output": "data", "target": format!("n{i}"), "input": "data"}));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("fan.json");
+    std::fs::write(
+        &wf,
+        serde_json::json!({"nodes": nodes, "connections": conns}).to_string(),
+    )
+    .unwrap();
+    let done = d.submit_wait(&wf, None);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let run_id = done["run_id"].as_str().unwrap().to_string();
+    let subjects = kora_model::subjects::Subjects::new(&d.prefix()).unwrap();
+    let broker = d.broker().await;
+    // Every event message of the run, in stream order.
+    let durable = "node-events-check";
+    broker
+        .ensure_consumer(
+            &subjects.stream_events(),
+            &ConsumerConfig {
+                filter_subject: Some(format!("{}.event.{run_id}.>", d.prefix())),
+                ..ConsumerConfig::new(durable)
+            },
+        )
+        .await
+        .unwrap();
+    let consumer = broker
+        .consumer(&subjects.stream_events(), durable)
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    loop {
+        let batch = consumer.fetch(500, Duration::from_secs(1)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            m.ack().await.unwrap();
+            messages.push((m.subject.clone(), m.payload.clone()));
+        }
+    }
+    let mut events: Vec<RunEvent> = Vec::new();
+    let mut node_messages = 0;
+    for (subject, payload) in &messages {
+        if subject.ends_with(".nodes") {
+            node_messages += 1;
+            let m: NodeEvents = wire::decode(payload).unwrap();
+            assert_eq!(m.run_id, run_id);
+            events.extend(m.events);
+        } else {
+            assert!(subject.contains(".run."), "a node event alone on {subject}");
+            events.push(wire::decode(payload).unwrap());
+        }
+    }
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "in order, no gap, no repeat"
+    );
+    let succeeded = events
+        .iter()
+        .filter(|e| e.kind == EventKind::NodeSucceeded)
+        .count();
+    assert_eq!(succeeded, n + 1, "every node's completion, once");
+    assert_eq!(events.last().unwrap().kind, EventKind::RunSucceeded);
+    assert!(
+        node_messages * 4 <= n,
+        "{node_messages} messages carried {} node events",
+        n + 1
+    );
+    broker
+        .delete_consumer(&subjects.stream_events(), durable)
+        .await
+        .unwrap();
+    d.finish().await;
+}

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::StreamExt;
-use kora_model::wire::{self, EventKind, RunEvent};
+use kora_model::wire::{self, EventKind, NodeEvents, RunEvent};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
@@ -156,18 +156,32 @@ async fn follow(st: AppState, run_id: String, mut last: u64, tx: mpsc::Sender<Ev
                         live = None;
                         continue;
                     };
-                    let Ok(e) = wire::decode::<RunEvent>(&payload) else { continue };
-                    if e.seq <= last {
-                        continue;
+                    // One run-level event, or a commit's node events in one message.
+                    let events = match wire::decode::<RunEvent>(&payload) {
+                        Ok(e) => vec![e],
+                        Err(_) => match wire::decode::<NodeEvents>(&payload) {
+                            Ok(batch) => batch.events,
+                            Err(_) => continue,
+                        },
+                    };
+                    let mut gap = false;
+                    for e in events {
+                        if e.seq <= last {
+                            continue;
+                        }
+                        if e.seq != last + 1 {
+                            // A gap: the ledger has what was missed.
+                            gap = true;
+                            break;
+                        }
+                        last = e.seq;
+                        let done = is_final(e.kind);
+                        if tx.send(sse_event(&e)).await.is_err() || done {
+                            return;
+                        }
                     }
-                    if e.seq != last + 1 {
-                        // A gap: the ledger has what was missed.
+                    if gap {
                         break;
-                    }
-                    last = e.seq;
-                    let done = is_final(e.kind);
-                    if tx.send(sse_event(&e)).await.is_err() || done {
-                        return;
                     }
                 }
             }
