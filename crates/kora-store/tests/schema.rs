@@ -528,3 +528,27 @@ async fn a_missing_ledger_database_is_created() {
         "{e}"
     );
 }
+
+/// Roles started together (`kora serve … &` three times) race to create the missing database:
+/// exactly one creates it, none fails.
+#[tokio::test]
+async fn roles_starting_together_create_the_database_once() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let mut admin = sqlx::PgConnection::connect(&TestDb::admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {}", db.name)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let c = cfg(&db);
+    let create = || PgStore::create_database_if_missing(&c);
+    let (a, b, d, e) = tokio::join!(create(), create(), create(), create());
+    let made: Vec<Option<String>> = [a, b, d, e].into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(made.iter().flatten().count(), 1, "{made:?}");
+    let (a, b) = tokio::join!(PgStore::connect(&c), PgStore::connect(&c));
+    a.unwrap().close().await;
+    b.unwrap().close().await;
+}

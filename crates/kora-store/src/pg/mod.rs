@@ -3,6 +3,7 @@
 //! once. Queries are checked at run time (no sqlx macros), so builds need no database.
 
 mod batch;
+mod options;
 pub mod schema;
 
 use std::time::Duration;
@@ -123,7 +124,7 @@ impl PgStore {
     pub async fn connect(cfg: &PgConfig) -> Result<Self> {
         let pool = pool_options(cfg)
             .min_connections(cfg.min_connections)
-            .connect(&cfg.url)
+            .connect_with(options::from_url(&cfg.url)?)
             .await?;
         schema::migrate(&pool, &schema::migrator()).await?;
         Ok(PgStore { pool })
@@ -134,7 +135,7 @@ impl PgStore {
     /// `Ok(None)` when it was there. Any other failure to connect is returned as it is.
     pub async fn create_database_if_missing(cfg: &PgConfig) -> Result<Option<String>> {
         use sqlx::{ConnectOptions, Connection};
-        let opts: sqlx::postgres::PgConnectOptions = cfg.url.parse()?;
+        let opts = options::from_url(&cfg.url)?;
         match opts.connect().await {
             Ok(c) => {
                 let _ = c.close().await;
@@ -150,8 +151,16 @@ impl PgStore {
                 let _ = admin.close().await;
                 match made {
                     Ok(_) => Ok(Some(name)),
-                    // Another process made it first.
-                    Err(e) if crate::error::sqlstate(&e).as_deref() == Some("42P04") => Ok(None),
+                    // Another process made it first: `duplicate_database`, or, when both
+                    // created it at the same moment, a unique violation on pg_database's index.
+                    Err(e)
+                        if matches!(
+                            crate::error::sqlstate(&e).as_deref(),
+                            Some("42P04" | "23505")
+                        ) =>
+                    {
+                        Ok(None)
+                    }
                     Err(e) => Err(e.into()),
                 }
             }
@@ -162,7 +171,9 @@ impl PgStore {
     /// Connects and migrates with another migrator: how the tests make an edited migration.
     #[cfg(any(test, feature = "test-util"))]
     pub async fn connect_with(cfg: &PgConfig, migrator: &sqlx::migrate::Migrator) -> Result<Self> {
-        let pool = pool_options(cfg).connect(&cfg.url).await?;
+        let pool = pool_options(cfg)
+            .connect_with(options::from_url(&cfg.url)?)
+            .await?;
         schema::migrate(&pool, migrator).await?;
         Ok(PgStore { pool })
     }
