@@ -9,10 +9,7 @@ use serde::Serialize;
 use crate::args::Format;
 
 pub(crate) fn json<T: Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
-    #[allow(clippy::print_stdout)]
-    {
-        println!("{}", serde_json::to_string_pretty(v)?);
-    }
+    say(&serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -471,10 +468,42 @@ pub(crate) fn print_table(t: &Table) {
     }
 }
 
-/// A line of output on stdout.
-#[allow(clippy::print_stdout)]
+/// A line of output on stdout. When the reader has gone (`kora ... | head`), later output is
+/// dropped quietly, as Unix tools do, rather than panicking in `println!`; the command still
+/// finishes (a server still drains).
 pub(crate) fn say(line: &str) {
-    println!("{line}");
+    out(line);
+    out("\n");
+}
+
+/// Set once stdout cannot be written: the reader went away, or another error (then reported).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set when stdout failed for another reason than its reader going away: `main` exits 1.
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Text on stdout, as [`say`] writes it.
+pub(crate) fn out(text: &str) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            STDOUT_FAILED.store(true, Ordering::Relaxed);
+            note(&format!("error: cannot write the output: {e}"));
+        }
+    }
+}
+
+/// Whether some output could not be written (other than to a reader that went away).
+pub(crate) fn output_failed() -> bool {
+    STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A line for the person at the terminal (stderr): counts, hints, warnings.

@@ -11,10 +11,7 @@ use crate::render::{json, say};
 pub(crate) fn nodes(format: Format, markdown: bool) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin(&NodesConfig::default());
     if markdown {
-        #[allow(clippy::print_stdout)]
-        {
-            print!("{}", kora_nodes::docs::markdown(&registry));
-        }
+        crate::render::out(&kora_nodes::docs::markdown(&registry));
         return Ok(ExitCode::SUCCESS);
     }
     if format == Format::Json {
