@@ -9,6 +9,7 @@ EXAMPLE ?= examples/customer-routing/workflow.yaml
 run:
 	$(CARGO) build -q -p kora-cli --bin kora
 	./target/debug/kora run $(EXAMPLE) --format table
+	@echo "kora is ./target/debug/kora; next, a running fleet in one command: README, 'Five minutes with Kora' (kora dev)"
 
 ## test: formatting, clippy and every test; starts the local services the tests need first
 test: services-up lint

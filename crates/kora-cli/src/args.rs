@@ -16,7 +16,7 @@ use kora_server::ServerConfig;
 connections (source, output path, target, input).\n\n\
 It reads workflows in every shape Kailash writes (Workflow.to_dict, WorkflowBuilder.from_dict, \
 export_workflow) and Kora's own, as JSON or YAML.\n\n\
-Start here:\n  kora run examples/customer-routing/workflow.yaml\n  kora validate my-workflow.json\n  kora nodes",
+Start here:\n  kora run examples/customer-routing/workflow.yaml\n  kora validate my-workflow.json\n  kora nodes\n  kora dev          # every role in one process, on the local NATS and PostgreSQL",
     after_help = "Exit codes: 0 success, 1 the run failed, 2 unusable input.\nLogs go to stderr; set KORA_LOG=info (or debug) for more."
 )]
 pub(crate) struct Cli {
@@ -125,6 +125,31 @@ pub(crate) enum Command {
         /// Log JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
+    },
+    /// Run every role (scheduler, coordinator, worker, gateway) in this process against the
+    /// local NATS and PostgreSQL: the quickest way to a working installation.
+    ///
+    /// It uses the same settings as every other command (NATS nats://127.0.0.1:4222, prefix
+    /// kora, the ledger postgres://127.0.0.1:5432/kora; KORA_* variables and --config as for
+    /// `kora serve`), so `kora submit` in another terminal finds it with no settings. It creates
+    /// the ledger database if it is missing. If no NATS server answers on a local address it
+    /// starts the nats-server on your PATH there, with JetStream and its store in the data
+    /// folder, and stops it on exit; if PostgreSQL does not answer it says how to start it.
+    /// The data folder also keeps the gateway's key pepper and an admin API key of the default
+    /// tenant (`admin.key`, readable only by you), made on the first start and kept after.
+    /// Ctrl-C drains and stops.
+    #[command(
+        after_help = "Example:\n  kora dev                                          # terminal 1: prints where everything is\n  kora submit examples/diamond/workflow.json --wait # terminal 2\n  curl -s localhost:8080/v1/runs -H \"Authorization: Bearer $(cat .kora/admin.key)\"\n\nFor a fleet, run `kora serve` processes instead (kora serve --help)."
+    )]
+    Dev {
+        #[command(flatten)]
+        conn: Conn,
+        /// Where kora dev keeps its key pepper, its API key and a NATS store it started.
+        #[arg(long, value_name = "DIR", default_value = ".kora")]
+        data_dir: PathBuf,
+        /// Tasks the worker runs at once.
+        #[arg(long)]
+        concurrency: Option<usize>,
     },
     /// Submit a workflow run to a Kora deployment; with --wait, print its results like `kora run`.
     #[command(
@@ -427,8 +452,18 @@ pub(crate) enum DlqCommand {
 #[derive(Subcommand)]
 pub(crate) enum RunsCommand {
     /// A run's status, error and node results.
+    #[command(
+        after_help = "Examples:\n  kora runs show RUN_ID\n  kora runs show RUN_ID --wait --format json   # after a replay or a retry: wait for it to end"
+    )]
     Show {
         run_id: String,
+        /// Wait until the run ends (succeeded, failed, cancelled) before showing it, up to
+        /// --timeout.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, how long to wait: 30s, 5m.
+        #[arg(long, value_name = "DURATION", value_parser = kora_model::duration::parse, default_value = "60s")]
+        timeout: Duration,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         #[command(flatten)]

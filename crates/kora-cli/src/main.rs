@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod render;
+mod services;
 
 use std::process::ExitCode;
 
@@ -23,9 +24,11 @@ fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve { .. });
+    let serving = matches!(cli.command, Command::Serve { .. } | Command::Dev { .. });
     let log_json = matches!(cli.command, Command::Serve { log_json: true, .. });
-    let level = match (cli.verbose, serving) {
+    // `kora dev` keeps its terminal for the banner and warnings; -v shows the roles' logs.
+    let quiet = matches!(cli.command, Command::Dev { .. });
+    let level = match (cli.verbose, serving && !quiet) {
         (0, true) | (1, _) => "info",
         (0, false) => "warn",
         _ => "debug",
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(commands::dispatch(cli.command)) {
+        Ok(_) if render::output_failed() => ExitCode::from(EXIT_FAILED),
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", causes(&e));

@@ -186,6 +186,45 @@ fn help_teaches() {
     );
 }
 
+/// `kora nodes | head -1`: a reader that goes away ends the command quietly (it panicked in
+/// `println!` with "failed printing to stdout: Broken pipe").
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    for args in [
+        &["nodes"][..],
+        &["nodes", "--markdown"],
+        &["nodes", "--format", "json"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kora"))
+            .args(args)
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {:?} {err}", o.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_teaches_kora_dev() {
+    let out = text(&kora(&["--help"]));
+    assert!(out.contains("kora dev"), "{out}");
+    let out = text(&kora(&["dev", "--help"]));
+    for needle in [
+        "kora submit examples/diamond/workflow.json --wait",
+        "admin.key",
+        "nats-server",
+        "--data-dir",
+    ] {
+        assert!(out.contains(needle), "{needle} missing: {out}");
+    }
+}
+
 /// Durations that arrive at run time (from an upstream node) are checked too: a TTLCacheNode
 /// given a ttl of 1e300 seconds fails with a message naming the node and the field, and the
 /// run ends at once (it used to panic the worker's task, which was redelivered until it was

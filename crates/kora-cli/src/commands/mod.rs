@@ -1,6 +1,7 @@
 //! One module per command; each returns the process's exit code.
 
 mod audit;
+mod dev;
 mod dlq;
 mod keys;
 mod nodes;
@@ -64,6 +65,18 @@ pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 concurrency,
                 data_root,
                 metrics_addr,
+            })
+            .await
+        }
+        Command::Dev {
+            conn,
+            data_dir,
+            concurrency,
+        } => {
+            dev::dev(dev::Args {
+                conn,
+                data_dir,
+                concurrency,
             })
             .await
         }

@@ -1,6 +1,7 @@
 //! `kora runs`: show, list, cancel and retry runs.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use kora_cli::operator::{actor, overrides};
 use kora_model::wire::EventKind;
@@ -13,6 +14,8 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
     match command {
         RunsCommand::Show {
             run_id,
+            wait,
+            timeout,
             format,
             conn,
         } => {
@@ -28,13 +31,27 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => run_id,
             };
-            let Some(rec) = store.run(&run_id).await? else {
+            let Some(mut rec) = store.run(&run_id).await? else {
                 note(&format!(
                     "error: no run {run_id} in the ledger at {}",
                     kora_store::pg::redact(&cfg.database.url)
                 ));
                 return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
             };
+            if wait {
+                let until = tokio::time::Instant::now() + timeout;
+                while !rec.status.is_final() && tokio::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    rec = store.run(&run_id).await?.unwrap_or(rec);
+                }
+                if !rec.status.is_final() {
+                    note(&format!(
+                        "warning: run {run_id} is still {} after {}",
+                        rec.status.as_str(),
+                        kora_model::duration::format(timeout)
+                    ));
+                }
+            }
             let ids: Vec<String> = rec
                 .spec
                 .as_ref()
