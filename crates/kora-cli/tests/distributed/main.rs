@@ -13,3 +13,4 @@ mod runs;
 mod shutdown;
 mod support;
 mod triggers;
+mod walkthrough;
