@@ -110,6 +110,26 @@ pub(crate) async fn nats(urls: &str, data_dir: &Path) -> anyhow::Result<Option<S
     )
 }
 
+/// The version a started `nats-server` reports, when it is older than 2.12 (the first release
+/// whose work-queue state survives being killed; README, *Running distributed*).
+pub(crate) async fn nats_older_than_2_12(program: &Path) -> Option<String> {
+    let out = tokio::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = parse_version(&text)?;
+    (version < (2, 12)).then(|| text.trim().trim_start_matches("nats-server: ").to_string())
+}
+
+/// `(major, minor)` of `nats-server: v2.9.10`.
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// `(host, port)` of a `nats://host:port` URL (the scheme and port are optional).
 fn host_port(url: &str) -> Option<(String, u16)> {
     let url = url.trim();
@@ -156,7 +176,15 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use super::{host_port, parse_version};
+
+    #[test]
+    fn nats_server_versions_are_read() {
+        assert_eq!(parse_version("nats-server: v2.9.10\n"), Some((2, 9)));
+        assert_eq!(parse_version("nats-server: v2.15.1"), Some((2, 15)));
+        assert_eq!(parse_version("something else"), None);
+        assert!(parse_version("nats-server: v2.9.10").unwrap() < (2, 12));
+    }
 
     #[test]
     fn nats_urls_give_host_and_port() {

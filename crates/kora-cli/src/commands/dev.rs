@@ -62,6 +62,11 @@ pub(crate) async fn dev(a: Args) -> anyhow::Result<ExitCode> {
             n.store_dir.display(),
             n.log.display()
         ));
+        if let Some(v) = crate::services::nats_older_than_2_12(&n.program).await {
+            note(&format!(
+                "note: that nats-server is {v}: fine for trying Kora; in production use 2.12 or later (older ones lose acknowledged work-queue state when killed)"
+            ));
+        }
     }
 
     let db = kora_store::pg::redact(&cfg.database.url);

@@ -87,7 +87,27 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
         json_line(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let waited = client::wait(&broker, &subjects, &run_id, from, a.timeout).await;
+    let waited = {
+        let wait = client::wait(&broker, &subjects, &run_id, from, a.timeout);
+        tokio::pin!(wait);
+        // A run nobody takes in would be waited on silently forever: say why after a while.
+        let hint = async {
+            tokio::time::sleep(ADMISSION_HINT).await;
+            let taken =
+                client::admission(&broker, &subjects, &run_id, from, Duration::from_secs(2)).await;
+            if matches!(taken, Ok(None)) {
+                note(&format!(
+                    "still waiting: no coordinator has taken run {run_id} in after {}; is a scheduler and a coordinator running with prefix {:?} (`kora dev`, or `kora serve --role scheduler,coordinator`)? The submission is stored and starts when they run",
+                    kora_model::duration::format(ADMISSION_HINT),
+                    cfg.nats.prefix
+                ));
+            }
+        };
+        tokio::select! {
+            w = &mut wait => w,
+            () = hint => wait.await,
+        }
+    };
     let store = kora_cli::connect::store(&cfg).await?;
     let mut ending = match waited {
         Err(kora_client::Error::Timeout(_)) => {
@@ -115,6 +135,9 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
     print_report(&report, format)?;
     Ok(exit_of(&report.status))
 }
+
+/// How long `--wait` waits for a coordinator to take the run in before saying none has.
+const ADMISSION_HINT: Duration = Duration::from_secs(10);
 
 /// One JSON object on one line (what scripts read from `kora submit`).
 fn json_line<T: Serialize>(v: &T) -> anyhow::Result<()> {

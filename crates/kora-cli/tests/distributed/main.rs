@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod crash;
+mod dev;
 mod dlq;
 mod limits;
 mod runs;

@@ -698,3 +698,29 @@ async fn node_events_go_out_a_commit_at_a_time() {
         .unwrap();
     d.finish().await;
 }
+
+/// `kora submit --wait` with no scheduler or coordinator running says so while it waits
+/// (instead of waiting silently), and its timeout names what the ledger has.
+#[tokio::test]
+async fn waiting_on_a_run_nobody_takes_in_says_why() {
+    let Some(d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let o = d.kora(&[
+        "submit",
+        "examples/diamond/workflow.json",
+        "--wait",
+        "--timeout",
+        "13s",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("still waiting: no coordinator has taken run")
+            && err.contains(&format!("prefix {:?}", d.prefix()))
+            && err.contains("kora dev"),
+        "{err}"
+    );
+    assert!(err.contains("did not start within 13s"), "{err}");
+    d.finish().await;
+}

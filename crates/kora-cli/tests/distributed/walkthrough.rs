@@ -240,6 +240,11 @@ async fn readme_distributed_walkthrough_runs_as_written() {
     walk("distributed").await;
 }
 
+#[tokio::test]
+async fn readme_gateway_walkthrough_runs_as_written() {
+    walk("gateway").await;
+}
+
 #[test]
 fn expected_lines_match_in_order_with_wildcards() {
     assert!(matches("run ...  succeeded", "run 01a2  succeeded"));
