@@ -21,7 +21,9 @@ pub struct NewKey {
     pub secret_hash: Vec<u8>,
 }
 
-fn random_hex(bytes: usize) -> Result<String, Error> {
+/// `bytes` bytes from the system's random source, hex-encoded (key secrets, `kora dev`'s
+/// pepper).
+pub fn random_hex(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
     SystemRandom::new()
         .fill(&mut buf)

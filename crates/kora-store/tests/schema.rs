@@ -487,14 +487,10 @@ async fn an_edited_sqlite_migration_is_refused() {
     );
 }
 
-/// `kora serve` creates a missing ledger database (once); a role that does not exist is named
-/// with its SQLSTATE and what to do, without sqlx's line of PostgreSQL's C source.
-#[tokio::test]
-async fn a_missing_ledger_database_is_created() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    // Missing, but still dropped by `db` when the test ends, however it ends.
+/// A test database's name and URL with the database itself dropped: missing, but still
+/// dropped by the `TestDb` when the test ends, however it ends.
+async fn missing_db() -> Option<TestDb> {
+    let db = TestDb::create().await?;
     let mut admin = sqlx::PgConnection::connect(&TestDb::admin_url())
         .await
         .unwrap();
@@ -502,6 +498,16 @@ async fn a_missing_ledger_database_is_created() {
         .execute(&mut admin)
         .await
         .unwrap();
+    Some(db)
+}
+
+/// `kora serve` creates a missing ledger database (once); a role that does not exist is named
+/// with its SQLSTATE and what to do, without sqlx's line of PostgreSQL's C source.
+#[tokio::test]
+async fn a_missing_ledger_database_is_created() {
+    let Some(db) = missing_db().await else {
+        return;
+    };
     let c = cfg(&db);
     let missing = PgStore::connect(&c).await.err().unwrap().to_string();
     assert!(
@@ -533,16 +539,9 @@ async fn a_missing_ledger_database_is_created() {
 /// exactly one creates it, none fails.
 #[tokio::test]
 async fn roles_starting_together_create_the_database_once() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = missing_db().await else {
         return;
     };
-    let mut admin = sqlx::PgConnection::connect(&TestDb::admin_url())
-        .await
-        .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {}", db.name)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
     let c = cfg(&db);
     let create = || PgStore::create_database_if_missing(&c);
     let (a, b, d, e) = tokio::join!(create(), create(), create(), create());

@@ -70,6 +70,7 @@ pub(crate) async fn dev(a: Args) -> anyhow::Result<ExitCode> {
     }
 
     let db = kora_store::pg::redact(&cfg.database.url);
+    let db_has_password = db != cfg.database.url;
     let ledger = match prepare_ledger(&cfg).await {
         Ok(l) => l,
         Err(e) => {
@@ -97,6 +98,7 @@ pub(crate) async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         nats: cfg.nats.url.clone(),
         prefix: cfg.nats.prefix.clone(),
         db,
+        db_has_password,
         gateway: gateway_addr.clone(),
         key_file,
         key_reused: reused,
@@ -215,11 +217,7 @@ fn read_or_make_secret(file: &Path) -> anyhow::Result<String> {
             return Ok(text.to_string());
         }
     }
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let secret = kora_gateway::keys::random_hex(32).map_err(|e| anyhow::anyhow!(e))?;
     write_private(file, &secret)?;
     Ok(secret)
 }
@@ -255,7 +253,9 @@ async fn wait_listening(addr: &str, limit: Duration) -> bool {
 struct Banner {
     nats: String,
     prefix: String,
+    /// `db` is redacted: the password cannot be shown.
     db: String,
+    db_has_password: bool,
     gateway: String,
     key_file: PathBuf,
     key_reused: bool,
@@ -296,7 +296,7 @@ impl std::fmt::Display for Banner {
             env.push(format!("KORA_PREFIX={}", self.prefix));
         }
         if self.db != defaults.database.url {
-            if self.db.contains(":***@") {
+            if self.db_has_password {
                 env.push("KORA_DATABASE_URL=<the URL set here, with its password>".into());
             } else {
                 env.push(format!("KORA_DATABASE_URL={}", self.db));
