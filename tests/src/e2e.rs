@@ -32,10 +32,10 @@ fn spec(v: Value) -> WorkflowSpec {
 
 async fn run_case(dir: &std::path::Path) -> Vec<String> {
     let file = workflow_file(dir).expect("workflow file");
-    let (wf, _) = input::load_workflow(&file).expect("loads");
+    let (wf, _) = input::load_workflow(&file, &kora_model::Limits::default()).expect("loads");
     let params_file = dir.join("params.json");
     let params = if params_file.exists() {
-        input::load_params(params_file.to_str()).expect("params")
+        input::load_params(params_file.to_str(), &kora_model::Limits::default()).expect("params")
     } else {
         Map::new()
     };

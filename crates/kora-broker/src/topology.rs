@@ -8,6 +8,9 @@ use kora_model::subjects::Subjects;
 
 use crate::{Broker, ConsumerConfig, Delivery, Outbound, Result, Retention, StreamConfig};
 
+/// A node's execution limit when neither it nor its queue sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// `[tasks]`: how the task stream delivers to workers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,6 +20,13 @@ pub struct TasksConfig {
     pub ack_wait: Duration,
     /// Deliveries of one task (crashes, timeouts) before it is given up as `worker_lost`.
     pub max_deliver: u32,
+    /// Execution limit of a node that sets no `timeout_secs`: past it the worker stops the node
+    /// and the attempt fails with a retryable `TimeoutError`. `0s` sets none.
+    #[serde(with = "kora_model::duration")]
+    pub default_timeout: Duration,
+    /// The same per queue (`[tasks.timeouts] reports = "2h"`), over `default_timeout`.
+    #[serde(with = "kora_model::duration::map")]
+    pub timeouts: std::collections::BTreeMap<String, Duration>,
 }
 
 impl Default for TasksConfig {
@@ -24,6 +34,8 @@ impl Default for TasksConfig {
         TasksConfig {
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
+            default_timeout: DEFAULT_TIMEOUT,
+            timeouts: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -48,6 +60,11 @@ impl Default for ControlConfig {
 }
 
 impl TasksConfig {
+    /// `default_timeout`, or `None` when it is `0s`.
+    pub fn default_limit(&self) -> Option<Duration> {
+        (!self.default_timeout.is_zero()).then_some(self.default_timeout)
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.ack_wait < Duration::from_secs(1) {
             return Err(format!(
@@ -57,6 +74,13 @@ impl TasksConfig {
         }
         if self.max_deliver == 0 {
             return Err("tasks.max_deliver must be at least 1".into());
+        }
+        for (queue, t) in &self.timeouts {
+            if t.is_zero() {
+                return Err(format!(
+                    "tasks.timeouts.{queue} must be more than 0s (leave the queue out to use tasks.default_timeout)"
+                ));
+            }
         }
         Ok(())
     }

@@ -32,6 +32,11 @@ pub struct EngineConfig {
     pub max_message_bytes: usize,
     /// Task rate limits by queue name.
     pub rate_limits: BTreeMap<String, RateLimit>,
+    /// Execution limit of a node that sets none (`[tasks] default_timeout`), and per queue.
+    pub default_timeout: Option<Duration>,
+    pub queue_timeouts: BTreeMap<String, Duration>,
+    /// Input limits run requests are checked against.
+    pub limits: kora_model::Limits,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +48,9 @@ impl Default for EngineConfig {
             concurrency: 64,
             max_message_bytes: 8 << 20,
             rate_limits: BTreeMap::new(),
+            default_timeout: Some(kora_broker::topology::DEFAULT_TIMEOUT),
+            queue_timeouts: BTreeMap::new(),
+            limits: kora_model::Limits::default(),
         }
     }
 }
@@ -87,10 +95,15 @@ impl Engine {
         provision(broker.as_ref(), &subjects, &[DEFAULT_QUEUE], &topo).await?;
         let payload_limit = kora_server::payload_limit(cfg.max_message_bytes);
         let settings = RoleSettings {
-            scheduler: kora_scheduler::Config::default(),
+            scheduler: kora_scheduler::Config {
+                limits: cfg.limits.clone(),
+                ..kora_scheduler::Config::default()
+            },
             coordinator: kora_coordinator::Config {
                 max_task_bytes: payload_limit,
                 rate_limits: cfg.rate_limits.clone(),
+                default_timeout: cfg.default_timeout,
+                queue_timeouts: cfg.queue_timeouts.clone(),
                 ..kora_coordinator::Config::default()
             },
             worker: kora_worker::Config {

@@ -288,3 +288,99 @@ fn a_misspelled_or_moved_config_key_is_reported() {
         text(&o)
     );
 }
+
+fn kora_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kora"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .output()
+        .expect("kora runs")
+}
+
+/// A hostile document is refused before it is parsed, naming the limit and its setting; a
+/// cycle asking for more iterations than the ceiling is refused; `kora run` honours
+/// `KORA_TASKS__DEFAULT_TIMEOUT` for a node that sets no timeout.
+#[test]
+fn input_limits_and_the_default_timeout_apply_to_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("deep.yaml");
+    std::fs::write(
+        &deep,
+        format!("nodes: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let o = kora(&["validate", deep.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("nesting depth is more than 64")
+            && text(&o).contains("KORA_LIMITS__MAX_DEPTH"),
+        "{}",
+        text(&o)
+    );
+    // Before the pre-scan this took 34.6 s (release) in the YAML parser.
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    let o = kora_env(
+        &["validate", deep.to_str().unwrap()],
+        &[("KORA_LIMITS__MAX_DOCUMENT_BYTES", "1000")],
+    );
+    assert!(
+        text(&o)
+            .contains("size in bytes is 200008, over the limit of 1000 (limits.max_document_bytes"),
+        "{}",
+        text(&o)
+    );
+
+    let looped = dir.path().join("loop.json");
+    std::fs::write(
+        &looped,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "a", "type": "PythonCodeNode", "config": {"code": "result = 1"}}],
+            "connections": [{"source": "a", "output": "result", "target": "a", "input": "x", "cycle": "c"}],
+            "cycles": [{"id": "c", "max_iterations": 20000}]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = kora(&["validate", looped.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o)
+            .contains("max_iterations is 20000, over the limit of 10000 (limits.max_iterations"),
+        "{}",
+        text(&o)
+    );
+
+    let spin = dir.path().join("spin.json");
+    std::fs::write(
+        &spin,
+        serde_json::json!({"kora": 1, "nodes": [
+            {"id": "spin", "type": "PythonCodeNode", "retry": {"max_attempts": 1},
+             "config": {"code": "while True:\n    pass"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = kora_env(
+        &["run", spin.to_str().unwrap(), "--format", "json"],
+        &[("KORA_TASKS__DEFAULT_TIMEOUT", "1s")],
+    );
+    // (A failed leaf still ends the run `succeeded`, as in Kailash; the node says what happened.)
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report["results"]["spin"]["error_type"], "TimeoutError",
+        "{report}"
+    );
+    let o = kora_env(
+        &["run", spin.to_str().unwrap()],
+        &[("KORA_TASKS__DEFAULT_TIMEOUT_SECS", "1")],
+    );
+    assert!(
+        text(&o).contains("tasks.default_timeout_secs is now tasks.default_timeout"),
+        "{}",
+        text(&o)
+    );
+}

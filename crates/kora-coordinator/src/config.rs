@@ -33,6 +33,13 @@ pub struct Config {
     /// Give every coordinator the same.
     #[serde(skip)]
     pub rate_limits: BTreeMap<String, RateLimit>,
+    /// Execution limit of a node that sets no `timeout_secs` (`[tasks] default_timeout`, set
+    /// by `kora serve`, not read from this section); `None` sets none.
+    #[serde(skip)]
+    pub default_timeout: Option<Duration>,
+    /// The same per queue, over `default_timeout` (`[tasks.timeouts]`).
+    #[serde(skip)]
+    pub queue_timeouts: BTreeMap<String, Duration>,
     /// The longest delay a node's own retry-after (an HTTP 429's `Retry-After`) may impose.
     #[serde(with = "kora_model::duration")]
     pub max_retry_after: Duration,
@@ -86,6 +93,8 @@ impl Default for Config {
             idempotency_window: Duration::from_secs(24 * 3600),
             outbox_grace: Duration::from_secs(3),
             rate_limits: BTreeMap::new(),
+            default_timeout: None,
+            queue_timeouts: BTreeMap::new(),
             max_retry_after: Duration::from_secs(3600),
         }
     }

@@ -70,10 +70,17 @@ impl Env {
             config: spec.config.clone(),
             inputs,
             // Validation bounds timeout_secs; an unusable one sends no limit rather than panic.
-            timeout_ms: spec
-                .timeout_secs
-                .and_then(|t| Duration::try_from_secs_f64(t).ok())
-                .and_then(|d| u64::try_from(d.as_millis()).ok()),
+            // A node that sets none gets its queue's, else the installation's default.
+            timeout_ms: match spec.timeout_secs {
+                Some(t) => Duration::try_from_secs_f64(t).ok(),
+                None => self
+                    .cfg
+                    .queue_timeouts
+                    .get(queue_of(spec))
+                    .copied()
+                    .or(self.cfg.default_timeout),
+            }
+            .and_then(|d| u64::try_from(d.as_millis()).ok()),
         };
         match wire::encode(&task) {
             Ok(bytes) if bytes.len() <= self.cfg.max_task_bytes => {

@@ -32,6 +32,10 @@ impl std::fmt::Debug for Secret {
 pub struct GatewayConfig {
     /// Where the API listens (`KORA_GATEWAY__ADDR`).
     pub addr: String,
+    /// The input limits workflows and parameters are checked against (`[limits]`, set by
+    /// `kora serve`, not read from this section).
+    #[serde(skip)]
+    pub input_limits: kora_model::Limits,
     /// The installation's secret key for API key hashes and webhook secrets: at least 32
     /// characters (`openssl rand -hex 32`), the same on every gateway and for `kora keys`.
     /// Changing it invalidates every key.
@@ -71,6 +75,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             addr: "127.0.0.1:8080".into(),
+            input_limits: kora_model::Limits::default(),
             key_pepper: Secret::default(),
             key_cache_ttl: Duration::from_secs(5),
             jwt: JwtConfig::default(),

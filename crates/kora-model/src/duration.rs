@@ -81,6 +81,36 @@ pub mod option {
     }
 }
 
+/// The same for a map of durations by name.
+pub mod map {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = s.serialize_map(Some(m.len()))?;
+        for (k, d) in m {
+            out.serialize_entry(k, &format(*d))?;
+        }
+        out.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super")] Duration);
+        Ok(BTreeMap::<String, Wrap>::deserialize(d)?
+            .into_iter()
+            .map(|(k, w)| (k, w.0))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

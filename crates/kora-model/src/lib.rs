@@ -1,7 +1,7 @@
 //! Kora's workflow model: what a workflow is and what running it means, with no I/O.
 //!
 //! Owns: the canonical [`spec::WorkflowSpec`]; loaders for every Kailash shape ([`load`]);
-//! validation that names the node and field of each problem, compiled into a
+//! input [`limits`] checked before expensive work; validation that names the node and field of each problem, compiled into a
 //! [`validate::CompiledWorkflow`]; Kailash's input semantics ([`semantics`]); the safe
 //! `converge_when` language ([`expr`]); the planner ([`plan::RunState`]), which is the only code
 //! that decides a node is ready; wire messages ([`wire`]), subject names ([`subjects`]), message
@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod duration;
 pub mod expr;
 pub mod failure;
+pub mod limits;
 pub mod load;
 pub mod msg_id;
 pub mod plan;
@@ -28,11 +29,14 @@ pub mod wire;
 
 pub use catalog::{Catalog, NodeTypeInfo, ParamInfo};
 pub use failure::{DeadLetterReason, error_type};
+pub use limits::Limits;
 pub use plan::{Action, NodeStatus, Outcome, RunOutcome, RunState};
 pub use spec::{
     ConcurrencyLimit, Connection, CycleSpec, NodeSpec, Priority, RetryPolicy, WorkflowSpec,
 };
-pub use validate::{CompiledWorkflow, NodeIdx, Problem, Severity, compile, validate};
+pub use validate::{
+    CompiledWorkflow, NodeIdx, Problem, Severity, compile, validate, validate_within,
+};
 pub use value::{Map, Value};
 
 /// Milliseconds since the Unix epoch, or 0 if the clock is before it.

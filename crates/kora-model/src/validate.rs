@@ -107,6 +107,33 @@ pub fn validate(spec: &WorkflowSpec, catalog: &dyn Catalog, params: Option<&Map>
     }
 }
 
+/// [`validate`] within `limits`: counts and sizes first (a workflow over them is not
+/// validated further), then the usual checks, then the executions a cyclic workflow may need.
+pub fn validate_within(
+    spec: &WorkflowSpec,
+    catalog: &dyn Catalog,
+    params: Option<&Map>,
+    limits: &crate::Limits,
+) -> Vec<Problem> {
+    let over = limits.check_workflow(spec, params);
+    if !over.is_empty() {
+        return over;
+    }
+    let cyclic = !spec.cycles.is_empty() || spec.connections.iter().any(|c| c.cycle.is_some());
+    if !cyclic {
+        return validate(spec, catalog, params);
+    }
+    match compile(spec, catalog, params) {
+        Ok((wf, mut warnings)) => {
+            if let Some(p) = limits.check_executions(&wf) {
+                warnings.insert(0, p);
+            }
+            warnings
+        }
+        Err(problems) => problems,
+    }
+}
+
 /// Validates and compiles. Errors block; warnings are returned alongside the compiled workflow.
 pub fn compile(
     spec: &WorkflowSpec,

@@ -42,6 +42,9 @@ pub struct Config {
     /// How long a fetch waits for requests before looking again.
     #[serde(with = "kora_model::duration")]
     pub fetch_wait: Duration,
+    /// The input limits run requests are checked against (`[limits]`, set by `kora serve`).
+    #[serde(skip)]
+    pub limits: kora_model::Limits,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Default for Config {
         Config {
             batch: 64,
             fetch_wait: Duration::from_millis(500),
+            limits: kora_model::Limits::default(),
         }
     }
 }
@@ -131,7 +135,7 @@ async fn admit_requests(
                     continue;
                 }
             };
-            let admission = admit(req, catalog.as_ref());
+            let admission = admit(req, catalog.as_ref(), &cfg.limits);
             let run_id = match &admission {
                 Admission::Admitted { request } => request.run_id.clone(),
                 Admission::Rejected { run_id, .. } => run_id.clone(),
@@ -167,7 +171,7 @@ async fn admit_requests(
 }
 
 /// Validates a request: an admitted run, or a rejected one with every problem found.
-pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
+pub fn admit(req: RunRequest, catalog: &dyn Catalog, limits: &kora_model::Limits) -> Admission {
     if req.run_id.is_empty() {
         return Admission::Rejected {
             run_id: String::new(),
@@ -199,7 +203,7 @@ pub fn admit(req: RunRequest, catalog: &dyn Catalog) -> Admission {
         };
     }
     // Validation only: the coordinator builds the graph it runs.
-    let problems = kora_model::validate(&req.workflow, catalog, Some(&req.params));
+    let problems = kora_model::validate_within(&req.workflow, catalog, Some(&req.params), limits);
     let errors: Vec<String> = problems
         .iter()
         .filter(|p| p.severity == Severity::Error)

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub metrics: MetricsConfig,
     /// The HTTP API (`kora_gateway`).
     pub gateway: kora_gateway::GatewayConfig,
+    /// Input limits (`kora_model`): checked by schedulers and gateways (give every role the
+    /// same).
+    pub limits: kora_model::Limits,
 }
 
 /// `[metrics]`: the operator endpoint.
@@ -62,6 +65,7 @@ pub const MOVED: &[(&str, &str)] = &[
     ("worker.heartbeat_secs", "worker.heartbeat"),
     ("worker.drain_grace_secs", "worker.drain_grace"),
     ("tasks.ack_wait_secs", "tasks.ack_wait"),
+    ("tasks.default_timeout_secs", "tasks.default_timeout"),
     ("control.ack_wait_secs", "control.ack_wait"),
     ("database.acquire_timeout_secs", "database.acquire_timeout"),
 ];
@@ -95,6 +99,7 @@ impl ServerConfig {
             self.worker.validate(self.tasks.ack_wait),
             self.nodes.validate(),
             self.gateway.validate(),
+            self.limits.validate(),
         ];
         for c in checks {
             c.map_err(Error::Config)?;
@@ -115,9 +120,14 @@ impl ServerConfig {
         let topo = self.topology();
         let payload_limit = crate::payload_limit(topo.max_msg_size);
         crate::RoleSettings {
-            scheduler: self.scheduler.clone(),
+            scheduler: kora_scheduler::Config {
+                limits: self.limits.clone(),
+                ..self.scheduler.clone()
+            },
             coordinator: kora_coordinator::Config {
                 rate_limits: self.queues.clone(),
+                default_timeout: self.tasks.default_limit(),
+                queue_timeouts: self.tasks.timeouts.clone(),
                 max_task_bytes: payload_limit,
                 ..self.coordinator.clone()
             },
@@ -127,7 +137,10 @@ impl ServerConfig {
                 ..self.worker.clone()
             },
             worker_loops: 1,
-            gateway: Some(self.gateway.clone()),
+            gateway: Some(kora_gateway::GatewayConfig {
+                input_limits: self.limits.clone(),
+                ..self.gateway.clone()
+            }),
         }
     }
 }

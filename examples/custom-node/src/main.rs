@@ -101,8 +101,16 @@ async fn main() -> anyhow::Result<()> {
     {
         // Embedded, like `kora run`.
         ["run", file] => {
-            let (workflow, _) = kora_cli::input::load_workflow(std::path::Path::new(file))?;
-            let cfg = kora_cli::embedded::EngineConfig::default();
+            // The limits and default timeout `kora run` reads (KORA_LIMITS__*, KORA_TASKS__*).
+            let local = kora_cli::settings::Local::from_env()?;
+            let (workflow, _) =
+                kora_cli::input::load_workflow(std::path::Path::new(file), &local.limits)?;
+            let cfg = kora_cli::embedded::EngineConfig {
+                default_timeout: local.tasks.default_limit(),
+                queue_timeouts: local.tasks.timeouts.clone(),
+                limits: local.limits.clone(),
+                ..kora_cli::embedded::EngineConfig::default()
+            };
             let store = kora_store::open("memory").await?;
             let engine = kora_cli::embedded::Engine::start_with(cfg, store, custom).await?;
             let report = engine.run(workflow, Map::new()).await;

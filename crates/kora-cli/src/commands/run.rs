@@ -23,8 +23,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(a: Args, format: Format) -> anyhow::Result<ExitCode> {
-    let (spec, _) = input::load_workflow(&a.file)?;
-    let params = input::load_params(a.params.as_deref())?;
+    let local = kora_cli::settings::Local::from_env()?;
+    let (spec, _) = input::load_workflow(&a.file, &local.limits)?;
+    let params = input::load_params(a.params.as_deref(), &local.limits)?;
     let root = a.data_root.unwrap_or_else(|| {
         a.file
             .parent()
@@ -39,7 +40,7 @@ pub(crate) async fn run(a: Args, format: Format) -> anyhow::Result<ExitCode> {
     };
     nodes.validate().map_err(anyhow::Error::msg)?;
     let registry = Registry::builtin(&nodes);
-    let problems = kora_model::validate(&spec, &registry, Some(&params));
+    let problems = kora_model::validate_within(&spec, &registry, Some(&params), &local.limits);
     let errors: Vec<_> = problems
         .iter()
         .filter(|p| p.severity == Severity::Error)
@@ -62,6 +63,9 @@ pub(crate) async fn run(a: Args, format: Format) -> anyhow::Result<ExitCode> {
     let engine = Engine::start(EngineConfig {
         store: a.store,
         nodes,
+        default_timeout: local.tasks.default_limit(),
+        queue_timeouts: local.tasks.timeouts.clone(),
+        limits: local.limits.clone(),
         ..EngineConfig::default()
     })
     .await?;

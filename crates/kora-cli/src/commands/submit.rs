@@ -34,14 +34,15 @@ struct Submitted {
 }
 
 pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> {
-    let (mut spec, _) = input::load_workflow(&a.file)?;
+    let local = kora_cli::settings::Local::from_env()?;
+    let (mut spec, _) = input::load_workflow(&a.file, &local.limits)?;
     if let Some(p) = a.priority {
         spec.priority = match p {
             PriorityArg::Normal => kora_model::Priority::Normal,
             PriorityArg::High => kora_model::Priority::High,
         };
     }
-    let params = input::load_params(a.params.as_deref())?;
+    let params = input::load_params(a.params.as_deref(), &local.limits)?;
     let cfg = a.conn.load(serde_json::json!({}))?;
     let subjects = cfg.nats.subjects();
     let broker = kora_cli::connect::broker(&cfg, "kora-submit").await?;

@@ -31,13 +31,15 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
                 TriggerSource::Cron(c) => format!("ticks of {c:?}"),
                 TriggerSource::Webhook { .. } => "signed requests".into(),
             };
-            let (spec, _) = input::load_workflow(&workflow)?;
+            let local = kora_cli::settings::Local::from_env()?;
+            let (spec, _) = input::load_workflow(&workflow, &local.limits)?;
             let registry = Registry::builtin(&NodesConfig::default());
-            let problems: Vec<String> = kora_model::validate(&spec, &registry, None)
-                .iter()
-                .filter(|p| p.severity == Severity::Error)
-                .map(ToString::to_string)
-                .collect();
+            let problems: Vec<String> =
+                kora_model::validate_within(&spec, &registry, None, &local.limits)
+                    .iter()
+                    .filter(|p| p.severity == Severity::Error)
+                    .map(ToString::to_string)
+                    .collect();
             if !problems.is_empty() {
                 note(&format!(
                     "error: {} is not a usable workflow:",
@@ -48,7 +50,7 @@ pub(crate) async fn triggers(command: TriggersCommand) -> anyhow::Result<ExitCod
                 }
                 return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
             }
-            let params = input::load_params(params.as_deref())?;
+            let params = input::load_params(params.as_deref(), &local.limits)?;
             let control = kora_cli::connect::control(&conn.load(serde_json::json!({}))?).await?;
             control
                 .for_tenant(Some(&tenant))

@@ -26,10 +26,13 @@ pub(crate) fn validate(
     params: Option<&str>,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
-    let (spec, shape) = input::load_workflow(file)?;
-    let params = params.map(|p| input::load_params(Some(p))).transpose()?;
+    let local = kora_cli::settings::Local::from_env()?;
+    let (spec, shape) = input::load_workflow(file, &local.limits)?;
+    let params = params
+        .map(|p| input::load_params(Some(p), &local.limits))
+        .transpose()?;
     let registry = Registry::builtin(&NodesConfig::default());
-    let problems = kora_model::validate(&spec, &registry, params.as_ref());
+    let problems = kora_model::validate_within(&spec, &registry, params.as_ref(), &local.limits);
     let errors = problems
         .iter()
         .filter(|p| p.severity == Severity::Error)

@@ -316,3 +316,66 @@ async fn high_priority_tasks_are_taken_before_waiting_normal_ones() {
     assert_eq!(done["status"], "succeeded");
     d.finish().await;
 }
+
+/// Limits set on `kora serve` hold for run requests from any client: a workflow over
+/// `limits.max_nodes` that the submitting CLI (default limits) let through is rejected by the
+/// scheduler, naming the setting; a node that sets no timeout is stopped at
+/// `tasks.default_timeout` and handled by its retry policy (one attempt: the run fails).
+#[tokio::test]
+async fn server_input_limits_and_the_default_timeout_hold_for_every_client() {
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    d.serve_env(
+        "all",
+        &[],
+        &[
+            ("KORA_LIMITS__MAX_NODES", "3"),
+            ("KORA_TASKS__DEFAULT_TIMEOUT", "2s"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.json");
+    let nodes: Vec<serde_json::Value> = (0..4)
+        .map(|i| serde_json::json!({"id": format!("n{i}"), "type": "NoOpNode"}))
+        .collect();
+    std::fs::write(
+        &big,
+        serde_json::json!({"kora": 1, "name": "big", "nodes": nodes}).to_string(),
+    )
+    .unwrap();
+    let out = d.submit_wait(&big, None);
+    assert_eq!(out["status"], "rejected", "{out}");
+    let problem = out["error"].to_string();
+    assert!(
+        problem.contains("the number of nodes is 4, over the limit of 3")
+            && problem.contains("KORA_LIMITS__MAX_NODES"),
+        "{problem}"
+    );
+
+    let spin = dir.path().join("spin.json");
+    std::fs::write(
+        &spin,
+        serde_json::json!({"kora": 1, "name": "spin", "nodes": [
+            {"id": "spin", "type": "PythonCodeNode", "retry": {"max_attempts": 1},
+             "config": {"code": "while True:\n    pass"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let out = d.submit_wait(&spin, None);
+    // (A failed leaf still ends the run `succeeded`, as in Kailash.)
+    assert_eq!(
+        out["results"]["spin"]["error_type"], "TimeoutError",
+        "{out}"
+    );
+    assert!(
+        out["results"]["spin"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("within its timeout of 2.0s"),
+        "{out}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    d.finish().await;
+}

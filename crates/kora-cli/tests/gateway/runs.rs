@@ -217,6 +217,24 @@ async fn registered_workflows_idempotency_and_dead_letters_over_http() {
         "{}",
         invalid.body
     );
+    // Text is measured before it is parsed: a hostile document is refused at once, naming the
+    // limit (the YAML parser would take seconds on it).
+    let deep = format!("nodes: {}{}", "[".repeat(200_000), "]".repeat(200_000));
+    for (path, body) in [
+        ("/v1/workflows", json!({"name": "deep", "workflow": deep})),
+        ("/v1/runs", json!({"workflow": deep})),
+    ] {
+        let t = std::time::Instant::now();
+        let refused = api.post(path, &k, &body).await;
+        assert_eq!(refused.status, 422, "{path}: {}", refused.body);
+        let msg = refused.body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("limits.max_depth"), "{path}: {msg}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
     let gone = api
         .call(
             reqwest::Method::DELETE,
@@ -353,6 +371,7 @@ async fn registered_workflows_idempotency_and_dead_letters_over_http() {
         "json",
     ]);
     let cli: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(cli.as_array().unwrap().len(), 3, "{cli}");
+    // calc twice, bad, and the refused deep document.
+    assert_eq!(cli.as_array().unwrap().len(), 4, "{cli}");
     d.finish().await;
 }

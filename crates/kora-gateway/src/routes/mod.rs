@@ -47,8 +47,15 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
 }
 
-/// A workflow in any shape `kora run` accepts: an object, or JSON/YAML text.
-pub(crate) fn load_workflow(doc: &Value, field: &str) -> ApiResult<WorkflowSpec> {
+/// A workflow in any shape `kora run` accepts: an object, or JSON/YAML text, within the input
+/// limits (text is measured before it is parsed).
+pub(crate) fn load_workflow(st: &AppState, doc: &Value, field: &str) -> ApiResult<WorkflowSpec> {
+    let limits = &st.cfg.input_limits;
+    let measured = match doc {
+        Value::String(text) => limits.check_text(text),
+        other => limits.check_value(&format!("`{field}`"), other),
+    };
+    measured.map_err(|e| ApiError::unprocessable(format!("`{field}` is refused: {e}")))?;
     let loaded = match doc {
         Value::String(text) => kora_model::load::load_str(text, kora_model::load::Syntax::Auto),
         other => kora_model::load::from_value(other),
@@ -70,11 +77,12 @@ pub(crate) fn check_workflow(
     spec: &WorkflowSpec,
     params: Option<&Map>,
 ) -> ApiResult<()> {
-    let problems: Vec<String> = kora_model::validate(spec, st.catalog.as_ref(), params)
-        .iter()
-        .filter(|p| p.severity == kora_model::Severity::Error)
-        .map(ToString::to_string)
-        .collect();
+    let problems: Vec<String> =
+        kora_model::validate_within(spec, st.catalog.as_ref(), params, &st.cfg.input_limits)
+            .iter()
+            .filter(|p| p.severity == kora_model::Severity::Error)
+            .map(ToString::to_string)
+            .collect();
     if problems.is_empty() {
         Ok(())
     } else {

@@ -237,7 +237,7 @@ async fn workflow_of_request(
     body: &SubmitRun,
 ) -> ApiResult<kora_model::WorkflowSpec> {
     let mut spec = match (&body.workflow, &body.workflow_name) {
-        (Some(doc), None) => load_workflow(doc, "workflow")?,
+        (Some(doc), None) => load_workflow(st, doc, "workflow")?,
         (None, Some(name)) => {
             st.store()
                 .workflow(&who.tenant, name, body.version)

@@ -122,7 +122,7 @@ pub(crate) async fn create(
         who.require(Scope::TriggersWrite)?;
         check_name(&body.name, "trigger")?;
         let spec = match (&body.workflow, &body.workflow_name) {
-            (Some(doc), None) => load_workflow(doc, "workflow")?,
+            (Some(doc), None) => load_workflow(&st, doc, "workflow")?,
             (None, Some(name)) => {
                 st.store()
                     .workflow(&who.tenant, name, body.version)

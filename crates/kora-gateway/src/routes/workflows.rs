@@ -88,7 +88,7 @@ pub(crate) async fn register(
     let done = async {
         who.require(Scope::WorkflowsWrite)?;
         check_name(&body.name, "workflow")?;
-        let spec = load_workflow(&body.workflow, "workflow")?;
+        let spec = load_workflow(&st, &body.workflow, "workflow")?;
         check_workflow(&st, &spec, None)?;
         let now = kora_model::now_ms();
         let version = st
