@@ -10,6 +10,8 @@ use kora_model::Limits;
 use kora_model::load::{Syntax, load_str};
 use proptest::prelude::*;
 
+mod common;
+
 /// What the CLI, the gateway and the scheduler do with a document before running it; the
 /// refusal's text, or `None` when it is accepted.
 fn refusal(text: &str, limits: &Limits) -> Option<String> {
@@ -51,6 +53,42 @@ fn documents_people_write_are_within_the_default_limits() {
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(limits.check_text(&text), Ok(()), "{}", p.display());
     }
+}
+
+/// A loop of `members` nodes running up to `iterations` times needs members x iterations
+/// executions: over `max_executions`, the workflow is refused naming the cycle.
+#[test]
+fn a_cycle_needing_too_many_executions_is_refused_naming_it() {
+    let wf = |members: usize, iterations: u32| {
+        let nodes: Vec<serde_json::Value> = (0..members)
+            .map(|i| serde_json::json!({"id": format!("n{i}"), "type": "PythonCodeNode", "config": {"code": "result = x"}}))
+            .collect();
+        let mut connections: Vec<serde_json::Value> = (1..members)
+            .map(|i| serde_json::json!({"source": format!("n{}", i - 1), "output": "result", "target": format!("n{i}"), "input": "x"}))
+            .collect();
+        connections.push(serde_json::json!({"source": format!("n{}", members - 1), "output": "result",
+            "target": "n0", "input": "x", "cycle": "loop"}));
+        let doc = serde_json::json!({"kora": 1, "nodes": nodes, "connections": connections,
+            "cycles": [{"id": "loop", "max_iterations": iterations}]});
+        serde_json::from_value::<kora_model::WorkflowSpec>(doc).unwrap()
+    };
+    let catalog = common::catalog();
+    let limits = Limits { max_executions: 1000, ..Limits::default() };
+    let params: kora_model::Map = serde_json::from_str(r#"{"n0": {"x": 1}}"#).unwrap();
+    let errors = |spec| -> Vec<String> {
+        kora_model::validate_within(&spec, &catalog, Some(&params), &limits)
+            .iter()
+            .filter(|p| p.severity == kora_model::Severity::Error)
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(errors(wf(10, 100)), Vec::<String>::new());
+    let over = errors(wf(10, 101));
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert!(
+        over[0].contains("cycle loop: 10 nodes x 101 iterations) is 1010, over the limit of 1000 (limits.max_executions"),
+        "{over:?}"
+    );
 }
 
 /// Hostile shapes of about `size` bytes, each one the pipeline must refuse.

@@ -29,7 +29,7 @@ use kora_model::Map;
 /// instantiated once per interpreter, whose method is called the same way. Either's return
 /// value is the output `{"result": value}`.
 pub const RUNNER: &str = r#"
-import builtins, inspect, json, os, sys, threading, time, traceback, types
+import builtins, inspect, json, math, os, sys, threading, time, traceback, types
 # Die with the worker: an interpreter orphaned by a killed worker must not go on running the
 # node's code (its side effects would happen twice once the task is redelivered).
 def _watch(_parent=os.getppid()):
@@ -39,6 +39,23 @@ def _watch(_parent=os.getppid()):
 threading.Thread(target=_watch, daemon=True).start()
 _out = sys.stdout
 sys.stdout = sys.stderr
+# Where an output holds NaN or an infinity (JSON, the wire and the ledger have neither).
+def _nonfinite(v, path, depth=0):
+    if isinstance(v, float) and not math.isfinite(v):
+        return path, ("NaN" if v != v else ("Infinity" if v > 0 else "-Infinity"))
+    if depth > 200:
+        return None
+    if isinstance(v, dict):
+        for k, x in v.items():
+            r = _nonfinite(x, "%s.%s" % (path, k), depth + 1)
+            if r:
+                return r
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            r = _nonfinite(x, "%s[%d]" % (path, i), depth + 1)
+            if r:
+                return r
+    return None
 _cache = {}
 _objs = {}
 _skip = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
@@ -98,8 +115,15 @@ for _line in sys.stdin:
         try:
             _text = json.dumps({"ok": True, "output": _output}, allow_nan=False)
         except (TypeError, ValueError) as _e:
-            _text = json.dumps({"ok": False, "error_type": "OutputError",
-                                "error": "output is not JSON-serializable: " + str(_e)})
+            _bad = None
+            for _k, _v in _output.items():
+                _bad = _bad or _nonfinite(_v, str(_k))
+            if _bad:
+                _text = json.dumps({"ok": False, "error_type": "InvalidOutput",
+                                    "error": "node '%s': its output holds %s at %s, which Kora cannot carry (JSON, the wire and the ledger have no NaN or infinities); return None, a string such as 'nan', or a finite number" % (_req.get("node", ""), _bad[1], _bad[0])})
+            else:
+                _text = json.dumps({"ok": False, "error_type": "OutputError",
+                                    "error": "output is not JSON-serializable: " + str(_e)})
     except BaseException as _e:
         if isinstance(_e, (KeyboardInterrupt, SystemExit)) and not isinstance(_e, SystemExit):
             raise

@@ -149,6 +149,22 @@ async fn python_code_node_semantics_crash_and_timeout() {
         e.to_string().contains("not JSON-serializable"),
         "a set output fails the node: {e}"
     );
+    // NaN and infinities have no JSON, wire or ledger form: refused, naming where (issue #19).
+    for (code, what, at) in [
+        ("result = float('nan')", "NaN", "at result,"),
+        ("result = {'a': [1.0, float('-inf')]}", "-Infinity", "at result.a[1],"),
+        ("x = float('inf')", "Infinity", "at x,"),
+    ] {
+        let e = run(&r, "PythonCodeNode", json!({"code": code}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type(), "InvalidOutput", "{code}: {e}");
+        assert!(!e.is_retryable(), "{code}: {e}");
+        assert!(
+            e.to_string().contains(&format!("its output holds {what} {at}")),
+            "{code}: {e}"
+        );
+    }
     // A crashing interpreter fails only its task, retryably, and is replaced.
     let e = run(
         &r,
