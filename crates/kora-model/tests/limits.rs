@@ -66,14 +66,19 @@ fn a_cycle_needing_too_many_executions_is_refused_naming_it() {
         let mut connections: Vec<serde_json::Value> = (1..members)
             .map(|i| serde_json::json!({"source": format!("n{}", i - 1), "output": "result", "target": format!("n{i}"), "input": "x"}))
             .collect();
-        connections.push(serde_json::json!({"source": format!("n{}", members - 1), "output": "result",
-            "target": "n0", "input": "x", "cycle": "loop"}));
+        connections.push(
+            serde_json::json!({"source": format!("n{}", members - 1), "output": "result",
+            "target": "n0", "input": "x", "cycle": "loop"}),
+        );
         let doc = serde_json::json!({"kora": 1, "nodes": nodes, "connections": connections,
             "cycles": [{"id": "loop", "max_iterations": iterations}]});
         serde_json::from_value::<kora_model::WorkflowSpec>(doc).unwrap()
     };
     let catalog = common::catalog();
-    let limits = Limits { max_executions: 1000, ..Limits::default() };
+    let limits = Limits {
+        max_executions: 1000,
+        ..Limits::default()
+    };
     let params: kora_model::Map = serde_json::from_str(r#"{"n0": {"x": 1}}"#).unwrap();
     let errors = |spec| -> Vec<String> {
         kora_model::validate_within(&spec, &catalog, Some(&params), &limits)

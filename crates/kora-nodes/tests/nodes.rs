@@ -152,7 +152,11 @@ async fn python_code_node_semantics_crash_and_timeout() {
     // NaN and infinities have no JSON, wire or ledger form: refused, naming where (issue #19).
     for (code, what, at) in [
         ("result = float('nan')", "NaN", "at result,"),
-        ("result = {'a': [1.0, float('-inf')]}", "-Infinity", "at result.a[1],"),
+        (
+            "result = {'a': [1.0, float('-inf')]}",
+            "-Infinity",
+            "at result.a[1],",
+        ),
         ("x = float('inf')", "Infinity", "at x,"),
     ] {
         let e = run(&r, "PythonCodeNode", json!({"code": code}))
@@ -161,7 +165,8 @@ async fn python_code_node_semantics_crash_and_timeout() {
         assert_eq!(e.error_type(), "InvalidOutput", "{code}: {e}");
         assert!(!e.is_retryable(), "{code}: {e}");
         assert!(
-            e.to_string().contains(&format!("its output holds {what} {at}")),
+            e.to_string()
+                .contains(&format!("its output holds {what} {at}")),
             "{code}: {e}"
         );
     }
