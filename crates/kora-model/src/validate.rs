@@ -365,6 +365,11 @@ fn compile_inner(
             cycle_id: c.cycle.clone(),
         });
     }
+    // Most nodes have one or two inputs; a Vec grown by push holds room for four (384 bytes
+    // a node in a wide fan-out, issue #19).
+    for edges in &mut inbound {
+        edges.shrink_to_fit();
+    }
     for c in &spec.cycles {
         if c.max_iterations.is_none() && c.converge_when.is_none() && c.timeout_secs.is_none() {
             problems.push(problem(
