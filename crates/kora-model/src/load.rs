@@ -81,15 +81,113 @@ pub fn parse(text: &str, syntax: Syntax) -> Result<Value, LoadError> {
         serde_json::from_str(text).or_else(|e| {
             // Flow-style YAML also starts with `{`; accept it when JSON does not parse.
             if syntax == Syntax::Auto
-                && let Ok(v) = serde_norway::from_str::<Value>(text)
+                && let Ok(Strict(v)) = serde_norway::from_str::<Strict>(text)
             {
                 return Ok(v);
             }
             Err(err("document", format!("invalid JSON: {e}")))
         })
     } else {
-        serde_norway::from_str::<Value>(text)
+        serde_norway::from_str::<Strict>(text)
+            .map(|s| s.0)
             .map_err(|e| err("document", format!("invalid YAML: {e}")))
+    }
+}
+
+/// A JSON value read from YAML that refuses what JSON cannot hold (`.nan`, `.inf`), where
+/// `serde_json::Value`'s own visitor would silently turn it into `null`.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a value JSON can hold")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+        i64::try_from(v)
+            .map(Value::from)
+            .or_else(|_| u64::try_from(v).map(Value::from))
+            .map_err(|_| E::custom(format!("the integer {v} is out of range")))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+        u64::try_from(v)
+            .map(Value::from)
+            .map_err(|_| E::custom(format!("the integer {v} is out of range")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        match serde_json::Number::from_f64(v) {
+            Some(n) => Ok(Value::Number(n)),
+            None => Err(E::custom(format!(
+                "{} is not a number Kora can carry (JSON, the wire and the ledger have no NaN or infinities): write null, a string such as \"nan\", or a finite number",
+                if v.is_nan() {
+                    ".nan"
+                } else if v > 0.0 {
+                    ".inf"
+                } else {
+                    "-.inf"
+                }
+            ))),
+        }
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|Strict(v)| v)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some((k, Strict(v))) = map.next_entry::<String, Strict>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 

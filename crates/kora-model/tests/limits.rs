@@ -200,3 +200,31 @@ proptest! {
         prop_assert!(took < BUDGET, "shape {shape} ({} bytes) took {took:?}: {refused:?}", text.len());
     }
 }
+
+/// YAML can spell NaN and infinities; JSON, the wire and the ledger cannot. They are refused,
+/// naming the spelling and the place, instead of being read as `null`.
+#[test]
+fn yaml_nan_and_infinities_are_refused_not_read_as_null() {
+    for (text, spelled) in [
+        ("x: .nan\n", ".nan"),
+        ("a:\n  b: [1, .inf]\n", ".inf"),
+        ("c: -.Inf\n", "-.inf"),
+    ] {
+        let e = kora_model::load::parse(text, Syntax::Yaml).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("{spelled} is not a number Kora can carry")),
+            "{text:?}: {e}"
+        );
+        assert!(e.message.contains("line"), "{text:?}: {e}");
+    }
+    let v = kora_model::load::parse(
+        "x: 1.5\ny: -2\nz: ~\n1: one\nbig: 18446744073709551615\n",
+        Syntax::Yaml,
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"x": 1.5, "y": -2, "z": null, "1": "one", "big": 18446744073709551615u64})
+    );
+}
