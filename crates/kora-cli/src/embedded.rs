@@ -32,9 +32,9 @@ pub struct EngineConfig {
     pub max_message_bytes: usize,
     /// Task rate limits by queue name.
     pub rate_limits: BTreeMap<String, RateLimit>,
-    /// Execution limit of a node that sets none (`[tasks] default_timeout`), and per queue.
-    pub default_timeout: Option<Duration>,
-    pub queue_timeouts: BTreeMap<String, Duration>,
+    /// `[tasks]`: the execution limit of a node that sets none (`default_timeout`, and per
+    /// queue `timeouts`).
+    pub tasks: kora_broker::topology::TasksConfig,
     /// Input limits run requests are checked against.
     pub limits: kora_model::Limits,
 }
@@ -48,8 +48,7 @@ impl Default for EngineConfig {
             concurrency: 64,
             max_message_bytes: 8 << 20,
             rate_limits: BTreeMap::new(),
-            default_timeout: Some(kora_broker::topology::DEFAULT_TIMEOUT),
-            queue_timeouts: BTreeMap::new(),
+            tasks: kora_broker::topology::TasksConfig::default(),
             limits: kora_model::Limits::default(),
         }
     }
@@ -102,8 +101,8 @@ impl Engine {
             coordinator: kora_coordinator::Config {
                 max_task_bytes: payload_limit,
                 rate_limits: cfg.rate_limits.clone(),
-                default_timeout: cfg.default_timeout,
-                queue_timeouts: cfg.queue_timeouts.clone(),
+                default_timeout: cfg.tasks.default_limit(),
+                queue_timeouts: cfg.tasks.timeouts.clone(),
                 ..kora_coordinator::Config::default()
             },
             worker: kora_worker::Config {

@@ -1,8 +1,8 @@
 //! Kora's workflow model: what a workflow is and what running it means, with no I/O.
 //!
 //! Owns: the canonical [`spec::WorkflowSpec`]; loaders for every Kailash shape ([`load`]);
-//! input [`limits`] checked before expensive work; validation that names the node and field of each problem, compiled into a
-//! [`validate::CompiledWorkflow`]; Kailash's input semantics ([`semantics`]); the safe
+//! input [`limits`] checked before expensive work; validation that names the node and field of
+//! each problem, compiled into a [`validate::CompiledWorkflow`]; Kailash's input semantics ([`semantics`]); the safe
 //! `converge_when` language ([`expr`]); the planner ([`plan::RunState`]), which is the only code
 //! that decides a node is ready; wire messages ([`wire`]), subject names ([`subjects`]), message
 //! ids ([`msg_id`]), and the names of failures ([`failure`]).

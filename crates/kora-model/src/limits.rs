@@ -144,17 +144,20 @@ impl Limits {
 
     /// Nesting depth of a parsed value (the gateway's JSON bodies, params from a file).
     pub fn check_value(&self, what: &str, v: &Value) -> Result<(), LimitError> {
-        let depth = depth_of(v, self.max_depth);
-        if depth > self.max_depth {
-            return Err(over(
-                format!("the nesting depth of {what}"),
-                "max_depth",
-                format!("more than {}", self.max_depth),
-                self.max_depth,
-                "flatten the nested lists and objects",
-            ));
+        if depth_under(std::iter::once(v), 0, self.max_depth) > self.max_depth {
+            return Err(self.too_deep(what));
         }
         Ok(())
+    }
+
+    fn too_deep(&self, what: &str) -> LimitError {
+        over(
+            format!("the nesting depth of {what}"),
+            "max_depth",
+            format!("more than {}", self.max_depth),
+            self.max_depth,
+            "flatten the nested lists and objects",
+        )
     }
 
     /// Counts, sizes and depths of a workflow and its parameters, each problem naming the node
@@ -213,27 +216,42 @@ impl Limits {
             }
         }
         for n in &spec.nodes {
-            let config = Value::Object(n.config.clone());
-            if let Err(e) = self.sized("the node's config", "max_config_bytes", &config) {
+            let sized = self.sized(
+                "the node's config",
+                "max_config_bytes",
+                self.max_config_bytes,
+                &n.config,
+            );
+            if let Err(e) = sized {
                 push(Some(&n.id), Some("config"), e);
             }
         }
         if let Some(params) = params {
-            let v = Value::Object(params.clone());
-            if let Err(e) = self.sized("the run's parameters", "max_params_bytes", &v) {
+            let sized = self.sized(
+                "the run's parameters",
+                "max_params_bytes",
+                self.max_params_bytes,
+                params,
+            );
+            if let Err(e) = sized {
                 push(None, Some("params"), e);
             }
         }
         out
     }
 
-    fn sized(&self, what: &str, key: &'static str, v: &Value) -> Result<(), LimitError> {
-        let limit = match key {
-            "max_params_bytes" => self.max_params_bytes,
-            _ => self.max_config_bytes,
-        };
-        self.check_value(what, v)?;
-        let size = approx_size(v, limit);
+    /// Depth and size of an object, measured in place (no copy of it is made).
+    fn sized(
+        &self,
+        what: &str,
+        key: &'static str,
+        limit: usize,
+        m: &Map,
+    ) -> Result<(), LimitError> {
+        if depth_under(m.values(), 1, self.max_depth) > self.max_depth {
+            return Err(self.too_deep(what));
+        }
+        let size = approx_size(m.iter(), limit);
         if size > limit {
             return Err(over(
                 format!("{what}'s size in bytes"),
@@ -285,11 +303,11 @@ impl Limits {
     }
 }
 
-/// Nesting depth of `v`, counting no further than `stop + 1`.
-fn depth_of(v: &Value, stop: usize) -> usize {
+/// Nesting depth of `roots` (each already `base` deep), counting no further than `stop + 1`.
+fn depth_under<'a>(roots: impl Iterator<Item = &'a Value>, base: usize, stop: usize) -> usize {
     // Iterative, so a value deeper than the stack never overflows it here.
-    let mut max = 0;
-    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
+    let mut max = base;
+    let mut stack: Vec<(&Value, usize)> = roots.map(|v| (v, base)).collect();
     while let Some((v, d)) = stack.pop() {
         let d = d + 1;
         match v {
@@ -305,11 +323,15 @@ fn depth_of(v: &Value, stop: usize) -> usize {
     max
 }
 
-/// Roughly the bytes of `v` as JSON (strings and keys by length, other scalars 8, containers
-/// 2), stopping once past `stop`.
-fn approx_size(v: &Value, stop: usize) -> usize {
-    let mut size = 0usize;
-    let mut stack: Vec<&Value> = vec![v];
+/// Roughly the bytes of an object with `entries` as JSON (strings and keys by length, other
+/// scalars 8, containers 2), stopping once past `stop`.
+fn approx_size<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, stop: usize) -> usize {
+    let mut size = 2usize;
+    let mut stack: Vec<&Value> = Vec::new();
+    for (k, v) in entries {
+        size += k.len() + 4;
+        stack.push(v);
+    }
     while let Some(v) = stack.pop() {
         size += match v {
             Value::String(s) => s.len() + 2,
@@ -546,8 +568,22 @@ mod tests {
         );
         let big = serde_json::json!({"s": "x".repeat(100)});
         let e = l
-            .sized("the node's config", "max_config_bytes", &big)
+            .sized(
+                "the node's config",
+                "max_config_bytes",
+                64,
+                big.as_object().unwrap(),
+            )
             .unwrap_err();
         assert_eq!(e.key, "max_config_bytes");
+        let e = l
+            .sized(
+                "params",
+                "max_params_bytes",
+                1000,
+                deep.as_object().unwrap(),
+            )
+            .unwrap_err();
+        assert_eq!(e.key, "max_depth");
     }
 }

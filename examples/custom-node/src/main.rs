@@ -106,8 +106,7 @@ async fn main() -> anyhow::Result<()> {
             let (workflow, _) =
                 kora_cli::input::load_workflow(std::path::Path::new(file), &local.limits)?;
             let cfg = kora_cli::embedded::EngineConfig {
-                default_timeout: local.tasks.default_limit(),
-                queue_timeouts: local.tasks.timeouts.clone(),
+                tasks: local.tasks.clone(),
                 limits: local.limits.clone(),
                 ..kora_cli::embedded::EngineConfig::default()
             };

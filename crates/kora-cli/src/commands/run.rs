@@ -63,8 +63,7 @@ pub(crate) async fn run(a: Args, format: Format) -> anyhow::Result<ExitCode> {
     let engine = Engine::start(EngineConfig {
         store: a.store,
         nodes,
-        default_timeout: local.tasks.default_limit(),
-        queue_timeouts: local.tasks.timeouts.clone(),
+        tasks: local.tasks.clone(),
         limits: local.limits.clone(),
         ..EngineConfig::default()
     })

@@ -51,14 +51,18 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
 /// limits (text is measured before it is parsed).
 pub(crate) fn load_workflow(st: &AppState, doc: &Value, field: &str) -> ApiResult<WorkflowSpec> {
     let limits = &st.cfg.input_limits;
-    let measured = match doc {
-        Value::String(text) => limits.check_text(text),
-        other => limits.check_value(&format!("`{field}`"), other),
-    };
-    measured.map_err(|e| ApiError::unprocessable(format!("`{field}` is refused: {e}")))?;
+    let refused = |e| ApiError::unprocessable(format!("`{field}` is refused: {e}"));
     let loaded = match doc {
-        Value::String(text) => kora_model::load::load_str(text, kora_model::load::Syntax::Auto),
-        other => kora_model::load::from_value(other),
+        Value::String(text) => {
+            limits.check_text(text).map_err(refused)?;
+            kora_model::load::load_str(text, kora_model::load::Syntax::Auto)
+        }
+        other => {
+            limits
+                .check_value(&format!("`{field}`"), other)
+                .map_err(refused)?;
+            kora_model::load::from_value(other)
+        }
     };
     loaded.map(|(spec, _)| spec).map_err(|errs| {
         let list: Vec<String> = errs.iter().map(ToString::to_string).collect();
