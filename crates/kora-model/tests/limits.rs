@@ -124,7 +124,15 @@ fn hostile(shape: u8, size: usize) -> String {
             s
         }
         // Many keys, no workflow.
-        5 => (0..size / 12).map(|i| format!("k{i}: {i}\n")).collect(),
+        5 => {
+            let mut s = String::new();
+            let mut i = 0;
+            while s.len() < size {
+                s.push_str(&format!("k{i}: {i}\n"));
+                i += 1;
+            }
+            s
+        }
         // One long string.
         6 => format!("nodes: '{}'\n", "x".repeat(size)),
         // A node config over max_config_bytes.
