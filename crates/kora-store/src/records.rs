@@ -510,6 +510,15 @@ pub fn results_from_attempts(node_ids: &[String], attempts: &[AttemptRecord]) ->
 }
 
 /// [`results_from_attempts`] over borrowed records (no copies of the attempts).
+/// A failed node's entry in a run's results (Kailash's shape for a failed leaf).
+pub(crate) fn failed_result(error: Option<String>, error_type: Option<String>) -> Value {
+    serde_json::json!({
+        "error": error.unwrap_or_default(),
+        "error_type": error_type.unwrap_or_default(),
+        "failed": true,
+    })
+}
+
 pub(crate) fn results_from_iter<'a>(
     node_ids: &[String],
     attempts: impl Iterator<Item = &'a AttemptRecord>,
@@ -531,11 +540,9 @@ pub(crate) fn results_from_iter<'a>(
                 Some(a) if a.status == AttemptStatus::Succeeded => {
                     a.output.clone().unwrap_or(Value::Null)
                 }
-                Some(a) if a.status == AttemptStatus::Failed => serde_json::json!({
-                    "error": a.error.clone().unwrap_or_default(),
-                    "error_type": a.error_type.clone().unwrap_or_default(),
-                    "failed": true,
-                }),
+                Some(a) if a.status == AttemptStatus::Failed => {
+                    failed_result(a.error.clone(), a.error_type.clone())
+                }
                 _ => Value::Null,
             };
             (id.clone(), v)

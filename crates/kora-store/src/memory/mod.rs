@@ -1,12 +1,16 @@
 //! A store in process memory, for embedded runs that need no record after exit.
 
+mod compact;
 mod directory;
 
 use foldhash::{HashMap, HashMapExt};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use kora_model::WorkflowSpec;
 use kora_model::wire::RunEvent;
+
+use compact::{Attempt, Event, Names, Packed};
 
 use crate::{
     AttemptKey, AttemptRecord, AttemptStatus, Batch, CommitReport, DeadLetterFilter,
@@ -32,17 +36,75 @@ struct Inner {
     audit_keys: foldhash::HashSet<(String, String, u32, u32, u32)>,
 }
 
+/// A run's records, compact (see [`compact`]).
 struct RunEntry {
+    /// The run's record without its workflow, which is `spec`.
     record: RunRecord,
-    published: foldhash::HashSet<(String, u32, u32)>,
-    attempts: Vec<AttemptRecord>,
-    index: HashMap<(String, u32, u32), usize>,
-    events: Vec<RunEvent>,
-    event_seqs: foldhash::HashSet<u64>,
+    spec: Option<Packed<WorkflowSpec>>,
+    /// The node ids, node types and worker ids its attempts and events name.
+    names: Names,
+    /// Attempts whose tasks the outbox marked published: `(node, iteration, attempt)`.
+    published: foldhash::HashSet<(u32, u32, u32)>,
+    attempts: Vec<Attempt>,
+    /// Where an attempt is in `attempts`, by `(node, iteration, attempt)`.
+    index: HashMap<(u32, u32, u32), u32>,
+    /// In sequence order, each sequence number once.
+    events: Vec<Event>,
     outcomes: u64,
     concurrency: Option<(String, u32)>,
     deadline_ms: Option<u64>,
     parent_reported: bool,
+}
+
+impl RunEntry {
+    /// The run's record with its workflow.
+    fn full_record(&self) -> Result<RunRecord> {
+        let mut r = self.record.clone();
+        r.spec = self.spec.as_ref().map(Packed::get).transpose()?;
+        Ok(r)
+    }
+
+    /// Where attempt `(node_id, iteration, attempt)` is in `attempts`.
+    fn position(&self, node_id: &str, iteration: u32, attempt: u32) -> Option<usize> {
+        let node = self.names.find(node_id)?;
+        self.index
+            .get(&(node, iteration, attempt))
+            .map(|&i| i as usize)
+    }
+
+    fn push_attempt(&mut self, a: Attempt) {
+        let at = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX);
+        self.index.insert(a.key(), at);
+        self.attempts.push(a);
+    }
+
+    fn attempt_record(&self, a: &Attempt) -> Result<AttemptRecord> {
+        a.record(&self.record.run_id, &self.names)
+    }
+
+    /// The run's dead-lettered attempts, as records.
+    fn dead_letters(&self) -> Result<Vec<AttemptRecord>> {
+        self.attempts
+            .iter()
+            .filter(|a| a.rare().is_some_and(|r| r.dead_letter.is_some()))
+            .map(|a| self.attempt_record(a))
+            .collect()
+    }
+
+    /// Adds `e` unless an event with its sequence number is stored; keeps sequence order.
+    fn add_event(&mut self, e: RunEvent) {
+        let at = match self.events.last() {
+            None => 0,
+            Some(last) if last.seq < e.seq => self.events.len(),
+            Some(_) => match self.events.binary_search_by_key(&e.seq, |x| x.seq) {
+                Ok(_) => return,
+                Err(i) => i,
+            },
+        };
+        self.record.event_seq = self.record.event_seq.max(e.seq);
+        let e = Event::new(e, &mut self.names);
+        self.events.insert(at, e);
+    }
 }
 
 /// Refuses a batch that would leave a concurrency group with more running runs than its
@@ -205,13 +267,15 @@ impl Store for MemoryStore {
             }
             inner.order.push(r.run_id.clone());
             let finished = r.status.is_final().then_some(r.at_ms);
+            // One attempt per node is the common case: size for it up front.
+            let nodes = r.spec.as_ref().map_or(0, |s| s.nodes.len());
             let record = RunRecord {
                 run_id: r.run_id.clone(),
                 idempotency_key: r.idempotency_key,
                 workflow_id: r.spec.as_ref().map(|s| s.id.clone()).unwrap_or_default(),
                 workflow_name: r.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
                 status: r.status,
-                spec: r.spec,
+                spec: None,
                 params: r.params,
                 error: r.error,
                 error_node: None,
@@ -222,17 +286,16 @@ impl Store for MemoryStore {
                 event_seq: 0,
                 tenant: r.tenant,
             };
-            // One attempt per node is the common case: size for it up front.
-            let nodes = record.spec.as_ref().map_or(0, |s| s.nodes.len());
             inner.runs.insert(
                 r.run_id,
                 RunEntry {
                     record,
+                    spec: r.spec.map(Packed::new),
+                    names: Names::default(),
                     published: Default::default(),
                     attempts: Vec::with_capacity(nodes),
                     index: HashMap::with_capacity(nodes),
                     events: Vec::new(),
-                    event_seqs: Default::default(),
                     outcomes: 0,
                     concurrency: r.concurrency,
                     deadline_ms: r.deadline_ms,
@@ -244,55 +307,49 @@ impl Store for MemoryStore {
             let Some(run) = inner.runs.get_mut(&n.run_id) else {
                 continue;
             };
-            let key = (n.node_id.clone(), n.iteration, n.attempt);
-            if run.index.contains_key(&key) {
+            if run.position(&n.node_id, n.iteration, n.attempt).is_some() {
                 report.attempts_existing += 1;
                 continue;
             }
-            run.index.insert(key, run.attempts.len());
             let skipped = n.status == AttemptStatus::Skipped;
-            run.attempts.push(AttemptRecord {
-                run_id: n.run_id,
-                node_id: n.node_id,
+            let a = Attempt {
+                node: run.names.intern(&n.node_id),
                 iteration: n.iteration,
                 attempt: n.attempt,
-                node_type: n.node_type,
+                node_type: run.names.intern(&n.node_type),
+                worker: None,
                 status: n.status,
-                output: None,
-                error: None,
-                error_type: None,
-                worker_id: None,
                 dispatched_ms: n.at_ms,
                 finished_ms: skipped.then_some(n.at_ms),
                 seq: None,
-                dead_letter: None,
-                overrides: None,
-            });
+                output: None,
+                rare: None,
+            };
+            run.push_attempt(a);
         }
         for o in batch.outcomes {
             let Some(run) = inner.runs.get_mut(&o.run_id) else {
                 report.outcomes_ignored += 1;
                 continue;
             };
-            let key = (o.node_id, o.iteration, o.attempt);
-            let Some(&i) = run.index.get(&key) else {
+            let Some(i) = run.position(&o.node_id, o.iteration, o.attempt) else {
                 report.outcomes_ignored += 1;
                 continue;
             };
-            let a = &mut run.attempts[i];
-            if a.status != AttemptStatus::Dispatched {
+            if run.attempts[i].status != AttemptStatus::Dispatched {
                 report.outcomes_ignored += 1;
                 continue;
             }
             run.outcomes += 1;
+            let worker = o.worker_id.map(|w| run.names.intern(&w));
+            let seq = run.outcomes;
+            let a = &mut run.attempts[i];
             a.status = o.status;
-            a.output = o.output;
-            a.error = o.error;
-            a.error_type = o.error_type;
-            a.worker_id = o.worker_id;
+            a.output = o.output.map(Packed::new);
+            a.worker = worker;
             a.finished_ms = Some(o.at_ms);
-            a.seq = Some(run.outcomes);
-            a.dead_letter = o.dead_letter.map(|(reason, inputs)| DeadLetterInfo {
+            a.seq = Some(seq);
+            let dead_letter = o.dead_letter.map(|(reason, inputs)| DeadLetterInfo {
                 reason,
                 state: "open".into(),
                 inputs: Some(inputs),
@@ -300,6 +357,16 @@ impl Store for MemoryStore {
                 replayed_by: None,
                 replay_attempt: None,
             });
+            if o.error.is_some() || o.error_type.is_some() || dead_letter.is_some() {
+                let rare = a.rare_mut();
+                rare.error = o.error;
+                rare.error_type = o.error_type;
+                rare.dead_letter = dead_letter;
+            } else if let Some(rare) = a.rare.as_deref_mut() {
+                rare.error = None;
+                rare.error_type = None;
+                rare.dead_letter = None;
+            }
         }
         for u in batch.run_updates {
             let Some(run) = inner.runs.get_mut(&u.run_id) else {
@@ -334,29 +401,31 @@ impl Store for MemoryStore {
             let Some(run) = inner.runs.get_mut(&e.run_id) else {
                 continue;
             };
-            if run.event_seqs.insert(e.seq) {
-                run.record.event_seq = run.record.event_seq.max(e.seq);
-                run.events.push(e);
-            }
+            run.add_event(e);
         }
         Ok(report)
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        Ok(self.lock().runs.get(run_id).map(|r| r.record.clone()))
+        self.lock()
+            .runs
+            .get(run_id)
+            .map(RunEntry::full_record)
+            .transpose()
     }
 
     async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>> {
         let g = self.lock();
-        Ok(g.keys
+        g.keys
             .get(key)
             .and_then(|id| g.runs.get(id))
-            .map(|r| r.record.clone()))
+            .map(RunEntry::full_record)
+            .transpose()
     }
 
     async fn unreported_children(&self, before_ms: u64, limit: usize) -> Result<Vec<RunRecord>> {
         let g = self.lock();
-        let mut out: Vec<RunRecord> = g
+        let mut out: Vec<&RunEntry> = g
             .runs
             .values()
             .filter(|r| {
@@ -364,11 +433,12 @@ impl Store for MemoryStore {
                     && !r.parent_reported
                     && r.record.finished_ms.is_some_and(|f| f <= before_ms)
             })
-            .map(|r| r.record.clone())
             .collect();
-        out.sort_by_key(|r| r.finished_ms);
-        out.truncate(limit);
-        Ok(out)
+        out.sort_by_key(|r| r.record.finished_ms);
+        out.into_iter()
+            .take(limit)
+            .map(RunEntry::full_record)
+            .collect()
     }
 
     async fn mark_children_reported(&self, run_ids: &[String], _at_ms: u64) -> Result<()> {
@@ -415,38 +485,44 @@ impl Store for MemoryStore {
             filter.limit
         };
         // Newest first, like the other stores: by creation time, then run id.
-        let mut out: Vec<&RunRecord> = g
+        let mut out: Vec<&RunEntry> = g
             .runs
             .values()
-            .map(|r| &r.record)
-            .filter(|r| filter.admits(r))
+            .filter(|r| filter.admits(&r.record))
             .collect();
         out.sort_by(|a, b| {
+            let (a, b) = (&a.record, &b.record);
             (b.created_ms, b.run_id.as_str()).cmp(&(a.created_ms, a.run_id.as_str()))
         });
-        Ok(out.into_iter().take(limit).cloned().collect())
+        out.into_iter()
+            .take(limit)
+            .map(RunEntry::full_record)
+            .collect()
     }
 
     async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
         let g = self.lock();
-        let mut out = g
-            .runs
-            .get(run_id)
-            .map(|r| r.attempts.clone())
-            .unwrap_or_default();
+        let Some(run) = g.runs.get(run_id) else {
+            return Ok(Vec::new());
+        };
+        let mut out = run
+            .attempts
+            .iter()
+            .map(|a| run.attempt_record(a))
+            .collect::<Result<Vec<_>>>()?;
         out.sort_by_key(|a| a.seq.unwrap_or(u64::MAX));
         Ok(out)
     }
 
     async fn events(&self, run_id: &str) -> Result<Vec<RunEvent>> {
         let g = self.lock();
-        let mut out = g
-            .runs
-            .get(run_id)
-            .map(|r| r.events.clone())
-            .unwrap_or_default();
-        out.sort_by_key(|e| e.seq);
-        Ok(out)
+        let Some(run) = g.runs.get(run_id) else {
+            return Ok(Vec::new());
+        };
+        run.events
+            .iter()
+            .map(|e| e.record(run_id, &run.names))
+            .collect()
     }
 
     async fn mark_published(&self, attempts: &[AttemptKey], _at_ms: u64) -> Result<()> {
@@ -465,13 +541,11 @@ impl Store for MemoryStore {
             for a in &run.attempts {
                 if a.status == AttemptStatus::Dispatched
                     && a.dispatched_ms <= before_ms
-                    && !run
-                        .published
-                        .contains(&(a.node_id.clone(), a.iteration, a.attempt))
+                    && !run.published.contains(&a.key())
                 {
                     out.push(AttemptKey {
-                        run_id: a.run_id.clone(),
-                        node_id: a.node_id.clone(),
+                        run_id: run.record.run_id.clone(),
+                        node_id: run.names.name(a.node).to_string(),
                         iteration: a.iteration,
                         attempt: a.attempt,
                     });
@@ -567,15 +641,11 @@ impl Store for MemoryStore {
 
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
         let g = self.lock();
-        let mut out: Vec<DeadLetterRecord> = g
-            .order
-            .iter()
-            .filter_map(|id| g.runs.get(id))
-            .flat_map(|run| {
-                run.attempts
-                    .iter()
-                    .filter(|a| filter.admits(&run.record.workflow_name, &run.record.tenant, a))
-                    .map(|a| DeadLetterRecord {
+        let mut out: Vec<DeadLetterRecord> = Vec::new();
+        for run in g.order.iter().filter_map(|id| g.runs.get(id)) {
+            for a in run.dead_letters()? {
+                if filter.admits(&run.record.workflow_name, &run.record.tenant, &a) {
+                    out.push(DeadLetterRecord {
                         id: kora_model::wire::NodeTask::make_id(
                             &a.run_id,
                             &a.node_id,
@@ -584,10 +654,11 @@ impl Store for MemoryStore {
                         ),
                         workflow_name: run.record.workflow_name.clone(),
                         run_status: run.record.status,
-                        attempt: a.clone(),
-                    })
-            })
-            .collect();
+                        attempt: a,
+                    });
+                }
+            }
+        }
         out.sort_by_key(|d| (d.attempt.finished_ms, d.id.clone()));
         if filter.limit > 0 {
             out.truncate(filter.limit);
@@ -603,22 +674,31 @@ impl Store for MemoryStore {
             .runs
             .get_mut(&key.run_id)
             .ok_or_else(|| Error::RunNotFound(key.run_id.clone()))?;
-        let plan = crate::records::plan_replay(req, &key, &run.attempts, run.record.status)
-            .map_err(|detail| Error::Conflict {
+        let attempts = run
+            .attempts
+            .iter()
+            .map(|a| run.attempt_record(a))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = crate::records::plan_replay(req, &key, &attempts, run.record.status).map_err(
+            |detail| Error::Conflict {
                 run_id: key.run_id.clone(),
                 detail: format!("{} {}: {detail}", req.what(), req.id),
-            })?;
+            },
+        )?;
         let next = plan.next;
         for k in &plan.superseded {
-            let j = run.index[&(k.node_id.clone(), k.iteration, k.attempt)];
-            if let Some(dl) = run.attempts[j].dead_letter.as_mut() {
+            let Some(j) = run.position(&k.node_id, k.iteration, k.attempt) else {
+                continue;
+            };
+            if let Some(dl) = run.attempts[j].dead_letter_mut() {
                 dl.state = "replayed".into();
                 dl.replayed_ms = Some(req.at_ms);
                 dl.replayed_by = Some(req.actor.clone());
             }
         }
-        let i = run.index[&(key.node_id.clone(), key.iteration, key.attempt)];
-        if let Some(dl) = run.attempts[i].dead_letter.as_mut() {
+        if let Some(i) = run.position(&key.node_id, key.iteration, key.attempt)
+            && let Some(dl) = run.attempts[i].dead_letter_mut()
+        {
             dl.state = "replayed".into();
             dl.replayed_ms = Some(req.at_ms);
             dl.replayed_by = Some(req.actor.clone());
@@ -626,31 +706,29 @@ impl Store for MemoryStore {
         }
         let redispatched = plan.redispatched;
         for (node_id, iteration, attempt, node_type, overrides) in plan.fresh {
-            run.index
-                .insert((node_id.clone(), iteration, attempt), run.attempts.len());
-            run.attempts.push(AttemptRecord {
-                run_id: key.run_id.clone(),
-                node_id,
+            let a = Attempt {
+                node: run.names.intern(&node_id),
                 iteration,
                 attempt,
-                node_type,
+                node_type: run.names.intern(&node_type),
+                worker: None,
                 status: AttemptStatus::Dispatched,
-                output: None,
-                error: None,
-                error_type: None,
-                worker_id: None,
                 dispatched_ms: req.at_ms,
                 finished_ms: None,
                 seq: None,
-                dead_letter: None,
-                overrides,
-            });
+                output: None,
+                rare: overrides.map(|o| {
+                    Box::new(compact::Rare {
+                        overrides: Some(o),
+                        ..Default::default()
+                    })
+                }),
+            };
+            run.push_attempt(a);
         }
         if req.restart.is_some() {
             let e = crate::records::restart_event(req, &key, next, run.record.event_seq + 1);
-            run.event_seqs.insert(e.seq);
-            run.record.event_seq = e.seq;
-            run.events.push(e);
+            run.add_event(e);
         }
         let r = &mut run.record;
         r.status = RunStatus::Running;
@@ -670,10 +748,20 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         let mut n = 0;
         for run in g.runs.values_mut() {
-            let (name, tenant) = (run.record.workflow_name.clone(), run.record.tenant.clone());
-            for a in &mut run.attempts {
-                if filter.admits(&name, &tenant, a)
-                    && let Some(dl) = a.dead_letter.as_mut()
+            let mut purge = Vec::new();
+            for (i, a) in run.attempts.iter().enumerate() {
+                if a.rare().is_some_and(|r| r.dead_letter.is_some())
+                    && filter.admits(
+                        &run.record.workflow_name,
+                        &run.record.tenant,
+                        &run.attempt_record(a)?,
+                    )
+                {
+                    purge.push(i);
+                }
+            }
+            for i in purge {
+                if let Some(dl) = run.attempts[i].dead_letter_mut()
                     && dl.state == "open"
                 {
                     dl.state = "purged".into();
@@ -725,12 +813,43 @@ impl Store for MemoryStore {
 
     async fn results(&self, run_id: &str, node_ids: &[String]) -> Result<kora_model::Map> {
         let g = self.lock();
-        let attempts = g
-            .runs
-            .get(run_id)
-            .map(|r| r.attempts.as_slice())
-            .unwrap_or_default();
-        Ok(crate::records::results_from_iter(node_ids, attempts.iter()))
+        let Some(run) = g.runs.get(run_id) else {
+            return Ok(crate::records::results_from_iter(
+                node_ids,
+                std::iter::empty(),
+            ));
+        };
+        // Each node's latest attempt, read straight from the compact records: a run's
+        // results can be its whole size, so nothing else is made per node.
+        let mut latest: HashMap<u32, &Attempt> = HashMap::new();
+        for a in &run.attempts {
+            let newer = latest
+                .get(&a.node)
+                .is_none_or(|b| (a.iteration, a.attempt) >= (b.iteration, b.attempt));
+            if newer {
+                latest.insert(a.node, a);
+            }
+        }
+        let mut out = kora_model::Map::with_capacity(node_ids.len());
+        for id in node_ids {
+            let a = run.names.find(id).and_then(|n| latest.get(&n));
+            let v = match a {
+                Some(a) if a.status == AttemptStatus::Succeeded => match &a.output {
+                    Some(o) => o.get()?,
+                    None => kora_model::Value::Null,
+                },
+                Some(a) if a.status == AttemptStatus::Failed => {
+                    let rare = a.rare();
+                    crate::records::failed_result(
+                        rare.and_then(|r| r.error.clone()),
+                        rare.and_then(|r| r.error_type.clone()),
+                    )
+                }
+                _ => kora_model::Value::Null,
+            };
+            out.insert(id.clone(), v);
+        }
+        Ok(out)
     }
 }
 
@@ -738,8 +857,8 @@ impl Store for MemoryStore {
 fn mark(inner: &mut Inner, attempts: &[AttemptKey]) {
     for k in attempts {
         if let Some(run) = inner.runs.get_mut(&k.run_id) {
-            run.published
-                .insert((k.node_id.clone(), k.iteration, k.attempt));
+            let node = run.names.intern(&k.node_id);
+            run.published.insert((node, k.iteration, k.attempt));
         }
     }
 }
