@@ -45,6 +45,9 @@ pub struct StreamConfig {
     pub max_age: Option<Duration>,
     /// Publishes beyond this count are refused (discard-new), so producers feel backpressure.
     pub max_msgs: Option<u64>,
+    /// Beyond this many payload bytes the oldest messages are removed (discard-old): for a
+    /// `Limits` stream without `max_msgs`.
+    pub max_bytes: Option<u64>,
     pub max_msg_size: Option<usize>,
     /// Copies kept by a clustered server (1 or 3; 3 survives the loss of one node).
     pub replicas: usize,
@@ -59,6 +62,7 @@ impl StreamConfig {
             duplicate_window: Duration::from_secs(120),
             max_age: None,
             max_msgs: None,
+            max_bytes: None,
             max_msg_size: None,
             replicas: 1,
         }

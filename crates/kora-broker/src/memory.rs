@@ -39,10 +39,13 @@ struct StreamCell {
 struct StreamState {
     cfg: StreamConfig,
     msgs: BTreeMap<u64, StoredMessage>,
+    /// The payload bytes of `msgs`.
+    bytes: u64,
     last_seq: u64,
-    /// Message ids seen within the duplicate window; the map and the expiry queue share each id.
-    dedup: HashMap<Arc<str>, u64>,
-    dedup_order: VecDeque<(Instant, Arc<str>)>,
+    /// Message ids seen within the duplicate window, by digest, and their expiry queue.
+    dedup: HashMap<u128, u64>,
+    dedup_order: VecDeque<(Instant, u128)>,
+    digest: Digest,
     consumers: HashMap<String, ConsumerState>,
     /// Advisories produced under the lock, published after it is released.
     advisories: Vec<Outbound>,
@@ -133,6 +136,21 @@ impl MemoryBroker {
     }
 }
 
+/// A message id's 128-bit digest: two SipHash-1-3 with independent random keys. A stream
+/// keeps ids for its duplicate window (ten minutes), a few per node of every run: as digests
+/// they take 16 bytes each instead of the id's own allocation. Keyed at random per stream,
+/// so no one can choose ids that collide; by chance, two of a million ids collide with a
+/// probability near 10^-27.
+#[derive(Default)]
+struct Digest(std::hash::RandomState, std::hash::RandomState);
+
+impl Digest {
+    fn of(&self, id: &str) -> u128 {
+        use std::hash::BuildHasher;
+        (u128::from(self.0.hash_one(id)) << 64) | u128::from(self.1.hash_one(id))
+    }
+}
+
 /// Deliveries taken (message, delivery count) and when the next pending one falls due.
 type Taken = (Vec<(StoredMessage, u32)>, Option<Instant>);
 
@@ -144,11 +162,12 @@ impl StreamState {
                 break;
             }
             if let Some((_, id)) = self.dedup_order.pop_front() {
-                self.dedup.remove(&*id);
+                self.dedup.remove(&id);
             }
         }
-        if let Some(id) = &msg.msg_id
-            && let Some(&seq) = self.dedup.get(id.as_str())
+        let digest = msg.msg_id.as_deref().map(|id| self.digest.of(id));
+        if let Some(id) = digest
+            && let Some(&seq) = self.dedup.get(&id)
         {
             return Ok(PublishAck {
                 stream: self.cfg.name.clone(),
@@ -176,11 +195,11 @@ impl StreamState {
         }
         self.last_seq += 1;
         let seq = self.last_seq;
-        if let Some(id) = msg.msg_id {
-            let id: Arc<str> = Arc::from(id);
-            self.dedup.insert(Arc::clone(&id), seq);
+        if let Some(id) = digest {
+            self.dedup.insert(id, seq);
             self.dedup_order.push_back((now, id));
         }
+        self.bytes += msg.payload.len() as u64;
         self.msgs.insert(
             seq,
             StoredMessage {
@@ -191,11 +210,32 @@ impl StreamState {
                 published_ms: now_ms(),
             },
         );
+        self.trim();
         Ok(PublishAck {
             stream: self.cfg.name.clone(),
             sequence: seq,
             duplicate: false,
         })
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<StoredMessage> {
+        let m = self.msgs.remove(&seq)?;
+        self.bytes = self.bytes.saturating_sub(m.payload.len() as u64);
+        Some(m)
+    }
+
+    /// Removes the oldest messages while the stream holds more than `max_bytes` (the newest
+    /// message stays, whatever its size).
+    fn trim(&mut self) {
+        let Some(max) = self.cfg.max_bytes else {
+            return;
+        };
+        while self.bytes > max && self.msgs.len() > 1 {
+            let Some(&seq) = self.msgs.keys().next() else {
+                return;
+            };
+            self.remove(seq);
+        }
     }
 
     fn expire(&mut self, now: u64) {
@@ -205,13 +245,13 @@ impl StreamState {
             if m.published_ms >= cutoff {
                 break;
             }
-            self.msgs.remove(&seq);
+            self.remove(seq);
         }
     }
 
     fn remove_if_workqueue(&mut self, seq: u64) {
         if self.cfg.retention == Retention::WorkQueue {
-            self.msgs.remove(&seq);
+            self.remove(seq);
         }
     }
 
@@ -326,9 +366,11 @@ impl Broker for MemoryBroker {
                 let state = StreamState {
                     cfg: cfg.clone(),
                     msgs: BTreeMap::new(),
+                    bytes: 0,
                     last_seq: 0,
                     dedup: HashMap::new(),
                     dedup_order: VecDeque::new(),
+                    digest: Digest::default(),
                     consumers: HashMap::new(),
                     advisories: Vec::new(),
                 };
@@ -431,7 +473,7 @@ impl Broker for MemoryBroker {
     async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool> {
         let cell = self.cell(stream)?;
         let mut st = lock(&cell.state);
-        let removed = st.msgs.remove(&sequence).is_some();
+        let removed = st.remove(sequence).is_some();
         for c in st.consumers.values_mut() {
             c.pending.remove(&sequence);
         }

@@ -224,6 +224,9 @@ impl Broker for JetStreamBroker {
             max_messages: cfg
                 .max_msgs
                 .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            max_bytes: cfg
+                .max_bytes
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
             discard: if cfg.max_msgs.is_some() {
                 DiscardPolicy::New
             } else {
@@ -244,6 +247,7 @@ impl Broker for JetStreamBroker {
                 && have.duplicate_window == c.duplicate_window
                 && have.max_age == c.max_age
                 && have.max_messages == c.max_messages
+                && have.max_bytes == c.max_bytes
                 && have.discard == c.discard
                 && have.max_message_size == c.max_message_size
                 && have.num_replicas == c.num_replicas

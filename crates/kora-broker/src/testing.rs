@@ -337,6 +337,37 @@ pub async fn limits_stream_keeps_messages(b: &dyn Broker, ns: &str) {
     );
 }
 
+/// A limits stream with `max_bytes` drops its oldest messages to stay within it, and a
+/// consumer starts at the oldest it still has.
+pub async fn max_bytes_drops_the_oldest(b: &dyn Broker, ns: &str) {
+    let mut s = StreamConfig::new(
+        format!("{ns}_MB"),
+        vec![format!("{ns}.mb.>")],
+        Retention::Limits,
+    );
+    // Room for three 1,000-byte messages with the server's per-message overhead.
+    s.max_bytes = Some(3_500);
+    b.ensure_stream(&s).await.unwrap();
+    for i in 0..10u8 {
+        b.publish(Outbound::new(format!("{ns}.mb.x"), vec![i; 1000]))
+            .await
+            .unwrap();
+    }
+    b.flush().await.unwrap();
+    let info = b.stream_info(&s.name).await.unwrap();
+    assert_eq!(
+        (info.messages, info.first_sequence, info.last_sequence),
+        (3, 8, 10)
+    );
+    b.ensure_consumer(&s.name, &consumer("all", 5_000, 0))
+        .await
+        .unwrap();
+    let c = b.consumer(&s.name, "all").await.unwrap();
+    let d = c.fetch(10, Duration::from_secs(2)).await.unwrap();
+    let firsts: Vec<u8> = d.iter().map(|m| m.payload[0]).collect();
+    assert_eq!(firsts, vec![7, 8, 9]);
+}
+
 /// A batch larger than the client's in-flight publish limit goes through, in order.
 pub async fn publish_many_large_batch(b: &dyn Broker, ns: &str) {
     let s = wq(ns, "big");
@@ -414,6 +445,7 @@ macro_rules! contract_checks {
             max_deliveries_then_replay,
             competing_consumers_share_work,
             limits_stream_keeps_messages,
+            max_bytes_drops_the_oldest,
             publish_many_large_batch,
             notifications_reach_listeners,
             delete_stream_removes_it
@@ -433,6 +465,7 @@ pub async fn run_all(b: &dyn Broker, ns: &str) {
     competing_consumers_share_work(b, &format!("{ns}g")).await;
     limits_stream_keeps_messages(b, &format!("{ns}h")).await;
     publish_many_large_batch(b, &format!("{ns}i")).await;
+    max_bytes_drops_the_oldest(b, &format!("{ns}k")).await;
     delete_stream_removes_it(b, &format!("{ns}j")).await;
 }
 

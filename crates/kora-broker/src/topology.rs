@@ -127,6 +127,9 @@ pub struct TopologyConfig {
     pub control_ack_wait: Duration,
     /// How long run events are kept.
     pub events_max_age: Duration,
+    /// How many bytes of run events are kept, the oldest removed first (none: no limit but
+    /// their age). Embedded mode bounds them: the ledger holds every event anyway.
+    pub events_max_bytes: Option<u64>,
     /// Window within which a re-published message id is a no-op.
     pub duplicate_window: Duration,
     /// Largest message accepted on any Kora stream.
@@ -142,6 +145,7 @@ impl Default for TopologyConfig {
             task_max_deliver: 5,
             control_ack_wait: Duration::from_secs(30),
             events_max_age: Duration::from_secs(7 * 24 * 3600),
+            events_max_bytes: None,
             duplicate_window: Duration::from_secs(600),
             max_msg_size: 8 << 20,
             replicas: 1,
@@ -205,6 +209,7 @@ pub async fn provision_streams(b: &dyn Broker, s: &Subjects, cfg: &TopologyConfi
         cfg,
     );
     events.max_age = Some(cfg.events_max_age);
+    events.max_bytes = cfg.events_max_bytes;
     b.ensure_stream(&events).await?;
     b.ensure_stream(&stream(
         s.stream_dlq(),

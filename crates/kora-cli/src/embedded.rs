@@ -66,6 +66,9 @@ pub struct Engine {
     roles: Supervisor,
 }
 
+/// The run events the embedded broker keeps.
+const EMBEDDED_EVENTS_BYTES: u64 = 8 << 20;
+
 impl Engine {
     pub async fn start(cfg: EngineConfig) -> anyhow::Result<Self> {
         let store = kora_store::open(&cfg.store)
@@ -86,8 +89,11 @@ impl Engine {
         let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new());
         let subjects = Subjects::default();
         // Embedded runs are short: an unacked task comes back quickly after a worker panic.
+        // Its events are for waiting on runs as they happen; the ledger keeps them all, so
+        // the broker keeps only the newest (a 100,000-node run publishes ~20 MiB of them).
         let topo = TopologyConfig {
             task_ack_wait: Duration::from_secs(60),
+            events_max_bytes: Some(EMBEDDED_EVENTS_BYTES),
             max_msg_size: cfg.max_message_bytes,
             ..TopologyConfig::default()
         };
