@@ -11,6 +11,8 @@
 //!
 //! No input makes the loader panic: every malformed piece becomes a [`LoadError`] naming where it is.
 
+mod lean;
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -65,19 +67,31 @@ fn err(at: impl Into<String>, message: impl Into<String>) -> LoadError {
 }
 
 /// Parses `text` and converts it to a [`WorkflowSpec`]; returns the shape it recognised.
+///
+/// A JSON document is read without ever holding all of it as a `Value` (which takes about
+/// twelve times the text): its nodes and connections are read one at a time from the text.
+/// The result is the same as `from_value(&parse(text))`, errors included.
 pub fn load_str(text: &str, syntax: Syntax) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> {
+    if is_json(text, syntax)
+        && let Some(loaded) = lean::load(text)
+    {
+        return loaded;
+    }
     let value = parse(text, syntax).map_err(|e| vec![e])?;
     from_value(&value)
 }
 
-/// Parses JSON or YAML text into a JSON value.
-pub fn parse(text: &str, syntax: Syntax) -> Result<Value, LoadError> {
-    let json = match syntax {
+fn is_json(text: &str, syntax: Syntax) -> bool {
+    match syntax {
         Syntax::Json => true,
         Syntax::Yaml => false,
         Syntax::Auto => matches!(text.trim_start().chars().next(), Some('{' | '[')),
-    };
-    if json {
+    }
+}
+
+/// Parses JSON or YAML text into a JSON value.
+pub fn parse(text: &str, syntax: Syntax) -> Result<Value, LoadError> {
+    if is_json(text, syntax) {
         serde_json::from_str(text).or_else(|e| {
             // Flow-style YAML also starts with `{`; accept it when JSON does not parse.
             if syntax == Syntax::Auto
@@ -202,7 +216,94 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
             ),
         )]);
     };
-    let Some(nodes) = top.get("nodes") else {
+    if top.contains_key("kora") {
+        return match serde_path_to_error::deserialize::<_, WorkflowSpec>(doc.clone()) {
+            Ok(s) => Ok((s, Shape::Kora)),
+            Err(e) => Err(vec![err(
+                kora_location(doc, &e.path().to_string()),
+                e.into_inner().to_string(),
+            )]),
+        };
+    }
+    from_parts(
+        top,
+        top.get("nodes").map(Part::Value),
+        top.get("connections").map(Part::Value),
+    )
+}
+
+/// A document's `nodes` or `connections`: parsed, or still JSON text read one element at a
+/// time.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    Value(&'a Value),
+    Raw(&'a serde_json::value::RawValue),
+}
+
+/// One element of a [`Part`]: a list item, or an object's entry with its key.
+enum Element<'k> {
+    Item(usize),
+    Entry(&'k str),
+}
+
+impl Part<'_> {
+    /// Calls `f` on each element, in order, or returns what the part is when it holds no
+    /// elements (`Err(Some(value))`) or cannot be read (`Err(None)`).
+    fn for_each(self, mut f: impl FnMut(Element<'_>, &Value)) -> Result<(), Option<Value>> {
+        match self {
+            Part::Value(Value::Array(list)) => {
+                for (i, v) in list.iter().enumerate() {
+                    f(Element::Item(i), v);
+                }
+                Ok(())
+            }
+            Part::Value(Value::Object(map)) => {
+                for (k, v) in map {
+                    f(Element::Entry(k), v);
+                }
+                Ok(())
+            }
+            Part::Value(other) => Err(Some(other.clone())),
+            Part::Raw(raw) => lean::for_each(raw, f),
+        }
+    }
+
+    /// Whether any element is an object holding one of `keys`.
+    fn any_has(self, keys: &[&str]) -> bool {
+        match self {
+            Part::Value(Value::Array(list)) => {
+                list.iter().any(|n| keys.iter().any(|k| n.get(k).is_some()))
+            }
+            Part::Value(Value::Object(map)) => map
+                .values()
+                .any(|n| keys.iter().any(|k| n.get(k).is_some())),
+            Part::Value(_) => false,
+            Part::Raw(raw) => lean::any_has(raw, keys),
+        }
+    }
+
+    fn is_array(self) -> Option<bool> {
+        match self {
+            Part::Value(Value::Array(_)) => Some(true),
+            Part::Value(Value::Object(_)) => Some(false),
+            Part::Value(_) => None,
+            Part::Raw(raw) => match lean::first(raw) {
+                Some(b'[') => Some(true),
+                Some(b'{') => Some(false),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// [`from_value`] for a document that is not in Kora's shape, its nodes and connections
+/// given apart from the other top-level keys.
+fn from_parts(
+    top: &Map,
+    nodes: Option<Part<'_>>,
+    connections: Option<Part<'_>>,
+) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> {
+    let Some(nodes) = nodes else {
         return Err(vec![err(
             "document",
             "missing `nodes`: a workflow needs at least one node",
@@ -241,33 +342,31 @@ pub fn from_value(doc: &Value) -> Result<(WorkflowSpec, Shape), Vec<LoadError>> 
             }
         }
     }
-    if shape == Shape::Kora {
-        match serde_path_to_error::deserialize::<_, WorkflowSpec>(doc.clone()) {
-            Ok(s) => return Ok((s, shape)),
-            Err(e) => {
-                return Err(vec![err(
-                    kora_location(doc, &e.path().to_string()),
-                    e.into_inner().to_string(),
-                )]);
-            }
-        }
-    }
-
     spec.nodes = load_nodes(nodes, shape, &mut errors);
     let mut cycles: BTreeMap<String, CycleSpec> = BTreeMap::new();
-    match top.get("connections") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(conns)) => {
-            for (i, c) in conns.iter().enumerate() {
-                if let Some(conn) = load_connection(i, c, shape, &mut cycles, &mut errors) {
-                    spec.connections.push(conn);
+    if let Some(conns) = connections {
+        let mut connections = Vec::new();
+        let listed = match conns.is_array() {
+            Some(true) => conns.for_each(|at, c| {
+                if let Element::Item(i) = at
+                    && let Some(conn) = load_connection(i, c, shape, &mut cycles, &mut errors)
+                {
+                    connections.push(conn);
                 }
-            }
+            }),
+            Some(false) => Err(Some(Value::Object(Map::new()))),
+            None => conns.for_each(|_, _| {}),
+        };
+        match listed {
+            Ok(()) | Err(Some(Value::Null)) => {}
+            Err(Some(other)) => errors.push(err(
+                "connections",
+                format!("must be a list, found {}", kind(&other)),
+            )),
+            Err(None) => errors.push(err("connections", "cannot be read")),
         }
-        Some(other) => errors.push(err(
-            "connections",
-            format!("must be a list, found {}", kind(other)),
-        )),
+        connections.shrink_to_fit();
+        spec.connections = connections;
     }
     if let Some(Value::Array(cs)) = top.get("cycles") {
         for (i, c) in cs.iter().enumerate() {
@@ -311,27 +410,19 @@ fn kora_location(doc: &Value, path: &str) -> String {
     }
 }
 
-fn detect(top: &Map, nodes: &Value) -> Shape {
-    if top.contains_key("kora") {
-        return Shape::Kora;
-    }
-    match nodes {
-        Value::Array(list) => {
-            if list
-                .iter()
-                .any(|n| n.get("type_name").is_some() || n.get("node_id").is_some())
-            {
+fn detect(top: &Map, nodes: Part<'_>) -> Shape {
+    match nodes.is_array() {
+        Some(true) => {
+            if nodes.any_has(&["type_name", "node_id"]) {
                 Shape::KailashEnterprise
             } else {
                 Shape::KailashBuilder
             }
         }
-        Value::Object(map) => {
-            if map.values().any(|n| n.get("node_type").is_some()) {
+        Some(false) => {
+            if nodes.any_has(&["node_type"]) {
                 Shape::KailashToDict
-            } else if map
-                .values()
-                .any(|n| n.get("container").is_some() || n.get("resources").is_some())
+            } else if nodes.any_has(&["container", "resources"])
                 || top.get("version").and_then(Value::as_str) == Some("1.0")
             {
                 Shape::KailashExport
@@ -339,65 +430,66 @@ fn detect(top: &Map, nodes: &Value) -> Shape {
                 Shape::KailashBuilder
             }
         }
-        _ => Shape::KailashBuilder,
+        None => Shape::KailashBuilder,
     }
 }
 
-fn load_nodes(nodes: &Value, shape: Shape, errors: &mut Vec<LoadError>) -> Vec<NodeSpec> {
+fn load_nodes(nodes: Part<'_>, shape: Shape, errors: &mut Vec<LoadError>) -> Vec<NodeSpec> {
     let mut out = Vec::new();
-    match nodes {
-        Value::Object(map) => {
-            for (id, n) in map {
-                let at = format!("nodes.{id}");
-                let Some(obj) = n.as_object() else {
-                    errors.push(err(
-                        at,
-                        format!("a node must be an object, found {}", kind(n)),
-                    ));
-                    continue;
-                };
-                if let Some(Value::String(inner)) = obj.get("node_id")
-                    && inner != id
-                {
-                    errors.push(err(
-                        &at,
-                        format!("node_id {inner:?} differs from its key {id:?}"),
-                    ));
-                }
-                if let Some(node) = load_node(id.clone(), obj, &at, errors) {
-                    out.push(node);
-                }
+    let listed = nodes.for_each(|at, n| match at {
+        Element::Entry(id) => {
+            let at = format!("nodes.{id}");
+            let Some(obj) = n.as_object() else {
+                errors.push(err(
+                    at,
+                    format!("a node must be an object, found {}", kind(n)),
+                ));
+                return;
+            };
+            if let Some(Value::String(inner)) = obj.get("node_id")
+                && inner != id
+            {
+                errors.push(err(
+                    &at,
+                    format!("node_id {inner:?} differs from its key {id:?}"),
+                ));
+            }
+            if let Some(node) = load_node(id.to_string(), obj, &at, errors) {
+                out.push(node);
             }
         }
-        Value::Array(list) => {
-            for (i, n) in list.iter().enumerate() {
-                let at = format!("nodes[{i}]");
-                let Some(obj) = n.as_object() else {
-                    errors.push(err(
-                        at,
-                        format!("a node must be an object, found {}", kind(n)),
-                    ));
-                    continue;
-                };
-                let id_keys: &[&str] = if shape == Shape::KailashEnterprise {
-                    &["node_id", "id"]
-                } else {
-                    &["id", "node_id"]
-                };
-                let Some(id) = str_field(obj, id_keys) else {
-                    errors.push(err(at, "missing `id`: every node needs a unique string id"));
-                    continue;
-                };
-                if let Some(node) = load_node(id, obj, &at, errors) {
-                    out.push(node);
-                }
+        Element::Item(i) => {
+            let at = format!("nodes[{i}]");
+            let Some(obj) = n.as_object() else {
+                errors.push(err(
+                    at,
+                    format!("a node must be an object, found {}", kind(n)),
+                ));
+                return;
+            };
+            let id_keys: &[&str] = if shape == Shape::KailashEnterprise {
+                &["node_id", "id"]
+            } else {
+                &["id", "node_id"]
+            };
+            let Some(id) = str_field(obj, id_keys) else {
+                errors.push(err(at, "missing `id`: every node needs a unique string id"));
+                return;
+            };
+            if let Some(node) = load_node(id, obj, &at, errors) {
+                out.push(node);
             }
         }
-        other => errors.push(err(
+    });
+    match listed {
+        Ok(()) => {}
+        Err(Some(other)) => errors.push(err(
             "nodes",
-            format!("must be an object or a list, found {}", kind(other)),
+            format!("must be an object or a list, found {}", kind(&other)),
         )),
+        Err(None) => errors.push(err("nodes", "cannot be read")),
     }
+    out.shrink_to_fit();
     out
 }
 

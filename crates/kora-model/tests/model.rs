@@ -635,3 +635,33 @@ fn a_restart_reruns_what_is_downstream_and_refuses_a_node_on_a_cycle() {
     let e = spec.downstream_of("zz").unwrap_err();
     assert!(e.contains("no node 'zz'") && e.contains("a, b, c"), "{e}");
 }
+
+/// Every JSON workflow the repository ships loads from its text (`load::lean`, no whole
+/// `Value`) exactly as from its parsed `Value`.
+#[test]
+fn json_files_load_from_text_as_from_their_value() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut seen = 0;
+    for dir in ["examples", "tests/conformance"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.file_name().is_some_and(|n| n == "workflow.json") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(
+                        load_str(&text, Syntax::Json),
+                        kora_model::load::from_value(&doc),
+                        "{}",
+                        p.display()
+                    );
+                    seen += 1;
+                }
+            }
+        }
+    }
+    assert!(seen >= 10, "only {seen} workflow files found");
+}

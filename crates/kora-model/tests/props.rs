@@ -202,6 +202,26 @@ proptest! {
         }
     }
 
+    /// A JSON document is loaded from its text without a whole `Value` (load::lean): the
+    /// result, errors included, is what loading the parsed `Value` gives.
+    #[test]
+    fn json_text_loads_as_its_value_does(doc in arb_json(), nodes in arb_json(), conns in arb_json(), list in any::<bool>(), kora in any::<bool>()) {
+        let mut top = match doc { Value::Object(m) => m, other => { let mut m = Map::new(); m.insert("x".into(), other); m } };
+        let nodes = match (list, nodes) {
+            (true, Value::Object(m)) => Value::Array(m.into_iter().map(|(k, v)| json!({"id": k, "type": "NoOpNode", "config": v})).collect()),
+            (false, Value::Array(a)) => Value::Object(a.into_iter().enumerate().map(|(i, v)| (format!("n{i}"), json!({"type": "NoOpNode", "config": v}))).collect()),
+            (_, other) => other,
+        };
+        top.insert("nodes".into(), nodes);
+        top.insert("connections".into(), conns);
+        if kora { top.insert("kora".into(), json!(1)); }
+        for text in [serde_json::to_string(&Value::Object(top.clone())).unwrap(), serde_json::to_string_pretty(&Value::Object(top)).unwrap()] {
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(load_str(&text, Syntax::Json), from_value(&parsed));
+            prop_assert_eq!(load_str(&text, Syntax::Auto), from_value(&parsed));
+        }
+    }
+
     #[test]
     fn expressions_never_panic(src in "[a-z0-9 ()\\[\\]{}.,:'\"=<>!+*/%-]{0,64}") {
         if let Ok(e) = kora_model::expr::parse(&src) {
