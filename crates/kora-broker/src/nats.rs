@@ -208,6 +208,38 @@ impl JetStreamBroker {
     }
 }
 
+impl JetStreamBroker {
+    /// Creates a stream, trying again when the server failed to make its store directory:
+    /// nats-server 2.9.10 removes an account's `streams` directory when its last stream is
+    /// deleted, and a stream created at that moment fails with 10049/10077 ("could not create
+    /// storage directory"), seen when many processes share one server.
+    async fn create_stream(
+        &self,
+        c: &jetstream::stream::Config,
+    ) -> std::result::Result<(), jetstream::context::CreateStreamError> {
+        let mut tries = 0u32;
+        loop {
+            match self.js.create_stream(c.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tries < 3 && store_race(&e) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20 << tries)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn store_race(e: &jetstream::context::CreateStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::CreateStreamErrorKind::JetStream(j)
+            if j.error_code() == ErrorCode::STREAM_CREATE
+                || j.error_code() == ErrorCode::STREAM_STORE_FAILED
+    )
+}
+
 #[async_trait]
 impl Broker for JetStreamBroker {
     async fn ensure_stream(&self, cfg: &StreamConfig) -> Result<()> {
@@ -262,7 +294,7 @@ impl Broker for JetStreamBroker {
                 self.js.update_stream(c).await.map_err(|e| err(&e))?;
             }
             Err(_) => {
-                if let Err(e) = self.js.create_stream(c.clone()).await {
+                if let Err(e) = self.create_stream(&c).await {
                     // Another process created it meanwhile: fine if it is the same.
                     let mut existing = self.js.get_stream(&cfg.name).await.map_err(|_| err(&e))?;
                     let info = existing.info().await.map_err(|e| err(&e))?;
