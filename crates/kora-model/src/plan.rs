@@ -396,7 +396,7 @@ impl RunState {
         if completed >= max {
             reason = "max_iterations";
         } else if let Some(e) = &group.converge_when {
-            let ctx = self.convergence_context(completed);
+            let ctx = self.convergence_context(g, completed, now_ms);
             match expr::eval_bool(e, &|n| ctx.get(n).cloned()) {
                 Ok(true) => reason = "converged",
                 Ok(false) => {}
@@ -449,33 +449,56 @@ impl RunState {
         ready
     }
 
-    /// Names visible to `converge_when`: `iteration`, `results`, each node id bound to its
-    /// output, and the scalar fields of each output flattened to the top level (for
-    /// `{"result": {...}}` the inner fields), as Kailash's convergence evaluator does.
-    fn convergence_context(&self, completed: u32) -> Map {
+    /// Names visible to `converge_when`, as Kailash's `ExpressionCondition` makes them:
+    /// `results` (this iteration's outputs of the cycle group's members, in execution order;
+    /// a member skipped this iteration is `None`), `iteration`, `elapsed_time` (seconds since
+    /// the cycle started), then each member whose id is an identifier bound to its output,
+    /// with its scalar fields (numbers, strings, booleans; not `None`) lifted to the top:
+    /// those of its `result` when that is an object, else its own. Later members win, and
+    /// they shadow Kailash's names. Nothing outside the group is visible: what other nodes
+    /// have finished by now depends on timing.
+    fn convergence_context(&self, g: usize, completed: u32, now_ms: u64) -> Map {
+        let group = &self.wf.groups[g];
+        let mut results = Map::new();
+        for &m in &group.members {
+            let out = match (self.status[m], &self.outputs[m]) {
+                (NodeStatus::Skipped | NodeStatus::Waiting, _) | (_, None) => Value::Null,
+                (_, Some(out)) => Value::Object(out.clone()),
+            };
+            results.insert(self.wf.ids[m].clone(), out);
+        }
         let mut ctx = Map::new();
-        for (i, out) in self.outputs.iter().enumerate() {
-            let Some(out) = out else { continue };
-            for (k, v) in out {
-                match v {
-                    Value::Object(inner) if k == "result" => {
-                        for (ik, iv) in inner {
-                            if !iv.is_object() && !iv.is_array() {
-                                ctx.insert(ik.clone(), iv.clone());
-                            }
-                        }
-                        ctx.insert(k.clone(), v.clone());
-                    }
-                    Value::Object(_) | Value::Array(_) => {}
-                    _ => {
+        ctx.insert("results".into(), Value::Object(results.clone()));
+        ctx.insert("iteration".into(), Value::from(completed));
+        let started = self.group_started_ms[g].unwrap_or(now_ms);
+        ctx.insert(
+            "elapsed_time".into(),
+            Value::from(now_ms.saturating_sub(started) as f64 / 1000.0),
+        );
+        for (id, out) in results {
+            if !is_identifier(&id) {
+                continue;
+            }
+            ctx.insert(id, out.clone());
+            if let Value::Object(o) = &out {
+                let fields = match o.get("result") {
+                    Some(Value::Object(inner)) => inner,
+                    _ => o,
+                };
+                for (k, v) in fields {
+                    if is_identifier(k) && (v.is_number() || v.is_string() || v.is_boolean()) {
                         ctx.insert(k.clone(), v.clone());
                     }
                 }
             }
-            ctx.insert(self.wf.ids[i].clone(), Value::Object(out.clone()));
         }
-        ctx.insert("results".into(), Value::Object(self.results()));
-        ctx.insert("iteration".into(), Value::from(completed));
         ctx
     }
+}
+
+/// Python's `str.isidentifier()`, close enough: a letter or `_`, then letters, digits or `_`.
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
