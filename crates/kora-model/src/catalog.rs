@@ -33,6 +33,9 @@ pub enum ParamKind {
     Map,
     /// One of these strings.
     OneOf(&'static [&'static str]),
+    /// One of these strings, where anything else is not an error but a warning: Kailash
+    /// accepts it and treats it as never matching (SwitchNode's `operator`).
+    Expect(&'static [&'static str]),
     /// A duration in seconds: a number from 0 to [`MAX_SECONDS`].
     Seconds,
 }
@@ -42,6 +45,11 @@ pub enum ParamKind {
 pub const MAX_SECONDS: f64 = 1e9;
 
 impl ParamKind {
+    /// Whether a value not of this kind is only a warning.
+    pub fn lenient(self) -> bool {
+        matches!(self, ParamKind::Expect(_))
+    }
+
     /// Why `v` is not of this kind, if it is not. `null` passes (an unset optional).
     pub fn check(self, v: &crate::Value) -> Option<String> {
         use crate::Value as V;
@@ -59,6 +67,7 @@ impl ParamKind {
             (ParamKind::OneOf(allowed), V::String(s)) => {
                 allowed.iter().any(|a| a.eq_ignore_ascii_case(s))
             }
+            (ParamKind::Expect(allowed), V::String(s)) => allowed.contains(&s.as_str()),
             _ => false,
         };
         if ok {
@@ -79,6 +88,10 @@ impl ParamKind {
             ParamKind::OneOf(allowed) => {
                 format!("must be one of {}, found {found}", allowed.join(", "))
             }
+            ParamKind::Expect(allowed) => format!(
+                "is not one of {}, found {found}; as in Kailash it never matches",
+                allowed.join(", ")
+            ),
             k => format!("must be {}, found {found}", k.describe()),
         })
     }
@@ -94,6 +107,7 @@ impl ParamKind {
             ParamKind::List => "a list".into(),
             ParamKind::Map => "a map".into(),
             ParamKind::OneOf(a) => format!("one of {}", a.join(" | ")),
+            ParamKind::Expect(a) => format!("one of {} (another never matches)", a.join(" | ")),
             ParamKind::Seconds => "a number of seconds from 0 to 1000000000".into(),
         }
     }

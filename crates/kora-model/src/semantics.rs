@@ -149,17 +149,17 @@ pub fn prepare_input(config: &Map, inputs: &Map) -> Map {
     merged
 }
 
-/// Resolves `${name}` in strings, recursively through lists and objects. A string that is
-/// exactly one template takes the value with its type; a mixed string gets Python `str()`
-/// substitution; an unknown name is left as written.
+/// Resolves `${name}` in strings, recursively through lists and objects, as Kailash's
+/// runtime does. The text inside `${…}` is one literal key of the runtime inputs: no dotted
+/// walk, no trimming. A string that starts with `${`, ends with `}` and holds exactly one
+/// `${` takes the value with its type; any other string has each `${name}` (the pattern
+/// `\$\{([^}]+)\}`) replaced by Python's `str()` of its value. An unknown name is left as
+/// written.
 pub fn resolve_templates(v: &mut Value, inputs: &Map) {
     match v {
         Value::String(s) if s.contains("${") => {
-            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
-                && !name.contains('}')
-                && !name.contains("${")
-            {
-                if let Some(found) = lookup(inputs, name) {
+            if s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1 {
+                if let Some(found) = s.get(2..s.len() - 1).and_then(|name| inputs.get(name)) {
                     *v = found.clone();
                 }
                 return;
@@ -169,10 +169,10 @@ pub fn resolve_templates(v: &mut Value, inputs: &Map) {
             while let Some(start) = rest.find("${") {
                 out.push_str(&rest[..start]);
                 let after = &rest[start + 2..];
-                match after.find('}') {
+                match after.find('}').filter(|&end| end > 0) {
                     Some(end) => {
                         let name = &after[..end];
-                        match lookup(inputs, name) {
+                        match inputs.get(name) {
                             Some(found) => out.push_str(&py_str(found)),
                             None => {
                                 out.push_str("${");
@@ -183,8 +183,9 @@ pub fn resolve_templates(v: &mut Value, inputs: &Map) {
                         rest = &after[end + 1..];
                     }
                     None => {
-                        out.push_str(&rest[start..]);
-                        rest = "";
+                        // `${}` or an unclosed `${`: not a template; look on after it.
+                        out.push_str("${");
+                        rest = after;
                     }
                 }
             }
@@ -195,10 +196,6 @@ pub fn resolve_templates(v: &mut Value, inputs: &Map) {
         Value::Object(m) => m.values_mut().for_each(|x| resolve_templates(x, inputs)),
         _ => {}
     }
-}
-
-fn lookup<'a>(inputs: &'a Map, name: &str) -> Option<&'a Value> {
-    lookup_path(inputs, name.trim())
 }
 
 /// Kailash's content-aware failure: an output with a top-level falsy `success` aborts the run.

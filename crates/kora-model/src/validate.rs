@@ -156,7 +156,14 @@ fn compile_inner(
 ) -> Result<(Option<CompiledWorkflow>, Vec<Problem>), Vec<Problem>> {
     let mut problems = Vec::new();
     if spec.nodes.is_empty() {
-        problems.push(problem(None, Some("nodes"), "the workflow has no nodes"));
+        // Kailash runs an empty workflow and returns `{}`; so does Kora, with a warning.
+        let mut p = problem(
+            None,
+            Some("nodes"),
+            "the workflow has no nodes: it runs and returns {}",
+        );
+        p.severity = Severity::Warning;
+        problems.push(p);
     }
     let mut index = HashMap::with_capacity(spec.nodes.len());
     let mut types: Vec<Arc<NodeTypeInfo>> = Vec::with_capacity(spec.nodes.len());
@@ -440,7 +447,11 @@ fn compile_inner(
                 && !crate::value::is_deferred(v)
                 && let Some(message) = p.kind.check(v)
             {
-                problems.push(problem(Some(&node.id), Some(name), message));
+                let mut pr = problem(Some(&node.id), Some(name), message);
+                if p.kind.lenient() {
+                    pr.severity = Severity::Warning;
+                }
+                problems.push(pr);
             }
         }
         for (k, v) in &node.config {

@@ -25,6 +25,44 @@ pub fn py_str(v: &Value) -> String {
     }
 }
 
+/// Python's `repr()` (and `str()`) of a float: the shortest digits that read back as the
+/// same number; exponent form when the exponent is below -4 or at least 16 (`1e+16`,
+/// `1.5e-05`), otherwise at least one decimal place (`2.0`, `0.0001`).
+pub fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    // Rust's `{:e}` is the shortest round-trip form too: `1.5e-5`, `1e16`, `-2e0`.
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    if !(-4..16).contains(&exp) {
+        let e_sign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{mantissa}e{e_sign}{:02}", exp.unsigned_abs());
+    }
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // The decimal point goes after `exp + 1` digits.
+    let point = exp + 1;
+    let body = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else {
+        let point = point as usize;
+        if point >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    };
+    format!("{sign}{body}")
+}
+
 /// Python's `repr(x)` for a JSON value (`None`, `True`, `'text'`, `{'k': 1}`).
 pub fn py_repr(v: &Value) -> String {
     let mut out = String::new();
@@ -39,12 +77,7 @@ fn write_repr(v: &Value, out: &mut String) {
         Value::Bool(false) => out.push_str("False"),
         Value::Number(n) => {
             if n.is_f64() {
-                let f = n.as_f64().unwrap_or(0.0);
-                if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
-                    out.push_str(&format!("{f:.1}"));
-                } else {
-                    out.push_str(&format!("{f}"));
-                }
+                out.push_str(&py_float(n.as_f64().unwrap_or(0.0)));
             } else {
                 out.push_str(&n.to_string());
             }
@@ -187,6 +220,29 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn python_float_repr() {
+        for (f, want) in [
+            (2.0, "2.0"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (123456789012345.6, "123456789012345.6"),
+            (1.5e-5, "1.5e-05"),
+            (0.0001, "0.0001"),
+            (-0.00012, "-0.00012"),
+            (1.5e300, "1.5e+300"),
+            (5e-324, "5e-324"),
+            (-2.5, "-2.5"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (100.0, "100.0"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(py_float(f), want, "{f:?}");
+        }
+    }
 
     #[test]
     fn python_str_and_repr() {

@@ -183,20 +183,23 @@ impl Switch {
                     "field of a dict input to test (a list of dicts is grouped by it)",
                 )
                 .kind(ParamKind::String),
-                ParamInfo::optional("operator", "how the input is compared with value")
-                    .kind(ParamKind::OneOf(&[
-                        "==",
-                        "!=",
-                        ">",
-                        "<",
-                        ">=",
-                        "<=",
-                        "in",
-                        "contains",
-                        "is_null",
-                        "is_not_null",
-                    ]))
-                    .default("=="),
+                ParamInfo::optional(
+                    "operator",
+                    "how the input is compared with value (another never matches)",
+                )
+                .kind(ParamKind::Expect(&[
+                    "==",
+                    "!=",
+                    ">",
+                    "<",
+                    ">=",
+                    "<=",
+                    "in",
+                    "contains",
+                    "is_null",
+                    "is_not_null",
+                ]))
+                .default("=="),
                 ParamInfo::optional("value", "value compared against in boolean mode"),
                 ParamInfo::optional("cases", "list of case values: multi-case mode")
                     .kind(ParamKind::List),
@@ -224,8 +227,17 @@ impl Switch {
     }
 }
 
+/// Kailash's `_evaluate_condition`: a `None` input matches only `==`, `!=`, `is_null` and
+/// `is_not_null`; `in` and `contains` are false when either side is `None`; an unknown
+/// operator, or a comparison Python would refuse, is false.
 fn evaluate(check: &Value, op: &str, cmp: &Value) -> bool {
     use std::cmp::Ordering::*;
+    if check.is_null() && !matches!(op, "==" | "!=" | "is_null" | "is_not_null") {
+        return false;
+    }
+    if cmp.is_null() && matches!(op, "in" | "contains") {
+        return false;
+    }
     match op {
         "==" => py_eq(check, cmp),
         "!=" => !py_eq(check, cmp),
@@ -265,28 +277,12 @@ impl Node for Switch {
             .get("condition_field")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty());
-        let op = input
-            .get("operator")
-            .and_then(Value::as_str)
-            .unwrap_or("==");
-        const OPS: [&str; 10] = [
-            "==",
-            "!=",
-            ">",
-            "<",
-            ">=",
-            "<=",
-            "in",
-            "contains",
-            "is_null",
-            "is_not_null",
-        ];
-        if !OPS.contains(&op) {
-            return Err(input_error(
-                "SwitchNode",
-                format!("unknown operator {op:?}; use one of {}", OPS.join(" ")),
-            ));
-        }
+        // Anything but a string never matches, like an unknown operator.
+        let op = match input.get("operator") {
+            None | Some(Value::Null) => "==",
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => "",
+        };
         let value = input.get("value").cloned().unwrap_or(Value::Null);
         let cases: Vec<Value> = match input.get("cases") {
             Some(Value::Array(c)) => c.clone(),

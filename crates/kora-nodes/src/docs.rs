@@ -56,7 +56,7 @@ pub fn markdown(registry: &Registry) -> String {
                     )
                 };
                 let kind = match p.kind {
-                    ParamKind::OneOf(a) => a
+                    ParamKind::OneOf(a) | ParamKind::Expect(a) => a
                         .iter()
                         .map(|x| format!("`{x}`"))
                         .collect::<Vec<_>>()

@@ -62,13 +62,31 @@ async fn switch_boolean_multicase_and_lists() {
             .await
             .is_err()
     );
-    assert!(
-        run(&r, "SwitchNode", json!({"input_data": 1, "operator": "~"}))
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("unknown operator")
-    );
+    // Kailash: an unknown operator is false, not an error; None matches only ==, !=,
+    // is_null and is_not_null; `in`/`contains` are false when either side is None.
+    for (check, op, v, want) in [
+        (json!(1), "~", json!(1), false),
+        (json!(1), "IS_NULL", json!(null), false),
+        (json!(null), "in", json!([null, 1]), false),
+        (json!(null), "<", json!(1), false),
+        (json!(null), "==", json!(null), true),
+        (json!(null), "!=", json!(1), true),
+        (json!(null), "is_null", json!(null), true),
+        (json!([1]), "contains", json!(null), false),
+        (json!(1), "in", json!(null), false),
+    ] {
+        let o = run(
+            &r,
+            "SwitchNode",
+            json!({"input_data": check, "operator": op, "value": v}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(o["condition_result"], json!(want), "{check} {op} {v}");
+        if !check.is_null() {
+            assert_eq!(o["false_output"].is_null(), want, "{check} {op} {v}");
+        }
+    }
 }
 
 #[tokio::test]
