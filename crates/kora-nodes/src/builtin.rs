@@ -621,48 +621,129 @@ impl Node for CsvReader {
                 ));
             }
         };
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(headers)
-            .delimiter(delim)
-            .flexible(true)
-            .from_reader(text.as_bytes());
-        let bad = |e: csv::Error| input_error("CSVReaderNode", format!("{path}: {e}"));
-        let mut rows = Vec::new();
+        let text = crate::data::universal_newlines(text);
+        let records = python_csv_rows(&text, char::from(delim));
+        let index_column = input.get("index_column").and_then(Value::as_str);
+        let mut rows = Vec::with_capacity(records.len());
+        let mut indexed = Map::new();
         if headers {
-            let names: Vec<String> = rdr
-                .headers()
-                .map_err(bad)?
-                .iter()
-                .map(String::from)
-                .collect();
-            for rec in rdr.records() {
-                let rec = rec.map_err(bad)?;
-                let row: Map = names
+            // Python's csv.reader under Kailash: each row is dict(zip(header, row)), so a
+            // short row has fewer keys and extra fields are dropped; a row reaching the index
+            // column is indexed by it.
+            let mut records = records.into_iter();
+            let header = records.next().unwrap_or_default();
+            let index_pos = match index_column {
+                Some(col) => Some(header.iter().position(|h| h == col).ok_or_else(|| {
+                    let names: Vec<String> = header
+                        .iter()
+                        .map(|h| kora_model::value::py_repr(&Value::String(h.clone())))
+                        .collect();
+                    NodeError::permanent(
+                        "KeyError",
+                        format!(
+                            "CSVReaderNode: Index column '{col}' not found in headers: [{}]",
+                            names.join(", ")
+                        ),
+                    )
+                })?),
+                None => None,
+            };
+            for rec in records {
+                let row: Map = header
                     .iter()
-                    .zip(rec.iter().chain(std::iter::repeat("")))
-                    .map(|(k, v)| (k.clone(), Value::String(v.into())))
+                    .zip(rec.iter())
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                     .collect();
+                if let Some(i) = index_pos
+                    && let Some(key) = rec.get(i)
+                {
+                    indexed.insert(key.clone(), Value::Object(row.clone()));
+                }
                 rows.push(Value::Object(row));
             }
         } else {
-            for rec in rdr.records() {
-                let rec = rec.map_err(bad)?;
-                rows.push(Value::Array(
-                    rec.iter().map(|v| Value::String(v.into())).collect(),
-                ));
-            }
+            rows.extend(
+                records
+                    .into_iter()
+                    .map(|r| Value::Array(r.into_iter().map(Value::String).collect())),
+            );
         }
         let mut out = Map::new();
-        if let Some(col) = input.get("index_column").and_then(Value::as_str) {
-            let indexed: Map = rows
-                .iter()
-                .filter_map(|r| Some((r.get(col)?.as_str()?.to_string(), r.clone())))
-                .collect();
+        if index_column.is_some() {
             out.insert("data_indexed".into(), Value::Object(indexed));
         }
         out.insert("data".into(), Value::Array(rows));
         Ok(out)
     }
+}
+
+/// The rows Python's `csv.reader` (the default `excel` dialect, not strict) gives for
+/// `text` whose newlines are already `\n`: the state machine of CPython's `_csv.c`. Unlike
+/// the csv crate it keeps a blank line as an empty row, and a quote inside an unquoted field,
+/// or text after a closing quote, as literal text.
+fn python_csv_rows(text: &str, delim: char) -> Vec<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum St {
+        StartRecord,
+        StartField,
+        InField,
+        InQuoted,
+        QuoteInQuoted,
+    }
+    let mut rows = Vec::new();
+    let mut row: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut st = St::StartRecord;
+    for c in text.chars() {
+        if st == St::StartRecord {
+            if c == '\n' {
+                rows.push(Vec::new());
+                continue;
+            }
+            st = St::StartField;
+        }
+        match st {
+            St::StartField | St::InField if c == '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                st = St::StartRecord;
+            }
+            St::StartField if c == '"' => st = St::InQuoted,
+            St::StartField | St::InField if c == delim => {
+                row.push(std::mem::take(&mut field));
+                st = St::StartField;
+            }
+            St::StartField | St::InField => {
+                field.push(c);
+                st = St::InField;
+            }
+            St::InQuoted if c == '"' => st = St::QuoteInQuoted,
+            St::InQuoted => field.push(c),
+            St::QuoteInQuoted if c == '"' => {
+                field.push('"');
+                st = St::InQuoted;
+            }
+            St::QuoteInQuoted if c == delim => {
+                row.push(std::mem::take(&mut field));
+                st = St::StartField;
+            }
+            St::QuoteInQuoted if c == '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                st = St::StartRecord;
+            }
+            St::QuoteInQuoted => {
+                field.push(c);
+                st = St::InField;
+            }
+            St::StartRecord => {}
+        }
+    }
+    if st != St::StartRecord {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
 }
 
 pub(crate) struct JsonReader {
@@ -783,6 +864,36 @@ impl Node for Fail {
             Err(NodeError::retryable(ty, msg))
         } else {
             Err(NodeError::permanent(ty, msg))
+        }
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::python_csv_rows;
+
+    /// Each text and the rows CPython 3.11's `csv.reader` gave for it.
+    #[test]
+    fn rows_match_python() {
+        let cases: &[(&str, &[&[&str]])] = &[
+            ("a,b\n", &[&["a", "b"]]),
+            ("\"ab\"c,d\n", &[&["abc", "d"]]),
+            ("a\"b,c\n", &[&["a\"b", "c"]]),
+            ("\"a,b\",\"x\"\"y\"\n", &[&["a,b", "x\"y"]]),
+            (",,\n", &[&["", "", ""]]),
+            ("\n\nx\n", &[&[], &[], &["x"]]),
+            ("a,\"b\nc\",d", &[&["a", "b\nc", "d"]]),
+            ("\"unterminated,x\n", &[&["unterminated,x\n"]]),
+            ("x,y\n\n", &[&["x", "y"], &[]]),
+            ("\"\"\n", &[&[""]]),
+            ("a,b,\n", &[&["a", "b", ""]]),
+        ];
+        for (text, want) in cases {
+            let want: Vec<Vec<String>> = want
+                .iter()
+                .map(|r| r.iter().map(|s| s.to_string()).collect())
+                .collect();
+            assert_eq!(python_csv_rows(text, ','), want, "{text:?}");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kora_model::catalog::{NodeTypeInfo, ParamInfo, ParamKind};
-use kora_model::value::py_str;
+use kora_model::value::{py_float, py_repr, py_str, truthy};
 use kora_model::{Map, Value};
 
 use crate::builtin::{info, input_error};
@@ -176,6 +176,13 @@ impl Node for CsvWriter {
     }
     async fn run(&self, _ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
         const NODE: &str = "CSVWriterNode";
+        // Kailash: empty data writes nothing and returns only the count (no file, no path).
+        if let Some(d) = input.get("data")
+            && !d.is_null()
+            && !truthy(d)
+        {
+            return Ok(out(vec![("rows_written", Value::from(0))]));
+        }
         let path = path_param(NODE, &input, "file_path")?;
         let Some(Value::Array(rows)) = input.get("data") else {
             return Err(input_error(
@@ -202,8 +209,11 @@ impl Node for CsvWriter {
         {
             headers = Some(first.keys().cloned().collect());
         }
+        // Python's csv module: rows end with \r\n and may differ in length.
         let mut w = csv::WriterBuilder::new()
             .delimiter(delim)
+            .terminator(csv::Terminator::CRLF)
+            .flexible(true)
             .from_writer(Vec::new());
         let bad = |e: csv::Error| input_error(NODE, format!("{path}: {e}"));
         if let Some(h) = &headers {
@@ -215,7 +225,24 @@ impl Node for CsvWriter {
         };
         for (i, row) in rows.iter().enumerate() {
             let rec: Vec<String> = match (row, &headers) {
-                (Value::Object(m), Some(h)) => h.iter().map(|k| cell(m.get(k))).collect(),
+                (Value::Object(m), Some(h)) => {
+                    // csv.DictWriter refuses a key that is not a column.
+                    let extra: Vec<String> = m
+                        .keys()
+                        .filter(|k| !h.contains(k))
+                        .map(|k| py_repr(&Value::String(k.clone())))
+                        .collect();
+                    if !extra.is_empty() {
+                        return Err(input_error(
+                            NODE,
+                            format!(
+                                "data[{i}]: dict contains fields not in fieldnames: {}",
+                                extra.join(", ")
+                            ),
+                        ));
+                    }
+                    h.iter().map(|k| cell(m.get(k))).collect()
+                }
                 (Value::Array(a), _) => a.iter().map(|v| cell(Some(v))).collect(),
                 (other, _) => {
                     return Err(input_error(
@@ -253,7 +280,7 @@ impl JsonWriter {
                     ParamInfo::required("file_path", "path relative to the data root")
                         .kind(ParamKind::String),
                     ParamInfo::required("data", "any JSON value"),
-                    ParamInfo::optional("indent", "spaces of indentation; 0 writes one line")
+                    ParamInfo::optional("indent", "spaces a level; 0 puts each item on its own line, unindented (Python's json.dump)")
                         .kind(ParamKind::Integer)
                         .default("2"),
                 ],
@@ -275,20 +302,71 @@ impl Node for JsonWriter {
         let Some(data) = input.get("data") else {
             return Err(input_error(NODE, "required parameter 'data' is missing"));
         };
+        // Python's json.dump(indent=n): a newline before every item, n spaces a level (none
+        // for 0), floats as Python writes them.
         let indent = input.get("indent").and_then(Value::as_u64).unwrap_or(2);
-        let text = if indent == 0 {
-            serde_json::to_vec(data)
-        } else {
-            let pad = vec![b' '; usize::try_from(indent.min(16)).unwrap_or(2)];
-            let mut buf = Vec::new();
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(&pad);
-            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-            serde::Serialize::serialize(data, &mut ser).map(|()| buf)
-        }
-        .map_err(|e| input_error(NODE, e.to_string()))?;
+        let pad = vec![b' '; usize::try_from(indent.min(16)).unwrap_or(2)];
+        let mut text = Vec::new();
+        let fmt = PyFloats(serde_json::ser::PrettyFormatter::with_indent(&pad));
+        let mut ser = serde_json::Serializer::with_formatter(&mut text, fmt);
+        serde::Serialize::serialize(data, &mut ser)
+            .map_err(|e| input_error(NODE, e.to_string()))?;
         let target = confine_new(&self.root, &path).await?;
         write_file(&target, &text, false).await?;
         Ok(out(vec![("file_path", Value::String(path))]))
+    }
+}
+
+/// A JSON formatter that writes floats as Python's `json` module does (`1e+16`, `1.5e-05`).
+struct PyFloats<'a>(serde_json::ser::PrettyFormatter<'a>);
+
+impl serde_json::ser::Formatter for PyFloats<'_> {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
+        w.write_all(py_float(v).as_bytes())
+    }
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
+/// Python's text mode: `\r\n` and a lone `\r` read as `\n`.
+pub(crate) fn universal_newlines(text: String) -> String {
+    if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        text
     }
 }
 
@@ -325,7 +403,7 @@ impl Node for TextReader {
     async fn run(&self, _ctx: &NodeContext, input: Map) -> Result<Map, NodeError> {
         let path = path_param("TextReaderNode", &input, "file_path")?;
         let text = crate::builtin::read(&self.root, &path).await?;
-        Ok(out(vec![("text", Value::String(text))]))
+        Ok(out(vec![("text", Value::String(universal_newlines(text)))]))
     }
 }
 

@@ -293,6 +293,122 @@ async fn fail_node_succeeds_from_the_configured_attempt() {
     assert_eq!(node.run(&ctx(3), input).await.unwrap()["data"], json!(1));
 }
 
+/// The file nodes write and read what Kailash 2.65.0's do: bytes captured from the SDK
+/// (Python's csv and json modules, text mode).
+#[tokio::test]
+async fn file_nodes_write_and_read_like_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = reg(dir.path());
+    let file = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    run(
+        &r,
+        "CSVWriterNode",
+        json!({"file_path": "a.csv", "data": [{"x": 1, "y": 2.5}, {"x": null}, {"y": 1e16, "x": true}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(file("a.csv"), b"x,y\r\n1,2.5\r\n,\r\nTrue,1e+16\r\n");
+    run(
+        &r,
+        "CSVWriterNode",
+        json!({"file_path": "b.csv", "data": [[1, "a,b", "q\"t"], [1.5e-05, null, "line\nbreak"], [""]]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        file("b.csv"),
+        b"1,\"a,b\",\"q\"\"t\"\r\n1.5e-05,,\"line\nbreak\"\r\n\"\"\r\n"
+    );
+    let e = run(
+        &r,
+        "CSVWriterNode",
+        json!({"file_path": "d.csv", "data": [{"x": 1}, {"x": 3, "extra": 2}]}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("dict contains fields not in fieldnames: 'extra'"),
+        "{e}"
+    );
+    // Empty data: only the count; no file, and the path is not even looked at.
+    let o = run(
+        &r,
+        "CSVWriterNode",
+        json!({"file_path": "../nowhere.csv", "data": []}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(Value::Object(o), json!({"rows_written": 0}));
+    run(
+        &r,
+        "JSONWriterNode",
+        json!({"file_path": "e.json", "data": {"a": 1e16, "b": [1.5e-05, 2.0, {}], "c": []}, "indent": 0}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        file("e.json"),
+        b"{\n\"a\": 1e+16,\n\"b\": [\n1.5e-05,\n2.0,\n{}\n],\n\"c\": []\n}"
+    );
+    run(
+        &r,
+        "JSONWriterNode",
+        json!({"file_path": "f.json", "data": {"a": [1, {"k": "\u{e9}"}]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(file("f.json")).unwrap(),
+        "{\n  \"a\": [\n    1,\n    {\n      \"k\": \"\u{e9}\"\n    }\n  ]\n}"
+    );
+    // CSVReaderNode: text mode, blank lines as empty rows, dict(zip(header, row)), rows
+    // reaching the index column indexed, an unknown index column refused.
+    std::fs::write(
+        dir.path().join("r.csv"),
+        b"id,name,city\r\n1,Ada\r\n2,Bob,Paris,extra\r\n\r\n3,\"multi\r\nline\",Rome\r\n\r\n",
+    )
+    .unwrap();
+    let o = run(
+        &r,
+        "CSVReaderNode",
+        json!({"file_path": "r.csv", "index_column": "city"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        Value::Object(o),
+        json!({"data": [{"id": "1", "name": "Ada"}, {"id": "2", "name": "Bob", "city": "Paris"}, {}, {"id": "3", "name": "multi\nline", "city": "Rome"}, {}],
+               "data_indexed": {"Paris": {"id": "2", "name": "Bob", "city": "Paris"}, "Rome": {"id": "3", "name": "multi\nline", "city": "Rome"}}})
+    );
+    let e = run(
+        &r,
+        "CSVReaderNode",
+        json!({"file_path": "r.csv", "index_column": "nope"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("Index column 'nope' not found in headers: ['id', 'name', 'city']"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("n.csv"), b"a,b\n\nc\n").unwrap();
+    let o = run(
+        &r,
+        "CSVReaderNode",
+        json!({"file_path": "n.csv", "headers": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(o["data"], json!([["a", "b"], [], ["c"]]));
+    std::fs::write(dir.path().join("g.txt"), b"one\r\ntwo\rthree\n").unwrap();
+    let o = run(&r, "TextReaderNode", json!({"file_path": "g.txt"}))
+        .await
+        .unwrap();
+    assert_eq!(o["text"], "one\ntwo\nthree\n");
+}
+
 /// Writers, TextReaderNode and DirectoryReaderNode on real files, confined to the data root.
 #[tokio::test]
 async fn file_writers_and_the_directory_reader_stay_in_the_data_root() {
@@ -309,7 +425,7 @@ async fn file_writers_and_the_directory_reader_stay_in_the_data_root() {
     assert_eq!(o["rows_written"], 2);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("out/people.csv")).unwrap(),
-        "id,name,note\n1,Ada,\n2,\"Bob, Jr.\",\n"
+        "id,name,note\r\n1,Ada,\r\n2,\"Bob, Jr.\",\r\n"
     );
     // What the CSV reader reads back is what was written.
     let back = run(&r, "CSVReaderNode", json!({"file_path": "out/people.csv"}))
@@ -325,7 +441,7 @@ async fn file_writers_and_the_directory_reader_stay_in_the_data_root() {
     .unwrap();
     assert_eq!(
         std::fs::read_to_string(dir.path().join("out/d.json")).unwrap(),
-        r#"{"k":[1,2]}"#
+        "{\n\"k\": [\n1,\n2\n]\n}"
     );
     let o = run(
         &r,
@@ -368,7 +484,7 @@ async fn file_writers_and_the_directory_reader_stay_in_the_data_root() {
     for (ty, input) in [
         (
             "CSVWriterNode",
-            json!({"file_path": "../escape.csv", "data": []}),
+            json!({"file_path": "../escape.csv", "data": [[1]]}),
         ),
         (
             "TextWriterNode",
