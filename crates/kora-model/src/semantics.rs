@@ -127,24 +127,26 @@ pub fn gather<'a>(
     g
 }
 
-/// What a node's `run` receives: its config overlaid by its runtime inputs, a nested `config`
-/// object flattened, and `${name}` templates resolved from the runtime inputs.
+/// What a node's `run` receives, as Kailash's `Node.execute` makes it: its config overlaid by
+/// its runtime inputs, `${name}` templates resolved from the runtime inputs, then the values of
+/// a nested `config` object set over the top-level ones, except where a runtime input gave the
+/// key. The nested `config` itself stays (a PythonCodeNode sees it as `config`).
 pub fn prepare_input(config: &Map, inputs: &Map) -> Map {
     let mut merged = config.clone();
     for (k, v) in inputs {
         merged.insert(k.clone(), v.clone());
     }
-    if let Some(Value::Object(nested)) = merged.get("config").cloned() {
-        merged.remove("config");
-        for (k, v) in nested {
-            merged.entry(k).or_insert(v);
+    if !inputs.is_empty() {
+        for v in merged.values_mut() {
+            resolve_templates(v, inputs);
         }
     }
-    if inputs.is_empty() {
-        return merged;
-    }
-    for v in merged.values_mut() {
-        resolve_templates(v, inputs);
+    if let Some(Value::Object(nested)) = merged.get("config").cloned() {
+        for (k, v) in nested {
+            if !inputs.contains_key(&k) {
+                merged.insert(k, v);
+            }
+        }
     }
     merged
 }
