@@ -247,24 +247,39 @@ enum Element<'k> {
 }
 
 impl Part<'_> {
-    /// Calls `f` on each element, in order, or returns what the part is when it holds no
-    /// elements (`Err(Some(value))`) or cannot be read (`Err(None)`).
-    fn for_each(self, mut f: impl FnMut(Element<'_>, &Value)) -> Result<(), Option<Value>> {
+    /// Calls `f` on each element of a list or object, in order; false when the part is
+    /// neither or cannot be read.
+    fn for_each(self, mut f: impl FnMut(Element<'_>, &Value)) -> bool {
         match self {
             Part::Value(Value::Array(list)) => {
                 for (i, v) in list.iter().enumerate() {
                     f(Element::Item(i), v);
                 }
-                Ok(())
+                true
             }
             Part::Value(Value::Object(map)) => {
                 for (k, v) in map {
                     f(Element::Entry(k), v);
                 }
-                Ok(())
+                true
             }
-            Part::Value(other) => Err(Some(other.clone())),
+            Part::Value(_) => false,
             Part::Raw(raw) => lean::for_each(raw, f),
+        }
+    }
+
+    /// What the part is, as [`kind`] names it.
+    fn kind(self) -> &'static str {
+        match self {
+            Part::Value(v) => kind(v),
+            Part::Raw(raw) => match lean::first(raw) {
+                Some(b'[') => "a list",
+                Some(b'{') => "an object",
+                Some(b'n') => "null",
+                Some(b't' | b'f') => "a boolean",
+                Some(b'"') => "a string",
+                _ => "a number",
+            },
         }
     }
 
@@ -346,24 +361,21 @@ fn from_parts(
     let mut cycles: BTreeMap<String, CycleSpec> = BTreeMap::new();
     if let Some(conns) = connections {
         let mut connections = Vec::new();
-        let listed = match conns.is_array() {
-            Some(true) => conns.for_each(|at, c| {
-                if let Element::Item(i) = at
-                    && let Some(conn) = load_connection(i, c, shape, &mut cycles, &mut errors)
-                {
-                    connections.push(conn);
+        match (conns.is_array(), conns.kind()) {
+            (Some(true), _) => {
+                let read = conns.for_each(|at, c| {
+                    if let Element::Item(i) = at
+                        && let Some(conn) = load_connection(i, c, shape, &mut cycles, &mut errors)
+                    {
+                        connections.push(conn);
+                    }
+                });
+                if !read {
+                    errors.push(err("connections", "cannot be read"));
                 }
-            }),
-            Some(false) => Err(Some(Value::Object(Map::new()))),
-            None => conns.for_each(|_, _| {}),
-        };
-        match listed {
-            Ok(()) | Err(Some(Value::Null)) => {}
-            Err(Some(other)) => errors.push(err(
-                "connections",
-                format!("must be a list, found {}", kind(&other)),
-            )),
-            Err(None) => errors.push(err("connections", "cannot be read")),
+            }
+            (_, "null") => {}
+            (_, found) => errors.push(err("connections", format!("must be a list, found {found}"))),
         }
         connections.shrink_to_fit();
         spec.connections = connections;
@@ -436,58 +448,57 @@ fn detect(top: &Map, nodes: Part<'_>) -> Shape {
 
 fn load_nodes(nodes: Part<'_>, shape: Shape, errors: &mut Vec<LoadError>) -> Vec<NodeSpec> {
     let mut out = Vec::new();
-    let listed = nodes.for_each(|at, n| match at {
-        Element::Entry(id) => {
-            let at = format!("nodes.{id}");
-            let Some(obj) = n.as_object() else {
-                errors.push(err(
-                    at,
-                    format!("a node must be an object, found {}", kind(n)),
-                ));
-                return;
-            };
-            if let Some(Value::String(inner)) = obj.get("node_id")
-                && inner != id
-            {
-                errors.push(err(
-                    &at,
-                    format!("node_id {inner:?} differs from its key {id:?}"),
-                ));
+    if nodes.is_array().is_none() {
+        errors.push(err(
+            "nodes",
+            format!("must be an object or a list, found {}", nodes.kind()),
+        ));
+        return out;
+    }
+    let read = nodes.for_each(|el, n| {
+        let at = match el {
+            Element::Entry(id) => format!("nodes.{id}"),
+            Element::Item(i) => format!("nodes[{i}]"),
+        };
+        let Some(obj) = n.as_object() else {
+            errors.push(err(
+                at,
+                format!("a node must be an object, found {}", kind(n)),
+            ));
+            return;
+        };
+        let id = match el {
+            // An object of nodes: the key is the id.
+            Element::Entry(id) => {
+                if let Some(Value::String(inner)) = obj.get("node_id")
+                    && inner != id
+                {
+                    errors.push(err(
+                        &at,
+                        format!("node_id {inner:?} differs from its key {id:?}"),
+                    ));
+                }
+                id.to_string()
             }
-            if let Some(node) = load_node(id.to_string(), obj, &at, errors) {
-                out.push(node);
+            Element::Item(_) => {
+                let id_keys: &[&str] = if shape == Shape::KailashEnterprise {
+                    &["node_id", "id"]
+                } else {
+                    &["id", "node_id"]
+                };
+                let Some(id) = str_field(obj, id_keys) else {
+                    errors.push(err(at, "missing `id`: every node needs a unique string id"));
+                    return;
+                };
+                id
             }
-        }
-        Element::Item(i) => {
-            let at = format!("nodes[{i}]");
-            let Some(obj) = n.as_object() else {
-                errors.push(err(
-                    at,
-                    format!("a node must be an object, found {}", kind(n)),
-                ));
-                return;
-            };
-            let id_keys: &[&str] = if shape == Shape::KailashEnterprise {
-                &["node_id", "id"]
-            } else {
-                &["id", "node_id"]
-            };
-            let Some(id) = str_field(obj, id_keys) else {
-                errors.push(err(at, "missing `id`: every node needs a unique string id"));
-                return;
-            };
-            if let Some(node) = load_node(id, obj, &at, errors) {
-                out.push(node);
-            }
+        };
+        if let Some(node) = load_node(id, obj, &at, errors) {
+            out.push(node);
         }
     });
-    match listed {
-        Ok(()) => {}
-        Err(Some(other)) => errors.push(err(
-            "nodes",
-            format!("must be an object or a list, found {}", kind(&other)),
-        )),
-        Err(None) => errors.push(err("nodes", "cannot be read")),
+    if !read {
+        errors.push(err("nodes", "cannot be read"));
     }
     out.shrink_to_fit();
     out

@@ -468,19 +468,12 @@ impl RunState {
             results.insert(self.wf.ids[m].clone(), out);
         }
         let mut ctx = Map::new();
-        ctx.insert("results".into(), Value::Object(results.clone()));
-        ctx.insert("iteration".into(), Value::from(completed));
-        let started = self.group_started_ms[g].unwrap_or(now_ms);
-        ctx.insert(
-            "elapsed_time".into(),
-            Value::from(now_ms.saturating_sub(started) as f64 / 1000.0),
-        );
-        for (id, out) in results {
-            if !is_identifier(&id) {
+        for (id, out) in &results {
+            if !is_identifier(id) {
                 continue;
             }
-            ctx.insert(id, out.clone());
-            if let Value::Object(o) = &out {
+            ctx.insert(id.clone(), out.clone());
+            if let Value::Object(o) = out {
                 let fields = match o.get("result") {
                     Some(Value::Object(inner)) => inner,
                     _ => o,
@@ -492,6 +485,13 @@ impl RunState {
                 }
             }
         }
+        // Kailash sets its own names first and the members' over them: a member's name wins.
+        let started = self.group_started_ms[g].unwrap_or(now_ms);
+        ctx.entry("elapsed_time")
+            .or_insert_with(|| Value::from(now_ms.saturating_sub(started) as f64 / 1000.0));
+        ctx.entry("iteration")
+            .or_insert_with(|| Value::from(completed));
+        ctx.entry("results").or_insert(Value::Object(results));
         ctx
     }
 }

@@ -509,16 +509,26 @@ pub fn results_from_attempts(node_ids: &[String], attempts: &[AttemptRecord]) ->
     results_from_iter(node_ids, attempts.iter())
 }
 
-/// [`results_from_attempts`] over borrowed records (no copies of the attempts).
-/// A failed node's entry in a run's results (Kailash's shape for a failed leaf).
-pub(crate) fn failed_result(error: Option<String>, error_type: Option<String>) -> Value {
-    serde_json::json!({
-        "error": error.unwrap_or_default(),
-        "error_type": error_type.unwrap_or_default(),
-        "failed": true,
-    })
+/// A node's entry in a run's results from its latest attempt: its output if it succeeded,
+/// Kailash's shape for a failed leaf if it failed, else `null`.
+pub(crate) fn node_result(
+    status: AttemptStatus,
+    output: Option<Value>,
+    error: Option<String>,
+    error_type: Option<String>,
+) -> Value {
+    match status {
+        AttemptStatus::Succeeded => output.unwrap_or(Value::Null),
+        AttemptStatus::Failed => serde_json::json!({
+            "error": error.unwrap_or_default(),
+            "error_type": error_type.unwrap_or_default(),
+            "failed": true,
+        }),
+        _ => Value::Null,
+    }
 }
 
+/// [`results_from_attempts`] over borrowed records (no copies of the attempts).
 pub(crate) fn results_from_iter<'a>(
     node_ids: &[String],
     attempts: impl Iterator<Item = &'a AttemptRecord>,
@@ -536,15 +546,14 @@ pub(crate) fn results_from_iter<'a>(
     node_ids
         .iter()
         .map(|id| {
-            let v = match latest.get(id.as_str()) {
-                Some(a) if a.status == AttemptStatus::Succeeded => {
-                    a.output.clone().unwrap_or(Value::Null)
-                }
-                Some(a) if a.status == AttemptStatus::Failed => {
-                    failed_result(a.error.clone(), a.error_type.clone())
-                }
-                _ => Value::Null,
-            };
+            let v = latest.get(id.as_str()).map_or(Value::Null, |a| {
+                node_result(
+                    a.status,
+                    a.output.clone(),
+                    a.error.clone(),
+                    a.error_type.clone(),
+                )
+            });
             (id.clone(), v)
         })
         .collect()

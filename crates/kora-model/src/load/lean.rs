@@ -34,29 +34,35 @@ pub(super) fn load(text: &str) -> Option<Result<(WorkflowSpec, Shape), Vec<LoadE
     Some(from_parts(&rest, nodes, connections))
 }
 
-/// Calls `f` on each element of a raw list or object, parsed one at a time.
-pub(super) fn for_each(
-    raw: &RawValue,
-    mut f: impl FnMut(Element<'_>, &Value),
-) -> Result<(), Option<Value>> {
+/// Calls `f` on each element of a raw list or object, parsed one at a time; false when it is
+/// neither or cannot be read.
+pub(super) fn for_each(raw: &RawValue, mut f: impl FnMut(Element<'_>, &Value)) -> bool {
     match first(raw) {
         Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| None)?;
+            let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+                return false;
+            };
             for (i, item) in items.into_iter().enumerate() {
-                let v: Value = serde_json::from_str(item.get()).map_err(|_| None)?;
+                let Ok(v) = serde_json::from_str::<Value>(item.get()) else {
+                    return false;
+                };
                 f(Element::Item(i), &v);
             }
-            Ok(())
+            true
         }
         Some(b'{') => {
-            let Entries(entries) = serde_json::from_str(raw.get()).map_err(|_| None)?;
+            let Ok(Entries(entries)) = serde_json::from_str(raw.get()) else {
+                return false;
+            };
             for (k, item) in &entries {
-                let v: Value = serde_json::from_str(item.get()).map_err(|_| None)?;
+                let Ok(v) = serde_json::from_str::<Value>(item.get()) else {
+                    return false;
+                };
                 f(Element::Entry(k), &v);
             }
-            Ok(())
+            true
         }
-        _ => Err(Some(serde_json::from_str(raw.get()).map_err(|_| None)?)),
+        _ => false,
     }
 }
 

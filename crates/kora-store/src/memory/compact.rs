@@ -159,7 +159,7 @@ impl Event {
             .event_id
             .strip_prefix(e.run_id.as_str())
             .and_then(|rest| rest.strip_prefix(':'))
-            .is_some_and(|seq| seq == e.seq.to_string());
+            .is_some_and(|seq| is_decimal(seq, e.seq));
         Event {
             v: e.v,
             kind: e.kind,
@@ -192,6 +192,14 @@ impl Event {
     }
 }
 
+/// Whether `s` is `n` written in decimal, as `format!("{n}")` writes it (no sign, no leading
+/// zero), without allocating: this runs for every event a commit stores.
+fn is_decimal(s: &str, n: u64) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'))
+        && s.parse::<u64>() == Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -205,6 +213,31 @@ mod tests {
             "s": "text", "n": null, "list": [1, 2.5, {"k": true}]
         });
         assert_eq!(Packed::new(v.clone()).get().unwrap(), v);
+    }
+
+    #[test]
+    fn decimal_is_exactly_the_written_form() {
+        for (s, n, want) in [
+            ("7", 7, true),
+            ("0", 0, true),
+            ("18446744073709551615", u64::MAX, true),
+            ("07", 7, false),
+            ("+7", 7, false),
+            ("8", 7, false),
+            ("", 0, false),
+        ] {
+            assert_eq!(is_decimal(s, n), want, "{s:?} {n}");
+        }
+    }
+
+    #[test]
+    fn an_attempt_stays_small() {
+        // 512 bytes inline as an AttemptRecord (issue #19); the compact form must stay small.
+        assert!(
+            std::mem::size_of::<Attempt>() <= 112,
+            "{}",
+            std::mem::size_of::<Attempt>()
+        );
     }
 
     #[test]

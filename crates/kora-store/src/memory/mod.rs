@@ -832,20 +832,24 @@ impl Store for MemoryStore {
         }
         let mut out = kora_model::Map::with_capacity(node_ids.len());
         for id in node_ids {
-            let a = run.names.find(id).and_then(|n| latest.get(&n));
-            let v = match a {
-                Some(a) if a.status == AttemptStatus::Succeeded => match &a.output {
-                    Some(o) => o.get()?,
-                    None => kora_model::Value::Null,
-                },
-                Some(a) if a.status == AttemptStatus::Failed => {
+            let v = match run.names.find(id).and_then(|n| latest.get(&n)) {
+                Some(a) => {
+                    // Only a success's output is read (and decoded).
+                    let output = match a.status {
+                        AttemptStatus::Succeeded => {
+                            a.output.as_ref().map(Packed::get).transpose()?
+                        }
+                        _ => None,
+                    };
                     let rare = a.rare();
-                    crate::records::failed_result(
+                    crate::records::node_result(
+                        a.status,
+                        output,
                         rare.and_then(|r| r.error.clone()),
                         rare.and_then(|r| r.error_type.clone()),
                     )
                 }
-                _ => kora_model::Value::Null,
+                None => kora_model::Value::Null,
             };
             out.insert(id.clone(), v);
         }
