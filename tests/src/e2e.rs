@@ -138,7 +138,7 @@ async fn wide_fan_out_and_long_chain_complete() {
         .unwrap();
     assert!(r.succeeded());
     assert_eq!(r.results["c499"], json!({"data": "x"}));
-    assert_eq!(engine.metrics.results_fenced.get(), 0);
+    assert_eq!(engine.metrics.fenced_total(), 0);
     engine.shutdown().await.unwrap();
 }
 

@@ -164,6 +164,18 @@ pub struct ConsumerInfo {
     pub num_pending: u64,
     /// Delivered and not yet acknowledged.
     pub num_ack_pending: u64,
+    /// When the oldest message not yet delivered was published (ms since the epoch); `None`
+    /// when nothing waits. Its age is how long the consumer's backlog has been waiting.
+    pub oldest_pending_ms: Option<u64>,
+}
+
+/// The messages a stream holds on one subject: for a work queue, what waits or runs there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectState {
+    pub subject: String,
+    pub messages: u64,
+    /// When the oldest of them was published (ms since the epoch).
+    pub oldest_ms: u64,
 }
 
 /// The subject on which a broker reports that a message reached its consumer's max deliveries
@@ -218,6 +230,10 @@ pub trait Broker: Send + Sync + 'static {
     async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool>;
     async fn stream_info(&self, stream: &str) -> Result<StreamInfo>;
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo>;
+    /// The subjects matching `filter` that hold messages in `stream`, each with its message
+    /// count and oldest message, in subject order; at most `limit` of them.
+    async fn subjects(&self, stream: &str, filter: &str, limit: usize)
+    -> Result<Vec<SubjectState>>;
     /// Removes a durable consumer; removing a missing one is not an error.
     async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()>;
     /// Removes a stream with its messages and consumers; removing a missing one is not an error.

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::{
     Acker, Broker, Consumer, ConsumerConfig, ConsumerInfo, Delivery, DeliveryInfo, Error, Outbound,
-    PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo,
+    PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo, SubjectState,
     max_deliveries_advisory, subject_matches, terminated_advisory,
 };
 
@@ -504,20 +504,45 @@ impl Broker for MemoryBroker {
                 stream: stream.into(),
                 consumer: durable.into(),
             })?;
-        let num_pending = st
-            .msgs
-            .range(c.next_new..)
-            .filter(|(_, m)| {
-                c.cfg
-                    .filter_subject
-                    .as_deref()
-                    .is_none_or(|f| subject_matches(f, &m.subject))
-            })
-            .count() as u64;
+        let mut waiting = st.msgs.range(c.next_new..).filter(|(_, m)| {
+            c.cfg
+                .filter_subject
+                .as_deref()
+                .is_none_or(|f| subject_matches(f, &m.subject))
+        });
+        let oldest_pending_ms = waiting.next().map(|(_, m)| m.published_ms);
+        let num_pending = u64::from(oldest_pending_ms.is_some()) + waiting.count() as u64;
         Ok(ConsumerInfo {
             num_pending,
             num_ack_pending: c.pending.len() as u64,
+            oldest_pending_ms,
         })
+    }
+
+    async fn subjects(
+        &self,
+        stream: &str,
+        filter: &str,
+        limit: usize,
+    ) -> Result<Vec<SubjectState>> {
+        let cell = self.cell(stream)?;
+        let st = lock(&cell.state);
+        let mut by_subject: BTreeMap<&str, SubjectState> = BTreeMap::new();
+        // Messages are in sequence order: the first seen on a subject is its oldest.
+        for m in st.msgs.values() {
+            if !subject_matches(filter, &m.subject) {
+                continue;
+            }
+            by_subject
+                .entry(m.subject.as_str())
+                .or_insert_with(|| SubjectState {
+                    subject: m.subject.clone(),
+                    messages: 0,
+                    oldest_ms: m.published_ms,
+                })
+                .messages += 1;
+        }
+        Ok(by_subject.into_values().take(limit).collect())
     }
 
     async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()> {

@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     Acker, Broker, Consumer, ConsumerConfig, ConsumerInfo, Delivery, DeliveryInfo, Error, Outbound,
-    PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo,
+    PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo, SubjectState,
 };
 
 /// `[nats]`: the connection, and the installation on it. Owned here so every role configures
@@ -499,19 +499,86 @@ impl Broker for JetStreamBroker {
     }
 
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo> {
-        let info = self
-            .stream(stream)
-            .await?
+        let s = self.stream(stream).await?;
+        let info = s
             .consumer_info(durable)
             .await
             .map_err(|_| Error::ConsumerNotFound {
                 stream: stream.into(),
                 consumer: durable.into(),
             })?;
+        // The oldest message not yet delivered: the first on the consumer's subject after
+        // the last one it delivered.
+        let oldest_pending_ms = if info.num_pending == 0 {
+            None
+        } else {
+            let filter = match info.config.filter_subject.as_str() {
+                "" => ">".to_string(),
+                f => f.to_string(),
+            };
+            match s
+                .raw_message_builder()
+                .sequence(info.delivered.stream_sequence + 1)
+                .next_by_subject(filter)
+                .send()
+                .await
+            {
+                Ok(m) => Some(ms(m)),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::stream::RawMessageErrorKind::NoMessageFound
+                    ) =>
+                {
+                    None
+                }
+                Err(e) => return Err(other(e)),
+            }
+        };
         Ok(ConsumerInfo {
             num_pending: info.num_pending,
             num_ack_pending: u64::try_from(info.num_ack_pending).unwrap_or(0),
+            oldest_pending_ms,
         })
+    }
+
+    async fn subjects(
+        &self,
+        stream: &str,
+        filter: &str,
+        limit: usize,
+    ) -> Result<Vec<SubjectState>> {
+        let s = self.stream(stream).await?;
+        let mut counts = s.info_with_subjects(filter).await.map_err(other)?;
+        let mut found = Vec::new();
+        while let Some(next) = counts.next().await {
+            let (subject, messages) = next.map_err(other)?;
+            found.push((subject, messages as u64));
+        }
+        found.sort();
+        found.truncate(limit);
+        let mut out = Vec::with_capacity(found.len());
+        for (subject, messages) in found {
+            // Removed meanwhile (acked): the subject no longer holds anything.
+            let oldest_ms = match s.get_first_raw_message_by_subject(&subject, 0).await {
+                Ok(m) => ms(m),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::stream::RawMessageErrorKind::NoMessageFound
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(other(e)),
+            };
+            out.push(SubjectState {
+                subject,
+                messages,
+                oldest_ms,
+            });
+        }
+        Ok(out)
     }
 
     async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<()> {

@@ -430,6 +430,101 @@ pub async fn notifications_reach_listeners(b: &dyn Broker, ns: &str) {
     );
 }
 
+/// What waits: messages per subject with the oldest's publish time, and a consumer's backlog
+/// with the publish time of its oldest undelivered message.
+pub async fn backlog_by_subject_and_consumer(b: &dyn Broker, ns: &str) {
+    let s = wq(ns, "bl");
+    b.ensure_stream(&s).await.unwrap();
+    let c = ConsumerConfig {
+        filter_subject: Some(format!("{ns}.bl.a")),
+        ..consumer("wa", 5_000, 0)
+    };
+    b.ensure_consumer(&s.name, &c).await.unwrap();
+    let info = b.consumer_info(&s.name, "wa").await.unwrap();
+    assert_eq!((info.num_pending, info.oldest_pending_ms), (0, None));
+    assert!(
+        b.subjects(&s.name, &format!("{ns}.bl.>"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let before = kora_now_ms();
+    for subject in ["a", "a", "b", "a"] {
+        b.publish(Outbound::new(format!("{ns}.bl.{subject}"), "x"))
+            .await
+            .unwrap();
+    }
+    let found = b
+        .subjects(&s.name, &format!("{ns}.bl.>"), 10)
+        .await
+        .unwrap();
+    let counts: Vec<(String, u64)> = found
+        .iter()
+        .map(|f| (f.subject.clone(), f.messages))
+        .collect();
+    assert_eq!(
+        counts,
+        [(format!("{ns}.bl.a"), 3), (format!("{ns}.bl.b"), 1)]
+    );
+    // Publish times come from the broker's clock; allow for a second of skew.
+    for f in &found {
+        assert!(f.oldest_ms + 1_000 >= before, "{f:?} vs {before}");
+    }
+    assert_eq!(
+        b.subjects(&s.name, &format!("{ns}.bl.>"), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let info = b.consumer_info(&s.name, "wa").await.unwrap();
+    assert_eq!(info.num_pending, 3);
+    let oldest = info.oldest_pending_ms.expect("three wait");
+    assert_eq!(oldest, found[0].oldest_ms);
+    // Delivered (not acked): no longer waiting, but still held by the subject.
+    let h = b.consumer(&s.name, "wa").await.unwrap();
+    let got = h.fetch(1, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    // A network broker may pull more than one ahead of use: those are delivered too.
+    let info = b.consumer_info(&s.name, "wa").await.unwrap();
+    assert_eq!(info.num_pending + info.num_ack_pending, 3, "{info:?}");
+    assert!(info.num_ack_pending >= 1, "{info:?}");
+    assert_eq!(
+        info.oldest_pending_ms.is_some(),
+        info.num_pending > 0,
+        "{info:?}"
+    );
+    assert!(info.oldest_pending_ms.is_none_or(|t| t >= oldest));
+    let mut rest = Vec::new();
+    while rest.len() < 2 {
+        let more = h.fetch(10, Duration::from_secs(2)).await.unwrap();
+        assert!(!more.is_empty(), "the other two are delivered");
+        rest.extend(more);
+    }
+    assert_eq!(rest.len(), 2);
+    let info = b.consumer_info(&s.name, "wa").await.unwrap();
+    assert_eq!((info.num_pending, info.oldest_pending_ms), (0, None));
+    for d in got.iter().chain(&rest) {
+        d.ack().await.unwrap();
+    }
+    b.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let left: Vec<String> = b
+        .subjects(&s.name, &format!("{ns}.bl.>"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.subject)
+        .collect();
+    assert_eq!(left, [format!("{ns}.bl.b")]);
+}
+
+fn kora_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Calls `$m!(check, check, ...)` with every contract check, so each broker's test file lists
 /// them through this one list: `kora_broker::contract_checks!(contract);`.
 #[macro_export]
@@ -448,6 +543,7 @@ macro_rules! contract_checks {
             max_bytes_drops_the_oldest,
             publish_many_large_batch,
             notifications_reach_listeners,
+            backlog_by_subject_and_consumer,
             delete_stream_removes_it
         );
     };
@@ -466,6 +562,7 @@ pub async fn run_all(b: &dyn Broker, ns: &str) {
     limits_stream_keeps_messages(b, &format!("{ns}h")).await;
     publish_many_large_batch(b, &format!("{ns}i")).await;
     max_bytes_drops_the_oldest(b, &format!("{ns}k")).await;
+    backlog_by_subject_and_consumer(b, &format!("{ns}l")).await;
     delete_stream_removes_it(b, &format!("{ns}j")).await;
 }
 

@@ -109,6 +109,8 @@ impl Engine {
                 rate_limits: cfg.rate_limits.clone(),
                 default_timeout: cfg.tasks.default_limit(),
                 queue_timeouts: cfg.tasks.timeouts.clone(),
+                // No /metrics in one process: nothing to sample for.
+                sample_interval: Duration::ZERO,
                 ..kora_coordinator::Config::default()
             },
             worker: kora_worker::Config {
@@ -127,6 +129,8 @@ impl Engine {
             ledger: Some(Arc::clone(&store)),
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::default()),
+            worker_metrics: Arc::default(),
+            scheduler_metrics: Arc::default(),
             triggers: false,
             exported: None,
         };

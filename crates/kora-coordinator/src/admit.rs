@@ -161,6 +161,7 @@ impl Coordinator {
             request.parent.clone(),
             request.tenant.clone(),
         );
+        run.created_ms = submitted;
         // The compiled workflow holds its own copy; the ledger takes the request's.
         p.batch.new_runs.push(NewRun {
             run_id: run_id.clone(),

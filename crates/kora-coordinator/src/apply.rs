@@ -169,7 +169,18 @@ pub(crate) fn apply(
 /// queued run, its parent is told, and (unless it succeeded) its running child runs end.
 pub(crate) fn finished(env: &Env, run: &ActiveRun, status: RunStatus, why: &str, p: &mut Pending) {
     p.finished.push(run.run_id.clone());
-    p.ended.push((run.run_id.clone(), status));
+    let spec = &run.state.workflow().spec;
+    p.ended.push(crate::pending::Ended {
+        run_id: run.run_id.clone(),
+        status,
+        workflow: if spec.name.is_empty() {
+            spec.id.clone()
+        } else {
+            spec.name.clone()
+        },
+        tenant: run.tenant.clone(),
+        created_ms: run.created_ms,
+    });
     if let Some(g) = &run.group {
         p.freed.push(g.clone());
     }

@@ -12,8 +12,9 @@ use kora_model::wire::{self, Admission, NodeResult};
 use kora_store::RunStatus;
 use tracing::{debug, info, warn};
 
+use crate::metrics::Fenced;
 use crate::outbox::Published;
-use crate::pending::{Pending, Refusal, nak_all};
+use crate::pending::{Ended, Pending, Refusal, nak_all};
 use crate::{Coordinator, Error};
 use kora_store::CommitReport;
 
@@ -291,8 +292,7 @@ impl Coordinator {
                         .observe(keep.len() as f64);
                 }
                 self.metrics
-                    .results_fenced
-                    .inc_by(report.outcomes_ignored as u64);
+                    .fenced(Fenced::Duplicate, report.outcomes_ignored as u64);
                 self.after_commit(p, keep).await?;
                 if self.open.is_some() {
                     self.start_commit();
@@ -398,18 +398,18 @@ impl Coordinator {
     }
 
     /// Counts and logs runs a committed batch ended.
-    pub(crate) fn count_ended(&self, ended: &[(String, RunStatus)]) {
-        for (run_id, status) in ended {
-            match status {
-                RunStatus::Succeeded => {
-                    self.metrics.runs_succeeded.inc();
-                    info!(%run_id, "run succeeded");
-                }
-                RunStatus::Cancelled => {}
-                _ => {
-                    self.metrics.runs_failed.inc();
-                    warn!(%run_id, "run failed");
-                }
+    pub(crate) fn count_ended(&self, ended: &[Ended]) {
+        let now = kora_model::now_ms();
+        for e in ended {
+            let seconds =
+                (e.created_ms > 0).then(|| now.saturating_sub(e.created_ms) as f64 / 1000.0);
+            self.metrics
+                .run_ended(&e.tenant, &e.workflow, e.status.as_str(), seconds);
+            let run_id = &e.run_id;
+            match e.status {
+                RunStatus::Succeeded => info!(%run_id, workflow = %e.workflow, "run succeeded"),
+                RunStatus::Cancelled => info!(%run_id, workflow = %e.workflow, "run cancelled"),
+                _ => warn!(%run_id, workflow = %e.workflow, "run failed"),
             }
         }
     }

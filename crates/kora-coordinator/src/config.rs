@@ -43,6 +43,10 @@ pub struct Config {
     /// The longest delay a node's own retry-after (an HTTP 429's `Retry-After`) may impose.
     #[serde(with = "kora_model::duration")]
     pub max_retry_after: Duration,
+    /// How often queue backlogs, live runs and ledger connections are sampled for
+    /// `/metrics`; 0 turns sampling off.
+    #[serde(with = "kora_model::duration")]
+    pub sample_interval: Duration,
 }
 
 /// `[queues.<name>]`: at most `rate_per_sec` tasks a second on a queue, after a burst of up to
@@ -96,6 +100,7 @@ impl Default for Config {
             default_timeout: None,
             queue_timeouts: BTreeMap::new(),
             max_retry_after: Duration::from_secs(3600),
+            sample_interval: Duration::from_secs(10),
         }
     }
 }
@@ -114,6 +119,11 @@ impl Config {
         }
         if self.sweep_interval < Duration::from_millis(100) {
             return Err("coordinator.sweep_interval must be at least 100ms".into());
+        }
+        if !self.sample_interval.is_zero() && self.sample_interval < Duration::from_millis(100) {
+            return Err(
+                "coordinator.sample_interval must be at least 100ms, or 0 to stop sampling".into(),
+            );
         }
         if self.idempotency_window > ten_years {
             return Err("coordinator.idempotency_window must be at most ten years".into());

@@ -29,6 +29,7 @@ mod pending;
 mod queued;
 mod result;
 mod retry;
+mod sample;
 mod state;
 mod task;
 
@@ -112,6 +113,17 @@ pub async fn run(
         outbox_rx,
         Arc::clone(&marks),
     ));
+    // Gauges sampled beside the loop, never in its way.
+    let sampler = (!cfg.sample_interval.is_zero()).then(|| {
+        tokio::spawn(sample::run(
+            Arc::clone(&broker),
+            Arc::clone(&store),
+            subjects.clone(),
+            Arc::clone(&metrics),
+            cfg.sample_interval,
+            shutdown.clone(),
+        ))
+    });
     let mut c = Coordinator {
         env: Env {
             cfg,
@@ -211,6 +223,9 @@ pub async fn run(
                 backoff.wait().await;
             }
         }
+    }
+    if let Some(s) = sampler {
+        s.abort();
     }
     // What is decided is committed (or handed back) before the process goes.
     c.settle_or_warn().await;

@@ -13,6 +13,18 @@ use kora_store::{AttemptKey, Batch, Expect, RunStatus};
 use crate::Error;
 use crate::state::ActiveRun;
 
+/// A run a batch ends, as its metrics and log line name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ended {
+    pub(crate) run_id: String,
+    pub(crate) status: RunStatus,
+    /// The workflow's name (its id when it has none).
+    pub(crate) workflow: String,
+    pub(crate) tenant: String,
+    /// When the run was submitted (0 if unknown).
+    pub(crate) created_ms: u64,
+}
+
 /// One batch's ledger writes, then messages to publish after the commit.
 #[derive(Default)]
 pub(crate) struct Pending {
@@ -23,7 +35,7 @@ pub(crate) struct Pending {
     /// Runs this batch ends: dropped from the cache after the commit.
     pub(crate) finished: Vec<String>,
     /// Runs this batch ends, with how: counted and logged once the commit is durable.
-    pub(crate) ended: Vec<(String, RunStatus)>,
+    pub(crate) ended: Vec<Ended>,
     /// Runs this batch already carries an expectation for.
     pub(crate) expected: HashSet<String>,
     /// Which entries of `publish` are tasks, and their attempts (marked published once sent).

@@ -12,6 +12,7 @@ use kora_store::{AttemptStatus, AttemptUpdate, AuditEntry};
 use tracing::{debug, warn};
 
 use crate::apply::apply;
+use crate::metrics::Fenced;
 use crate::pending::{Ev, Pending, Refusal};
 use crate::{Coordinator, Error};
 
@@ -70,7 +71,7 @@ impl Coordinator {
         r.make_storable();
         let from_cache = self.runs.contains_key(&r.run_id);
         let Some(mut run) = self.take_run(&r.run_id).await? else {
-            self.metrics.results_fenced.inc();
+            self.metrics.fenced(Fenced::RunEnded, 1);
             debug!(run_id = %r.run_id, node_id = %r.node_id, "result for an unknown or finished run ignored");
             return Ok(());
         };
@@ -121,7 +122,7 @@ impl Coordinator {
                         verdict = run.accepts(node, r.iteration, r.attempt);
                     }
                     None => {
-                        self.metrics.results_fenced.inc();
+                        self.metrics.fenced(Fenced::RunEnded, 1);
                         return Ok(());
                     }
                 }
@@ -166,8 +167,8 @@ impl Coordinator {
                 run.inputs_of(node).unwrap_or_default(),
             )
         });
-        if dead_letter.is_some() {
-            self.metrics.dead_letters.inc();
+        if let Some((reason, _)) = &dead_letter {
+            self.metrics.dead_lettered(reason);
         }
         let applied = verdict.and_then(|()| {
             run.state
@@ -175,7 +176,7 @@ impl Coordinator {
         });
         match applied {
             Err(rejected) => {
-                self.metrics.results_fenced.inc();
+                self.metrics.fenced(Fenced::Stale, 1);
                 debug!(run_id = %r.run_id, node_id = %r.node_id, attempt = r.attempt, %rejected, "result fenced");
             }
             Ok(actions) => {

@@ -33,6 +33,8 @@ pub(crate) struct ActiveRun {
     pub(crate) parent: Option<String>,
     /// The run's tenant: its child runs belong to it too.
     pub(crate) tenant: String,
+    /// When the run was submitted (0 when not known): its end-to-end time is measured from it.
+    pub(crate) created_ms: u64,
 }
 
 impl ActiveRun {
@@ -55,6 +57,7 @@ impl ActiveRun {
             group,
             parent,
             tenant,
+            created_ms: 0,
         }
     }
 
@@ -68,14 +71,16 @@ impl ActiveRun {
             .ok()
             .flatten()
             .map(|(g, _)| g);
-        Some(ActiveRun::new(
+        let mut run = ActiveRun::new(
             rec.run_id.clone(),
             RunState::new(compiled, &rec.params).keep_leaf_outputs(false),
             rec.event_seq,
             group,
             rec.parent.clone(),
             rec.tenant.clone(),
-        ))
+        );
+        run.created_ms = rec.created_ms;
+        Some(run)
     }
 
     /// A running node's inputs: computed by the planner, then the operator's overrides.

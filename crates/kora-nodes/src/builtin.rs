@@ -12,12 +12,9 @@ use kora_model::{Map, Value};
 use crate::python::PythonPool;
 use crate::{Node, NodeContext, NodeError, NodesConfig, confine};
 
-pub(crate) fn all(cfg: &NodesConfig) -> Vec<Arc<dyn Node>> {
-    let pool = Arc::new(PythonPool::new(
-        &cfg.python_bin,
-        cfg.python_workers,
-        cfg.python_timeout,
-    ));
+/// The built-in nodes, sharing `pool` (PythonCodeNode's interpreters).
+pub(crate) fn all(cfg: &NodesConfig, pool: &Arc<PythonPool>) -> Vec<Arc<dyn Node>> {
+    let pool = Arc::clone(pool);
     vec![
         Arc::new(PythonCode::new(pool)),
         Arc::new(Switch::new()),

@@ -116,6 +116,9 @@ impl NodesConfig {
 #[derive(Clone, Default)]
 pub struct Registry {
     nodes: BTreeMap<&'static str, Arc<dyn Node>>,
+    /// PythonCodeNode's interpreters, for their gauges (a registry without the built-in
+    /// nodes has none).
+    python: Option<Arc<python::PythonPool>>,
 }
 
 impl Registry {
@@ -127,7 +130,13 @@ impl Registry {
     pub fn builtin(cfg: &NodesConfig) -> Self {
         let mut r = Self::empty();
         let client = http::Http::new();
-        for n in builtin::all(cfg)
+        let pool = Arc::new(python::PythonPool::new(
+            &cfg.python_bin,
+            cfg.python_workers,
+            cfg.python_timeout,
+        ));
+        r.python = Some(Arc::clone(&pool));
+        for n in builtin::all(cfg, &pool)
             .into_iter()
             .chain(data::all(&cfg.data_root))
             .chain(http::all(&client))
@@ -153,6 +162,14 @@ impl Registry {
         for (name, node) in &other.nodes {
             self.nodes.entry(name).or_insert_with(|| Arc::clone(node));
         }
+        if self.python.is_none() {
+            self.python.clone_from(&other.python);
+        }
+    }
+
+    /// PythonCodeNode's interpreters: `(busy, idle, max)`; `None` without the built-in nodes.
+    pub fn python_use(&self) -> Option<(usize, usize, usize)> {
+        self.python.as_ref().map(|p| p.usage())
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Node>> {

@@ -159,6 +159,7 @@ struct Interp {
 /// The pool. Interpreters start on first use, up to `size`.
 pub struct PythonPool {
     bin: String,
+    size: usize,
     permits: Semaphore,
     idle: Mutex<Vec<Interp>>,
     default_timeout: Duration,
@@ -168,6 +169,7 @@ impl PythonPool {
     pub fn new(bin: &str, size: usize, default_timeout: Duration) -> Self {
         PythonPool {
             bin: bin.into(),
+            size: size.max(1),
             permits: Semaphore::new(size.max(1)),
             idle: Mutex::new(Vec::new()),
             default_timeout,
@@ -208,6 +210,13 @@ impl PythonPool {
     /// Interpreters currently idle (for tests and metrics).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map_or(0, |g| g.len())
+    }
+
+    /// `(busy, idle, max)`: interpreters running code, started and waiting, and the most
+    /// this pool starts.
+    pub fn usage(&self) -> (usize, usize, usize) {
+        let busy = self.size.saturating_sub(self.permits.available_permits());
+        (busy, self.idle_count(), self.size)
     }
 
     /// Runs `code` with `inputs` as variables and returns the node's output object.

@@ -10,6 +10,7 @@
 //! Must not: write the ledger (it reads trigger rows only), decide readiness, or talk to
 //! workers.
 
+mod metrics;
 pub mod triggers;
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use kora_model::wire::{self, Admission, RunRequest};
 use kora_model::{Catalog, Severity};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+pub use metrics::SchedulerMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -80,6 +83,7 @@ pub async fn run(
     subjects: Subjects,
     catalog: Arc<dyn Catalog + Send + Sync>,
     ledger: Option<Arc<dyn kora_store::Store>>,
+    metrics: Arc<SchedulerMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let triggers = ledger.map(|store| {
@@ -87,10 +91,19 @@ pub async fn run(
             Arc::clone(&broker),
             store,
             subjects.clone(),
+            Arc::clone(&metrics),
             shutdown.clone(),
         ))
     });
-    let admitted = admit_requests(cfg, Arc::clone(&broker), subjects, catalog, shutdown).await;
+    let admitted = admit_requests(
+        cfg,
+        Arc::clone(&broker),
+        subjects,
+        catalog,
+        &metrics,
+        shutdown,
+    )
+    .await;
     if let Some(t) = triggers {
         let _ = t.await;
     }
@@ -103,6 +116,7 @@ async fn admit_requests(
     broker: Arc<dyn Broker>,
     subjects: Subjects,
     catalog: Arc<dyn Catalog + Send + Sync>,
+    metrics: &SchedulerMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let consumer = broker
@@ -130,15 +144,27 @@ async fn admit_requests(
             let req = match wire::decode::<RunRequest>(&d.payload) {
                 Ok(r) => r,
                 Err(e) => {
+                    metrics.request("poison");
                     warn!(subject = %d.subject, error = %e, "dead-lettering an undecodable run request");
                     dead_letter(broker.as_ref(), &subjects, "run", &d, &e.to_string()).await?;
                     continue;
                 }
             };
+            if req.submitted_at_ms > 0 {
+                metrics.admission_delay.observe(
+                    kora_model::now_ms().saturating_sub(req.submitted_at_ms) as f64 / 1000.0,
+                );
+            }
             let admission = admit(req, catalog.as_ref(), &cfg.limits);
             let run_id = match &admission {
-                Admission::Admitted { request } => request.run_id.clone(),
-                Admission::Rejected { run_id, .. } => run_id.clone(),
+                Admission::Admitted { request } => {
+                    metrics.request("admitted");
+                    request.run_id.clone()
+                }
+                Admission::Rejected { run_id, .. } => {
+                    metrics.request("rejected");
+                    run_id.clone()
+                }
             };
             let payload = match wire::encode(&admission) {
                 Ok(p) => p,

@@ -98,6 +98,7 @@ pub async fn run(
     broker: Arc<dyn Broker>,
     store: Arc<dyn Store>,
     subjects: Subjects,
+    metrics: Arc<crate::SchedulerMetrics>,
     shutdown: CancellationToken,
 ) {
     let mut running: HashMap<String, (TriggerRecord, CancellationToken)> = HashMap::new();
@@ -135,9 +136,21 @@ pub async fn run(
             let token = shutdown.child_token();
             running.insert(name, (t.clone(), token.clone()));
             if t.schedule.is_some() {
-                tracker.spawn(fire_cron(Arc::clone(&broker), subjects.clone(), t, token));
+                tracker.spawn(fire_cron(
+                    Arc::clone(&broker),
+                    subjects.clone(),
+                    Arc::clone(&metrics),
+                    t,
+                    token,
+                ));
             } else {
-                tracker.spawn(consume(Arc::clone(&broker), subjects.clone(), t, token));
+                tracker.spawn(consume(
+                    Arc::clone(&broker),
+                    subjects.clone(),
+                    Arc::clone(&metrics),
+                    t,
+                    token,
+                ));
             }
         }
     }
@@ -159,6 +172,7 @@ pub fn run_for_tick(t: &TriggerRecord, tick_ms: i64) -> (String, Map) {
 async fn fire_cron(
     broker: Arc<dyn Broker>,
     subjects: Subjects,
+    metrics: Arc<crate::SchedulerMetrics>,
     t: TriggerRecord,
     stop: CancellationToken,
 ) {
@@ -187,9 +201,13 @@ async fn fire_cron(
         let tick_ms = next.timestamp_millis();
         let (key, params) = run_for_tick(&t, tick_ms);
         match submit_keyed(broker.as_ref(), &subjects, &t, key, params).await {
-            Ok(run_id) => tracing::info!(trigger = %t.name, %run_id, tick_ms, "cron trigger fired"),
+            Ok(run_id) => {
+                metrics.trigger(&t.name, true);
+                tracing::info!(trigger = %t.name, %run_id, tick_ms, "cron trigger fired");
+            }
             Err(e) => {
-                tracing::warn!(trigger = %t.name, error = %e, tick_ms, "cron tick not submitted")
+                metrics.trigger(&t.name, false);
+                tracing::warn!(trigger = %t.name, error = %e, tick_ms, "cron tick not submitted");
             }
         }
         next = match cron.find_next_occurrence(&next, false) {
@@ -202,6 +220,7 @@ async fn fire_cron(
 async fn consume(
     broker: Arc<dyn Broker>,
     subjects: Subjects,
+    metrics: Arc<crate::SchedulerMetrics>,
     t: TriggerRecord,
     stop: CancellationToken,
 ) {
@@ -238,10 +257,12 @@ async fn consume(
                 run_for(&t, d.info.stream_sequence, d.info.published_ms, &d.payload);
             match submit_keyed(broker.as_ref(), &subjects, &t, key, params).await {
                 Ok(run_id) => {
+                    metrics.trigger(&t.name, true);
                     tracing::info!(trigger = %t.name, %run_id, "trigger started a run");
                     let _ = d.ack().await;
                 }
                 Err(e) => {
+                    metrics.trigger(&t.name, false);
                     tracing::warn!(trigger = %t.name, error = %e, "cannot submit a triggered run; it will be retried");
                     let _ = d.nak(Some(Duration::from_secs(1))).await;
                 }

@@ -1,6 +1,8 @@
 //! The operator endpoint of `kora serve` (`metrics.addr`): `GET /metrics` (the process's
-//! metrics in OpenMetrics text) and `GET /healthz` (200 while every role runs, 503 with each
-//! role's state otherwise). `router` is testable without a socket.
+//! metrics in OpenMetrics text), `GET /healthz` (liveness: 200 while every role runs, 503 with
+//! each role's state otherwise) and `GET /readyz` (readiness: 200 when NATS, the ledger and
+//! the roles' consumers answer and no role is stopping; 503 naming what failed). `router` is
+//! testable without a socket.
 
 use std::sync::Arc;
 
@@ -15,24 +17,56 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::health::Health;
+use crate::ready::Readiness;
 
 #[derive(Clone)]
 struct AppState {
     registry: Arc<Registry>,
     health: Arc<Health>,
+    ready: Option<Arc<Readiness>>,
 }
 
-pub fn router(registry: Arc<Registry>, health: Arc<Health>) -> Router {
+/// The endpoint's routes; without `ready`, `/readyz` answers as `/healthz` does.
+pub fn router(
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    ready: Option<Arc<Readiness>>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "not found: try /metrics or /healthz\n",
+                "not found: try /metrics, /healthz or /readyz\n",
             )
         })
-        .with_state(AppState { registry, health })
+        .with_state(AppState {
+            registry,
+            health,
+            ready,
+        })
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let running = s.health.healthy();
+    let checks = match &s.ready {
+        Some(r) => r.checks().await,
+        None => Vec::new(),
+    };
+    let ready = running && checks.iter().all(|c| c.ok);
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "roles_running": running,
+        "checks": checks,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -126,7 +160,7 @@ mod tests {
         m.ledger_commit_seconds.observe(0.002);
         let health = Arc::new(Health::default());
         health.set("coordinator", RoleState::Running, None);
-        let r = router(Arc::new(registry), Arc::clone(&health));
+        let r = router(Arc::new(registry), Arc::clone(&health), None);
         let (status, body) = get(r.clone(), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("kora_runs_started_total 1\n"), "{body}");
@@ -140,6 +174,8 @@ mod tests {
         );
         let (status, body) = get(r.clone(), "/healthz").await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = get(r.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
         health.set(
             "coordinator",
             RoleState::Failed,
@@ -148,6 +184,10 @@ mod tests {
         let (status, body) = get(r.clone(), "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("ledger unreachable"), "{body}");
+        assert_eq!(
+            get(r.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(get(r, "/nope").await.0, StatusCode::NOT_FOUND);
     }
 }

@@ -14,6 +14,8 @@
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod metered;
+pub mod ready;
 pub mod roles;
 pub mod supervise;
 
@@ -78,6 +80,8 @@ pub struct Deps {
     pub ledger: Option<Arc<dyn Store>>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    pub worker_metrics: Arc<kora_worker::WorkerMetrics>,
+    pub scheduler_metrics: Arc<kora_scheduler::SchedulerMetrics>,
     /// Whether schedulers follow the ledger's triggers (`kora serve`; not `kora run`).
     pub triggers: bool,
     /// The process's exported metrics (the gateway serves them on `/metrics` and adds its
@@ -112,6 +116,7 @@ pub fn start(
                     deps.subjects.clone(),
                     Arc::clone(&catalog),
                     deps.ledger.clone().filter(|_| deps.triggers),
+                    Arc::clone(&deps.scheduler_metrics),
                     sup.token(),
                 ),
             ),
@@ -151,6 +156,7 @@ pub fn start(
                             Arc::clone(&deps.broker),
                             deps.subjects.clone(),
                             Arc::clone(&deps.registry),
+                            Arc::clone(&deps.worker_metrics),
                             sup.token(),
                         ),
                     );
@@ -205,12 +211,18 @@ pub async fn serve(
         name: name.clone(),
         ..cfg.nats.clone()
     };
-    let broker: Arc<dyn Broker> = Arc::new(JetStreamBroker::connect(&nats).await.map_err(
+    let nats_broker: Arc<dyn Broker> = Arc::new(JetStreamBroker::connect(&nats).await.map_err(
         |source| Error::Nats {
             url: cfg.nats.url.clone(),
             source,
         },
     )?);
+    let mut metrics_registry = MetricsRegistry::with_prefix("kora");
+    let broker: Arc<dyn Broker> = Arc::new(metered::Metered::new(
+        nats_broker,
+        &cfg.nats.prefix,
+        Arc::new(metered::PublishMetrics::registered(&mut metrics_registry)),
+    ));
     provision(
         broker.as_ref(),
         &subjects,
@@ -221,11 +233,18 @@ pub async fn serve(
     .map_err(Error::Provision)?;
     let mut registry = Registry::builtin(&cfg.nodes);
     registry.extend(&extra);
+    let registry = Arc::new(registry);
     if roles.contains(&Role::Gateway) {
         cfg.gateway.validate_for_serving().map_err(Error::Config)?;
     }
-    let mut metrics_registry = MetricsRegistry::with_prefix("kora");
     let metrics = Arc::new(Metrics::registered(&mut metrics_registry));
+    let worker_metrics = Arc::new(kora_worker::WorkerMetrics::registered(
+        &mut metrics_registry,
+        &registry,
+    ));
+    let scheduler_metrics = Arc::new(kora_scheduler::SchedulerMetrics::registered(
+        &mut metrics_registry,
+    ));
     let gateway_metrics = Arc::new(kora_gateway::GatewayMetrics::registered(
         &mut metrics_registry,
     ));
@@ -255,8 +274,10 @@ pub async fn serve(
         broker: Arc::clone(&broker),
         subjects,
         ledger,
-        registry: Arc::new(registry),
+        registry,
         metrics,
+        worker_metrics,
+        scheduler_metrics,
         triggers: true,
         exported: Some(Exported {
             registry: Arc::clone(&metrics_registry),
@@ -280,7 +301,18 @@ pub async fn serve(
     let http_stop = CancellationToken::new();
     let endpoint = listener.map(|listener| {
         tracing::info!(addr = %cfg.metrics.addr, "serving /metrics and /healthz");
-        let router = http::router(Arc::clone(&metrics_registry), Arc::clone(&health));
+        let ready = ready::Readiness::new(
+            Arc::clone(&broker),
+            deps.ledger.clone(),
+            &deps.subjects,
+            roles,
+            &cfg.worker.queue,
+        );
+        let router = http::router(
+            Arc::clone(&metrics_registry),
+            Arc::clone(&health),
+            Some(Arc::new(ready)),
+        );
         tokio::spawn(http::serve(listener, router, http_stop.clone()))
     });
     let roles_text: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();

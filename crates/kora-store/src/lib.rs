@@ -25,9 +25,9 @@ pub use directory::{ApiAuditEntry, ApiAuditFilter, ApiKey, Directory, WorkflowRe
 pub use error::{Error, Result};
 pub use records::{
     Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, AuditEntry, AuditFilter, Batch,
-    CommitReport, DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect, NewAttempt, NewRun,
-    ReplayOutcome, ReplayRequest, RunFilter, RunRecord, RunStatus, RunUpdate, TriggerRecord,
-    parse_dead_letter_id, results_from_attempts,
+    CommitReport, DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect, LiveRuns, NewAttempt,
+    NewRun, PoolUse, ReplayOutcome, ReplayRequest, RunFilter, RunRecord, RunStatus, RunUpdate,
+    TriggerRecord, parse_dead_letter_id, results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
@@ -106,6 +106,13 @@ pub trait Store: Directory + Send + Sync + 'static {
     async fn delete_trigger(&self, name: &str) -> Result<bool>;
     /// How many of a tenant's runs are running or queued.
     async fn tenant_active_runs(&self, tenant: &str) -> Result<u64>;
+    /// Runs running or queued, counted by tenant, workflow (its name, or its id when it has
+    /// none) and status, in that order; at most `limit` groups.
+    async fn live_runs(&self, limit: usize) -> Result<Vec<LiveRuns>>;
+    /// The connection pool's use, for a store that has one.
+    fn pool_use(&self) -> Option<PoolUse> {
+        None
+    }
     /// How many runs of a concurrency group are `(running, queued)`.
     async fn concurrency_usage(&self, group: &str) -> Result<(u64, u64)>;
     /// Queued runs that may start now, oldest first: in each concurrency group (of `groups`,

@@ -63,6 +63,24 @@ pub struct RunRecord {
     pub tenant: String,
 }
 
+/// A group of live runs ([`crate::Store::live_runs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRuns {
+    pub tenant: String,
+    pub workflow: String,
+    /// `Running` or `Queued`.
+    pub status: RunStatus,
+    pub runs: u64,
+}
+
+/// Connections of a store's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptStatus {
     Dispatched,

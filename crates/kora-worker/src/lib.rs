@@ -7,8 +7,10 @@
 //!
 //! Must not: keep state between tasks, write the ledger, or decide what runs next.
 
+mod metrics;
+
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kora_broker::topology::dead_letter;
 use kora_broker::{Broker, Delivery, Outbound};
@@ -20,6 +22,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
+
+pub use metrics::WorkerMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -107,6 +111,7 @@ pub async fn run(
     broker: Arc<dyn Broker>,
     subjects: Subjects,
     registry: Arc<Registry>,
+    metrics: Arc<WorkerMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     // Never more tasks requested than this worker has slots for.
@@ -126,6 +131,10 @@ pub async fn run(
         )
         .await?;
     let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let capacity = i64::try_from(cfg.concurrency.max(1)).unwrap_or(i64::MAX);
+    metrics.slots_move(&cfg.queue, "", "free", capacity);
+    // The queue's series exist from the start (at zero), so a rate sees the first tasks.
+    metrics.serve_queue(&cfg.queue);
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     // Cancelled runs: the coordinator's notices stop their tasks here.
@@ -140,7 +149,20 @@ pub async fn run(
     // Finished tasks go to one publisher, which publishes their results pipelined and then acks
     // the tasks: a result is always stored before its task is acked.
     let (done_tx, done_rx) = tokio::sync::mpsc::channel::<Finished>(cfg.concurrency.max(1) * 2);
-    let publisher = tokio::spawn(publish_results(Arc::clone(&broker), done_rx));
+    let publisher = tokio::spawn(publish_results(
+        Arc::clone(&broker),
+        done_rx,
+        Arc::clone(&metrics),
+    ));
+    let shared = Arc::new(Shared {
+        broker: Arc::clone(&broker),
+        subjects: subjects.clone(),
+        registry: Arc::clone(&registry),
+        cfg: Arc::clone(&cfg),
+        abort: abort.clone(),
+        runs: Arc::clone(&runs),
+        metrics: Arc::clone(&metrics),
+    });
     let mut backoff = Duration::from_millis(50);
     loop {
         // Fetch only what there is room for, so a busy worker does not hoard tasks.
@@ -180,17 +202,13 @@ pub async fn run(
                     Err(_) => break,
                 },
             };
-            let (b, s, r, c, a, tx, rt) = (
-                Arc::clone(&broker),
-                subjects.clone(),
-                Arc::clone(&registry),
-                Arc::clone(&cfg),
-                abort.clone(),
-                done_tx.clone(),
-                Arc::clone(&runs),
-            );
+            let (shared, tx) = (Arc::clone(&shared), done_tx.clone());
+            metrics.slots_move(&cfg.queue, "free", "busy", 1);
             tracker.spawn(async move {
-                let finished = handle(d, b.as_ref(), &s, &r, &c, &a, &rt).await;
+                let finished = handle(d, &shared).await;
+                shared
+                    .metrics
+                    .slots_move(&shared.cfg.queue, "busy", "free", 1);
                 drop(permit);
                 if let Some(f) = finished {
                     // The publisher outlives every task; if it has stopped, the unacked task is
@@ -212,6 +230,7 @@ pub async fn run(
     drop(done_tx);
     let _ = publisher.await;
     listener.abort();
+    metrics.slots_move(&cfg.queue, "free", "", capacity);
     broker.flush().await?;
     Ok(())
 }
@@ -224,14 +243,20 @@ struct Finished {
 }
 
 /// Publishes finished tasks' results in pipelined batches, then acks (or hands back) each task.
-async fn publish_results(broker: Arc<dyn Broker>, mut rx: tokio::sync::mpsc::Receiver<Finished>) {
+async fn publish_results(
+    broker: Arc<dyn Broker>,
+    mut rx: tokio::sync::mpsc::Receiver<Finished>,
+    metrics: Arc<WorkerMetrics>,
+) {
     let mut buf = Vec::with_capacity(256);
     while rx.recv_many(&mut buf, 256).await > 0 {
         let msgs: Vec<Outbound> = buf
             .iter_mut()
             .map(|f| std::mem::replace(&mut f.result, Outbound::new(String::new(), Vec::new())))
             .collect();
+        let began = Instant::now();
         let acks = broker.publish_many(msgs).await;
+        metrics.published(began.elapsed().as_secs_f64());
         for (f, published) in buf.drain(..).zip(acks) {
             match published {
                 Ok(_) => {
@@ -321,18 +346,33 @@ async fn listen_for_cancels(
     }
 }
 
-async fn handle(
-    d: Delivery,
-    broker: &dyn Broker,
-    subjects: &Subjects,
-    registry: &Registry,
-    cfg: &Config,
-    abort: &CancellationToken,
-    runs: &RunTokens,
-) -> Option<Finished> {
+/// What every task of a worker loop shares.
+struct Shared {
+    broker: Arc<dyn Broker>,
+    subjects: Subjects,
+    registry: Arc<Registry>,
+    cfg: Arc<Config>,
+    /// Cancelled when the drain grace is over: running tasks are handed back.
+    abort: CancellationToken,
+    runs: Arc<RunTokens>,
+    metrics: Arc<WorkerMetrics>,
+}
+
+async fn handle(d: Delivery, shared: &Shared) -> Option<Finished> {
+    let Shared {
+        broker,
+        subjects,
+        registry,
+        cfg,
+        abort,
+        runs,
+        metrics,
+    } = shared;
+    let broker = broker.as_ref();
     let task = match wire::decode::<NodeTask>(&d.payload) {
         Ok(t) => t,
         Err(e) => {
+            metrics.poison_tasks.inc();
             warn!(subject = %d.subject, error = %e, "dead-lettering an undecodable task");
             if let Err(e) = dead_letter(broker, subjects, "task", &d, &e.to_string()).await {
                 warn!(error = %e, "cannot dead-letter; the task will be redelivered");
@@ -341,6 +381,19 @@ async fn handle(
         }
     };
     let started = now_ms();
+    let began = Instant::now();
+    // A node type this worker lacks is one label, not one per name a task could carry.
+    let node_type = if registry.get(&task.node_type).is_some() {
+        task.node_type.as_str()
+    } else {
+        "unknown"
+    };
+    if d.info.delivered == 1 {
+        metrics.started(
+            &cfg.queue,
+            started.saturating_sub(d.info.published_ms) as f64 / 1000.0,
+        );
+    }
     let mut audit = Vec::new();
     let outcome = match registry.get(&task.node_type) {
         None => TaskOutcome::Failure {
@@ -412,12 +465,14 @@ async fn handle(
                                 }
                             }
                             () = abort.cancelled() => {
+                                metrics.attempt(node_type, &cfg.queue, "handed_back");
                                 let _ = d.nak(None).await;
                                 return None;
                             }
                             () = cancelled.cancelled() => {
                                 // The run was cancelled: stop, and drop the task for good.
                                 warn!(run_id = %task.run_id, node_id = %task.node_id, "task stopped: its run was cancelled");
+                                metrics.attempt(node_type, &cfg.queue, "cancelled");
                                 let _ = d.ack().await;
                                 return None;
                             }
@@ -454,9 +509,22 @@ async fn handle(
             }
         }
     };
-    if let TaskOutcome::Failure { error, .. } = &outcome {
+    metrics.ran(node_type, &cfg.queue, began.elapsed().as_secs_f64());
+    if let TaskOutcome::Failure {
+        error,
+        error_type: kind,
+        ..
+    } = &outcome
+    {
+        let timed_out = kind == error_type::TIMEOUT;
+        metrics.attempt(
+            node_type,
+            &cfg.queue,
+            if timed_out { "timed_out" } else { "failed" },
+        );
         warn!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, %error, "node failed");
     } else {
+        metrics.attempt(node_type, &cfg.queue, "succeeded");
         debug!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, "node succeeded");
     }
     let mut result = NodeResult {

@@ -104,8 +104,8 @@ pub(crate) async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         key_reused: reused,
         started_nats: nats.is_some(),
     };
-    let served = kora_server::serve(cfg, &roles, Registry::empty(), token);
-    tokio::pin!(served);
+    // Boxed: the roles' futures are large, and this one lives across the wait below.
+    let mut served = Box::pin(kora_server::serve(cfg, &roles, Registry::empty(), token));
     let listening = tokio::select! {
         up = wait_listening(&gateway_addr, GATEWAY_START) => up,
         r = &mut served => {

@@ -798,6 +798,38 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn live_runs(&self, limit: usize) -> Result<Vec<crate::LiveRuns>> {
+        let g = self.lock();
+        let mut counts: std::collections::BTreeMap<(String, String, &'static str), u64> =
+            std::collections::BTreeMap::new();
+        for r in g.runs.values() {
+            let rec = &r.record;
+            if !matches!(rec.status, RunStatus::Running | RunStatus::Queued) {
+                continue;
+            }
+            let workflow = if rec.workflow_name.is_empty() {
+                &rec.workflow_id
+            } else {
+                &rec.workflow_name
+            };
+            *counts
+                .entry((rec.tenant.clone(), workflow.clone(), rec.status.as_str()))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .take(limit)
+            .filter_map(|((tenant, workflow, status), runs)| {
+                Some(crate::LiveRuns {
+                    tenant,
+                    workflow,
+                    status: RunStatus::parse(status)?,
+                    runs,
+                })
+            })
+            .collect())
+    }
+
     async fn tenant_active_runs(&self, tenant: &str) -> Result<u64> {
         Ok(self
             .lock()

@@ -587,6 +587,28 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn live_runs(&self, limit: usize) -> Result<Vec<crate::LiveRuns>> {
+        let rows = sqlx::query(
+            "SELECT tenant, CASE WHEN workflow_name = '' THEN workflow_id ELSE workflow_name END AS workflow, status, count(*) AS n
+             FROM runs WHERE status IN ('running', 'queued')
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        live_runs_of(&rows)
+    }
+
+    fn pool_use(&self) -> Option<crate::PoolUse> {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Some(crate::PoolUse {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
     async fn tenant_active_runs(&self, tenant: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM runs WHERE tenant = $1 AND status IN ('running', 'queued')",
@@ -878,4 +900,30 @@ impl Store for PgStore {
             .map(|b| serde_json::from_str(b).map_err(|e| Error::Corrupt(e.to_string())))
             .collect()
     }
+}
+
+/// In byte order whatever the database's collation.
+fn live_runs_of(rows: &[PgRow]) -> Result<Vec<crate::LiveRuns>> {
+    rows.iter()
+        .map(|r| {
+            let status: String = r.try_get("status")?;
+            Ok(crate::LiveRuns {
+                tenant: r.try_get("tenant")?,
+                workflow: r.try_get("workflow")?,
+                status: crate::RunStatus::parse(&status)
+                    .ok_or_else(|| crate::Error::Corrupt(format!("run status {status:?}")))?,
+                runs: u(r.try_get::<i64, _>("n")?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|mut v| {
+            v.sort_by(|a, b| {
+                (&a.tenant, &a.workflow, a.status.as_str()).cmp(&(
+                    &b.tenant,
+                    &b.workflow,
+                    b.status.as_str(),
+                ))
+            });
+            v
+        })
 }

@@ -245,6 +245,18 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn live_runs(&self, limit: usize) -> Result<Vec<crate::LiveRuns>> {
+        let rows = sqlx::query(
+            "SELECT tenant, CASE WHEN workflow_name = '' THEN workflow_id ELSE workflow_name END AS workflow, status, count(*) AS n
+             FROM runs WHERE status IN ('running', 'queued')
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        live_runs_of(&rows)
+    }
+
     async fn tenant_active_runs(&self, tenant: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM runs WHERE tenant = ? AND status IN ('running', 'queued')",
@@ -671,4 +683,30 @@ async fn mark(
         .await?;
     }
     Ok(())
+}
+
+/// In byte order whatever the database's collation.
+fn live_runs_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<crate::LiveRuns>> {
+    rows.iter()
+        .map(|r| {
+            let status: String = r.try_get("status")?;
+            Ok(crate::LiveRuns {
+                tenant: r.try_get("tenant")?,
+                workflow: r.try_get("workflow")?,
+                status: crate::RunStatus::parse(&status)
+                    .ok_or_else(|| crate::Error::Corrupt(format!("run status {status:?}")))?,
+                runs: u(r.try_get::<i64, _>("n")?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|mut v| {
+            v.sort_by(|a, b| {
+                (&a.tenant, &a.workflow, a.status.as_str()).cmp(&(
+                    &b.tenant,
+                    &b.workflow,
+                    b.status.as_str(),
+                ))
+            });
+            v
+        })
 }

@@ -169,6 +169,22 @@ pub async fn runs_and_dead_letters_belong_to_tenants(s: &dyn Store, ns: &str) {
     .unwrap();
     assert_eq!(s.tenant_active_runs(&ta).await.unwrap(), 2);
     assert_eq!(s.tenant_active_runs(&tb).await.unwrap(), 0);
+    let live: Vec<(String, &str, u64)> = s
+        .live_runs(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.tenant == ta || l.tenant == tb)
+        .map(|l| (l.workflow, l.status.as_str(), l.runs))
+        .collect();
+    assert_eq!(
+        live,
+        [
+            ("demo".to_string(), "queued", 1),
+            ("demo".to_string(), "running", 1)
+        ],
+        "live runs by tenant, workflow and status"
+    );
 }
 
 /// A trigger name is one tenant's: another tenant cannot take it over. Deleting removes it.
