@@ -48,4 +48,6 @@ pub use kora_cli::conformance::compare;
 #[cfg(test)]
 mod e2e;
 #[cfg(test)]
+mod ops_files;
+#[cfg(test)]
 mod tidy;
