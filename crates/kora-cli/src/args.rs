@@ -517,6 +517,11 @@ pub(crate) enum RunsCommand {
         /// Only runs created since then: 30m, 12h, 7d, or epoch ms.
         #[arg(long)]
         since: Option<String>,
+        /// Only stuck runs: running with no progress for monitoring.stuck_after_secs, or with
+        /// a node on its monitoring.retry_loop_attempts-th attempt; with the reason the
+        /// coordinators' monitor gave (no_progress, no_worker, retry_loop), oldest first.
+        #[arg(long, conflicts_with_all = ["status", "since"])]
+        stuck: bool,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long, value_enum, default_value = "table")]

@@ -131,6 +131,7 @@ impl Engine {
             metrics: Arc::new(Metrics::default()),
             worker_metrics: Arc::default(),
             scheduler_metrics: Arc::default(),
+            alerts: None,
             triggers: false,
             exported: None,
         };

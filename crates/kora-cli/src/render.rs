@@ -108,6 +108,51 @@ pub(crate) fn runs(rows: &[RunRow], format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A stuck run (`kora runs list --stuck`).
+#[derive(Serialize)]
+pub(crate) struct StuckRow {
+    pub(crate) run_id: String,
+    pub(crate) workflow: String,
+    pub(crate) tenant: String,
+    /// The monitor's reason, once a coordinator has judged it.
+    pub(crate) reason: Option<String>,
+    /// Seconds since the run's last activity.
+    pub(crate) idle_secs: u64,
+    pub(crate) created_ms: u64,
+    pub(crate) max_attempt: u32,
+    pub(crate) in_flight: Vec<String>,
+}
+
+pub(crate) fn stuck(rows: &[StuckRow], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(rows);
+    }
+    let mut t = table(&[
+        "run",
+        "workflow",
+        "tenant",
+        "reason",
+        "idle",
+        "attempt",
+        "waiting on",
+        "created",
+    ]);
+    for r in rows {
+        t.add_row(vec![
+            r.run_id.clone(),
+            r.workflow.clone(),
+            r.tenant.clone(),
+            r.reason.clone().unwrap_or_else(|| "-".into()),
+            kora_model::duration::format(std::time::Duration::from_secs(r.idle_secs)),
+            r.max_attempt.to_string(),
+            r.in_flight.join(", "),
+            when(Some(r.created_ms)),
+        ]);
+    }
+    print_table(&t);
+    Ok(())
+}
+
 /// One attempt of a node.
 #[derive(Serialize)]
 pub(crate) struct AttemptRow {

@@ -44,9 +44,13 @@ pub struct Config {
     #[serde(with = "kora_model::duration")]
     pub max_retry_after: Duration,
     /// How often queue backlogs, live runs and ledger connections are sampled for
-    /// `/metrics`; 0 turns sampling off.
+    /// `/metrics`, and the monitor looks for stuck runs and anomalies; 0 turns both off.
     #[serde(with = "kora_model::duration")]
     pub sample_interval: Duration,
+    /// What the monitor watches (`[monitoring]`, set by `kora serve`, not read from this
+    /// section).
+    #[serde(skip)]
+    pub monitoring: crate::MonitoringConfig,
 }
 
 /// `[queues.<name>]`: at most `rate_per_sec` tasks a second on a queue, after a burst of up to
@@ -101,6 +105,7 @@ impl Default for Config {
             queue_timeouts: BTreeMap::new(),
             max_retry_after: Duration::from_secs(3600),
             sample_interval: Duration::from_secs(10),
+            monitoring: crate::MonitoringConfig::default(),
         }
     }
 }
@@ -131,6 +136,7 @@ impl Config {
         for (q, r) in &self.rate_limits {
             r.validate(q)?;
         }
+        self.monitoring.validate()?;
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ mod children;
 mod config;
 mod error;
 mod metrics;
+mod monitor;
 mod ops;
 mod outbox;
 mod pacing;
@@ -49,6 +50,7 @@ use tracing::{error, warn};
 pub use config::{Config, RateLimit};
 pub use error::Error;
 pub use metrics::Metrics;
+pub use monitor::{AlertSink, MonitoringConfig};
 
 use crate::batch::{InFlight, Open};
 use crate::outbox::{Marks, Published};
@@ -63,6 +65,8 @@ struct Coordinator {
     broker: Arc<dyn Broker>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    /// Node times and failures the monitor learns from (`None` when it does not run).
+    observed: Option<monitor::SharedObserved>,
     runs: HashMap<String, ActiveRun>,
     /// Committed batches on their way to the broker.
     outbox: tokio::sync::mpsc::Sender<Published>,
@@ -82,7 +86,9 @@ struct Coordinator {
     timers: BinaryHeap<DueTask>,
 }
 
-/// Runs the coordinator until `shutdown` is cancelled.
+/// Runs the coordinator until `shutdown` is cancelled; `alerts` receives the monitor's
+/// alerts (they are recorded in the ledger either way).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: Config,
     broker: Arc<dyn Broker>,
@@ -90,6 +96,7 @@ pub async fn run(
     subjects: Subjects,
     catalog: SharedCatalog,
     metrics: Arc<Metrics>,
+    alerts: Option<Arc<dyn AlertSink>>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let consumer = broker
@@ -113,13 +120,23 @@ pub async fn run(
         outbox_rx,
         Arc::clone(&marks),
     ));
-    // Gauges sampled beside the loop, never in its way.
-    let sampler = (!cfg.sample_interval.is_zero()).then(|| {
+    // Gauges sampled, and the monitor's passes, beside the loop, never in its way.
+    let observed: Option<monitor::SharedObserved> =
+        (!cfg.sample_interval.is_zero()).then(monitor::SharedObserved::default);
+    let sampler = observed.as_ref().map(|o| {
+        let watch = monitor::Monitor::new(
+            cfg.monitoring.clone(),
+            Arc::clone(&store),
+            alerts,
+            Arc::clone(&metrics),
+            Arc::clone(o),
+        );
         tokio::spawn(sample::run(
             Arc::clone(&broker),
             Arc::clone(&store),
             subjects.clone(),
             Arc::clone(&metrics),
+            watch,
             cfg.sample_interval,
             shutdown.clone(),
         ))
@@ -133,6 +150,7 @@ pub async fn run(
         broker,
         store,
         metrics,
+        observed,
         runs: HashMap::new(),
         outbox: outbox_tx,
         marks,

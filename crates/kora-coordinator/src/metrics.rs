@@ -44,6 +44,13 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub kind: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabels {
     pub cause: String,
 }
@@ -165,6 +172,11 @@ pub struct Metrics {
     pub ledger_connections: Family<StateLabels, Gauge>,
     /// Sampled: when the last sample was taken (Unix seconds); stale means the sampler is stuck.
     pub sampled_at: Gauge,
+    /// Sampled: running runs the monitor finds stuck, by reason (no_progress, no_worker,
+    /// retry_loop).
+    pub runs_stuck: Family<ReasonLabels, Gauge>,
+    /// Alerts this coordinator raised or resolved, by kind and state.
+    pub alerts: Family<AlertLabels, Counter>,
     /// Tenant names as labels.
     pub tenants: Bounded,
     /// Workflow names as labels.
@@ -202,6 +214,8 @@ impl Default for Metrics {
             runs_live: Family::default(),
             ledger_connections: Family::default(),
             sampled_at: Gauge::default(),
+            runs_stuck: Family::default(),
+            alerts: Family::default(),
             tenants: Bounded::default(),
             workflows: Bounded::default(),
         }
@@ -339,6 +353,16 @@ impl Metrics {
             m.ledger_connections.clone(),
         );
         registry.register(
+            "runs_stuck",
+            "Running runs found stuck, by reason: no_progress, no_worker (a task waits on a queue no worker serves), retry_loop. Sampled from the ledger.",
+            m.runs_stuck.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Alerts this coordinator raised or resolved (exactly one coordinator does each), by kind and state.",
+            m.alerts.clone(),
+        );
+        registry.register(
             "monitor_sampled_at_seconds",
             "When the coordinator last sampled queues and live runs (Unix time).",
             m.sampled_at.clone(),
@@ -367,6 +391,15 @@ impl Metrics {
             })
             .map(|c| c.get())
             .sum()
+    }
+
+    pub fn alert(&self, kind: &str, state: &str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                kind: kind.to_string(),
+                state: state.to_string(),
+            })
+            .inc();
     }
 
     pub fn dead_lettered(&self, reason: &str) {

@@ -140,6 +140,27 @@ impl Coordinator {
         let wf = std::sync::Arc::clone(run.state.workflow());
         let policy = wf.spec.retry_policy(&wf.spec.nodes[node]);
         let failed = reported.status == AttemptStatus::Failed;
+        if verdict.is_ok()
+            && let Some(observed) = &self.observed
+        {
+            // The monitor's baselines: this node type's time in this workflow, and failures.
+            let spec = &wf.spec;
+            let workflow = if spec.name.is_empty() {
+                &spec.id
+            } else {
+                &spec.name
+            };
+            let key = (
+                run.tenant.clone(),
+                workflow.clone(),
+                spec.nodes[node].node_type.clone(),
+            );
+            let seconds = r.finished_at_ms.saturating_sub(r.started_at_ms) as f64 / 1000.0;
+            observed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .record(&self.env.cfg.monitoring, key, seconds, failed, now);
+        }
         if verdict.is_ok() && failed && policy.retries(r.attempt, reported.retryable) {
             p.batch.audit.extend(audit);
             self.schedule_retry(

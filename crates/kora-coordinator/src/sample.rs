@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use crate::Error;
 use crate::metrics::{Metrics, QueueLabels, QueueStateLabels, RunLabels, StateLabels};
+use crate::monitor::{Monitor, QueueView};
 
 /// Queues and live-run groups a sample reports at most.
 const MAX_SERIES: usize = 1_000;
@@ -29,6 +30,7 @@ pub(crate) async fn run(
     store: Arc<dyn Store>,
     subjects: Subjects,
     metrics: Arc<Metrics>,
+    mut monitor: Monitor,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -38,6 +40,7 @@ pub(crate) async fn run(
         subjects,
         metrics,
         queues: BTreeSet::new(),
+        views: BTreeMap::new(),
         live: HashSet::new(),
     };
     let mut tick = tokio::time::interval(interval);
@@ -48,12 +51,16 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match sampler.sample().await {
+        let passed = match sampler.sample().await {
+            Ok(()) => monitor.pass(&sampler.views).await,
+            Err(e) => Err(e),
+        };
+        match passed {
             Ok(()) => failing = false,
             // Once per outage, not once per tick.
             Err(e) if !failing => {
                 failing = true;
-                warn!(error = %e, "cannot sample queues and live runs; the gauges keep their last values");
+                warn!(error = %e, "cannot sample queues and live runs or look for stuck runs; the gauges keep their last values");
             }
             Err(e) => debug!(error = %e, "sampling still fails"),
         }
@@ -67,6 +74,8 @@ struct Sampler {
     metrics: Arc<Metrics>,
     /// Queues seen since the start: one that empties reports 0, not its last figure.
     queues: BTreeSet<String>,
+    /// What the last sample saw of each queue (for the monitor).
+    views: BTreeMap<String, QueueView>,
     /// Live-run label sets reported last time: a group that ends is removed.
     live: HashSet<RunLabels>,
 }
@@ -165,6 +174,14 @@ impl Sampler {
             let age = q
                 .oldest_waiting_ms
                 .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
+            self.views.insert(
+                name.clone(),
+                QueueView {
+                    waiting: q.stored - running,
+                    oldest_waiting_secs: age,
+                    bound,
+                },
+            );
             self.metrics
                 .queue_oldest_waiting
                 .get_or_create(&QueueLabels {

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// the same).
     pub queues: BTreeMap<String, RateLimit>,
     pub metrics: MetricsConfig,
+    /// What coordinators watch for: stuck runs, anomalies, backlogs (`kora_coordinator`).
+    pub monitoring: kora_coordinator::MonitoringConfig,
+    /// Where their alerts go (`crate::alerts`).
+    pub alerts: crate::alerts::AlertsConfig,
     /// The HTTP API (`kora_gateway`).
     pub gateway: kora_gateway::GatewayConfig,
     /// Input limits (`kora_model`): checked by schedulers and gateways (give every role the
@@ -96,6 +100,8 @@ impl ServerConfig {
             self.control.validate(),
             self.scheduler.validate(),
             self.coordinator.validate(),
+            self.monitoring.validate(),
+            self.alerts.validate(),
             self.worker.validate(self.tasks.ack_wait),
             self.nodes.validate(),
             self.gateway.validate(),
@@ -129,6 +135,7 @@ impl ServerConfig {
                 default_timeout: self.tasks.default_limit(),
                 queue_timeouts: self.tasks.timeouts.clone(),
                 max_task_bytes: payload_limit,
+                monitoring: self.monitoring.clone(),
                 ..self.coordinator.clone()
             },
             worker: kora_worker::Config {

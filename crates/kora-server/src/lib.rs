@@ -11,6 +11,7 @@
 //! Must not: implement engine logic. Roles talk only through the broker and the ledger, as
 //! separate processes would.
 
+pub mod alerts;
 pub mod config;
 pub mod health;
 pub mod http;
@@ -82,6 +83,8 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
     pub worker_metrics: Arc<kora_worker::WorkerMetrics>,
     pub scheduler_metrics: Arc<kora_scheduler::SchedulerMetrics>,
+    /// Where the coordinator's monitor sends alerts (`[alerts]`); none for `kora run`.
+    pub alerts: Option<Arc<dyn kora_coordinator::AlertSink>>,
     /// Whether schedulers follow the ledger's triggers (`kora serve`; not `kora run`).
     pub triggers: bool,
     /// The process's exported metrics (the gateway serves them on `/metrics` and adds its
@@ -135,6 +138,7 @@ pub fn start(
                         deps.subjects.clone(),
                         Arc::clone(&catalog),
                         Arc::clone(&deps.metrics),
+                        deps.alerts.clone(),
                         sup.token(),
                     ),
                 );
@@ -270,6 +274,7 @@ pub async fn serve(
     } else {
         None
     };
+    let alerts = cfg.alerts.sink(&registry);
     let deps = Deps {
         broker: Arc::clone(&broker),
         subjects,
@@ -278,6 +283,7 @@ pub async fn serve(
         metrics,
         worker_metrics,
         scheduler_metrics,
+        alerts,
         triggers: true,
         exported: Some(Exported {
             registry: Arc::clone(&metrics_registry),

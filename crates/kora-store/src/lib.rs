@@ -14,6 +14,7 @@ pub mod memory;
 pub mod pg;
 mod records;
 mod schema;
+mod sql_alerts;
 mod sql_directory;
 pub mod sqlite;
 #[cfg(any(test, feature = "test-util"))]
@@ -24,10 +25,11 @@ use async_trait::async_trait;
 pub use directory::{ApiAuditEntry, ApiAuditFilter, ApiKey, Directory, WorkflowRecord};
 pub use error::{Error, Result};
 pub use records::{
-    Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, AuditEntry, AuditFilter, Batch,
-    CommitReport, DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect, LiveRuns, NewAttempt,
-    NewRun, PoolUse, ReplayOutcome, ReplayRequest, RunFilter, RunRecord, RunStatus, RunUpdate,
-    TriggerRecord, parse_dead_letter_id, results_from_attempts,
+    AlertRecord, Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, AuditEntry,
+    AuditFilter, Batch, CommitReport, DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect,
+    LiveRuns, NewAlert, NewAttempt, NewRun, PoolUse, ReplayOutcome, ReplayRequest, RunFilter,
+    RunRecord, RunStatus, RunUpdate, StuckRun, TriggerRecord, parse_dead_letter_id,
+    results_from_attempts,
 };
 
 /// Opens the store named by a URL-ish spec: `memory` or `sqlite:PATH` (`sqlite::memory:` too).
@@ -109,6 +111,38 @@ pub trait Store: Directory + Send + Sync + 'static {
     /// Runs running or queued, counted by tenant, workflow (its name, or its id when it has
     /// none) and status, in that order; at most `limit` groups.
     async fn live_runs(&self, limit: usize) -> Result<Vec<LiveRuns>>;
+    /// Running runs whose latest activity is before `progress_before_ms`, or with an attempt
+    /// numbered `attempts_at_least` or more, oldest first; at most `limit`.
+    async fn stuck_runs(
+        &self,
+        progress_before_ms: u64,
+        attempts_at_least: u32,
+        limit: usize,
+    ) -> Result<Vec<StuckRun>>;
+    /// Opens the alert `a.subject` unless it is open, or was resolved after
+    /// `reopen_resolved_before_ms` (a cooldown); `true` when this call opened it, which also
+    /// claims sending it. Every coordinator may ask: exactly one opens.
+    async fn open_alert(
+        &self,
+        a: &NewAlert,
+        now_ms: u64,
+        reopen_resolved_before_ms: u64,
+    ) -> Result<bool>;
+    /// Resolves an open alert; the alert when this call resolved it (which claims sending the
+    /// resolve), `None` when it was not open.
+    async fn resolve_alert(&self, subject: &str, now_ms: u64) -> Result<Option<AlertRecord>>;
+    /// Marks the alert (or its resolve) delivered to the sinks.
+    async fn alert_sent(&self, subject: &str, resolve: bool, now_ms: u64) -> Result<()>;
+    /// Claims alerts (and resolves) never delivered whose claim, if any, is older than
+    /// `claimed_before_ms` (its coordinator died before sending): `(alert, is_resolve)`.
+    async fn claim_unsent_alerts(
+        &self,
+        claimed_before_ms: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(AlertRecord, bool)>>;
+    /// Open alerts, of `kind` or all, oldest first.
+    async fn open_alerts(&self, kind: Option<&str>, limit: usize) -> Result<Vec<AlertRecord>>;
     /// The connection pool's use, for a store that has one.
     fn pool_use(&self) -> Option<PoolUse> {
         None

@@ -73,6 +73,46 @@ pub struct LiveRuns {
     pub runs: u64,
 }
 
+/// A running run with no recent progress, or a node retried many times
+/// ([`crate::Store::stuck_runs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuckRun {
+    pub run_id: String,
+    pub tenant: String,
+    pub workflow: String,
+    pub created_ms: u64,
+    /// The run's latest activity: a dispatch, an outcome, a status change (a retry due later
+    /// counts at its due time).
+    pub progress_ms: u64,
+    /// The highest attempt number among its attempts.
+    pub max_attempt: u32,
+    /// Nodes with an attempt dispatched and not finished, in order.
+    pub in_flight: Vec<String>,
+}
+
+/// An alert the monitor raises ([`crate::Store::open_alert`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlert {
+    /// What the alert is about, unique while it is open: `run_stuck:<run id>`,
+    /// `latency_anomaly:<tenant>/<workflow>/<node type>`, `queue_backlog:<queue>`.
+    pub subject: String,
+    pub kind: String,
+    pub severity: String,
+    /// The alert as sinks receive it.
+    pub body: Value,
+}
+
+/// An alert in the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    pub subject: String,
+    pub kind: String,
+    pub severity: String,
+    pub body: Value,
+    pub opened_ms: u64,
+    pub resolved_ms: Option<u64>,
+}
+
 /// Connections of a store's pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUse {

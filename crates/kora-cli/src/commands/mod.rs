@@ -106,7 +106,7 @@ pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Runs { command } => runs::runs(command).await,
+        Command::Runs { command } => Box::pin(runs::runs(command)).await,
         Command::Dlq { command } => dlq::dlq(command).await,
         Command::Triggers { command } => Box::pin(triggers::triggers(command)).await,
         Command::Keys { command } => keys::keys(command).await,

@@ -98,6 +98,52 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::List {
+            stuck: true,
+            workflow,
+            tenant,
+            limit,
+            format,
+            conn,
+            ..
+        } => {
+            let cfg = conn.load(serde_json::json!({}))?;
+            let store = kora_cli::connect::store(&cfg).await?;
+            let now = kora_model::now_ms();
+            let m = &cfg.monitoring;
+            let after_ms = m.stuck_after_secs.max(1).saturating_mul(1000);
+            let reasons: std::collections::HashMap<String, String> = store
+                .open_alerts(Some("run_stuck"), 100_000)
+                .await?
+                .into_iter()
+                .filter_map(|a| {
+                    Some((
+                        a.body["run_id"].as_str()?.to_string(),
+                        a.body["reason"].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            let rows: Vec<render::StuckRow> = store
+                .stuck_runs(now.saturating_sub(after_ms), m.retry_loop_attempts, 10_000)
+                .await?
+                .into_iter()
+                .filter(|s| workflow.as_ref().is_none_or(|w| &s.workflow == w))
+                .filter(|s| tenant.as_ref().is_none_or(|t| &s.tenant == t))
+                .take(limit)
+                .map(|s| render::StuckRow {
+                    reason: reasons.get(&s.run_id).cloned(),
+                    idle_secs: now.saturating_sub(s.progress_ms) / 1000,
+                    run_id: s.run_id,
+                    workflow: s.workflow,
+                    tenant: s.tenant,
+                    created_ms: s.created_ms,
+                    max_attempt: s.max_attempt,
+                    in_flight: s.in_flight,
+                })
+                .collect();
+            render::stuck(&rows, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::List {
             status,
             workflow,
             tenant,
@@ -105,6 +151,7 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             limit,
             format,
             conn,
+            ..
         } => {
             let cfg = conn.load(serde_json::json!({}))?;
             let status = match status.as_deref() {

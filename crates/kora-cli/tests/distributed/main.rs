@@ -10,6 +10,7 @@ mod crash;
 mod dev;
 mod dlq;
 mod limits;
+mod monitor;
 mod observe;
 mod runs;
 mod shutdown;

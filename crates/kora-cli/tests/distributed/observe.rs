@@ -415,7 +415,7 @@ async fn every_role_exports_metrics_that_prometheus_scrapes() {
             assert_eq!(r["health"], "ok", "rule {} failed: {r}", r["name"]);
         }
     }
-    assert!(loaded >= 9, "{loaded} rules loaded");
+    assert!(loaded >= 10, "{loaded} rules loaded");
     let pending = prom
         .wait_for(
             "ALERTS{alertname=\"KoraQueueNoWorkers\"}",

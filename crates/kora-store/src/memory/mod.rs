@@ -34,6 +34,14 @@ struct Inner {
     aliases: HashMap<String, String>,
     audit: Vec<crate::AuditEntry>,
     audit_keys: foldhash::HashSet<(String, String, u32, u32, u32)>,
+    alerts: std::collections::BTreeMap<String, MemAlert>,
+}
+
+/// An alert and, per message (`[open, resolve]`), when it was claimed and delivered.
+struct MemAlert {
+    record: crate::AlertRecord,
+    claimed: [Option<u64>; 2],
+    sent: [Option<u64>; 2],
 }
 
 /// A run's records, compact (see [`compact`]).
@@ -796,6 +804,162 @@ impl Store for MemoryStore {
             }
             None => false,
         })
+    }
+
+    async fn stuck_runs(
+        &self,
+        progress_before_ms: u64,
+        attempts_at_least: u32,
+        limit: usize,
+    ) -> Result<Vec<crate::StuckRun>> {
+        let g = self.lock();
+        let mut out = Vec::new();
+        for run_id in &g.order {
+            let Some(r) = g.runs.get(run_id) else {
+                continue;
+            };
+            let rec = &r.record;
+            if rec.status != RunStatus::Running {
+                continue;
+            }
+            let mut progress = rec.created_ms.max(rec.updated_ms);
+            let mut max_attempt = 0;
+            let mut in_flight = Vec::new();
+            for a in &r.attempts {
+                progress = progress
+                    .max(a.dispatched_ms)
+                    .max(a.finished_ms.unwrap_or(0));
+                max_attempt = max_attempt.max(a.attempt);
+                if a.status == crate::AttemptStatus::Dispatched {
+                    in_flight.push(r.names.name(a.node).to_string());
+                }
+            }
+            if progress >= progress_before_ms && max_attempt < attempts_at_least {
+                continue;
+            }
+            in_flight.sort();
+            in_flight.dedup();
+            out.push(crate::StuckRun {
+                run_id: rec.run_id.clone(),
+                tenant: rec.tenant.clone(),
+                workflow: if rec.workflow_name.is_empty() {
+                    rec.workflow_id.clone()
+                } else {
+                    rec.workflow_name.clone()
+                },
+                created_ms: rec.created_ms,
+                progress_ms: progress,
+                max_attempt,
+                in_flight,
+            });
+        }
+        out.sort_by(|a, b| (a.created_ms, &a.run_id).cmp(&(b.created_ms, &b.run_id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn open_alert(
+        &self,
+        a: &crate::NewAlert,
+        now_ms: u64,
+        reopen_resolved_before_ms: u64,
+    ) -> Result<bool> {
+        let mut g = self.lock();
+        let reopen = match g.alerts.get(&a.subject) {
+            None => true,
+            Some(x) => x
+                .record
+                .resolved_ms
+                .is_some_and(|r| r <= reopen_resolved_before_ms),
+        };
+        if reopen {
+            g.alerts.insert(
+                a.subject.clone(),
+                MemAlert {
+                    record: crate::AlertRecord {
+                        subject: a.subject.clone(),
+                        kind: a.kind.clone(),
+                        severity: a.severity.clone(),
+                        body: a.body.clone(),
+                        opened_ms: now_ms,
+                        resolved_ms: None,
+                    },
+                    claimed: [Some(now_ms), None],
+                    sent: [None, None],
+                },
+            );
+        }
+        Ok(reopen)
+    }
+
+    async fn resolve_alert(
+        &self,
+        subject: &str,
+        now_ms: u64,
+    ) -> Result<Option<crate::AlertRecord>> {
+        let mut g = self.lock();
+        match g.alerts.get_mut(subject) {
+            Some(a) if a.record.resolved_ms.is_none() => {
+                a.record.resolved_ms = Some(now_ms);
+                a.claimed[1] = Some(now_ms);
+                Ok(Some(a.record.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn alert_sent(&self, subject: &str, resolve: bool, now_ms: u64) -> Result<()> {
+        if let Some(a) = self.lock().alerts.get_mut(subject)
+            && (!resolve || a.record.resolved_ms.is_some())
+        {
+            a.sent[usize::from(resolve)] = Some(now_ms);
+        }
+        Ok(())
+    }
+
+    async fn claim_unsent_alerts(
+        &self,
+        claimed_before_ms: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(crate::AlertRecord, bool)>> {
+        let mut g = self.lock();
+        let mut out = Vec::new();
+        for resolve in [false, true] {
+            let phase = usize::from(resolve);
+            let mut due: Vec<&mut MemAlert> = g
+                .alerts
+                .values_mut()
+                .filter(|a| {
+                    a.sent[phase].is_none()
+                        && a.record.resolved_ms.is_some() == resolve
+                        && a.claimed[phase].is_none_or(|c| c < claimed_before_ms)
+                })
+                .collect();
+            due.sort_by_key(|a| (a.record.resolved_ms, a.record.opened_ms));
+            for a in due.into_iter().take(limit) {
+                a.claimed[phase] = Some(now_ms);
+                out.push((a.record.clone(), resolve));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn open_alerts(
+        &self,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::AlertRecord>> {
+        let g = self.lock();
+        let mut open: Vec<crate::AlertRecord> = g
+            .alerts
+            .values()
+            .filter(|a| a.record.resolved_ms.is_none() && kind.is_none_or(|k| a.record.kind == k))
+            .map(|a| a.record.clone())
+            .collect();
+        open.sort_by(|a, b| (a.opened_ms, &a.subject).cmp(&(b.opened_ms, &b.subject)));
+        open.truncate(limit);
+        Ok(open)
     }
 
     async fn live_runs(&self, limit: usize) -> Result<Vec<crate::LiveRuns>> {

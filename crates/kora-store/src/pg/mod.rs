@@ -84,6 +84,7 @@ pub struct PgStore {
 }
 
 crate::sql_directory::sql_directory!(super::PgStore, "::jsonb", "::text");
+crate::sql_alerts::sql_alerts!(super::PgStore, "::jsonb", "::text");
 
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -587,6 +588,75 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn stuck_runs(
+        &self,
+        progress_before_ms: u64,
+        attempts_at_least: u32,
+        limit: usize,
+    ) -> Result<Vec<crate::StuckRun>> {
+        let rows = sqlx::query(
+            "SELECT r.run_id, r.tenant, r.created_ms,
+                    CASE WHEN r.workflow_name = '' THEN r.workflow_id ELSE r.workflow_name END AS workflow,
+                    GREATEST(r.created_ms, r.updated_ms, COALESCE(max(a.dispatched_ms), 0),
+                             COALESCE(max(a.finished_ms), 0)) AS progress_ms,
+                    COALESCE(max(a.attempt), 0)::BIGINT AS max_attempt,
+                    COALESCE(string_agg(a.node_id, chr(31) ORDER BY a.node_id)
+                             FILTER (WHERE a.status = 'dispatched'), '') AS in_flight
+             FROM runs r LEFT JOIN attempts a ON a.run_id = r.run_id
+             WHERE r.status = 'running'
+             GROUP BY r.run_id
+             HAVING GREATEST(r.created_ms, r.updated_ms, COALESCE(max(a.dispatched_ms), 0),
+                             COALESCE(max(a.finished_ms), 0)) < $1
+                 OR COALESCE(max(a.attempt), 0) >= $2
+             ORDER BY r.created_ms, r.run_id LIMIT $3",
+        )
+        .bind(i(progress_before_ms))
+        .bind(i64::from(attempts_at_least))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stuck_of).collect()
+    }
+
+    async fn open_alert(
+        &self,
+        a: &crate::NewAlert,
+        now_ms: u64,
+        reopen_resolved_before_ms: u64,
+    ) -> Result<bool> {
+        self.alerts_open(a, now_ms, reopen_resolved_before_ms).await
+    }
+
+    async fn resolve_alert(
+        &self,
+        subject: &str,
+        now_ms: u64,
+    ) -> Result<Option<crate::AlertRecord>> {
+        self.alerts_resolve(subject, now_ms).await
+    }
+
+    async fn alert_sent(&self, subject: &str, resolve: bool, now_ms: u64) -> Result<()> {
+        self.alerts_sent(subject, resolve, now_ms).await
+    }
+
+    async fn claim_unsent_alerts(
+        &self,
+        claimed_before_ms: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(crate::AlertRecord, bool)>> {
+        self.alerts_claim_unsent(claimed_before_ms, now_ms, limit)
+            .await
+    }
+
+    async fn open_alerts(
+        &self,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::AlertRecord>> {
+        self.alerts_list_open(kind, limit).await
+    }
+
     async fn live_runs(&self, limit: usize) -> Result<Vec<crate::LiveRuns>> {
         let rows = sqlx::query(
             "SELECT tenant, CASE WHEN workflow_name = '' THEN workflow_id ELSE workflow_name END AS workflow, status, count(*) AS n
@@ -926,4 +996,24 @@ fn live_runs_of(rows: &[PgRow]) -> Result<Vec<crate::LiveRuns>> {
             });
             v
         })
+}
+
+fn stuck_of(r: &PgRow) -> Result<crate::StuckRun> {
+    let in_flight: String = r.try_get("in_flight")?;
+    let mut in_flight: Vec<String> = in_flight
+        .split('\u{1f}')
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
+    in_flight.sort();
+    in_flight.dedup();
+    Ok(crate::StuckRun {
+        run_id: r.try_get("run_id")?,
+        tenant: r.try_get("tenant")?,
+        workflow: r.try_get("workflow")?,
+        created_ms: u(r.try_get("created_ms")?),
+        progress_ms: u(r.try_get("progress_ms")?),
+        max_attempt: u32::try_from(r.try_get::<i64, _>("max_attempt")?).unwrap_or(u32::MAX),
+        in_flight,
+    })
 }

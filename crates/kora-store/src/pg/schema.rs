@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_tenant_active_runs.sql",
         include_str!("../../migrations/postgres/0005_tenant_active_runs.sql"),
     ),
+    (
+        6,
+        "0006_alerts.sql",
+        include_str!("../../migrations/postgres/0006_alerts.sql"),
+    ),
 ];
 
 /// A PL/pgSQL function and the generation of its file in this build.

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_tenant_active_runs.sql",
         include_str!("../../migrations/sqlite/0004_tenant_active_runs.sql"),
     ),
+    (
+        5,
+        "0005_alerts.sql",
+        include_str!("../../migrations/sqlite/0005_alerts.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

@@ -121,7 +121,9 @@ macro_rules! contract_checks {
             triggers_belong_to_tenants,
             api_keys_create_list_and_revoke,
             workflows_register_version_and_delete,
-            api_audit_lists_and_pages
+            api_audit_lists_and_pages,
+            alerts_open_once_and_resolve_once,
+            stuck_runs_are_found
         );
     };
 }

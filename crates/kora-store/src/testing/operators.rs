@@ -196,3 +196,145 @@ pub async fn triggers_register_pause_and_resume(s: &dyn Store, ns: &str) {
             .unwrap()
     );
 }
+
+/// An alert opens once however many ask, resolves once, reopens only after its cooldown, and
+/// a message never delivered is claimed again once its claim is stale.
+pub async fn alerts_open_once_and_resolve_once(s: &dyn Store, ns: &str) {
+    use crate::NewAlert;
+    let subject = format!("run_stuck:{ns}-r1");
+    let a = NewAlert {
+        subject: subject.clone(),
+        kind: "run_stuck".into(),
+        severity: "warning".into(),
+        body: serde_json::json!({"kind": "run_stuck", "run_id": format!("{ns}-r1")}),
+    };
+    assert!(
+        s.open_alert(&a, 1_000, 0).await.unwrap(),
+        "the first opens it"
+    );
+    assert!(
+        !s.open_alert(&a, 1_001, 0).await.unwrap(),
+        "a second coordinator does not"
+    );
+    let mine = |v: Vec<crate::AlertRecord>| -> Vec<crate::AlertRecord> {
+        v.into_iter().filter(|r| r.subject == subject).collect()
+    };
+    let open = mine(s.open_alerts(Some("run_stuck"), 10_000).await.unwrap());
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].body["run_id"], format!("{ns}-r1"));
+    assert_eq!(open[0].opened_ms, 1_000);
+    assert!(
+        mine(
+            s.open_alerts(Some("latency_anomaly"), 10_000)
+                .await
+                .unwrap()
+        )
+        .is_empty()
+    );
+    // Claimed by its opener at 1,000 and never delivered: claimed again once that is stale,
+    // by one caller only.
+    let claim = |before: u64, now: u64| async move {
+        s.claim_unsent_alerts(before, now, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(r, _)| r.subject == format!("run_stuck:{ns}-r1"))
+            .map(|(_, resolve)| resolve)
+            .collect::<Vec<bool>>()
+    };
+    assert!(claim(1_000, 2_000).await.is_empty(), "its claim is fresh");
+    assert_eq!(claim(1_500, 2_000).await, [false]);
+    assert!(claim(1_500, 2_001).await.is_empty(), "claimed once");
+    s.alert_sent(&subject, false, 2_100).await.unwrap();
+    assert!(claim(u64::MAX, 2_200).await.is_empty(), "delivered");
+
+    let resolved = s.resolve_alert(&subject, 3_000).await.unwrap().unwrap();
+    assert_eq!(
+        (resolved.resolved_ms, resolved.body["run_id"].clone()),
+        (Some(3_000), serde_json::json!(format!("{ns}-r1")))
+    );
+    assert!(
+        s.resolve_alert(&subject, 3_001).await.unwrap().is_none(),
+        "resolved once"
+    );
+    assert!(mine(s.open_alerts(None, 10_000).await.unwrap()).is_empty());
+    assert_eq!(
+        claim(3_500, 4_000).await,
+        [true],
+        "the resolve's claim went stale"
+    );
+    s.alert_sent(&subject, true, 4_100).await.unwrap();
+    assert!(claim(u64::MAX, 4_200).await.is_empty());
+    // Within the cooldown (resolved after 2,999) it stays resolved; after it, it reopens.
+    assert!(!s.open_alert(&a, 5_000, 2_999).await.unwrap());
+    assert!(s.open_alert(&a, 5_001, 3_000).await.unwrap());
+    assert_eq!(mine(s.open_alerts(None, 10_000).await.unwrap()).len(), 1);
+}
+
+/// Running runs without progress since a time, or with a node on a high attempt, are listed
+/// with their nodes in flight; a retry due later counts as progress then; ended runs never.
+pub async fn stuck_runs_are_found(s: &dyn Store, ns: &str) {
+    use super::{attempt, new_run, outcome};
+    use crate::{Batch, NewRun, RunStatus, RunUpdate};
+    let id = |n: &str| format!("{ns}-stuck-{n}");
+    let at = |n: &str, ms: u64| NewRun {
+        at_ms: ms,
+        ..new_run(&id(n), None)
+    };
+    let att = |n: &str, node: &str, k: u32, ms: u64| crate::NewAttempt {
+        at_ms: ms,
+        ..attempt(&id(n), node, k)
+    };
+    s.commit(Batch {
+        new_runs: vec![
+            at("idle", 100),
+            at("busy", 100),
+            at("later", 100),
+            at("loop", 100),
+            at("done", 100),
+        ],
+        new_attempts: vec![
+            att("idle", "a", 1, 100),
+            att("idle", "b", 1, 110),
+            att("busy", "a", 1, 900),
+            // A retry due at 5,000: the run waits on a timer.
+            att("later", "a", 2, 5_000),
+            att("loop", "a", 6, 950),
+            att("done", "a", 1, 100),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    s.commit(Batch {
+        outcomes: vec![crate::AttemptUpdate {
+            at_ms: 120,
+            ..outcome(&id("idle"), "b", 1, 1)
+        }],
+        run_updates: vec![RunUpdate {
+            run_id: id("done"),
+            status: RunStatus::Succeeded,
+            error: None,
+            error_node: None,
+            at_ms: 130,
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stuck: Vec<(String, u64, u32, Vec<String>)> = s
+        .stuck_runs(500, 5, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.run_id.starts_with(&format!("{ns}-stuck-")))
+        .map(|r| (r.run_id, r.progress_ms, r.max_attempt, r.in_flight))
+        .collect();
+    assert_eq!(
+        stuck,
+        [
+            (id("idle"), 120, 1, vec!["a".to_string()]),
+            (id("loop"), 950, 6, vec!["a".to_string()]),
+        ]
+    );
+}
