@@ -341,3 +341,80 @@ pub async fn provision_trigger(
     )
     .await
 }
+
+/// What waits on one task queue ([`queue_backlog`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct QueueBacklog {
+    pub queue: String,
+    /// Tasks no worker has taken yet.
+    pub waiting: u64,
+    /// Tasks taken by a worker and not yet acknowledged.
+    pub running: u64,
+    /// When the oldest waiting task was published (ms since the epoch).
+    pub oldest_waiting_ms: Option<u64>,
+    /// Whether a worker ever bound the queue's consumer (one that never did serves nothing).
+    pub bound: bool,
+}
+
+/// The task queues holding tasks (plus `known` ones, reported at zero when empty), in name
+/// order, at most `limit`: the task stream's messages per subject, split into waiting and
+/// running by the queue's worker consumers (normal and high priority), and the publish time
+/// of the oldest task no worker has taken.
+pub async fn queue_backlog(
+    b: &dyn Broker,
+    s: &Subjects,
+    known: &[String],
+    limit: usize,
+) -> Result<Vec<QueueBacklog>> {
+    let stream = s.stream_tasks();
+    let prefix = s.task("");
+    let held = b.subjects(&stream, &format!("{prefix}>"), limit).await?;
+    let mut queues: std::collections::BTreeMap<String, (u64, u64)> =
+        known.iter().map(|q| (q.clone(), (0, u64::MAX))).collect();
+    for h in held {
+        let Some(queue) = h
+            .subject
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('.').next())
+        else {
+            continue;
+        };
+        let e = queues.entry(queue.to_string()).or_insert((0, u64::MAX));
+        e.0 += h.messages;
+        e.1 = e.1.min(h.oldest_ms);
+    }
+    let mut out = Vec::with_capacity(queues.len().min(limit));
+    for (queue, (stored, oldest_held)) in queues.into_iter().take(limit) {
+        let mut q = QueueBacklog {
+            queue,
+            ..QueueBacklog::default()
+        };
+        for durable in [
+            Subjects::consumer_workers(&q.queue),
+            Subjects::consumer_workers_high(&q.queue),
+        ] {
+            match b.consumer_info(&stream, &durable).await {
+                Ok(info) => {
+                    q.bound = true;
+                    q.running += info.num_ack_pending;
+                    if let Some(t) = info.oldest_pending_ms {
+                        q.oldest_waiting_ms = Some(q.oldest_waiting_ms.map_or(t, |o| o.min(t)));
+                    }
+                }
+                Err(crate::Error::ConsumerNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !q.bound && stored > 0 {
+            // No worker ever bound this queue: everything on it waits.
+            q.oldest_waiting_ms = Some(oldest_held);
+        }
+        q.running = q.running.min(stored);
+        q.waiting = stored - q.running;
+        if q.waiting == 0 {
+            q.oldest_waiting_ms = None;
+        }
+        out.push(q);
+    }
+    Ok(out)
+}

@@ -80,6 +80,27 @@ pub(crate) enum Command {
         format: Format,
     },
     /// List the node types this build can run, with their parameters and outputs.
+    /// A live view of an installation: runs finished per workflow in the last minute (rate,
+    /// p50 and p99 end-to-end time), live runs, queue backlogs and their oldest waiting task,
+    /// workers seen, and stuck runs. Read from the ledger and JetStream; redrawn in place.
+    #[command(
+        after_help = "Examples:\n  kora top\n  kora top --window 5m --interval 5s\n  kora top --once --format json | jq '.queues'"
+    )]
+    Top {
+        /// Print one snapshot and exit (for scripts: with --format json).
+        #[arg(long)]
+        once: bool,
+        /// How often the view is redrawn.
+        #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        interval: Duration,
+        /// How far back throughput and run times look.
+        #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = kora_model::duration::parse)]
+        window: Duration,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
     #[command(
         after_help = "docs/nodes.md is this list as Markdown: kora nodes --markdown > docs/nodes.md"
     )]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kora_broker::Broker;
+use kora_broker::topology::queue_backlog;
 use kora_model::now_ms;
 use kora_model::subjects::Subjects;
 use kora_store::Store;
@@ -80,15 +81,6 @@ struct Sampler {
     live: HashSet<RunLabels>,
 }
 
-/// One queue's figures.
-#[derive(Debug, Default, PartialEq)]
-struct Queue {
-    stored: u64,
-    running: u64,
-    /// Publish time of the oldest task no worker has taken.
-    oldest_waiting_ms: Option<u64>,
-}
-
 impl Sampler {
     async fn sample(&mut self) -> Result<(), Error> {
         let now = now_ms();
@@ -115,58 +107,16 @@ impl Sampler {
     }
 
     async fn sample_queues(&mut self, now: u64) -> Result<(), Error> {
-        let stream = self.subjects.stream_tasks();
-        let prefix = self.subjects.task("");
-        let held = self
-            .broker
-            .subjects(&stream, &format!("{prefix}>"), MAX_SERIES)
-            .await?;
-        let mut queues: BTreeMap<String, Queue> = BTreeMap::new();
-        // Per queue: its subjects' oldest message, for a queue no worker has a consumer on.
-        let mut oldest_held: BTreeMap<String, u64> = BTreeMap::new();
-        for s in held {
-            let Some(queue) = s
-                .subject
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split('.').next())
-            else {
-                continue;
-            };
-            queues.entry(queue.to_string()).or_default().stored += s.messages;
-            let o = oldest_held.entry(queue.to_string()).or_insert(s.oldest_ms);
-            *o = (*o).min(s.oldest_ms);
-        }
-        self.queues.extend(queues.keys().cloned());
-        for name in self.queues.iter().take(MAX_SERIES) {
-            let q = queues.entry(name.clone()).or_default();
-            let mut bound = false;
-            for durable in [
-                Subjects::consumer_workers(name),
-                Subjects::consumer_workers_high(name),
-            ] {
-                match self.broker.consumer_info(&stream, &durable).await {
-                    Ok(info) => {
-                        bound = true;
-                        q.running += info.num_ack_pending;
-                        if let Some(t) = info.oldest_pending_ms {
-                            q.oldest_waiting_ms =
-                                Some(q.oldest_waiting_ms.map_or(t, |o: u64| o.min(t)));
-                        }
-                    }
-                    Err(kora_broker::Error::ConsumerNotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if !bound {
-                // No worker ever bound this queue: everything on it waits.
-                q.oldest_waiting_ms = oldest_held.get(name).copied();
-            }
-            let running = q.running.min(q.stored);
-            for (state, n) in [("waiting", q.stored - running), ("running", running)] {
+        let known: Vec<String> = self.queues.iter().cloned().collect();
+        let backlog =
+            queue_backlog(self.broker.as_ref(), &self.subjects, &known, MAX_SERIES).await?;
+        for q in backlog {
+            self.queues.insert(q.queue.clone());
+            for (state, n) in [("waiting", q.waiting), ("running", q.running)] {
                 self.metrics
                     .queue_tasks
                     .get_or_create(&QueueStateLabels {
-                        queue: name.clone(),
+                        queue: q.queue.clone(),
                         state: state.into(),
                     })
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -174,20 +124,20 @@ impl Sampler {
             let age = q
                 .oldest_waiting_ms
                 .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
-            self.views.insert(
-                name.clone(),
-                QueueView {
-                    waiting: q.stored - running,
-                    oldest_waiting_secs: age,
-                    bound,
-                },
-            );
             self.metrics
                 .queue_oldest_waiting
                 .get_or_create(&QueueLabels {
-                    queue: name.clone(),
+                    queue: q.queue.clone(),
                 })
                 .set(age);
+            self.views.insert(
+                q.queue,
+                QueueView {
+                    waiting: q.waiting,
+                    oldest_waiting_secs: age,
+                    bound: q.bound,
+                },
+            );
         }
         Ok(())
     }

@@ -27,8 +27,8 @@ pub use error::{Error, Result};
 pub use records::{
     AlertRecord, Alias, AttemptKey, AttemptRecord, AttemptStatus, AttemptUpdate, AuditEntry,
     AuditFilter, Batch, CommitReport, DeadLetterFilter, DeadLetterInfo, DeadLetterRecord, Expect,
-    LiveRuns, NewAlert, NewAttempt, NewRun, PoolUse, ReplayOutcome, ReplayRequest, RunFilter,
-    RunRecord, RunStatus, RunUpdate, StuckRun, TriggerRecord, parse_dead_letter_id,
+    FinishedRun, LiveRuns, NewAlert, NewAttempt, NewRun, PoolUse, ReplayOutcome, ReplayRequest,
+    RunFilter, RunRecord, RunStatus, RunUpdate, StuckRun, TriggerRecord, parse_dead_letter_id,
     results_from_attempts,
 };
 
@@ -111,6 +111,11 @@ pub trait Store: Directory + Send + Sync + 'static {
     /// Runs running or queued, counted by tenant, workflow (its name, or its id when it has
     /// none) and status, in that order; at most `limit` groups.
     async fn live_runs(&self, limit: usize) -> Result<Vec<LiveRuns>>;
+    /// Workers that finished attempts at or after `since_ms` (of runs running or ended since
+    /// then), with how many, by worker id.
+    async fn active_workers(&self, since_ms: u64) -> Result<Vec<(String, u64)>>;
+    /// Runs that ended at or after `since_ms`, most recent first; at most `limit`.
+    async fn finished_since(&self, since_ms: u64, limit: usize) -> Result<Vec<FinishedRun>>;
     /// Running runs whose latest activity is before `progress_before_ms`, or with an attempt
     /// numbered `attempts_at_least` or more, oldest first; at most `limit`.
     async fn stuck_runs(

@@ -73,6 +73,16 @@ pub struct LiveRuns {
     pub runs: u64,
 }
 
+/// A run that ended ([`crate::Store::finished_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedRun {
+    pub tenant: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub created_ms: u64,
+    pub finished_ms: u64,
+}
+
 /// A running run with no recent progress, or a node retried many times
 /// ([`crate::Store::stuck_runs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ mod run;
 mod runs;
 mod serve;
 mod submit;
+mod top;
 mod triggers;
 mod validate;
 
@@ -49,6 +50,22 @@ pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             format,
         } => validate::validate(&file, params.as_deref(), format),
         Command::Nodes { format, markdown } => nodes::nodes(format, markdown),
+        Command::Top {
+            once,
+            interval,
+            window,
+            format,
+            conn,
+        } => {
+            Box::pin(top::top(top::Args {
+                once,
+                interval,
+                window,
+                format,
+                conn,
+            }))
+            .await
+        }
         Command::Serve {
             role,
             conn,

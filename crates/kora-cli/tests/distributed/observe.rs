@@ -70,15 +70,19 @@ impl Prometheus {
 
     /// An instant PromQL query's result vector.
     fn query(&self, promql: &str) -> Vec<serde_json::Value> {
-        let (status, body) = get10(
+        self.answer(promql)["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// An instant PromQL query's whole answer (`status`, `data`, `error`).
+    fn answer(&self, promql: &str) -> serde_json::Value {
+        let (_, body) = get10(
             &self.addr,
             &format!("/api/v1/query?query={}", percent_encode(promql)),
         );
-        if status != 200 {
-            return Vec::new();
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+        serde_json::from_str(&body).unwrap_or_default()
     }
 
     /// Polls `promql` until `ok` accepts its result or `limit` passes.
@@ -428,6 +432,105 @@ async fn every_role_exports_metrics_that_prometheus_scrapes() {
             .iter()
             .any(|s| s["metric"]["queue"] == "nobody" && s["metric"]["alertstate"] == "pending"),
         "KoraQueueNoWorkers is not pending for queue nobody: {pending:?}"
+    );
+
+    // Every panel of the shipped Grafana dashboards: its PromQL (with the dashboard's variables
+    // at "All" and Grafana's rate interval at 1m) runs on this Prometheus. What each shows is
+    // printed (the dashboards' picture when Grafana itself is not at hand).
+    let mut with_data = Vec::new();
+    for file in ["kora-fleet.json", "kora-runs.json", "kora-queues.json"] {
+        let dash: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join("deploy/grafana").join(file)).unwrap(),
+        )
+        .unwrap();
+        for panel in dash["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$__rate_interval", "1m")
+                    .replace("$workflow", ".*")
+                    .replace("$queue", ".*");
+                let a = prom.answer(&expr);
+                assert_eq!(
+                    a["status"], "success",
+                    "{file} / {}: {expr}: {a}",
+                    panel["title"]
+                );
+                let shown: Vec<String> = a["data"]["result"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| format!("{} = {}", s["metric"], s["value"][1]))
+                    .collect();
+                eprintln!(
+                    "panel {file} / {} [{}]: {}",
+                    panel["title"],
+                    target["legendFormat"],
+                    shown.join("; ")
+                );
+                if !shown.is_empty() {
+                    with_data.push(format!("{file}/{}", panel["title"]));
+                }
+            }
+        }
+    }
+    for must in [
+        "kora-runs.json/\"Runs finished per second\"",
+        "kora-queues.json/\"Tasks waiting\"",
+        "kora-queues.json/\"Schedule-to-start p50 / p99 / p99.9\"",
+        "kora-fleet.json/\"Processes up\"",
+        "kora-fleet.json/\"Worker slots\"",
+    ] {
+        assert!(
+            with_data.iter().any(|p| p == must),
+            "{must} shows nothing: {with_data:?}"
+        );
+    }
+
+    // `kora top --once --format json`: the same picture from the ledger and JetStream.
+    let o = d.kora(&["top", "--once", "--format", "json"]);
+    let top: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let observed = top["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["workflow"] == "observed")
+        .unwrap_or_else(|| panic!("{top:#}"));
+    assert_eq!(observed["finished"], 3, "{top:#}");
+    assert_eq!(observed["succeeded"], 3, "{top:#}");
+    let (p50, p99) = (
+        observed["p50_secs"].as_f64().unwrap(),
+        observed["p99_secs"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 < 30.0, "{top:#}");
+    let nobody = top["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "nobody")
+        .unwrap_or_else(|| panic!("{top:#}"));
+    assert_eq!(
+        (&nobody["waiting"], &nobody["bound"]),
+        (&serde_json::json!(1), &serde_json::json!(false)),
+        "{top:#}"
+    );
+    assert!(
+        nobody["oldest_waiting_secs"].as_f64().unwrap() >= 1.0,
+        "{top:#}"
+    );
+    assert!(
+        top["live"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["workflow"] == "stranded" && l["running"] == 1),
+        "{top:#}"
+    );
+    assert!(
+        top["workers"].as_array().is_some_and(|w| !w.is_empty()),
+        "{top:#}"
     );
 
     // Readiness: NATS, the ledger and each role's consumer answer.

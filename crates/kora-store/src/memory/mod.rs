@@ -806,6 +806,49 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn active_workers(&self, since_ms: u64) -> Result<Vec<(String, u64)>> {
+        let g = self.lock();
+        let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for r in g.runs.values() {
+            for a in &r.attempts {
+                if let (Some(w), Some(f)) = (a.worker, a.finished_ms)
+                    && f >= since_ms
+                {
+                    *counts.entry(r.names.name(w).to_string()).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    async fn finished_since(&self, since_ms: u64, limit: usize) -> Result<Vec<crate::FinishedRun>> {
+        let g = self.lock();
+        let mut out: Vec<(String, crate::FinishedRun)> = g
+            .runs
+            .values()
+            .filter_map(|r| {
+                let rec = &r.record;
+                let finished_ms = rec.finished_ms.filter(|f| *f >= since_ms)?;
+                Some((
+                    rec.run_id.clone(),
+                    crate::FinishedRun {
+                        tenant: rec.tenant.clone(),
+                        workflow: if rec.workflow_name.is_empty() {
+                            rec.workflow_id.clone()
+                        } else {
+                            rec.workflow_name.clone()
+                        },
+                        status: rec.status,
+                        created_ms: rec.created_ms,
+                        finished_ms,
+                    },
+                ))
+            })
+            .collect();
+        out.sort_by(|a, b| (b.1.finished_ms, &a.0).cmp(&(a.1.finished_ms, &b.0)));
+        Ok(out.into_iter().take(limit).map(|(_, f)| f).collect())
+    }
+
     async fn stuck_runs(
         &self,
         progress_before_ms: u64,

@@ -588,6 +588,48 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn active_workers(&self, since_ms: u64) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT a.worker_id, count(*) AS n FROM attempts a
+             WHERE a.run_id IN (SELECT run_id FROM runs WHERE status = 'running'
+                                UNION SELECT run_id FROM runs WHERE finished_ms >= $1)
+               AND a.finished_ms >= $1 AND a.worker_id IS NOT NULL
+             GROUP BY a.worker_id ORDER BY a.worker_id",
+        )
+        .bind(i(since_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("worker_id")?, u(r.try_get::<i64, _>("n")?))))
+            .collect()
+    }
+
+    async fn finished_since(&self, since_ms: u64, limit: usize) -> Result<Vec<crate::FinishedRun>> {
+        let rows = sqlx::query(
+            "SELECT tenant, CASE WHEN workflow_name = '' THEN workflow_id ELSE workflow_name END AS workflow,
+                    status, created_ms, finished_ms
+             FROM runs WHERE finished_ms IS NOT NULL AND finished_ms >= $1
+             ORDER BY finished_ms DESC, run_id LIMIT $2",
+        )
+        .bind(i(since_ms))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(crate::FinishedRun {
+                    tenant: r.try_get("tenant")?,
+                    workflow: r.try_get("workflow")?,
+                    status: crate::RunStatus::parse(&status)
+                        .ok_or_else(|| Error::Corrupt(format!("run status {status:?}")))?,
+                    created_ms: u(r.try_get("created_ms")?),
+                    finished_ms: u(r.try_get::<i64, _>("finished_ms")?),
+                })
+            })
+            .collect()
+    }
+
     async fn stuck_runs(
         &self,
         progress_before_ms: u64,

@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_alerts.sql",
         include_str!("../../migrations/postgres/0006_alerts.sql"),
     ),
+    (
+        7,
+        "0007_runs_by_finished.sql",
+        include_str!("../../migrations/postgres/0007_runs_by_finished.sql"),
+    ),
 ];
 
 /// A PL/pgSQL function and the generation of its file in this build.

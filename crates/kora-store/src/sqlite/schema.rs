@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_alerts.sql",
         include_str!("../../migrations/sqlite/0005_alerts.sql"),
     ),
+    (
+        6,
+        "0006_runs_by_finished.sql",
+        include_str!("../../migrations/sqlite/0006_runs_by_finished.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

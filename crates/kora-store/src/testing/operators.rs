@@ -337,4 +337,32 @@ pub async fn stuck_runs_are_found(s: &dyn Store, ns: &str) {
             (id("loop"), 950, 6, vec!["a".to_string()]),
         ]
     );
+    // Workers seen since 120: idle's b finished at 120 on w1 (among other checks' attempts).
+    let workers = s.active_workers(120).await.unwrap();
+    assert!(
+        workers.iter().any(|(w, n)| w == "w1" && *n >= 1),
+        "{workers:?}"
+    );
+    assert!(
+        s.active_workers(u64::MAX / 2).await.unwrap().is_empty(),
+        "none finished in the future"
+    );
+    // The run that ended, as `kora top` reads the recent ones (`done` ended at 130).
+    let done = s.finished_since(130, 100_000).await.unwrap();
+    let mine: Vec<&crate::FinishedRun> = done
+        .iter()
+        .filter(|f| f.tenant == "default" && f.finished_ms == 130 && f.created_ms == 100)
+        .collect();
+    assert_eq!(mine.len(), 1, "{done:?}");
+    assert_eq!(
+        (mine[0].workflow.as_str(), mine[0].status),
+        ("demo", RunStatus::Succeeded)
+    );
+    assert!(
+        s.finished_since(131, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.finished_ms >= 131)
+    );
 }
