@@ -133,6 +133,7 @@ async fn stuck_runs_and_anomalies_raise_one_alert_each_with_two_coordinators() {
     let Some(mut d) = Deployment::new(&[
         ("KORA_COORDINATOR__SAMPLE_INTERVAL", "300ms"),
         ("KORA_MONITORING__STUCK_AFTER_SECS", "2"),
+        ("KORA_MONITORING__STUCK_SCAN_INTERVAL", "300ms"),
         ("KORA_MONITORING__LATENCY_MIN_SAMPLES", "8"),
         ("KORA_MONITORING__QUEUE_BACKLOG_SECS", "0"),
         ("KORA_ALERTS__WEBHOOK_URL", &url),
