@@ -16,6 +16,7 @@ mod subject;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod topology;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -306,9 +306,23 @@ pub async fn submit_run(
     s: &Subjects,
     req: &kora_model::wire::RunRequest,
 ) -> Result<()> {
+    submit_run_traced(b, s, req, None).await
+}
+
+/// [`submit_run`] with the submitter's trace context in the `traceparent` header.
+pub async fn submit_run_traced(
+    b: &dyn Broker,
+    s: &Subjects,
+    req: &kora_model::wire::RunRequest,
+    trace: Option<kora_model::trace::TraceParent>,
+) -> Result<()> {
     let payload = kora_model::wire::encode(req).map_err(|e| crate::Error::Other(e.to_string()))?;
-    b.publish(Outbound::new(s.run_submit(), payload).msg_id(kora_model::msg_id::run(&req.run_id)))
-        .await?;
+    let mut msg =
+        Outbound::new(s.run_submit(), payload).msg_id(kora_model::msg_id::run(&req.run_id));
+    if let Some(t) = trace {
+        msg = msg.header(kora_model::trace::TRACEPARENT, t.header());
+    }
+    b.publish(msg).await?;
     Ok(())
 }
 

@@ -174,7 +174,7 @@ pub(crate) enum Command {
     },
     /// Submit a workflow run to a Kora deployment; with --wait, print its results like `kora run`.
     #[command(
-        after_help = "Examples:\n  kora submit wf.json --wait\n  kora submit wf.yaml --params '{\"fetch\": {\"limit\": 10}}' --idempotency-key order-42"
+        after_help = "Examples:\n  kora submit wf.json --wait\n  kora submit wf.yaml --params '{\"fetch\": {\"limit\": 10}}' --idempotency-key order-42\n\nA W3C trace context in TRACEPARENT links the run's trace (one per run) to the caller's."
     )]
     Submit {
         file: PathBuf,

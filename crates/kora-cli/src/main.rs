@@ -33,7 +33,17 @@ fn main() -> ExitCode {
         (0, false) => "warn",
         _ => "debug",
     };
-    kora_runtime::telemetry::init(level, log_json);
+    // Traces name the process by its roles (`kora-scheduler,coordinator`).
+    let service = match &cli.command {
+        Command::Serve { role, .. } => format!("kora-{role}"),
+        _ => "kora".to_string(),
+    };
+    // Before the runtime: the span exporter's HTTP client must not be made inside it, and is
+    // flushed after it ends.
+    let telemetry = kora_runtime::telemetry::init(level, log_json, &service);
+    if telemetry.exporting() {
+        kora_broker::trace::enable();
+    }
     // A server uses every core; one-shot commands need one thread.
     let mut builder = if serving {
         tokio::runtime::Builder::new_multi_thread()

@@ -20,6 +20,8 @@ pub struct Submission {
     /// Chosen by the submitter so that a resubmission after a lost ack is the same run.
     pub run_id: String,
     pub tenant: String,
+    /// The submitter's trace context: the run's trace links to it.
+    pub traceparent: Option<kora_model::trace::TraceParent>,
 }
 
 impl Submission {
@@ -31,6 +33,7 @@ impl Submission {
             idempotency_key: None,
             run_id: uuid::Uuid::now_v7().to_string(),
             tenant: kora_model::tenant::default_name(),
+            traceparent: None,
         }
     }
 }
@@ -47,7 +50,7 @@ pub async fn submit(broker: &dyn Broker, subjects: &Subjects, s: Submission) -> 
         parent: None,
         tenant: s.tenant,
     };
-    kora_broker::topology::submit_run(broker, subjects, &req).await?;
+    kora_broker::topology::submit_run_traced(broker, subjects, &req, s.traceparent).await?;
     Ok(s.run_id)
 }
 

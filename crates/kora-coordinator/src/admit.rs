@@ -162,6 +162,23 @@ impl Coordinator {
             request.tenant.clone(),
         );
         run.created_ms = submitted;
+        if kora_broker::trace::enabled() {
+            // The run's root span: its trace is the run's (derived from its id, so every
+            // process and a replay find it); a caller's own trace context is linked.
+            let now_t = std::time::SystemTime::now();
+            let mut root = kora_broker::trace::SpanSpec::new(
+                format!("kora.run {}", request.workflow.name),
+                kora_broker::trace::at_ms(submitted),
+                now_t,
+            )
+            .attr("kora.run_id", run_id.clone())
+            .attr("kora.workflow", request.workflow.name.clone())
+            .attr("kora.tenant", request.tenant.clone());
+            root.ids = Some(kora_model::trace::TraceParent::of_run(&run_id));
+            root.links.extend(p.trace_in.take());
+            // Made once the run is durable (a batch that fails is redelivered and remade).
+            p.spans.push(root);
+        }
         // The compiled workflow holds its own copy; the ledger takes the request's.
         p.batch.new_runs.push(NewRun {
             run_id: run_id.clone(),

@@ -111,6 +111,9 @@ impl Coordinator {
         let mut operations = Vec::new();
         let mut deliveries = deliveries.into_iter();
         while let Some(d) = deliveries.next() {
+            if kora_broker::trace::enabled() {
+                p.trace_in = kora_broker::trace::parent_of(&d.headers);
+            }
             let handled = match self.decode(&d) {
                 Err(reason) => Err(Refusal::Poison(reason)),
                 Ok(Message::Admission(a)) => self.on_admission(a, &mut p).await,
@@ -350,6 +353,7 @@ impl Coordinator {
             retries,
             deadlines,
             early_sent,
+            spans,
             ..
         } = p;
         self.metrics
@@ -379,6 +383,12 @@ impl Coordinator {
         // batch. The ledger already holds the decisions: a publish lost to a crash is re-sent
         // by the sweeper.
         self.send(Published { publish, task_keys }, "tasks").await;
+        // Recording spans end now that what they record is durable.
+        let durable = std::time::SystemTime::now();
+        for mut s in spans {
+            s.end = durable;
+            kora_broker::trace::span(s);
+        }
         for d in keep {
             d.ack().await?;
         }
@@ -406,10 +416,15 @@ impl Coordinator {
             self.metrics
                 .run_ended(&e.tenant, &e.workflow, e.status.as_str(), seconds);
             let run_id = &e.run_id;
+            let trace_id = kora_model::trace::run_trace_hex(run_id);
             match e.status {
-                RunStatus::Succeeded => info!(%run_id, workflow = %e.workflow, "run succeeded"),
-                RunStatus::Cancelled => info!(%run_id, workflow = %e.workflow, "run cancelled"),
-                _ => warn!(%run_id, workflow = %e.workflow, "run failed"),
+                RunStatus::Succeeded => {
+                    info!(%run_id, %trace_id, workflow = %e.workflow, "run succeeded")
+                }
+                RunStatus::Cancelled => {
+                    info!(%run_id, %trace_id, workflow = %e.workflow, "run cancelled")
+                }
+                _ => warn!(%run_id, %trace_id, workflow = %e.workflow, "run failed"),
             }
         }
     }

@@ -60,6 +60,10 @@ pub(crate) struct Pending {
     /// Whether tasks may be published before the commit that records their dispatch (see
     /// [`Pending::early_task`]).
     pub(crate) allow_early: bool,
+    /// The trace context of the message being handled (when the process exports traces).
+    pub(crate) trace_in: Option<kora_model::trace::TraceParent>,
+    /// Spans that end when this batch's commit is durable.
+    pub(crate) spans: Vec<kora_broker::trace::SpanSpec>,
     /// Tasks published as soon as they are decided, before the commit.
     pub(crate) early: Vec<(Outbound, AttemptKey)>,
     /// How many tasks went before the commit (counted as dispatched once it is durable).

@@ -202,6 +202,24 @@ impl Coordinator {
             }
             Ok(actions) => {
                 self.metrics.results_recorded.inc();
+                if kora_broker::trace::enabled() {
+                    // From the result's arrival to its commit, under the attempt's span.
+                    p.spans.push(
+                        kora_broker::trace::SpanSpec::new(
+                            "kora.record",
+                            std::time::SystemTime::now(),
+                            std::time::SystemTime::now(),
+                        )
+                        .parent(
+                            p.trace_in.take().or_else(|| {
+                                Some(kora_model::trace::TraceParent::of_run(&r.run_id))
+                            }),
+                        )
+                        .attr("kora.run_id", r.run_id.clone())
+                        .attr("kora.node_id", r.node_id.clone())
+                        .attr("kora.attempt", i64::from(r.attempt)),
+                    );
+                }
                 p.batch.audit.extend(audit);
                 p.expect(&run);
                 run.outcomes += 1;

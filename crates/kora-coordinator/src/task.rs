@@ -89,7 +89,16 @@ impl Env {
                     Priority::High => self.subjects.task_high(queue),
                     Priority::Normal => self.subjects.task(queue),
                 };
-                Ok(Outbound::new(subject, bytes).msg_id(task_id))
+                let msg = Outbound::new(subject, bytes).msg_id(task_id);
+                // The run's root span: the worker's attempt span goes under it.
+                Ok(if kora_broker::trace::enabled() {
+                    msg.header(
+                        kora_model::trace::TRACEPARENT,
+                        kora_model::trace::TraceParent::of_run(run_id).header(),
+                    )
+                } else {
+                    msg
+                })
             }
             Ok(bytes) => Err((
                 error_type::TASK_TOO_LARGE,

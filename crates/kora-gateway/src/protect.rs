@@ -140,6 +140,11 @@ pub(crate) async fn wrap(State(st): State<AppState>, mut req: Request, next: Nex
     let ctx = RequestCtx {
         request_id: request_id(req.headers()),
         client: client_addr(peer, req.headers(), &st.trusted_proxies),
+        traceparent: req
+            .headers()
+            .get(kora_model::trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(kora_model::trace::TraceParent::parse),
     };
     let route = req
         .extensions()

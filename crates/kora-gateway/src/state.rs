@@ -109,6 +109,9 @@ impl AppState {
 pub(crate) struct RequestCtx {
     pub(crate) request_id: String,
     pub(crate) client: IpAddr,
+    /// The caller's W3C trace context (`traceparent`), if it sent a valid one: a run it
+    /// submits links its trace to it.
+    pub(crate) traceparent: Option<kora_model::trace::TraceParent>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {

@@ -22,6 +22,7 @@ pub mod semantics;
 pub mod spec;
 pub mod subjects;
 pub mod tenant;
+pub mod trace;
 pub mod trigger;
 pub mod validate;
 pub mod value;

@@ -150,6 +150,8 @@ async fn admit_requests(
                     continue;
                 }
             };
+            let admitting = std::time::SystemTime::now();
+            let inbound = kora_broker::trace::parent_of(&d.headers);
             if req.submitted_at_ms > 0 {
                 metrics.admission_delay.observe(
                     kora_model::now_ms().saturating_sub(req.submitted_at_ms) as f64 / 1000.0,
@@ -173,8 +175,23 @@ async fn admit_requests(
                     continue;
                 }
             };
-            let msg = Outbound::new(subjects.ledger_admit(), payload)
+            let mut msg = Outbound::new(subjects.ledger_admit(), payload)
                 .msg_id(kora_model::msg_id::admission(&run_id));
+            if let Some(t) = inbound {
+                // The caller's context goes on to the coordinator, which links the run to it.
+                msg = msg.header(kora_model::trace::TRACEPARENT, t.header());
+            }
+            if kora_broker::trace::enabled() {
+                let mut s = kora_broker::trace::SpanSpec::new(
+                    "kora.admit",
+                    admitting,
+                    std::time::SystemTime::now(),
+                )
+                .parent(Some(kora_model::trace::TraceParent::of_run(&run_id)))
+                .attr("kora.run_id", run_id.clone());
+                s.links.extend(inbound);
+                kora_broker::trace::span(s);
+            }
             match broker.publish(msg).await {
                 Ok(_) => {
                     // A crash here re-admits the run on redelivery: the admission's dedup id and

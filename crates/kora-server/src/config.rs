@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub monitoring: kora_coordinator::MonitoringConfig,
     /// Where their alerts go (`crate::alerts`).
     pub alerts: crate::alerts::AlertsConfig,
+    /// Where spans go (`kora_runtime::telemetry`; read from the environment at start-up).
+    pub tracing: kora_runtime::telemetry::TracingConfig,
     /// The HTTP API (`kora_gateway`).
     pub gateway: kora_gateway::GatewayConfig,
     /// Input limits (`kora_model`): checked by schedulers and gateways (give every role the

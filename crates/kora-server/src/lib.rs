@@ -209,6 +209,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     cfg.validate()?;
+    if !cfg.tracing.otlp_endpoint.is_empty() && !kora_broker::trace::enabled() {
+        tracing::warn!(
+            "tracing.otlp_endpoint is set but spans are not exported: the endpoint is read from the environment when the process starts (KORA_TRACING__OTLP_ENDPOINT)"
+        );
+    }
     let subjects = cfg.nats.subjects();
     let name = format!("kora-{}", std::process::id());
     let nats = kora_broker::nats::NatsConfig {

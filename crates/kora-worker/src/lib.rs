@@ -346,6 +346,62 @@ async fn listen_for_cancels(
     }
 }
 
+/// The attempt's spans (when the process exports traces): `kora.node <id>` from the task's
+/// dispatch to its end, under the run's root span the task's `traceparent` names, with
+/// `kora.queue_wait` and `kora.execute` in it. Returns the node span's context.
+fn trace_attempt(
+    d: &Delivery,
+    r: &NodeResult,
+    node_type: &str,
+    cfg: &Config,
+) -> Option<kora_model::trace::TraceParent> {
+    use kora_broker::trace::{SpanSpec, at_ms, parent_of, span};
+    if !kora_broker::trace::enabled() {
+        return None;
+    }
+    let dispatched = d.info.published_ms.min(r.started_at_ms);
+    let error = match &r.outcome {
+        TaskOutcome::Failure { error, .. } => Some(error.clone()),
+        TaskOutcome::Success { .. } => None,
+    };
+    let node = span(SpanSpec {
+        error: error.clone(),
+        ..SpanSpec::new(
+            format!("kora.node {}", r.node_id),
+            at_ms(dispatched),
+            at_ms(r.finished_at_ms),
+        )
+        // A task from a coordinator that does not trace carries no header: the run's root
+        // span is derived from its id all the same.
+        .parent(
+            parent_of(&d.headers)
+                .or_else(|| Some(kora_model::trace::TraceParent::of_run(&r.run_id))),
+        )
+        .attr("kora.run_id", r.run_id.clone())
+        .attr("kora.node_id", r.node_id.clone())
+        .attr("kora.node_type", node_type.to_string())
+        .attr("kora.queue", cfg.queue.clone())
+        .attr("kora.attempt", i64::from(r.attempt))
+        .attr("kora.iteration", i64::from(r.iteration))
+        .attr("kora.delivery", i64::from(d.info.delivered))
+        .attr("kora.worker_id", cfg.worker_id.clone())
+    })?;
+    span(
+        SpanSpec::new("kora.queue_wait", at_ms(dispatched), at_ms(r.started_at_ms))
+            .parent(Some(node)),
+    );
+    span(SpanSpec {
+        error,
+        ..SpanSpec::new(
+            "kora.execute",
+            at_ms(r.started_at_ms),
+            at_ms(r.finished_at_ms),
+        )
+        .parent(Some(node))
+    });
+    Some(node)
+}
+
 /// What every task of a worker loop shares.
 struct Shared {
     broker: Arc<dyn Broker>,
@@ -522,10 +578,10 @@ async fn handle(d: Delivery, shared: &Shared) -> Option<Finished> {
             &cfg.queue,
             if timed_out { "timed_out" } else { "failed" },
         );
-        warn!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, %error, "node failed");
+        warn!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, trace_id = %kora_model::trace::run_trace_hex(&task.run_id), %error, "node failed");
     } else {
         metrics.attempt(node_type, &cfg.queue, "succeeded");
-        debug!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, "node succeeded");
+        debug!(run_id = %task.run_id, node_id = %task.node_id, attempt = task.attempt, trace_id = %kora_model::trace::run_trace_hex(&task.run_id), "node succeeded");
     }
     let mut result = NodeResult {
         v: WIRE_VERSION,
@@ -568,9 +624,14 @@ async fn handle(d: Delivery, shared: &Shared) -> Option<Finished> {
     };
     // The result is stored before the task is acked: a crash in between re-runs the task, and
     // the coordinator ignores the second result.
+    let traced = trace_attempt(&d, &result, &task.node_type, cfg);
     let task_id = result.task_id;
-    let msg = Outbound::new(subjects.ledger_result(), payload)
+    let mut msg = Outbound::new(subjects.ledger_result(), payload)
         .msg_id(kora_model::msg_id::result(&task_id));
+    if let Some(t) = traced {
+        // The coordinator's recording span goes under this attempt's.
+        msg = msg.header(kora_model::trace::TRACEPARENT, t.header());
+    }
     Some(Finished {
         delivery: d,
         result: msg,

@@ -59,6 +59,11 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
         run_id: run_id.clone(),
         idempotency_key: a.idempotency_key,
         tenant: a.tenant.clone(),
+        // A caller's trace context, as tracing-aware scripts pass it (`TRACEPARENT`): the
+        // run's trace links to it.
+        traceparent: std::env::var("TRACEPARENT")
+            .ok()
+            .and_then(|v| kora_model::trace::TraceParent::parse(&v)),
         ..client::Submission::new(spec, params)
     };
     client::submit(broker.as_ref(), &subjects, submission).await?;

@@ -15,5 +15,6 @@ mod observe;
 mod runs;
 mod shutdown;
 mod support;
+mod trace;
 mod triggers;
 mod walkthrough;

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use super::support::*;
 
 /// An HTTP server that records every JSON body POSTed to it and answers 200.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: String,
     got: Arc<Mutex<Vec<serde_json::Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -35,7 +35,7 @@ impl Receiver {
         Receiver { addr, got, task }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
 
@@ -66,7 +66,7 @@ impl Receiver {
         }
     }
 
-    fn all(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn all(&self) -> Vec<serde_json::Value> {
         self.got.lock().unwrap().clone()
     }
 }

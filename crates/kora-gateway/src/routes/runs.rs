@@ -325,6 +325,7 @@ pub(crate) async fn submit(
             idempotency_key: body.idempotency_key.clone(),
             tenant: who.tenant.clone(),
             run_id: run_id.clone(),
+            traceparent: ctx.traceparent,
             ..Submission::new(spec, body.params.clone())
         };
         // Waiting on the run's events (for its end, or for the admission that names the run
