@@ -21,7 +21,7 @@ use kora_nodes::{NodeContext, Registry};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 
 pub use metrics::WorkerMetrics;
 
@@ -418,11 +418,8 @@ async fn handle(d: Delivery, shared: &Shared) -> Option<Finished> {
     let Shared {
         broker,
         subjects,
-        registry,
-        cfg,
-        abort,
-        runs,
         metrics,
+        ..
     } = shared;
     let broker = broker.as_ref();
     let task = match wire::decode::<NodeTask>(&d.payload) {
@@ -436,6 +433,34 @@ async fn handle(d: Delivery, shared: &Shared) -> Option<Finished> {
             return None;
         }
     };
+    // Every log line of the task carries its run, node, attempt and trace.
+    let span = tracing::info_span!(
+        "task",
+        run_id = %task.run_id,
+        node_id = %task.node_id,
+        attempt = task.attempt,
+        trace_id = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        span.record(
+            "trace_id",
+            tracing::field::display(kora_model::trace::run_trace_hex(&task.run_id)),
+        );
+    }
+    execute(d, task, shared).instrument(span).await
+}
+
+/// Runs a decoded task: its node, within its limits, heartbeating; the result to publish.
+async fn execute(d: Delivery, task: NodeTask, shared: &Shared) -> Option<Finished> {
+    let Shared {
+        subjects,
+        registry,
+        cfg,
+        abort,
+        runs,
+        metrics,
+        ..
+    } = shared;
     let started = now_ms();
     let began = Instant::now();
     // A node type this worker lacks is one label, not one per name a task could carry.

@@ -182,6 +182,8 @@ const COORDINATOR_FAMILIES: &[&str] = &[
     "kora_scheduler_requests_total{",
     "kora_scheduler_admission_delay_seconds_bucket{",
     "kora_publish_seconds_bucket{",
+    "kora_gateway_requests_total{",
+    "kora_gateway_auth_failures_total{",
 ];
 const WORKER_FAMILIES: &[&str] = &[
     "kora_node_execution_seconds_bucket{",
@@ -204,7 +206,10 @@ async fn every_role_exports_metrics_that_prometheus_scrapes() {
     let Some(prom) = Prometheus::start(&[&control, &worker]) else {
         return;
     };
-    d.serve("scheduler,coordinator", &["--metrics-addr", &control]);
+    d.serve(
+        "scheduler,coordinator,gateway",
+        &["--metrics-addr", &control],
+    );
     d.serve("worker", &["--metrics-addr", &worker]);
     // Prometheus is up and scraping both processes before anything runs, so rates see the
     // runs happen.
@@ -239,6 +244,9 @@ async fn every_role_exports_metrics_that_prometheus_scrapes() {
         .to_string(),
     )
     .unwrap();
+    // A request without a credential: the gateway counts it in the same process's metrics.
+    let gateway = d.gateway.trim_start_matches("http://").to_string();
+    assert_eq!(http_get(&gateway, "/v1/runs").0, 401);
     for _ in 0..3 {
         let out = d.submit_wait(&wf, None);
         assert_eq!(out["status"], "succeeded", "{out}");
