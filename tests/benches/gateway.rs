@@ -448,7 +448,7 @@ async fn wait_overhead(http: &reqwest::Client, base: &str, key: &str, prefix: &s
         )
         .await
         .expect("wait");
-        let report = kora_client::RunReport::build(&store, run_id, &node_ids, ending)
+        let report = kora_client::RunReport::build(&store, run_id, &node_ids, false, ending)
             .await
             .expect("report");
         assert_eq!(report.status, "succeeded");

@@ -316,11 +316,12 @@ async fn oversized_inputs_and_outputs_fail_the_node_not_the_engine() {
     let engine = Engine::start(cfg).await.unwrap();
     let wf = spec(json!({"nodes": [
         {"id": "half", "type": "PythonCodeNode", "config": {"code": "result = 'x' * 40000"}},
+        {"id": "other_half", "type": "PythonCodeNode", "config": {"code": "result = 'x' * 40000"}},
         {"id": "twice", "type": "PythonCodeNode", "config": {"code": "result = len(a) + len(b)"}},
         {"id": "huge", "type": "PythonCodeNode", "config": {"code": "result = 'y' * 100000"}}],
         "connections": [
             {"source": "half", "output": "result", "target": "twice", "input": "a"},
-            {"source": "half", "output": "result", "target": "twice", "input": "b"}]}));
+            {"source": "other_half", "output": "result", "target": "twice", "input": "b"}]}));
     let r = tokio::time::timeout(Duration::from_secs(30), engine.run(wf, Map::new()))
         .await
         .expect("no hang")

@@ -49,6 +49,11 @@ fn normalise(v: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
+        // A float's digits as one writer spells them (`1e+16` from Python, `1e16` from Rust).
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| v.clone(), Value::Number),
         other => other.clone(),
     }
 }

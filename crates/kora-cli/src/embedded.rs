@@ -167,6 +167,7 @@ impl Engine {
         run_id: String,
     ) -> anyhow::Result<RunReport> {
         let ids: Vec<String> = workflow.nodes.iter().map(|n| n.id.clone()).collect();
+        let may_amend = kora_model::exits::may_amend(&workflow);
         let from = client::events_position(self.broker.as_ref(), &self.subjects).await?;
         let submission = client::Submission {
             run_id: run_id.clone(),
@@ -174,7 +175,7 @@ impl Engine {
         };
         client::submit(self.broker.as_ref(), &self.subjects, submission).await?;
         let ending = client::wait(&self.broker, &self.subjects, &run_id, from, None).await?;
-        Ok(RunReport::build(self.store.as_ref(), run_id, &ids, ending).await?)
+        Ok(RunReport::build(self.store.as_ref(), run_id, &ids, may_amend, ending).await?)
     }
 
     /// Stops the roles (they drain) and waits for them; a role that failed meanwhile is the

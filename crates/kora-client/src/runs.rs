@@ -216,6 +216,7 @@ impl RunReport {
         store: &dyn kora_store::Store,
         run_id: String,
         node_ids: &[String],
+        may_amend: bool,
         ending: Ending,
     ) -> Result<Self> {
         let status = match ending.kind {
@@ -225,7 +226,7 @@ impl RunReport {
             _ => "failed",
         };
         Ok(RunReport {
-            results: store.results(&run_id, node_ids).await?,
+            results: store.final_results(&run_id, node_ids, may_amend).await?,
             status: status.into(),
             run_id,
             error: ending.detail,

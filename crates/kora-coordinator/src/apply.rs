@@ -136,8 +136,24 @@ pub(crate) fn apply(
                 completed,
                 done,
                 reason,
+                amended,
             } => {
-                let detail = serde_json::json!({"cycle": wf.groups[group].id, "completed": completed, "done": done, "reason": reason});
+                let mut detail = serde_json::json!({"cycle": wf.groups[group].id, "completed": completed, "done": done, "reason": reason});
+                // Which SwitchNode outputs the planner filled in (names only, never data):
+                // readers of the run's results apply them (`kora_model::exits`).
+                if !amended.is_empty() {
+                    let names: kora_model::Map = amended
+                        .iter()
+                        .map(|a| {
+                            let from = a.from.map(|p| wf.ids[p].clone());
+                            (
+                                wf.ids[a.switch].clone(),
+                                from.map_or(kora_model::Value::Null, kora_model::Value::String),
+                            )
+                        })
+                        .collect();
+                    detail[kora_model::exits::AMENDED] = kora_model::Value::Object(names);
+                }
                 let ev = Ev::run(EventKind::CycleIteration).detail(Some(detail));
                 p.emit(&env.subjects, run, now, ev);
             }

@@ -86,7 +86,14 @@ impl Coordinator {
             .as_ref()
             .map(|s| s.nodes.iter().map(|n| n.id.clone()).collect())
             .unwrap_or_default();
-        let results = self.store.results(&child.run_id, &ids).await?;
+        let may_amend = child
+            .spec
+            .as_ref()
+            .is_some_and(kora_model::exits::may_amend);
+        let results = self
+            .store
+            .final_results(&child.run_id, &ids, may_amend)
+            .await?;
         let mut output = Map::new();
         output.insert("results".into(), Value::Object(results));
         output.insert("run_id".into(), Value::String(child.run_id.clone()));

@@ -75,6 +75,8 @@ impl ParamKind {
         }
         let found = match v {
             V::String(s) => format!("{s:?}"),
+            // As Python writes it, whatever the text said (`1e12` is `1000000000000.0`).
+            V::Number(_) => crate::value::py_repr(v),
             other => {
                 let t = other.to_string();
                 if t.chars().count() > 60 {

@@ -50,17 +50,43 @@ pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Given {
-        Secs(f64),
-        Text(String),
+    d.deserialize_any(Given)
+}
+
+/// A number of seconds or a `humantime` text. A visitor rather than an untagged enum: with
+/// serde_json's `arbitrary_precision` (Kora keeps numbers exact) an untagged enum sees a
+/// number as serde_json's private one-field map and matches neither.
+struct Given;
+
+impl<'de> de::Visitor<'de> for Given {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a duration: a number of seconds or text such as \"30s\" or \"1h 30m\"")
     }
-    match Given::deserialize(d)? {
-        Given::Secs(s) => from_secs(s),
-        Given::Text(t) => parse(&t),
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        from_secs(v as f64).map_err(E::custom)
     }
-    .map_err(de::Error::custom)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        from_secs(v as f64).map_err(E::custom)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+        from_secs(v).map_err(E::custom)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse(v).map_err(E::custom)
+    }
+    // serde_json's exact number, given as a one-entry map holding its digits.
+    fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Duration, A::Error> {
+        let digits = match m.next_entry::<String, String>()? {
+            Some((k, v)) if k == crate::msgpack::NUMBER_TOKEN => v,
+            _ => return Err(de::Error::invalid_type(de::Unexpected::Map, &self)),
+        };
+        let secs: f64 = digits
+            .parse()
+            .map_err(|_| de::Error::custom(format!("{digits} is not a number of seconds")))?;
+        from_secs(secs).map_err(de::Error::custom)
+    }
 }
 
 /// The same for an optional duration (`None` when absent).

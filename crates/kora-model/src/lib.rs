@@ -12,11 +12,13 @@
 
 pub mod catalog;
 pub mod duration;
+pub mod exits;
 pub mod expr;
 pub mod failure;
 pub mod limits;
 pub mod load;
 pub mod msg_id;
+pub mod msgpack;
 pub mod plan;
 pub mod semantics;
 pub mod spec;

@@ -139,17 +139,17 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
 
+    // Exact: numbers keep their digits (an integer of any size stays one, as in Python).
     fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
-        i64::try_from(v)
-            .map(Value::from)
-            .or_else(|_| u64::try_from(v).map(Value::from))
-            .map_err(|_| E::custom(format!("the integer {v} is out of range")))
+        serde_json::Number::from_i128(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("the integer {v} is out of range")))
     }
 
     fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
-        u64::try_from(v)
-            .map(Value::from)
-            .map_err(|_| E::custom(format!("the integer {v} is out of range")))
+        serde_json::Number::from_u128(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("the integer {v} is out of range")))
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {

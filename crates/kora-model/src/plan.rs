@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::expr;
 use crate::semantics::{RunParams, Source, gather, reports_failure};
 use crate::validate::{CompiledWorkflow, NodeIdx};
 use crate::value::{Map, Value};
+use crate::{exits, expr};
 
 /// Hard cap for a cycle that names no `max_iterations`, so a never-converging loop ends.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 1000;
@@ -61,12 +61,15 @@ pub enum Action {
     },
     /// Conditional routing skipped `node`; its result is `None`.
     Skip { node: NodeIdx, iteration: u32 },
-    /// A cycle group finished an iteration; `done` when it will not iterate again.
+    /// A cycle group finished an iteration; `done` when it will not iterate again. `amended`:
+    /// the SwitchNode outputs whose `false_output` the planner filled in as the cycle ended at
+    /// `max_iterations` (see [`crate::exits`]); the owner records them so results show them.
     CycleIteration {
         group: usize,
         completed: u32,
         done: bool,
         reason: &'static str,
+        amended: Vec<crate::exits::Amendment>,
     },
     /// The run is over.
     Finish(RunOutcome),
@@ -98,6 +101,10 @@ pub struct RunState {
     iteration: Vec<u32>,
     group_remaining: Vec<usize>,
     group_started_ms: Vec<Option<u64>>,
+    /// When each group's last iteration ended (for `history`'s `iteration_time`).
+    group_last_ms: Vec<Option<u64>>,
+    /// Each group's `history` for `converge_when`, kept only when the expression reads it.
+    history: Vec<Vec<Value>>,
     units_left: usize,
     outcome: Option<RunOutcome>,
     started: bool,
@@ -129,6 +136,8 @@ impl RunState {
             iteration: vec![0; groups],
             group_remaining: wf.groups.iter().map(|g| g.members.len()).collect(),
             group_started_ms: vec![None; groups],
+            group_last_ms: vec![None; groups],
+            history: vec![Vec::new(); groups],
             units_left,
             outcome: None,
             started: false,
@@ -393,8 +402,14 @@ impl RunState {
         let completed = self.iteration[g];
         let max = group.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS);
         let mut reason = "";
+        if group.uses_history {
+            self.record_history(g, completed, now_ms);
+        }
+        let output = |m: NodeIdx| self.member_output(m);
         if completed >= max {
             reason = "max_iterations";
+        } else if exits::natural_end(group, &output).is_some() {
+            reason = "natural";
         } else if let Some(e) = &group.converge_when {
             let ctx = self.convergence_context(g, completed, now_ms);
             match expr::eval_bool(e, &|n| ctx.get(n).cloned()) {
@@ -410,11 +425,25 @@ impl RunState {
             reason = "timeout";
         }
         let done = !reason.is_empty();
+        // Kailash fills in `false_output`s only at a `max_iterations` the cycle names.
+        let amended = if group.max_iterations.is_some_and(|m| completed >= m) {
+            exits::at_max_iterations(group, &output)
+        } else {
+            Vec::new()
+        };
+        for a in &amended {
+            let result = a.from.and_then(|p| self.outputs[p].as_ref()?.get("result"));
+            if let Some(s) = &self.outputs[a.switch] {
+                self.outputs[a.switch] = Some(exits::amend(s, result));
+            }
+        }
+        self.group_last_ms[g] = Some(now_ms);
         actions.push(Action::CycleIteration {
             group: g,
             completed,
             done,
             reason: if done { reason } else { "continue" },
+            amended,
         });
         let mut ready = Vec::new();
         if done {
@@ -449,6 +478,52 @@ impl RunState {
         ready
     }
 
+    /// A member's output in the iteration that just ended: `None` if it was skipped.
+    fn member_output(&self, m: NodeIdx) -> Option<&Map> {
+        match self.status[m] {
+            NodeStatus::Succeeded | NodeStatus::FailedLeaf | NodeStatus::Failed => {
+                self.outputs[m].as_ref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The group's members and their outputs this iteration (`None` for one skipped), in
+    /// execution order: Kailash's iteration `results`.
+    fn member_results(&self, g: usize) -> Map {
+        self.wf.groups[g]
+            .members
+            .iter()
+            .map(|&m| {
+                let out = self
+                    .member_output(m)
+                    .cloned()
+                    .map_or(Value::Null, Value::Object);
+                (self.wf.ids[m].clone(), out)
+            })
+            .collect()
+    }
+
+    /// Appends this iteration to the group's `history`, as Kailash's `CycleState.update`
+    /// records it: `iteration`, `results`, `timestamp`, `elapsed_time`, `iteration_time`.
+    fn record_history(&mut self, g: usize, completed: u32, now_ms: u64) {
+        let started = self.group_started_ms[g].unwrap_or(now_ms);
+        let last = self.group_last_ms[g].unwrap_or(started);
+        let secs = |ms: u64| Value::from(ms as f64 / 1000.0);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms);
+        let stamp = humantime::format_rfc3339_micros(at).to_string();
+        let mut entry = Map::new();
+        entry.insert("iteration".into(), Value::from(completed));
+        entry.insert("results".into(), Value::Object(self.member_results(g)));
+        entry.insert(
+            "timestamp".into(),
+            Value::String(stamp.replace('Z', "+00:00")),
+        );
+        entry.insert("elapsed_time".into(), secs(now_ms.saturating_sub(started)));
+        entry.insert("iteration_time".into(), secs(now_ms.saturating_sub(last)));
+        self.history[g].push(Value::Object(entry));
+    }
+
     /// Names visible to `converge_when`, as Kailash's `ExpressionCondition` makes them:
     /// `results` (this iteration's outputs of the cycle group's members, in execution order;
     /// a member skipped this iteration is `None`), `iteration`, `elapsed_time` (seconds since
@@ -458,15 +533,7 @@ impl RunState {
     /// they shadow Kailash's names. Nothing outside the group is visible: what other nodes
     /// have finished by now depends on timing.
     fn convergence_context(&self, g: usize, completed: u32, now_ms: u64) -> Map {
-        let group = &self.wf.groups[g];
-        let mut results = Map::new();
-        for &m in &group.members {
-            let out = match (self.status[m], &self.outputs[m]) {
-                (NodeStatus::Skipped | NodeStatus::Waiting, _) | (_, None) => Value::Null,
-                (_, Some(out)) => Value::Object(out.clone()),
-            };
-            results.insert(self.wf.ids[m].clone(), out);
-        }
+        let results = self.member_results(g);
         let mut ctx = Map::new();
         for (id, out) in &results {
             if !is_identifier(id) {
@@ -492,6 +559,10 @@ impl RunState {
         ctx.entry("iteration")
             .or_insert_with(|| Value::from(completed));
         ctx.entry("results").or_insert(Value::Object(results));
+        if self.wf.groups[g].uses_history {
+            ctx.entry("history")
+                .or_insert_with(|| Value::Array(self.history[g].clone()));
+        }
         ctx
     }
 }

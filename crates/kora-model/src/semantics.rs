@@ -65,39 +65,41 @@ pub fn gather<'a>(
     params: &RunParams,
 ) -> Gathered {
     let mut g = Gathered::default();
-    let mut considered = 0usize;
-    let mut all_none = true;
-    let mut all_routed = true;
+    // Kailash's conditional routing (`_should_skip_conditional_node`): the edges that set an
+    // input, each with whether it came from a SwitchNode or a skipped node ("routed"), and
+    // whether any edge at all comes from one.
+    let mut set_by: Vec<(&str, bool)> = Vec::new();
+    let mut any_routed = false;
     for e in &wf.inbound[i] {
         if e.cycle && iteration == 0 {
             continue;
         }
-        considered += 1;
         let src = if e.cycle {
             previous(e.source)
         } else {
             current(e.source)
         };
-        let from_switch = wf.types[e.source].is_switch;
+        let routed = wf.types[e.source].is_switch || matches!(src, Source::Skipped);
+        any_routed |= routed;
         let value = match src {
             Source::Output(out) => lookup_path(out, &e.path),
-            Source::Skipped | Source::Absent => None,
+            // Kailash reads a skipped node's output as `{"result": None}`: its `result` is
+            // `None`, and any other path (`result.x` too) leaves the input unset.
+            Source::Skipped => (e.path == "result").then_some(&Value::Null),
+            Source::Absent => None,
         };
-        if !(from_switch || matches!(src, Source::Skipped)) {
-            all_routed = false;
-        }
         match value {
             None => g.missing.push(format!("{}.{}", wf.ids[e.source], e.path)),
             Some(Value::Null) => {
+                set_by.push((&e.input, routed));
                 g.inputs.entry(e.input.clone()).or_insert(Value::Null);
             }
             Some(v) => {
-                all_none = false;
+                set_by.push((&e.input, routed));
                 g.inputs.insert(e.input.clone(), v.clone());
             }
         }
     }
-    g.skip = considered > 0 && all_none && all_routed;
 
     // Workflow-level parameters reach a node that declares them, or that takes any input
     // (inline-code PythonCodeNode), as in Kailash; Kora does no fuzzy name matching.
@@ -124,7 +126,33 @@ pub fn gather<'a>(
             }
         }
     }
+    // Skipped when every input an edge set is `None` (after parameters) and came from
+    // routing; or, for a node with configuration, when some edge is routed and every input an
+    // edge set is `None`. An edge that set nothing does not count.
+    let is_none = |input: &str| g.inputs.get(input).is_none_or(Value::is_null);
+    let all_none = set_by.iter().all(|(input, _)| is_none(input));
+    // Read the config only when it decides: this runs for every dispatch.
+    let configured = || {
+        wf.spec.nodes[i]
+            .config
+            .iter()
+            .any(|(k, v)| !v.is_null() && !matches!(k.as_str(), "metadata" | "name" | "id"))
+    };
+    g.skip = !set_by.is_empty()
+        && all_none
+        && (set_by.iter().all(|&(_, routed)| routed) || (any_routed && configured()));
+    // A node that declares its inputs never sees others: Kailash drops them before it
+    // resolves `${name}` templates.
+    if !info.open_inputs {
+        g.inputs.retain(|k, _| info.param(k).is_some());
+    }
     g
+}
+
+/// Kailash's `validate_inputs`: a declared, optional parameter whose value is `None` counts
+/// as not given (the node's default applies; MergeNode's `data1` is then missing).
+pub fn drop_unset_optionals(input: &mut Map, info: &crate::NodeTypeInfo) {
+    input.retain(|k, v| !(v.is_null() && info.param(k).is_some_and(|p| !p.required)));
 }
 
 /// What a node's `run` receives, as Kailash's `Node.execute` makes it: its config overlaid by

@@ -53,6 +53,13 @@ fn problem(node: Option<&str>, field: Option<&str>, message: impl Into<String>) 
     }
 }
 
+fn warning(node: Option<&str>, field: Option<&str>, message: impl Into<String>) -> Problem {
+    Problem {
+        severity: Severity::Warning,
+        ..problem(node, field, message)
+    }
+}
+
 pub type NodeIdx = usize;
 
 /// An edge between node indices; `path` is the source output path, `input` the target input.
@@ -76,6 +83,26 @@ pub struct CycleGroup {
     pub converge_when: Option<expr::Expr>,
     pub converge_source: Option<String>,
     pub timeout_secs: Option<f64>,
+    /// Whether `converge_when` reads `history` (the planner keeps it only then).
+    pub uses_history: bool,
+    /// Members that end the cycle through their `condition_result` (Kailash's "natural
+    /// termination"): an edge inside the group maps exactly their `true_output` (the cycle
+    /// ends when the condition is falsy) or `false_output` (ends when it is truthy).
+    pub natural: Vec<NaturalExit>,
+    /// SwitchNode members with an edge leaving the group, each with its predecessors inside
+    /// the group in connection order: at `max_iterations` Kailash fills in their
+    /// `false_output` from the first such predecessor's `result`.
+    pub switch_exits: Vec<(NodeIdx, Vec<NodeIdx>)>,
+}
+
+/// A member whose `condition_result` can end its cycle; see [`CycleGroup::natural`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NaturalExit {
+    pub node: NodeIdx,
+    /// An edge inside the group maps exactly `true_output`: the cycle ends on a falsy condition.
+    pub on_false: bool,
+    /// An edge inside the group maps exactly `false_output`: the cycle ends on a truthy one.
+    pub on_true: bool,
 }
 
 /// A validated workflow, indexed for the planner. Cheap to share behind an `Arc`.
@@ -157,13 +184,11 @@ fn compile_inner(
     let mut problems = Vec::new();
     if spec.nodes.is_empty() {
         // Kailash runs an empty workflow and returns `{}`; so does Kora, with a warning.
-        let mut p = problem(
+        problems.push(warning(
             None,
             Some("nodes"),
             "the workflow has no nodes: it runs and returns {}",
-        );
-        p.severity = Severity::Warning;
-        problems.push(p);
+        ));
     }
     let mut index = HashMap::with_capacity(spec.nodes.len());
     let mut types: Vec<Arc<NodeTypeInfo>> = Vec::with_capacity(spec.nodes.len());
@@ -213,11 +238,17 @@ fn compile_inner(
             Some("deadline_secs"),
             format!(
                 "must be more than 0 and at most 30 days (2592000), found {}",
-                crate::Value::from(d)
+                crate::value::py_float(d)
             ),
         ));
     }
+    if let Some((path, why)) = params.and_then(crate::value::find_unusable_number) {
+        problems.push(problem(None, Some(&format!("params.{path}")), why));
+    }
     for node in &spec.nodes {
+        if let Some((path, why)) = crate::value::find_unusable_number(&node.config) {
+            problems.push(problem(Some(&node.id), Some(&path), why));
+        }
         if let Some(p) = &node.retry {
             for (field, message) in p.check() {
                 problems.push(problem(Some(&node.id), Some(field), message));
@@ -231,7 +262,7 @@ fn compile_inner(
                 Some("timeout_secs"),
                 format!(
                     "must be more than 0 and at most a week (604800), found {}",
-                    crate::Value::from(t)
+                    crate::value::py_float(t)
                 ),
             ));
         }
@@ -341,17 +372,24 @@ fn compile_inner(
             let hint = suggest(&c.input, names.iter().copied())
                 .map(|s| format!("; did you mean '{s}'?"))
                 .unwrap_or_default();
-            problems.push(problem(
-                Some(&c.target),
-                Some(&c.input),
-                format!(
-                    "'{}' has no input '{}' (connection from '{}'){hint}; its inputs are: {}",
-                    tt.name,
-                    c.input,
-                    c.source,
-                    names.join(", ")
-                ),
-            ));
+            // Kailash runs such a workflow and drops the input before the node sees it (so a
+            // `${name}` template cannot use it either); Kora does the same, and says so.
+            let message = format!(
+                "'{}' has no input '{}' (connection from '{}'){hint}; its inputs are: {}",
+                tt.name,
+                c.input,
+                c.source,
+                names.join(", "),
+            );
+            problems.push(if c.input.is_empty() {
+                problem(Some(&c.target), Some(&c.input), message)
+            } else {
+                warning(
+                    Some(&c.target),
+                    Some(&c.input),
+                    message + "; the value is dropped, as Kailash does",
+                )
+            });
         }
         if let Some(cid) = &c.cycle
             && !cycle_specs.contains_key(cid.as_str())
@@ -361,6 +399,33 @@ fn compile_inner(
                 Some(&field),
                 format!("cycle '{cid}' is not defined in `cycles`"),
             ));
+        }
+        // Kailash keeps one mapping per output between two nodes: a later connection of the
+        // same output to the same node replaces the earlier one.
+        if let Some(old) = inbound[t]
+            .iter_mut()
+            .find(|e| e.source == s && e.path == c.output)
+        {
+            problems.push(warning(
+                Some(&c.target),
+                Some(&c.input),
+                format!(
+                    "connection {}.{} -> {}.{} replaces the earlier {}.{} -> {}.{}: Kailash keeps only the last connection of an output between two nodes, so '{}' gets nothing from it",
+                    c.source,
+                    c.output,
+                    c.target,
+                    c.input,
+                    c.source,
+                    c.output,
+                    c.target,
+                    old.input,
+                    old.input
+                ),
+            ));
+            old.input = c.input.clone();
+            old.cycle = c.cycle.is_some();
+            old.cycle_id = c.cycle.clone();
+            continue;
         }
         out_degree[s] += 1;
         inbound[t].push(Edge {
@@ -586,6 +651,9 @@ fn compile_inner(
             },
             None => None,
         };
+        let uses_history = converge_when
+            .as_ref()
+            .is_some_and(|e| expr::mentions(e, "history"));
         let gi = groups.len();
         for &m in &members {
             group_of[m] = Some(gi);
@@ -597,7 +665,14 @@ fn compile_inner(
             converge_when,
             converge_source,
             timeout_secs,
+            uses_history,
+            natural: Vec::new(),
+            switch_exits: Vec::new(),
         });
+    }
+    for (gi, group) in groups.iter_mut().enumerate() {
+        (group.natural, group.switch_exits) =
+            exits_of(gi, &group.members, &inbound, &group_of, &types);
     }
     // A cycle edge must close a loop: its source must be reachable from its target.
     for edges in &inbound {
@@ -635,6 +710,57 @@ fn compile_inner(
         group_of,
     };
     Ok((Some(compiled), problems))
+}
+
+/// A group's [`NaturalExit`]s and SwitchNode exits, from the edges as Kailash reads them:
+/// the edges inside the group (cycle edges and the others alike) by their exact source key,
+/// and any edge to a node outside the group for an exit.
+#[allow(clippy::type_complexity)]
+fn exits_of(
+    g: usize,
+    members: &[NodeIdx],
+    inbound: &[Vec<Edge>],
+    group_of: &[Option<usize>],
+    types: &[Arc<NodeTypeInfo>],
+) -> (Vec<NaturalExit>, Vec<(NodeIdx, Vec<NodeIdx>)>) {
+    let mut natural: Vec<NaturalExit> = members
+        .iter()
+        .map(|&node| NaturalExit {
+            node,
+            on_false: false,
+            on_true: false,
+        })
+        .collect();
+    let mut leaves = vec![false; members.len()];
+    let at: HashMap<NodeIdx, usize> = members.iter().enumerate().map(|(k, &m)| (m, k)).collect();
+    let pos = |n: NodeIdx| at.get(&n).copied();
+    for (t, edges) in inbound.iter().enumerate() {
+        for e in edges {
+            let Some(k) = pos(e.source) else { continue };
+            if group_of[t] == Some(g) {
+                natural[k].on_false |= e.path == "true_output";
+                natural[k].on_true |= e.path == "false_output";
+            } else {
+                leaves[k] = true;
+            }
+        }
+    }
+    let switch_exits = members
+        .iter()
+        .zip(&leaves)
+        .filter(|&(&m, &leaves)| leaves && types[m].name == "SwitchNode")
+        .map(|(&m, _)| {
+            let mut preds: Vec<NodeIdx> = Vec::new();
+            for e in &inbound[m] {
+                if group_of[e.source] == Some(g) && !preds.contains(&e.source) {
+                    preds.push(e.source);
+                }
+            }
+            (m, preds)
+        })
+        .collect();
+    natural.retain(|n| n.on_false || n.on_true);
+    (natural, switch_exits)
 }
 
 /// Tarjan's SCC over all edges, keeping components that contain a cycle edge. Iterative, so a

@@ -10,7 +10,8 @@ pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        // An integer too large for a float is not zero.
+        Value::Number(n) => n.as_f64().is_none_or(|f| f != 0.0),
         Value::String(s) => !s.is_empty(),
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) => !o.is_empty(),
@@ -153,7 +154,10 @@ pub fn py_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(i), Some(j)) => i == j,
-            _ => x.as_f64() == y.as_f64(),
+            _ => match int_cmp(x, y) {
+                Some(o) => o.is_eq(),
+                None => x.as_f64() == y.as_f64(),
+            },
         },
         (Value::Bool(x), Value::Number(_)) => py_eq(&Value::from(i64::from(*x)), b),
         (Value::Number(_), Value::Bool(y)) => py_eq(a, &Value::from(i64::from(*y))),
@@ -167,8 +171,41 @@ pub fn py_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Exact ordering of two integers of any size (Python ints), from their digits; `None` unless
+/// both are integers.
+fn int_cmp(x: &serde_json::Number, y: &serde_json::Number) -> Option<std::cmp::Ordering> {
+    use std::cmp::Ordering;
+    if let (Some(i), Some(j)) = (x.as_i64(), y.as_i64()) {
+        return Some(i.cmp(&j));
+    }
+    // The digits as written (`arbitrary_precision`), without copying them.
+    let split = |s: &str| -> Option<(bool, usize, usize)> {
+        let (neg, digits) = s.strip_prefix('-').map_or((false, s), |d| (true, d));
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let start = s.len() - digits.trim_start_matches('0').len();
+        Some((neg && start < s.len(), start, s.len()))
+    };
+    let (xs, ys) = (x.as_str(), y.as_str());
+    let ((xn, xa, xb), (yn, ya, yb)) = (split(xs)?, split(ys)?);
+    let (xd, yd) = (&xs[xa..xb], &ys[ya..yb]);
+    let magnitude = xd.len().cmp(&yd.len()).then_with(|| xd.cmp(yd));
+    Some(match (xn, yn) {
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+    })
+}
+
 /// Python-style ordering for numbers and strings; `None` when Python would raise `TypeError`.
 pub fn py_cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    if let (Value::Number(x), Value::Number(y)) = (a, b)
+        && let Some(o) = int_cmp(x, y)
+    {
+        return Some(o);
+    }
     let num = |v: &Value| match v {
         Value::Number(n) => n.as_f64(),
         Value::Bool(b) => Some(f64::from(u8::from(*b))),
@@ -303,6 +340,90 @@ mod tests {
         assert_eq!(py_contains(&json!("hello"), &json!("ell")), Some(true));
         assert_eq!(py_contains(&json!(5), &json!(5)), None);
     }
+
+    #[test]
+    fn integers_of_any_size_stay_exact() {
+        let v: Value = serde_json::from_str(
+            r#"[1267650600228229401496703205376, 1267650600228229401496703205377, -1180591620717411303424, 1.5]"#,
+        )
+        .unwrap();
+        let (a, b, neg) = (&v[0], &v[1], &v[2]);
+        // As floats the first two are one number; as Python ints they differ.
+        assert_eq!(a.as_f64(), b.as_f64());
+        assert!(!py_eq(a, b));
+        assert!(py_eq(a, &a.clone()));
+        assert_eq!(py_cmp(a, b), Some(std::cmp::Ordering::Less));
+        assert_eq!(py_cmp(neg, &json!(-1)), Some(std::cmp::Ordering::Less));
+        assert_eq!(py_cmp(a, &json!(1.5)), Some(std::cmp::Ordering::Greater));
+        assert_eq!(py_str(a), "1267650600228229401496703205376");
+        assert_eq!(py_repr(&v[3]), "1.5");
+        assert_eq!(
+            v.to_string(),
+            r#"[1267650600228229401496703205376,1267650600228229401496703205377,-1180591620717411303424,1.5]"#
+        );
+        // Too large for a float, still not zero.
+        let huge: Value = serde_json::from_str(&"9".repeat(400)).unwrap();
+        assert!(truthy(&huge));
+    }
+
+    #[test]
+    fn numbers_nothing_can_carry_are_found_with_their_place() {
+        let m: Map = serde_json::from_str(&format!(
+            r#"{{"ok": [1, 2.5, 123456789012345678901234567890], "a": {{"b": [0, 1e400]}}, "n": {}}}"#,
+            "7".repeat(MAX_INT_DIGITS + 1)
+        ))
+        .unwrap();
+        let (path, why) = find_unusable_number(&m).unwrap();
+        assert_eq!(path, "a.b[1]");
+        assert!(why.contains("1e+400 is beyond a 64-bit float"), "{why}");
+        let n: Value = serde_json::from_str(&"7".repeat(MAX_INT_DIGITS + 1)).unwrap();
+        let Value::Number(n) = n else { unreachable!() };
+        assert!(unusable_number(&n).unwrap().contains("4301 digits"));
+        let fine: Value = serde_json::from_str(&"7".repeat(MAX_INT_DIGITS)).unwrap();
+        let Value::Number(fine) = fine else {
+            unreachable!()
+        };
+        assert_eq!(unusable_number(&fine), None);
+        assert_eq!(
+            find_unusable_number(&json!({"x": [1, -2.5e-300]}).as_object().unwrap().clone()),
+            None
+        );
+    }
+}
+
+/// The most digits an integer may have: Python's own limit for reading an int from text
+/// (`sys.int_max_str_digits`, 4300 by default), so every integer Kora carries reads in Python.
+pub const MAX_INT_DIGITS: usize = 4300;
+
+/// Why a number cannot be carried, if it cannot. Numbers keep the digits they were written
+/// with, so an integer of any size stays exact; but a float beyond `f64` (`1e400`, which
+/// Python reads as an infinity: JSON, the wire and the ledger have none) and an integer
+/// longer than [`MAX_INT_DIGITS`] are refused where they come in.
+pub fn unusable_number(n: &serde_json::Number) -> Option<String> {
+    if n.is_i64() || n.is_u64() || n.is_f64() {
+        return None;
+    }
+    let digits = n.to_string();
+    if !digits.contains(['.', 'e', 'E']) {
+        let len = digits.trim_start_matches('-').len();
+        return (len > MAX_INT_DIGITS).then(|| {
+            format!("an integer of {len} digits is longer than Python reads ({MAX_INT_DIGITS})")
+        });
+    }
+    let shown: String = digits.chars().take(24).collect();
+    Some(format!(
+        "the number {shown} is beyond a 64-bit float (Python reads it as an infinity; JSON, the wire and the ledger have none): write a finite number, or a string"
+    ))
+}
+
+/// Where the first number [`unusable_number`] refuses is in `m`, as a path (`a.b[2]`), and why.
+pub fn find_unusable_number(m: &Map) -> Option<(String, String)> {
+    let mut path = String::new();
+    let leaf = |v: &Value| match v {
+        Value::Number(n) => unusable_number(n),
+        _ => None,
+    };
+    first_in(m, &mut path, &|_| None, &leaf).map(|why| (path, why))
 }
 
 /// Where the first NUL character (`\u0000`) is in `v`, in a string or an object key, as a path
@@ -310,7 +431,7 @@ mod tests {
 /// (PostgreSQL text and JSONB refuse it), so a value with one is refused where it comes in.
 pub fn find_nul(v: &Value) -> Option<String> {
     let mut path = String::new();
-    nul_walk(v, &mut path).then(|| {
+    first_at(v, &mut path, &nul_key, &nul_leaf).map(|()| {
         if path.is_empty() {
             "(the value)".into()
         } else {
@@ -322,43 +443,69 @@ pub fn find_nul(v: &Value) -> Option<String> {
 /// [`find_nul`] over a map's entries (a node's output), without building a value around it.
 pub fn find_nul_in_map(m: &Map) -> Option<String> {
     let mut path = String::new();
-    nul_in_entries(m, &mut path).then_some(path)
+    first_in(m, &mut path, &nul_key, &nul_leaf).map(|()| path)
 }
 
-fn nul_walk(v: &Value, path: &mut String) -> bool {
+fn nul_key(k: &str) -> Option<()> {
+    k.contains('\0').then_some(())
+}
+
+fn nul_leaf(v: &Value) -> Option<()> {
     match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().enumerate().any(|(i, x)| {
+        Value::String(s) => nul_key(s),
+        _ => None,
+    }
+}
+
+/// Depth first through `v` in key order: the first key or leaf value that `key` or `leaf`
+/// finds something in, with `path` left pointing at it (`a.b[2]`; a NUL in a key written
+/// `\u0000`).
+fn first_at<T>(
+    v: &Value,
+    path: &mut String,
+    key: &dyn Fn(&str) -> Option<T>,
+    leaf: &dyn Fn(&Value) -> Option<T>,
+) -> Option<T> {
+    match v {
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| {
             let len = path.len();
             path.push_str(&format!("[{i}]"));
-            let found = nul_walk(x, path);
-            if !found {
+            let found = first_at(x, path, key, leaf);
+            if found.is_none() {
                 path.truncate(len);
             }
             found
         }),
-        Value::Object(m) => nul_in_entries(m, path),
-        _ => false,
+        Value::Object(m) => first_in(m, path, key, leaf),
+        other => leaf(other),
     }
 }
 
-fn nul_in_entries(m: &Map, path: &mut String) -> bool {
-    m.iter().any(|(k, x)| {
+/// [`first_at`] over a map's entries, under `path`.
+fn first_in<T>(
+    m: &Map,
+    path: &mut String,
+    key: &dyn Fn(&str) -> Option<T>,
+    leaf: &dyn Fn(&Value) -> Option<T>,
+) -> Option<T> {
+    m.iter().find_map(|(k, x)| {
         let len = path.len();
         if !path.is_empty() {
             path.push('.');
         }
-        path.push_str(&k.replace('\0', "\\u0000"));
-        let found = k.contains('\0') || nul_walk(x, path);
-        if !found {
+        if k.contains('\0') {
+            path.push_str(&k.replace('\0', "\\u0000"));
+        } else {
+            path.push_str(k);
+        }
+        let found = key(k).or_else(|| first_at(x, path, key, leaf));
+        if found.is_none() {
             path.truncate(len);
         }
         found
     })
 }
 
-/// `s` with each NUL character replaced by U+FFFD (for text that is only read by people:
-/// error messages, audit entries).
 pub fn without_nul(s: &str) -> String {
     s.replace('\0', "\u{FFFD}")
 }

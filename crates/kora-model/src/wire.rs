@@ -1,4 +1,5 @@
-//! Wire messages, version 1: MessagePack maps with named fields (`rmp_serde::to_vec_named`).
+//! Wire messages, version 1: MessagePack maps with named fields (`rmp_serde::to_vec_named`,
+//! numbers as MessagePack numbers and integers past 64 bits exact: [`crate::msgpack`]).
 //! `proto/` describes them language-neutrally with golden vectors the tests decode.
 //!
 //! Evolution rules: fields are only added, always with a default; a reader rejects a message
@@ -459,7 +460,7 @@ impl Versioned for Admission {
 }
 
 pub fn encode<T: Serialize + Versioned>(msg: &T) -> Result<Vec<u8>, WireError> {
-    rmp_serde::to_vec_named(msg).map_err(|source| WireError::Encode {
+    crate::msgpack::to_vec_named(msg).map_err(|source| WireError::Encode {
         what: T::WHAT,
         source,
     })

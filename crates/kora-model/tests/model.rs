@@ -153,7 +153,7 @@ fn validation_reports_every_problem_precisely() {
         "node 'x', field 'type': unknown node type 'PythonCodeNod'; did you mean 'PythonCodeNode'?",
         "connections[0]: target node 'nope' does not exist",
         "node 'a', field 'connections[1]': a node cannot connect to itself",
-        "node 's', field 'bogus': 'SwitchNode' has no input 'bogus'",
+        "warning: node 's', field 'bogus': 'SwitchNode' has no input 'bogus'",
         "node 'r', field 'rows': 'CSVReaderNode' has no output 'rows'",
         "node 'r', field 'file_path': missing required parameter of CSVReaderNode",
     ];
@@ -343,9 +343,10 @@ fn switch_routing_skips_the_untaken_branch_transitively() {
     let d = dispatches(&acts);
     assert_eq!(d[0].0, idx("m"));
     assert_eq!(d[0].1.get("data1"), Some(&json!("YES")));
-    assert!(
-        !d[0].1.contains_key("data2"),
-        "a skipped source sets no input"
+    assert_eq!(
+        d[0].1.get("data2"),
+        Some(&Value::Null),
+        "a skipped source's `result` is None (the worker then drops it: data2 is optional)"
     );
     st.on_result(
         idx("m"),
@@ -577,15 +578,16 @@ fn wide_fan_out_and_long_chain_plan_linearly() {
     }
     assert_eq!(st.outcome(), Some(&RunOutcome::Succeeded));
 
-    // A 10,000-node chain whose head is skipped cascades without recursion.
+    // A 10,000-node chain whose head is skipped cascades without recursion (through
+    // `result`: Kailash reads a skipped node's output as `{"result": None}`).
     let mut nodes = vec![json!({"id": "sw", "type": "SwitchNode", "config": {"input_data": 1}})];
     let mut conns = vec![];
     for i in 0..n {
-        nodes.push(json!({"id": format!("c{i}"), "type": "NoOpNode"}));
+        nodes.push(json!({"id": format!("c{i}"), "type": "PythonCodeNode"}));
         let (src, out) = if i == 0 {
             ("sw".to_string(), "true_output")
         } else {
-            (format!("c{}", i - 1), "data")
+            (format!("c{}", i - 1), "result")
         };
         conns.push(
             json!({"source": src, "output": out, "target": format!("c{i}"), "input": "data"}),
@@ -664,4 +666,62 @@ fn json_files_load_from_text_as_from_their_value() {
         }
     }
     assert!(seen >= 10, "only {seen} workflow files found");
+}
+
+/// Runs a two-node loop `body -> sw` with the cycle edge `sw.<path> -> body.data`, where `sw`
+/// reports `condition_result` from `cond(iteration)`; returns how many iterations ran.
+fn switch_loop_iterations(path: &str, cond: fn(u32) -> bool) -> u32 {
+    let wf = compiled(json!({"kora": 1,
+        "nodes": [{"id": "body", "type": "PythonCodeNode"}, {"id": "sw", "type": "SwitchNode"}],
+        "connections": [{"source": "body", "output": "result", "target": "sw", "input": "input_data"},
+                        {"source": "sw", "output": path, "target": "body", "input": "data", "cycle": "loop"}],
+        "cycles": [{"id": "loop", "max_iterations": 10}]}));
+    let mut st = RunState::new(wf.clone(), &Map::new());
+    let mut acts = st.start(0);
+    while let Some((node, _)) = dispatches(&acts).pop() {
+        let it = st.node_iteration(node);
+        let out = if wf.ids[node] == "body" {
+            json!({"result": {"count": it}})
+        } else {
+            let c = cond(it);
+            json!({"condition_result": c, "true_output": if c { json!({"count": it}) } else { Value::Null },
+                   "false_output": if c { Value::Null } else { json!({"count": it}) }})
+        };
+        acts = st
+            .on_result(node, it, Outcome::Success(obj(out)), 0)
+            .unwrap();
+    }
+    assert_eq!(st.outcome(), Some(&RunOutcome::Succeeded));
+    st.node_iteration(0) + 1
+}
+
+#[test]
+fn a_switch_on_a_cycle_edge_ends_the_cycle_like_kailash() {
+    // true_output feeds the loop: it ends once the condition is false (iteration 3 -> 4 ran).
+    assert_eq!(switch_loop_iterations("true_output", |i| i < 3), 4);
+    // false_output feeds the loop: it ends once the condition is true.
+    assert_eq!(switch_loop_iterations("false_output", |i| i >= 2), 3);
+    // A dotted key is not Kailash's pattern: the loop runs to max_iterations.
+    assert_eq!(switch_loop_iterations("true_output.count", |i| i < 3), 10);
+}
+
+#[test]
+fn converge_when_reads_history() {
+    let wf = compiled(
+        json!({"kora": 1, "nodes": [{"id": "inc", "type": "PythonCodeNode"}],
+        "connections": [{"source": "inc", "output": "result", "target": "inc", "input": "v", "cycle": "loop"}],
+        "cycles": [{"id": "loop", "max_iterations": 20,
+                    "converge_when": "len(history) == 3 and history[0]['iteration'] == 1 and history[-1]['results']['inc']['result'] == 3"}]}),
+    );
+    let mut st = RunState::new(wf, &Map::new());
+    let mut acts = st.start(0);
+    let mut runs = 0;
+    while let Some((node, _)) = dispatches(&acts).pop() {
+        runs += 1;
+        let out = obj(json!({"result": runs}));
+        acts = st
+            .on_result(node, st.node_iteration(node), Outcome::Success(out), 0)
+            .unwrap();
+    }
+    assert_eq!(runs, 3);
 }

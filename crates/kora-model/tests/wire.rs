@@ -244,15 +244,16 @@ fn newer_versions_and_garbage_are_refused_with_reasons() {
         timeout_ms: None,
     })
     .unwrap();
-    let bytes = rmp_serde::to_vec_named(&task_json).unwrap();
+    let bytes = kora_model::msgpack::to_vec_named(&task_json).unwrap();
     let e = wire::decode::<NodeTask>(&bytes).unwrap_err();
     assert!(e.to_string().contains("wire version 9"), "{e}");
     task_json["v"] = json!(1);
     task_json.as_object_mut().unwrap().remove("node_id");
-    let e = wire::decode::<NodeTask>(&rmp_serde::to_vec_named(&task_json).unwrap()).unwrap_err();
+    let e = wire::decode::<NodeTask>(&kora_model::msgpack::to_vec_named(&task_json).unwrap())
+        .unwrap_err();
     assert!(e.to_string().contains("node_id"), "{e}");
     assert!(wire::decode::<NodeTask>(b"\xc1").is_err());
     // Unknown fields from a newer writer are ignored; missing defaulted fields are fine.
     let extra = json!({"v": 1, "task_id": "t", "run_id": "r", "node_id": "n", "node_type": "NoOpNode", "attempt": 1, "future_field": [1]});
-    assert!(wire::decode::<NodeTask>(&rmp_serde::to_vec_named(&extra).unwrap()).is_ok());
+    assert!(wire::decode::<NodeTask>(&kora_model::msgpack::to_vec_named(&extra).unwrap()).is_ok());
 }

@@ -324,6 +324,21 @@ impl serde_json::ser::Formatter for PyFloats<'_> {
     fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
         w.write_all(py_float(v).as_bytes())
     }
+    // Kora keeps numbers as their digits (serde_json's `arbitrary_precision`): an integer is
+    // written as it is (any size, as Python's), a float in Python's form whatever its text.
+    fn write_number_str<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        digits: &str,
+    ) -> std::io::Result<()> {
+        match digits
+            .contains(['.', 'e', 'E'])
+            .then(|| digits.parse::<f64>())
+        {
+            Some(Ok(f)) => w.write_all(py_float(f).as_bytes()),
+            _ => w.write_all(digits.as_bytes()),
+        }
+    }
     fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
         self.0.begin_array(w)
     }

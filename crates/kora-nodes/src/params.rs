@@ -35,7 +35,7 @@ pub(crate) fn seconds(
             node,
             format!(
                 "'{key}' must be a number of seconds from 0 to 1000000000, found {}",
-                Value::from(secs)
+                kora_model::value::py_float(secs)
             ),
         ));
     }

@@ -102,7 +102,7 @@ impl<'a> Loader<'a> {
         }
         fig = fig.merge(Attributed {
             name: "flags",
-            data: Serialized::defaults(self.flags.clone()),
+            data: Serialized::defaults(figment_value(self.flags.clone())),
         });
         if let Some(msg) = self.moved_key(&fig) {
             return Err(Error::Invalid(msg));
@@ -181,13 +181,35 @@ impl<P: Provider> Provider for Attributed<P> {
 /// A variable's value: JSON when it parses as JSON (`{"email": {"rate_per_sec": 10}}`), else
 /// figment's syntax (numbers, booleans, `[a, b]`, `{k=v}`), else the text itself.
 fn parse_value(text: &str) -> Value {
-    if let Ok(json) = serde_json::from_str::<serde_json::Value>(text)
-        && let Ok(v) = Value::serialize(json)
-    {
-        return v;
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(text) {
+        return figment_value(json);
     }
     text.parse()
         .unwrap_or_else(|_| Value::from(text.to_string()))
+}
+
+/// A JSON value as figment's, with numbers as numbers: serde_json keeps a number as its digits
+/// (`arbitrary_precision`, so Python ints of any size stay exact), which figment's own
+/// serializer would read as a one-entry map.
+fn figment_value(v: serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::from(figment::value::Empty::Unit),
+        J::Bool(b) => Value::from(b),
+        J::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_u64().map(Value::from))
+            .or_else(|| n.as_f64().map(Value::from))
+            .unwrap_or_else(|| Value::from(n.to_string())),
+        J::String(s) => Value::from(s),
+        J::Array(a) => Value::from(a.into_iter().map(figment_value).collect::<Vec<_>>()),
+        J::Object(o) => Value::from(
+            o.into_iter()
+                .map(|(k, v)| (k, figment_value(v)))
+                .collect::<Dict>(),
+        ),
+    }
 }
 
 fn source_of(m: &Metadata) -> String {

@@ -179,4 +179,33 @@ pub trait Store: Directory + Send + Sync + 'static {
             &self.attempts(run_id).await?,
         ))
     }
+    /// [`Store::results`] as readers show them: with the `false_output`s the planner filled
+    /// in as a cycle ended, recorded by name in the run's events (`kora_model::exits`).
+    /// `may_amend` is `kora_model::exits::may_amend` of the run's workflow: the events are
+    /// read only then.
+    async fn final_results(
+        &self,
+        run_id: &str,
+        node_ids: &[String],
+        may_amend: bool,
+    ) -> Result<kora_model::Map> {
+        let mut results = self.results(run_id, node_ids).await?;
+        self.show_amendments(run_id, &mut results, may_amend)
+            .await?;
+        Ok(results)
+    }
+    /// The part of [`Store::final_results`] for results already read: applies the run's
+    /// recorded amendments when `may_amend`.
+    async fn show_amendments(
+        &self,
+        run_id: &str,
+        results: &mut kora_model::Map,
+        may_amend: bool,
+    ) -> Result<()> {
+        if may_amend {
+            let events = self.events(run_id).await?;
+            kora_model::exits::apply_recorded(results, &events);
+        }
+        Ok(())
+    }
 }

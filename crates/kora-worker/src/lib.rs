@@ -488,6 +488,7 @@ async fn execute(d: Delivery, task: NodeTask, shared: &Shared) -> Option<Finishe
         },
         Some(node) => 'node: {
             let mut input = semantics::prepare_input(&task.config, &task.inputs);
+            semantics::drop_unset_optionals(&mut input, node.info());
             // Secret references become values here, and only here.
             let secrets =
                 match kora_nodes::secrets::resolve(&mut input, &kora_nodes::secrets::EnvSecrets) {

@@ -75,14 +75,14 @@ pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             metrics_addr,
             log_json: _,
         } => {
-            serve::serve(serve::Args {
+            Box::pin(serve::serve(serve::Args {
                 role,
                 conn,
                 queue,
                 concurrency,
                 data_root,
                 metrics_addr,
-            })
+            }))
             .await
         }
         Command::Dev {
@@ -124,7 +124,7 @@ pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Runs { command } => Box::pin(runs::runs(command)).await,
-        Command::Dlq { command } => dlq::dlq(command).await,
+        Command::Dlq { command } => Box::pin(dlq::dlq(command)).await,
         Command::Triggers { command } => Box::pin(triggers::triggers(command)).await,
         Command::Keys { command } => keys::keys(command).await,
         Command::Audit {

@@ -78,7 +78,13 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let detail = RunDetail {
-                results: store.results(&run_id, &ids).await?,
+                results: store
+                    .final_results(
+                        &run_id,
+                        &ids,
+                        rec.spec.as_ref().is_some_and(kora_model::exits::may_amend),
+                    )
+                    .await?,
                 attempts: store
                     .attempts(&run_id)
                     .await?

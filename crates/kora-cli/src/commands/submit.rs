@@ -54,6 +54,7 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
     let run_id = uuid::Uuid::now_v7().to_string();
     let keyed = a.idempotency_key.is_some();
     let ids: Vec<String> = spec.nodes.iter().map(|n| n.id.clone()).collect();
+    let may_amend = kora_model::exits::may_amend(&spec);
     let from = client::events_position(broker.as_ref(), &subjects).await?;
     let submission = client::Submission {
         run_id: run_id.clone(),
@@ -137,7 +138,7 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
         };
         run_id = existing;
     }
-    let report = RunReport::build(store.as_ref(), run_id, &ids, ending).await?;
+    let report = RunReport::build(store.as_ref(), run_id, &ids, may_amend, ending).await?;
     print_report(&report, format)?;
     Ok(exit_of(&report.status))
 }

@@ -4,6 +4,24 @@
 
 use super::support::*;
 
+/// Copies `from`'s files (and folders) into `to`, leaving out a case's own workflow, params and
+/// expected results.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n.starts_with("workflow.") || n == "expected.json" || n == "params.json" {
+            continue;
+        }
+        if e.path().is_dir() {
+            std::fs::create_dir_all(to.join(&name)).unwrap();
+            copy_tree(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
 /// Every Kailash reference case gives Kailash's results on the distributed engine too.
 #[tokio::test]
 async fn distributed_runs_match_kailash() {
@@ -17,8 +35,19 @@ async fn distributed_runs_match_kailash() {
         .port();
     let metrics_addr = format!("127.0.0.1:{port}");
     d.serve("scheduler,coordinator", &["--metrics-addr", &metrics_addr]);
-    d.serve("worker", &["--data-root", "examples/customer-routing"]);
-    d.serve("worker", &["--data-root", "examples/customer-routing"]);
+    // The workers' data root holds every case's files, as each case's own folder does for
+    // Kailash (and `kora run`): a copy of the example's data and of the conformance cases'.
+    let data = tempfile::tempdir().unwrap();
+    copy_tree(&root().join("examples/customer-routing"), data.path());
+    for e in std::fs::read_dir(root().join("tests/conformance"))
+        .unwrap()
+        .flatten()
+    {
+        copy_tree(&e.path(), data.path());
+    }
+    let data_root = data.path().to_str().unwrap();
+    d.serve("worker", &["--data-root", data_root]);
+    d.serve("worker", &["--data-root", data_root]);
     let mut failures = Vec::new();
     let mut cases = 0;
     for base in ["examples", "tests/conformance"] {

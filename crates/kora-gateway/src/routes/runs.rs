@@ -321,6 +321,7 @@ pub(crate) async fn submit(
             ));
         }
         let node_ids: Vec<String> = spec.nodes.iter().map(|n| n.id.clone()).collect();
+        let may_amend = kora_model::exits::may_amend(&spec);
         let submission = Submission {
             idempotency_key: body.idempotency_key.clone(),
             tenant: who.tenant.clone(),
@@ -336,13 +337,13 @@ pub(crate) async fn submit(
             None
         };
         kora_client::runs::submit(broker.as_ref(), subjects, submission).await?;
-        Ok((node_ids, from))
+        Ok((node_ids, may_amend, from))
     }
     .await;
-    let (node_ids, from) = match accepted {
-        Ok((node_ids, Some(from))) => (node_ids, from),
+    let (node_ids, may_amend, from) = match accepted {
+        Ok((node_ids, may_amend, Some(from))) => (node_ids, may_amend, from),
         // Accepted, with nothing to wait for.
-        Ok((_, None)) => {
+        Ok((_, _, None)) => {
             let answer = Ok(submitted(&run_id, "accepted"));
             return st
                 .audited(&who, &ctx, "runs.submit", &run_id, Some(detail), answer)
@@ -390,7 +391,8 @@ pub(crate) async fn submit(
                     },
                     None => (run_id.clone(), ending),
                 };
-                let report = RunReport::build(st.store().as_ref(), id, &node_ids, ending).await?;
+                let report =
+                    RunReport::build(st.store().as_ref(), id, &node_ids, may_amend, ending).await?;
                 Ok(Json(report).into_response())
             }
             Err(kora_client::Error::Timeout(_)) => Ok(submitted(&run_id, "running")),
@@ -511,7 +513,11 @@ pub(crate) async fn get(
         .as_ref()
         .map(|s| s.nodes.iter().map(|n| n.id.clone()).collect())
         .unwrap_or_default();
-    let results = kora_store::results_from_attempts(&node_ids, &attempts);
+    let mut results = kora_store::results_from_attempts(&node_ids, &attempts);
+    let may_amend = r.spec.as_ref().is_some_and(kora_model::exits::may_amend);
+    st.store()
+        .show_amendments(&r.run_id, &mut results, may_amend)
+        .await?;
     let error = (r.status != RunStatus::Succeeded && r.status.is_final())
         .then(|| RunReport::ending_of(&r).detail)
         .flatten();

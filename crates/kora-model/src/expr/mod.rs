@@ -34,6 +34,24 @@ pub enum Expr {
     IfElse(Box<Expr>, Box<Expr>, Box<Expr>),
 }
 
+/// Whether `e` reads the name `name` anywhere.
+pub fn mentions(e: &Expr, name: &str) -> bool {
+    let m = |x: &Expr| mentions(x, name);
+    match e {
+        Expr::Lit(_) => false,
+        Expr::Name(n) => n == name,
+        Expr::List(xs) => xs.iter().any(m),
+        Expr::Dict(kv) => kv.iter().any(|(k, v)| m(k) || m(v)),
+        Expr::Unary(_, x) | Expr::Attr(x, _) => m(x),
+        Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::Index(a, b) => {
+            m(a) || m(b)
+        }
+        Expr::Compare(a, rest) => m(a) || rest.iter().any(|(_, x)| m(x)),
+        Expr::Call(_, args) => args.iter().any(m),
+        Expr::IfElse(a, b, c) => m(a) || m(b) || m(c),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnOp {
     Neg,

@@ -30,7 +30,7 @@ pub(super) enum Packed<T> {
 
 impl<T: Serialize + DeserializeOwned + Clone> Packed<T> {
     pub(super) fn new(v: T) -> Self {
-        match rmp_serde::to_vec_named(&v) {
+        match kora_model::msgpack::to_vec_named(&v) {
             Ok(b) => Packed::Bytes(b.into_boxed_slice()),
             Err(_) => Packed::Plain(Box::new(v)),
         }
