@@ -4,7 +4,8 @@
 //!
 //! The endpoint comes from the environment, as OpenTelemetry's own settings do:
 //! `KORA_TRACING__OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` (a collector's base URL;
-//! `/v1/traces` is appended), or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL). Unset,
+//! `/v1/traces` is appended), or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL); or, for
+//! `kora serve`, from `tracing.otlp_endpoint` in its configuration file ([`export_to`]). Unset,
 //! nothing is exported and the roles' spans cost a no-op call each.
 
 use std::time::Duration;
@@ -13,9 +14,9 @@ use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
 
-/// `[tracing]`: where spans go. Read from the environment when the process starts (as
-/// OpenTelemetry's own settings are), before any file; this section only lets
-/// `KORA_TRACING__OTLP_ENDPOINT` through the configuration's checks.
+/// `[tracing]`: where spans go. The environment is read when the process starts (as
+/// OpenTelemetry's own settings are); a value from a configuration file is applied once the
+/// file is loaded (`kora serve`), and the environment wins when both are set.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingConfig {
@@ -71,43 +72,59 @@ pub fn init(default_level: &str, json: bool, service: &str) -> Telemetry {
     } else {
         builder.compact().try_init()
     };
-    let provider = otlp_traces_url(|k| std::env::var(k).ok()).and_then(|url| {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpJson)
-            .with_endpoint(url.clone())
-            .with_timeout(Duration::from_secs(5))
-            .build();
-        let exporter = match exporter {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot export traces; continuing without");
-                return None;
-            }
-        };
-        let batch = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(
-                BatchConfigBuilder::default()
-                    .with_scheduled_delay(Duration::from_millis(500))
-                    .build(),
-            )
-            .build();
-        let resource = opentelemetry_sdk::Resource::builder()
-            .with_service_name(service.to_string())
-            .with_attribute(opentelemetry::KeyValue::new(
-                "process.pid",
-                i64::from(std::process::id()),
-            ))
-            .build();
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(batch)
-            .with_resource(resource)
-            .build();
-        opentelemetry::global::set_tracer_provider(provider.clone());
-        tracing::info!(%url, "exporting traces over OTLP/HTTP");
-        Some(provider)
-    });
+    let provider =
+        otlp_traces_url(|k| std::env::var(k).ok()).and_then(|url| provider(url, service));
     Telemetry { provider }
+}
+
+/// Starts exporting spans to the collector at `base` (`/v1/traces` is appended): what
+/// `tracing.otlp_endpoint` in a configuration file asks for, read after the process started.
+/// The exporter's blocking HTTP client is made on a thread of its own, so this may be called
+/// inside an async runtime; drop the result outside one (or on a plain thread).
+pub fn export_to(base: &str, service: &str) -> Telemetry {
+    let url = format!("{}/v1/traces", base.trim_end_matches('/'));
+    let service = service.to_string();
+    let provider = std::thread::spawn(move || provider(url, &service))
+        .join()
+        .unwrap_or(None);
+    Telemetry { provider }
+}
+
+fn provider(url: String, service: &str) -> Option<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpJson)
+        .with_endpoint(url.clone())
+        .with_timeout(Duration::from_secs(5))
+        .build();
+    let exporter = match exporter {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot export traces; continuing without");
+            return None;
+        }
+    };
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_string())
+        .with_attribute(opentelemetry::KeyValue::new(
+            "process.pid",
+            i64::from(std::process::id()),
+        ))
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(batch)
+        .with_resource(resource)
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    tracing::info!(%url, "exporting traces over OTLP/HTTP");
+    Some(provider)
 }
 
 #[cfg(test)]

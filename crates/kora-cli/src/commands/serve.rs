@@ -33,10 +33,34 @@ pub(crate) async fn serve(a: Args) -> anyhow::Result<ExitCode> {
         extra["metrics"]["addr"] = addr.into();
     }
     let cfg = a.conn.load(extra)?;
+    // An endpoint from the configuration file (the environment's was set up at start).
+    let telemetry = (!cfg.tracing.otlp_endpoint.is_empty() && !kora_broker::trace::enabled())
+        .then(|| {
+            kora_runtime::telemetry::export_to(
+                &cfg.tracing.otlp_endpoint,
+                &format!("kora-{}", a.role),
+            )
+        })
+        .filter(kora_runtime::telemetry::Telemetry::exporting);
+    if telemetry.is_some() {
+        kora_broker::trace::enable();
+    }
+    let code = run(cfg, &roles).await;
+    // Flushing joins the exporter's blocking HTTP client: off the runtime's threads.
+    if let Some(t) = telemetry {
+        let _ = tokio::task::spawn_blocking(move || drop(t)).await;
+    }
+    code
+}
+
+async fn run(
+    cfg: kora_server::ServerConfig,
+    roles: &[kora_server::Role],
+) -> anyhow::Result<ExitCode> {
     let token = tokio_util::sync::CancellationToken::new();
     let second = kora_runtime::shutdown::install(token.clone());
     tokio::select! {
-        r = kora_server::serve(cfg, &roles, Registry::empty(), token) => match r {
+        r = kora_server::serve(cfg, roles, Registry::empty(), token) => match r {
             Ok(()) => Ok(ExitCode::SUCCESS),
             // The other roles drained; the process ends with the failure.
             Err(e @ kora_server::Error::RoleFailed { .. }) => {

@@ -84,7 +84,6 @@ async fn one_trace_per_run_across_processes() {
     let collector = Receiver::start().await;
     let endpoint = collector.url();
     let Some(mut d) = Deployment::new(&[
-        ("KORA_TRACING__OTLP_ENDPOINT", &endpoint),
         ("KORA_TASKS__ACK_WAIT", "2s"),
         ("KORA_WORKER__HEARTBEAT", "1s"),
     ])
@@ -92,10 +91,19 @@ async fn one_trace_per_run_across_processes() {
     else {
         return;
     };
-    d.serve("scheduler", &[]);
-    d.serve("coordinator", &[]);
-    let first_worker = d.serve("worker", &[]);
     let dir = tempfile::tempdir().unwrap();
+    // The scheduler and workers take the endpoint from the environment, the coordinator from
+    // its configuration file.
+    let traced = [("KORA_TRACING__OTLP_ENDPOINT", endpoint.as_str())];
+    let config = dir.path().join("kora.toml");
+    std::fs::write(
+        &config,
+        format!("[tracing]\notlp_endpoint = \"{endpoint}\"\n"),
+    )
+    .unwrap();
+    d.serve_env("scheduler", &[], &traced);
+    d.serve("coordinator", &["--config", config.to_str().unwrap()]);
+    let first_worker = d.serve_env("worker", &[], &traced);
     let chain = dir.path().join("chain.json");
     std::fs::write(
         &chain,
@@ -201,7 +209,7 @@ async fn one_trace_per_run_across_processes() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     d.procs[first_worker].kill().unwrap();
     d.procs[first_worker].wait().unwrap();
-    d.serve("worker", &[]);
+    d.serve_env("worker", &[], &traced);
     assert_eq!(
         d.wait_finished(&slow_run, Duration::from_secs(30)).await["status"],
         "succeeded"
