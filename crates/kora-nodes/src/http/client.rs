@@ -277,11 +277,7 @@ impl Http {
     /// A transport failure left after the retries is a retryable error; an HTTP error status is
     /// a response (`success: false`).
     pub(crate) async fn send(&self, node: &str, req: &Request) -> Result<Response, NodeError> {
-        let client = if req.verify {
-            &self.client
-        } else {
-            &self.insecure
-        };
+        let client = self.client(req.verify);
         let mut attempt = 0;
         loop {
             let mut b = client
