@@ -12,6 +12,7 @@
 mod error;
 pub mod memory;
 pub mod nats;
+pub mod nats_auth;
 mod subject;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

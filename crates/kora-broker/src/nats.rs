@@ -6,6 +6,7 @@
 //! (`messages()`) whose client-side buffer is `batch` messages, so a slow process does not
 //! hoard work; acks map to `+ACK`, `-NAK {delay}`, `+WPI` and `+TERM`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Mutex;
 
+use crate::nats_auth::{Secret, redact_url};
 use crate::{
     Acker, Broker, Consumer, ConsumerConfig, ConsumerInfo, Delivery, DeliveryInfo, Error, Outbound,
     PublishAck, Result, Retention, StoredMessage, StreamConfig, StreamInfo, SubjectState,
@@ -50,6 +52,30 @@ pub struct NatsConfig {
     /// for another size ([`Broker::consumer_buffered`]).
     #[serde(skip)]
     pub pull_batch: usize,
+    /// A user name, with `password` or `password_file` (`nats-server --user`, or a user in
+    /// its `authorization` block).
+    pub user: String,
+    /// The user's password; set it in the environment (`KORA_NATS__PASSWORD`) or use
+    /// `password_file`.
+    pub password: Secret,
+    /// A file whose first line is the user's password.
+    pub password_file: Option<PathBuf>,
+    /// A token (`nats-server --auth`); or `token_file`.
+    pub token: Secret,
+    /// A file whose first line is the token.
+    pub token_file: Option<PathBuf>,
+    /// A file holding an NKey user seed (`SU…`), signing the server's challenge.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (a user JWT and its seed: decentralised JWT auth, `nsc`).
+    pub creds_file: Option<PathBuf>,
+    /// PEM CA bundle the server's certificate must chain to (turns TLS on).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients (with `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse a connection without TLS (the system's root certificates, unless a CA is given).
+    pub tls_required: bool,
 }
 
 impl Default for NatsConfig {
@@ -61,6 +87,17 @@ impl Default for NatsConfig {
             request_timeout: Duration::from_secs(5),
             name: "kora".into(),
             pull_batch: 64,
+            user: String::new(),
+            password: Secret::default(),
+            password_file: None,
+            token: Secret::default(),
+            token_file: None,
+            nkey_seed_file: None,
+            creds_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_required: false,
         }
     }
 }
@@ -85,13 +122,47 @@ impl NatsConfig {
         if self.request_timeout.is_zero() {
             return Err("nats.request_timeout must be more than 0".into());
         }
-        Ok(())
+        if self.url.split(',').any(|u| {
+            u.split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('@'))
+        }) {
+            return Err("nats.url holds credentials: give them as nats.user and nats.password (KORA_NATS__PASSWORD), or nats.token, so they stay out of URLs and logs".into());
+        }
+        self.validate_auth()
     }
 
     /// This installation's subject, stream and consumer names.
     pub fn subjects(&self) -> kora_model::subjects::Subjects {
         kora_model::subjects::Subjects::new(&self.prefix).unwrap_or_default()
     }
+}
+
+const TLS_HINT: &str = "TLS failed: check nats.tls_ca_file (the CA the server's certificate chains to), the URL's host name, and nats.tls_cert_file/tls_key_file if the server verifies clients";
+
+/// Whether a failed connect found no server to talk to (refused, unroutable, timed out): worth
+/// waiting for, unlike refused credentials or a failed TLS handshake.
+fn unreachable(e: &async_nats::ConnectError) -> bool {
+    use std::io::ErrorKind as K;
+    if e.kind() != async_nats::ConnectErrorKind::Io {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::TimedOut
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::AddrNotAvailable
+                    | K::NotFound
+            );
+        }
+        source = s.source();
+    }
+    // An I/O failure without its cause: the old behaviour, wait for the server.
+    true
 }
 
 /// The JetStream broker. Cheap to clone.
@@ -134,19 +205,49 @@ impl JetStreamBroker {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .collect();
-        let client = async_nats::ConnectOptions::new()
-            .name(&cfg.name)
-            .request_timeout(Some(cfg.request_timeout))
-            .retry_on_initial_connect()
-            .event_callback(|e| async move { tracing::info!(event = %e, "nats connection event") })
-            .connect(urls.clone())
-            .await
-            .map_err(|e| {
-                Error::Connection(format!(
-                    "cannot connect to NATS at {}: {e}; is nats-server running with -js?",
-                    urls.join(",")
-                ))
-            })?;
+        let shown: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
+        let options = || async {
+            let o = async_nats::ConnectOptions::new()
+                .name(&cfg.name)
+                .request_timeout(Some(cfg.request_timeout))
+                .event_callback(
+                    |e| async move { tracing::info!(event = %e, "nats connection event") },
+                );
+            cfg.apply_auth(o).await.map_err(Error::Connection)
+        };
+        // Refused credentials and TLS failures are errors at once: the first attempt does not
+        // retry, and only a server that cannot be reached is waited for (in the background,
+        // as before).
+        let client = match options().await?.connect(urls.clone()).await {
+            Ok(c) => c,
+            Err(e) if unreachable(&e) => options()
+                .await?
+                .retry_on_initial_connect()
+                .connect(urls.clone())
+                .await
+                .map_err(|e| {
+                    Error::Connection(format!(
+                        "cannot connect to NATS at {}: {e}; is nats-server running with -js?",
+                        shown.join(",")
+                    ))
+                })?,
+            Err(e) => {
+                // A failed handshake can come back as an I/O error naming the certificate.
+                let text = e.to_string().to_ascii_lowercase();
+                let hint = match e.kind() {
+                    async_nats::ConnectErrorKind::AuthorizationViolation => {
+                        "the server refused the credentials: check nats.user/password, nats.token, nats.nkey_seed_file or nats.creds_file"
+                    }
+                    async_nats::ConnectErrorKind::Tls => TLS_HINT,
+                    _ if text.contains("certificate") || text.contains("tls") => TLS_HINT,
+                    _ => "is nats-server running with -js?",
+                };
+                return Err(Error::Connection(format!(
+                    "cannot connect to NATS at {}: {e}; {hint}",
+                    shown.join(",")
+                )));
+            }
+        };
         let js = jetstream::context::ContextBuilder::new()
             .timeout(cfg.request_timeout)
             .build(client.clone());

@@ -19,7 +19,7 @@ pub async fn broker(cfg: &ServerConfig, name: &str) -> anyhow::Result<Arc<dyn Br
     .with_context(|| {
         format!(
             "cannot connect to NATS at {} (set KORA_NATS_URL)",
-            cfg.nats.url
+            kora_broker::nats_auth::redact_url(&cfg.nats.url)
         )
     })?;
     Ok(Arc::new(b))

@@ -211,7 +211,7 @@ pub async fn serve(
     cfg.validate()?;
     if !cfg.tracing.otlp_endpoint.is_empty() && !kora_broker::trace::enabled() {
         tracing::warn!(
-            "tracing.otlp_endpoint is set but spans are not exported: the endpoint is read from the environment when the process starts (KORA_TRACING__OTLP_ENDPOINT)"
+            "tracing.otlp_endpoint is set but this process exports no spans: `kora serve` installs the exporter itself; a binary of your own calls kora_runtime::telemetry::export_to (or sets KORA_TRACING__OTLP_ENDPOINT)"
         );
     }
     let subjects = cfg.nats.subjects();
@@ -222,7 +222,7 @@ pub async fn serve(
     };
     let nats_broker: Arc<dyn Broker> = Arc::new(JetStreamBroker::connect(&nats).await.map_err(
         |source| Error::Nats {
-            url: cfg.nats.url.clone(),
+            url: kora_broker::nats_auth::redact_url(&cfg.nats.url),
             source,
         },
     )?);

@@ -13,6 +13,7 @@ mod limits;
 mod monitor;
 mod observe;
 mod runs;
+mod security;
 mod shutdown;
 mod support;
 mod trace;
