@@ -7,7 +7,8 @@
 //! - `fanout`: a 10,000-node NoOp fan-out: per-node cost at full batching, and peak RSS.
 //! - `fanout-once`: one 10,000-node fan-out in a fresh process: its peak RSS.
 //! - `python`: a 200-node PythonCodeNode chain: per-node cost, interpreter call included.
-//! - `python-call`: PythonCodeNode calls through the warm interpreter pool alone (no engine).
+//! - `python-call`: PythonCodeNode calls through the warm interpreter pool alone (no engine),
+//!   without the sandbox; `python-call-sandboxed` the same with it (#15).
 //!
 //! Run one directly: `cargo bench -p kora-tests --bench embedded -- chain`.
 
@@ -53,6 +54,7 @@ fn main() {
         "fanout-once",
         "python",
         "python-call",
+        "python-call-sandboxed",
     ] {
         let out = std::process::Command::new(&exe)
             .arg(s)
@@ -106,11 +108,20 @@ fn main() {
             "python-call" => {
                 targets::record("embedded", "PythonCodeNode call", per, "µs", AtMost(50.0));
             }
+            "python-call-sandboxed" => {
+                targets::record(
+                    "embedded",
+                    "PythonCodeNode call, sandboxed",
+                    per,
+                    "µs",
+                    AtMost(100.0),
+                );
+            }
             _ => {}
         }
     }
     println!(
-        "\ntargets (issues #2 and #12): chain and fanout <= 3 µs/node; python-call <= 50 µs; a 10,000-node run (fanout-once) < 50 MiB RSS"
+        "\ntargets (issues #2 and #12): chain and fanout <= 3 µs/node; python-call <= 50 µs (sandboxed <= 100 µs, #15); a 10,000-node run (fanout-once) < 50 MiB RSS"
     );
 }
 
@@ -209,7 +220,8 @@ async fn scenario(name: &str) -> String {
         "chain" => engine_runs(chain(1000, "NoOpNode", None), 1000).await,
         "fanout" => engine_runs(fanout(10_000), 10_001).await,
         "fanout-once" => one_run(fanout(10_000), 10_001).await,
-        "python-call" => python_calls(2000).await,
+        "python-call" => python_calls(2000, false).await,
+        "python-call-sandboxed" => python_calls(2000, true).await,
         "python" => engine_runs(chain(200, "PythonCodeNode", Some("result = data + 1")), 200).await,
         other => match other
             .strip_prefix("chain:")
@@ -244,9 +256,19 @@ async fn one_run(wf: WorkflowSpec, nodes: usize) -> String {
     line
 }
 
-/// The interpreter pool alone: what one PythonCodeNode call costs.
-async fn python_calls(n: usize) -> String {
-    let pool = kora_nodes::python::PythonPool::new("python3", 1, Duration::from_secs(10));
+/// The interpreter pool alone: what one PythonCodeNode call costs, with the sandbox or without.
+async fn python_calls(n: usize, sandboxed: bool) -> String {
+    let data_root = std::env::temp_dir();
+    let sandbox = kora_nodes::sandbox::SandboxConfig {
+        enabled: sandboxed,
+        ..Default::default()
+    };
+    let pool = kora_nodes::python::PythonPool::new(
+        "python3",
+        1,
+        Duration::from_secs(10),
+        Some((sandbox, data_root)),
+    );
     let inputs: Map = json!({"code": "result = data + 1", "data": 1})
         .as_object()
         .cloned()

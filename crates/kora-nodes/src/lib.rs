@@ -18,6 +18,7 @@ mod http;
 mod monitoring;
 mod params;
 pub mod python;
+pub mod sandbox;
 pub mod secrets;
 mod security;
 mod sql;
@@ -84,6 +85,8 @@ pub struct NodesConfig {
     /// Default PythonCodeNode time limit, overridable per node with `timeout`.
     #[serde(with = "kora_model::duration")]
     pub python_timeout: std::time::Duration,
+    /// `[nodes.sandbox]`: how PythonCodeNode's interpreters are confined.
+    pub sandbox: sandbox::SandboxConfig,
 }
 
 impl Default for NodesConfig {
@@ -93,6 +96,7 @@ impl Default for NodesConfig {
             python_workers: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             python_bin: "python3".into(),
             python_timeout: std::time::Duration::from_secs(60),
+            sandbox: sandbox::SandboxConfig::default(),
         }
     }
 }
@@ -108,7 +112,7 @@ impl NodesConfig {
         if self.python_timeout.is_zero() {
             return Err("nodes.python_timeout must be more than 0".into());
         }
-        Ok(())
+        self.sandbox.validate()
     }
 }
 
@@ -134,6 +138,7 @@ impl Registry {
             &cfg.python_bin,
             cfg.python_workers,
             cfg.python_timeout,
+            Some((cfg.sandbox.clone(), cfg.data_root.clone())),
         ));
         r.python = Some(Arc::clone(&pool));
         for n in builtin::all(cfg, &pool)

@@ -7,8 +7,10 @@
 //! and replaced. An interpreter whose worker died (killed, crashed) exits within 0.2 s: it
 //! watches its parent process.
 //!
-//! This is isolation from the worker process, not a sandbox: node code runs with the worker's
-//! user, files and network. Run untrusted workflows only on workers you would give a shell to.
+//! With the sandbox on (the default, [`crate::sandbox`]) each interpreter is confined: files
+//! only below the data root, no network unless allowed, no new processes, memory, CPU, open
+//! files and file size limited, an environment without the worker's. Off, node code runs with
+//! the worker's own user, files and network.
 
 use kora_model::error_type;
 use std::sync::Mutex;
@@ -20,7 +22,10 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 
 use crate::NodeError;
+use crate::sandbox::{self, Prepared, SandboxConfig};
 use kora_model::Map;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The interpreter loop. Kailash semantics: inputs become variables; a `result` variable is the
 /// output `{"result": result}`; without one, every public local that is not a module, function
@@ -29,7 +34,7 @@ use kora_model::Map;
 /// instantiated once per interpreter, whose method is called the same way. Either's return
 /// value is the output `{"result": value}`.
 pub const RUNNER: &str = r#"
-import builtins, inspect, json, math, os, sys, threading, time, traceback, types
+import builtins, inspect, json, math, os, resource, signal, sys, threading, time, traceback, types
 # Die with the worker: an interpreter orphaned by a killed worker must not go on running the
 # node's code (its side effects would happen twice once the task is redelivered).
 def _watch(_parent=os.getppid()):
@@ -56,12 +61,27 @@ def _nonfinite(v, path, depth=0):
             if r:
                 return r
     return None
+class CPUTimeExceeded(Exception):
+    pass
+_cpu_allowed = 0
+def _xcpu(*_):
+    raise CPUTimeExceeded("the node used more than its %d CPU seconds" % _cpu_allowed)
+signal.signal(signal.SIGXCPU, _xcpu)
+def _cpu_used():
+    _u = resource.getrusage(resource.RUSAGE_SELF)
+    return _u.ru_utime + _u.ru_stime
 _cache = {}
 _objs = {}
 _skip = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
 for _line in sys.stdin:
     try:
         _req = json.loads(_line)
+        # The sandbox's CPU allowance for this call: the soft limit, below the process's hard one.
+        _cpu_allowed = _req.get("cpu") or 0
+        if _cpu_allowed:
+            _hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+            _soft = int(_cpu_used()) + _cpu_allowed + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (_soft if _hard == resource.RLIM_INFINITY else min(_soft, _hard), _hard))
         _code = _req["code"]
         _co = _cache.get(_code)
         if _co is None:
@@ -134,7 +154,8 @@ for _line in sys.stdin:
                 _where = " (line %d)" % _f.lineno
         _text = json.dumps({"ok": False, "error_type": type(_e).__name__,
                             "error": "%s: %s%s" % (type(_e).__name__, _e, _where)})
-    _out.write(_text + "\n")
+    # Sandboxed, what this interpreter has used, so the pool replaces it before its hard CPU limit.
+    _out.write(_text[:-1] + ', "cpu": %.3f}\n' % _cpu_used() if _cpu_allowed else _text + "\n")
     _out.flush()
 "#;
 
@@ -163,21 +184,90 @@ pub struct PythonPool {
     permits: Semaphore,
     idle: Mutex<Vec<Interp>>,
     default_timeout: Duration,
+    /// The sandbox's settings and the data root, when it is on.
+    sandbox: Option<(SandboxConfig, PathBuf)>,
+    /// The sandbox, prepared on first use (it asks the interpreter where its runtime lives).
+    prepared: tokio::sync::OnceCell<Result<Arc<Prepared>, String>>,
 }
 
 impl PythonPool {
-    pub fn new(bin: &str, size: usize, default_timeout: Duration) -> Self {
+    /// A pool of `size` interpreters of `bin`, confined by `sandbox` (with the data root)
+    /// when it is given and enabled.
+    pub fn new(
+        bin: &str,
+        size: usize,
+        default_timeout: Duration,
+        sandbox: Option<(SandboxConfig, PathBuf)>,
+    ) -> Self {
         PythonPool {
             bin: bin.into(),
             size: size.max(1),
             permits: Semaphore::new(size.max(1)),
             idle: Mutex::new(Vec::new()),
             default_timeout,
+            sandbox: sandbox.filter(|(c, _)| c.enabled),
+            prepared: tokio::sync::OnceCell::new(),
         }
     }
 
-    fn spawn(&self) -> Result<Interp, NodeError> {
-        let mut child = Command::new(&self.bin)
+    /// The prepared sandbox; `None` when it is off.
+    async fn sandbox(&self) -> Result<Option<Arc<Prepared>>, NodeError> {
+        let Some((cfg, root)) = &self.sandbox else {
+            return Ok(None);
+        };
+        let prepared = self
+            .prepared
+            .get_or_init(|| async {
+                let out = Command::new(&self.bin)
+                    .args(["-c", sandbox::PROBE])
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot start {}: {e}; install Python 3 or set nodes.python_bin",
+                            self.bin
+                        )
+                    })?;
+                let probe: sandbox::Probe = serde_json::from_slice(&out.stdout).map_err(|e| {
+                    format!(
+                        "{} did not say where its runtime lives ({e}; {})",
+                        self.bin,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )
+                })?;
+                Prepared::new(cfg, root, probe).map(Arc::new)
+            })
+            .await;
+        match prepared {
+            Ok(p) => Ok(Some(Arc::clone(p))),
+            Err(e) => Err(NodeError::retryable(error_type::WORKER, e.clone())),
+        }
+    }
+
+    async fn spawn(&self) -> Result<Interp, NodeError> {
+        let sandbox = self.sandbox().await?;
+        let mut cmd = match &sandbox {
+            Some(p) => {
+                let mut cmd = Command::new(&p.exe);
+                cmd.env_clear()
+                    .envs(p.env.iter().map(|(k, v)| (*k, v.as_str())));
+                cmd.current_dir(&p.data_root);
+                sandbox::confine(&mut cmd, p);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(&self.bin);
+                // The worker's own settings and secrets are not node code's business.
+                for (k, _) in std::env::vars_os() {
+                    if k.to_string_lossy().starts_with("KORA_") {
+                        cmd.env_remove(k);
+                    }
+                }
+                cmd
+            }
+        };
+        let mut child = cmd
             .args(["-u", "-c", RUNNER])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -251,7 +341,7 @@ impl PythonPool {
         .await
     }
 
-    async fn exchange(&self, req: Value, timeout: Option<Duration>) -> Result<Map, NodeError> {
+    async fn exchange(&self, mut req: Value, timeout: Option<Duration>) -> Result<Map, NodeError> {
         let _permit =
             self.permits.acquire().await.map_err(|_| {
                 NodeError::retryable(error_type::WORKER, "python pool is shut down")
@@ -259,8 +349,12 @@ impl PythonPool {
         let reused = self.idle.lock().ok().and_then(|mut g| g.pop());
         let mut interp = match reused {
             Some(i) => i,
-            None => self.spawn()?,
+            None => self.spawn().await?,
         };
+        let sandbox = self.sandbox.as_ref();
+        if let (Some((cfg, _)), Value::Object(m)) = (sandbox, &mut req) {
+            m.insert("cpu".into(), cfg.cpu_secs.into());
+        }
         let mut req = serde_json::to_vec(&req).map_err(|e| {
             NodeError::permanent("InputError", format!("inputs are not serializable: {e}"))
         })?;
@@ -306,15 +400,25 @@ impl PythonPool {
             }
             Ok(Ok(_)) => std::mem::take(&mut interp.line),
         };
-        if let Ok(mut g) = self.idle.lock() {
-            g.push(interp);
-        }
         let v: Value = serde_json::from_str(&answer).map_err(|e| {
+            let _ = interp.child.start_kill();
             NodeError::retryable(
                 error_type::WORKER,
                 format!("garbled answer from interpreter: {e}"),
             )
         })?;
+        // An interpreter past its CPU allowance is replaced before the kernel's hard limit
+        // (three allowances) could stop it in the middle of a call.
+        let spent = sandbox.is_some_and(|(cfg, _)| {
+            v.get("cpu")
+                .and_then(Value::as_f64)
+                .is_some_and(|c| c > cfg.cpu_secs as f64)
+        });
+        if spent {
+            let _ = interp.child.start_kill();
+        } else if let Ok(mut g) = self.idle.lock() {
+            g.push(interp);
+        }
         if v.get("ok").and_then(Value::as_bool) == Some(true) {
             match v.get("output") {
                 Some(Value::Object(m)) => Ok(m.clone()),
@@ -334,6 +438,22 @@ impl PythonPool {
                 .and_then(Value::as_str)
                 .unwrap_or("unknown error")
                 .to_string();
+            // A refusal the sandbox may have caused says what the sandbox allows.
+            let refused = matches!(
+                error_type.as_str(),
+                "PermissionError" | "MemoryError" | "CPUTimeExceeded"
+            ) || error.contains("[Errno 27]");
+            let error = match sandbox {
+                // The data root as the sandbox resolved it (an absolute path, not ".").
+                Some((cfg, root)) if refused => {
+                    let root = match self.prepared.get() {
+                        Some(Ok(p)) => p.data_root.as_path(),
+                        _ => root.as_path(),
+                    };
+                    format!("{error} — {}", cfg.hint(root))
+                }
+                _ => error,
+            };
             Err(NodeError::permanent(error_type, error))
         }
     }

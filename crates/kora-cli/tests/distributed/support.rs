@@ -91,6 +91,13 @@ impl Deployment {
                 "KORA_GATEWAY__KEY_PEPPER".to_string(),
                 format!("test-pepper-{prefix}-0123456789abcdef"),
             ),
+            // Tests keep their marker files in temporary directories that PythonCodeNodes
+            // write to; with the sandbox on (the default) only the data root is writable.
+            // A test that needs another data root passes --data-root, which wins.
+            (
+                "KORA_NODES__DATA_ROOT".to_string(),
+                std::env::temp_dir().to_string_lossy().into_owned(),
+            ),
         ];
         env.extend(
             extra_env
