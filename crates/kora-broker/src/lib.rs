@@ -15,6 +15,8 @@ pub mod nats;
 pub mod nats_auth;
 mod subject;
 #[cfg(any(test, feature = "test-util"))]
+pub mod test_ca;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod topology;
 pub mod trace;

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kora_broker::nats::{JetStreamBroker, NatsConfig};
 use kora_broker::nats_auth::Secret;
@@ -191,88 +190,17 @@ async fn user_password_token_and_nkey_are_checked() {
     assert!(e.contains("nats.token and nats.nkey_seed_file"), "{e}");
 }
 
-/// A CA of the test's own; a server certificate for 127.0.0.1 and a client certificate, both
-/// signed by it. Returns (ca, server cert, server key, client cert, client key).
-fn certificates(dir: &Path) -> [PathBuf; 5] {
-    let openssl = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=kora-test-ca",
-        "-keyout",
-        "ca-key.pem",
-        "-out",
-        "ca.pem",
-    ]);
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        ),
-        (
-            "client",
-            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-        ),
-    ] {
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            &format!("/CN=kora-{name}"),
-            "-keyout",
-            &format!("{name}-key.pem"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        write(dir, &format!("{name}.ext"), ext);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-    }
-    [
-        "ca.pem",
-        "server.pem",
-        "server-key.pem",
-        "client.pem",
-        "client-key.pem",
-    ]
-    .map(|f| dir.join(f))
-}
-
 #[tokio::test]
 async fn tls_with_a_ca_and_a_client_certificate() {
     let Some(bin) = server_bin() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let [ca, cert, key, client, client_key] = certificates(dir.path());
+    let kora_broker::test_ca::TestCerts {
+        ca,
+        server: cert,
+        server_key: key,
+        client,
+        client_key,
+    } = kora_broker::test_ca::certificates(dir.path());
     let arg = |p: &PathBuf| p.display().to_string();
     // The server verifies clients' certificates too.
     let server = TestServer::start_with(

@@ -239,66 +239,9 @@ async fn rate_limits_and_tenant_quotas_answer_429_with_retry_after() {
 #[tokio::test]
 async fn tls_serves_with_hsts_and_secrets_stay_out_of_logs_answers_and_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, keyf) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     // A CA of the test's own, and the gateway's certificate signed by it.
-    let ca = (dir.path().join("ca.pem"), dir.path().join("ca-key.pem"));
-    let openssl = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .current_dir(dir.path())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=kora-test-ca",
-        "-keyout",
-        "ca-key.pem",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "req.pem",
-    ]);
-    std::fs::write(
-        dir.path().join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
+    let certs = kora_broker::test_ca::certificates(dir.path());
+    let (cert, keyf) = (certs.server.clone(), certs.server_key.clone());
     let Some(mut d) = Deployment::new(&[
         ("KORA_GATEWAY__TLS__CERT_PATH", cert.to_str().unwrap()),
         ("KORA_GATEWAY__TLS__KEY_PATH", keyf.to_str().unwrap()),
@@ -310,7 +253,7 @@ async fn tls_serves_with_hsts_and_secrets_stay_out_of_logs_answers_and_the_ledge
     };
     let log = dir.path().join("serve.log");
     d.serve_logged("all", &log);
-    let root = reqwest::Certificate::from_pem(&std::fs::read(&ca.0).unwrap()).unwrap();
+    let root = reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap();
     let api = Api {
         base: d.gateway.replace("http://", "https://"),
         http: reqwest::Client::builder()
