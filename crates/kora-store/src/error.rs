@@ -39,14 +39,22 @@ pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
 fn describe(e: &sqlx::Error) -> String {
     let db = match e {
         sqlx::Error::Database(db) => db,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) if e.to_string().contains("certificate") => {
+            return format!(
+                "{e}; with sslmode=verify-full the server's certificate must be signed by the CA in sslrootcert and name the URL's host"
+            );
+        }
         sqlx::Error::Io(_) => return format!("{e}; is PostgreSQL running at that address?"),
         _ => return e.to_string(),
     };
     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
     let hint = match code.as_str() {
         "3D000" => "; create it (`createdb NAME`), or let `kora serve` create it",
+        "28000" if db.message().ends_with("no encryption") => {
+            "; the server accepts this client only over TLS: add sslmode=verify-full&sslrootcert=/path/to/ca.pem to the URL"
+        }
         "28000" | "28P01" => {
-            "; name a role that exists, and its password if it needs one, in the URL: postgres://USER:PASSWORD@HOST:5432/DB"
+            "; name a role that exists in the URL (postgres://USER@HOST:5432/DB) and its password, if it needs one, in database.password_file or PGPASSWORD"
         }
         _ => "",
     };

@@ -79,3 +79,150 @@ async fn every_role_works_on_a_nats_server_with_a_password() {
     assert!(log.contains("nats connection event"), "{log}");
     assert!(!log.contains(password), "the password reached the log");
 }
+
+/// The ledger on a PostgreSQL (one the test owns) that accepts only TLS and a password, used by
+/// a role that is no superuser, may create neither databases nor roles, and owns just its own
+/// database: every role works with `sslmode=verify-full`, the password from a file; a client
+/// that trusts another CA, or asks for no TLS, is refused with a message that names the
+/// cause; the password reaches neither the log nor an error.
+#[tokio::test]
+async fn the_ledger_over_verified_tls_with_a_password_file_as_a_least_privilege_role() {
+    use sqlx::Connection;
+    let Some(bin) = PrivatePg::bin() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no PostgreSQL 15 binaries; CI must not skip"
+        );
+        eprintln!("skipping: no /usr/lib/postgresql/15/bin");
+        return;
+    };
+    let pg = PrivatePg::init(bin);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = kora_broker::test_ca::certificates(dir.path());
+    let data = pg.data();
+    for (from, to) in [
+        (&certs.server, "server.crt"),
+        (&certs.server_key, "server.key"),
+    ] {
+        std::fs::copy(from, data.join(to)).unwrap();
+        pg.hand_over(&data.join(to));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut conf,
+        b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\npassword_encryption = 'scram-sha-256'\n",
+    )
+    .unwrap();
+    // Only TLS over TCP; the test's superuser without a password, everyone else with one.
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    pg.start();
+
+    let Some(mut d) = Deployment::on(&pg.admin_url(), &[("KORA_LOG", "debug")]).await else {
+        return;
+    };
+    let password = "pg-7a1c-ledger-secret";
+    let mut admin = sqlx::PgConnection::connect(&pg.admin_url()).await.unwrap();
+    for sql in [
+        format!(
+            "CREATE ROLE kora_app LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+        ),
+        format!("ALTER DATABASE {} OWNER TO kora_app", d.db),
+        format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", d.db),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let pw_file = dir.path().join("pg-password");
+    std::fs::write(&pw_file, format!("{password}\n")).unwrap();
+    let (port, db) = (pg.port, d.db.clone());
+    let url = |mode: &str, ca: &std::path::Path| {
+        format!(
+            "postgres://kora_app@127.0.0.1:{port}/{db}?sslmode={mode}&sslrootcert={}",
+            ca.display()
+        )
+    };
+    let good = url("verify-full", &certs.ca);
+    d.env.push(("KORA_DATABASE_URL".into(), good.clone()));
+    d.env.push((
+        "KORA_DATABASE__PASSWORD_FILE".into(),
+        pw_file.to_str().unwrap().into(),
+    ));
+    let log = dir.path().join("serve.log");
+    d.serve_logged("all", &log);
+    let wf = dir.path().join("wf.json");
+    std::fs::write(
+        &wf,
+        r#"{"kora": 1, "nodes": [{"id": "a", "type": "PythonCodeNode", "config": {"code": "result = 6 * 7"}}]}"#,
+    )
+    .unwrap();
+    let out = d.submit_wait(&wf, None);
+    assert_eq!(out["status"], "succeeded", "{out}");
+    assert_eq!(out["results"]["a"]["result"], 42);
+
+    // Every connection of the role is encrypted (the server would refuse any other).
+    let (conns, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = 'kora_app'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(conns > 0 && conns == encrypted, "{encrypted} of {conns}");
+
+    // A client that trusts another CA refuses the server; one that asks for no TLS is refused
+    // by it. Both say why, and neither repeats the password.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = kora_broker::test_ca::certificates(other.path()).ca;
+    for (bad, why) in [
+        (
+            url("verify-full", &other_ca),
+            "signed by the ca in sslrootcert",
+        ),
+        (url("disable", &certs.ca), "only over tls"),
+    ] {
+        let o = d
+            .command()
+            .env("KORA_DATABASE_URL", &bad)
+            .args(["runs", "list"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{bad}: {err}");
+        assert!(err.to_lowercase().contains(why), "{bad}: {err}");
+        assert!(!err.contains(password), "{err}");
+    }
+    // A password in the URL as well as the file is a configuration error, not a guess.
+    let o = d
+        .command()
+        .env(
+            "KORA_DATABASE_URL",
+            good.replace("kora_app@", "kora_app:pw-in-url@"),
+        )
+        .args(["runs", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("keep only the file"), "{err}");
+    assert!(!err.contains("pw-in-url"), "{err}");
+
+    d.finish().await;
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!log.is_empty());
+    assert!(!log.contains(password), "the password reached the log");
+    drop(admin);
+    drop(pg);
+}

@@ -363,6 +363,14 @@ impl PrivatePg {
     }
 
     pub(crate) fn start_new(bin: PathBuf) -> PrivatePg {
+        let pg = PrivatePg::init(bin);
+        pg.start();
+        pg
+    }
+
+    /// A new cluster (initdb, trust authentication), not started: the caller may change its
+    /// configuration first ([`PrivatePg::data`]) and then [`PrivatePg::start`] it.
+    pub(crate) fn init(bin: PathBuf) -> PrivatePg {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -403,8 +411,24 @@ impl PrivatePg {
             ],
         );
         assert!(status.success(), "initdb failed");
-        pg.start();
         pg
+    }
+
+    /// The cluster's data directory.
+    pub(crate) fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Gives a file the server reads to the server's account (when the tests run as root).
+    pub(crate) fn hand_over(&self, file: &std::path::Path) {
+        if self.as_root {
+            let status = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(file)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
     }
 
     pub(crate) fn start(&self) {

@@ -23,8 +23,14 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PgConfig {
-    /// `postgres://user@host:5432/database` (credentials in the URL, or from PG* variables).
+    /// `postgres://user@host:5432/database`, with libpq's parameters: `sslmode=verify-full`
+    /// and `sslrootcert=/path/ca.pem` for TLS (`sslcert`/`sslkey` for a client certificate).
+    /// The password comes best from `password_file` or `PGPASSWORD`, not the URL.
     pub url: String,
+    /// A file holding the password (one line; a trailing newline is ignored), read when the
+    /// pool connects: a mounted secret rather than a URL that shows up in process listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
     pub max_connections: u32,
     pub min_connections: u32,
     /// How long a ledger write waits for a connection (PostgreSQL down or restarting) before
@@ -37,6 +43,7 @@ impl Default for PgConfig {
     fn default() -> Self {
         PgConfig {
             url: "postgres://127.0.0.1:5432/kora".into(),
+            password_file: None,
             max_connections: 8,
             min_connections: 1,
             acquire_timeout: Duration::from_secs(10),
@@ -60,6 +67,12 @@ impl PgConfig {
         }
         if self.acquire_timeout < Duration::from_millis(100) {
             return Err("database.acquire_timeout must be at least 100ms".into());
+        }
+        if self.password_file.is_some() && options::url_password(&self.url) {
+            return Err(
+                "database.url holds a password and database.password_file is set: keep only the file (remove the password from the URL)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -125,7 +138,7 @@ impl PgStore {
     pub async fn connect(cfg: &PgConfig) -> Result<Self> {
         let pool = pool_options(cfg)
             .min_connections(cfg.min_connections)
-            .connect_with(options::from_url(&cfg.url)?)
+            .connect_with(options::for_config(cfg)?)
             .await?;
         schema::migrate(&pool, &schema::migrator()).await?;
         Ok(PgStore { pool })
@@ -136,7 +149,7 @@ impl PgStore {
     /// `Ok(None)` when it was there. Any other failure to connect is returned as it is.
     pub async fn create_database_if_missing(cfg: &PgConfig) -> Result<Option<String>> {
         use sqlx::{ConnectOptions, Connection};
-        let opts = options::from_url(&cfg.url)?;
+        let opts = options::for_config(cfg)?;
         match opts.connect().await {
             Ok(c) => {
                 let _ = c.close().await;
@@ -173,7 +186,7 @@ impl PgStore {
     #[cfg(any(test, feature = "test-util"))]
     pub async fn connect_with(cfg: &PgConfig, migrator: &sqlx::migrate::Migrator) -> Result<Self> {
         let pool = pool_options(cfg)
-            .connect_with(options::from_url(&cfg.url)?)
+            .connect_with(options::for_config(cfg)?)
             .await?;
         schema::migrate(&pool, migrator).await?;
         Ok(PgStore { pool })
