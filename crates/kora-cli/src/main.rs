@@ -30,7 +30,8 @@ fn main() -> ExitCode {
     let quiet = matches!(cli.command, Command::Dev { .. });
     let level = match (cli.verbose, serving && !quiet) {
         (0, true) | (1, _) => "info",
-        (0, false) => "warn",
+        // What node code prints (target kora::python) shows in `kora run` and `kora dev` too.
+        (0, false) => "warn,kora::python=info",
         _ => "debug",
     };
     // Traces name the process by its roles (`kora-scheduler,coordinator`).

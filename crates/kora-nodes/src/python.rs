@@ -1,7 +1,9 @@
 //! A warm pool of `python3` interpreter processes for PythonCodeNode.
 //!
 //! Each interpreter runs a small loop (below) reading one JSON request per line on stdin and
-//! answering one JSON line on stdout; the user's own prints go to stderr. Code objects are
+//! answering one JSON line on stdout; the user's own prints go to stderr, which the worker reads
+//! line by line into its log (target `kora::python`, in the span of the task that printed, each
+//! secret value the worker holds replaced by `***`, a line cut at 8 KiB). Code objects are
 //! compiled once per interpreter and cached. An interpreter that dies fails only the task it was
 //! running (with a retryable error) and is replaced; one that overruns its time limit is killed
 //! and replaced. An interpreter whose worker died (killed, crashed) exits within 0.2 s: it
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 
 use crate::NodeError;
@@ -154,6 +156,12 @@ for _line in sys.stdin:
                 _where = " (line %d)" % _f.lineno
         _text = json.dumps({"ok": False, "error_type": type(_e).__name__,
                             "error": "%s: %s%s" % (type(_e).__name__, _e, _where)})
+    # A NUL line on stderr marks the end of this call's prints (the worker logs them first).
+    try:
+        sys.stderr.flush()
+        os.write(2, b"\0\n")
+    except Exception:
+        pass
     # Sandboxed, what this interpreter has used, so the pool replaces it before its hard CPU limit.
     _out.write(_text[:-1] + ', "cpu": %.3f}\n' % _cpu_used() if _cpu_allowed else _text + "\n")
     _out.flush()
@@ -175,6 +183,64 @@ struct Interp {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     line: String,
+    /// The span of the task this interpreter runs (or last ran): where its prints are logged.
+    printing: Arc<Mutex<Option<tracing::Span>>>,
+    /// A permit per call whose prints are all logged.
+    printed: Arc<Semaphore>,
+}
+
+/// How long a call waits for its prints to be logged (they normally are within microseconds).
+const PRINTS_WAIT: Duration = Duration::from_millis(200);
+
+/// The longest printed line logged as one entry; the rest of a longer one follows as more.
+const PRINT_LINE_MAX: u64 = 8 * 1024;
+
+/// Logs what node code prints (its stderr), line by line, masking `secrets`, until the
+/// interpreter exits. The runner ends each call's prints with a NUL line: a permit on `printed`,
+/// which the call waits for, so a call's prints are logged in its span before it returns.
+async fn forward_prints(
+    stderr: ChildStderr,
+    printing: Arc<Mutex<Option<tracing::Span>>>,
+    printed: Arc<Semaphore>,
+    secrets: Arc<Vec<String>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut reader)
+            .take(PRINT_LINE_MAX)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        // The end-of-call mark, alone on its line or after a print without a newline.
+        let ends_call = buf.ends_with(b"\0\n");
+        if ends_call {
+            buf.truncate(buf.len() - 2);
+        }
+        if !(ends_call && buf.is_empty()) {
+            log_print(&buf, &printing, &secrets);
+        }
+        if ends_call {
+            printed.add_permits(1);
+        }
+    }
+}
+
+/// One printed line into the log, in the span of the call that printed it.
+fn log_print(buf: &[u8], printing: &Mutex<Option<tracing::Span>>, secrets: &[String]) {
+    let text = String::from_utf8_lossy(buf);
+    let text = crate::secrets::mask_text(text.trim_end_matches(['\n', '\r']), secrets);
+    let span = printing.lock().ok().and_then(|g| g.clone());
+    let log = || tracing::info!(target: "kora::python", "{text}");
+    match span {
+        Some(span) => span.in_scope(log),
+        None => log(),
+    }
 }
 
 /// The pool. Interpreters start on first use, up to `size`.
@@ -188,6 +254,8 @@ pub struct PythonPool {
     sandbox: Option<(SandboxConfig, PathBuf)>,
     /// The sandbox, prepared on first use (it asks the interpreter where its runtime lives).
     prepared: tokio::sync::OnceCell<Result<Arc<Prepared>, String>>,
+    /// The worker's secret values, masked in what node code prints.
+    secrets: Arc<Vec<String>>,
 }
 
 impl PythonPool {
@@ -207,6 +275,7 @@ impl PythonPool {
             default_timeout,
             sandbox: sandbox.filter(|(c, _)| c.enabled),
             prepared: tokio::sync::OnceCell::new(),
+            secrets: Arc::new(crate::secrets::env_values()),
         }
     }
 
@@ -271,7 +340,7 @@ impl PythonPool {
             .args(["-u", "-c", RUNNER])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -283,17 +352,29 @@ impl PythonPool {
                     ),
                 )
             })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err(NodeError::retryable(
                 error_type::WORKER,
                 "python interpreter has no pipes",
             ));
         };
+        let printing = Arc::new(Mutex::new(None));
+        let printed = Arc::new(Semaphore::new(0));
+        tokio::spawn(forward_prints(
+            stderr,
+            Arc::clone(&printing),
+            Arc::clone(&printed),
+            Arc::clone(&self.secrets),
+        ));
         Ok(Interp {
             child,
             stdin,
             stdout: BufReader::new(stdout),
             line: String::new(),
+            printing,
+            printed,
         })
     }
 
@@ -351,6 +432,9 @@ impl PythonPool {
             Some(i) => i,
             None => self.spawn().await?,
         };
+        if let Ok(mut g) = interp.printing.lock() {
+            *g = Some(tracing::Span::current());
+        }
         let sandbox = self.sandbox.as_ref();
         if let (Some((cfg, _)), Value::Object(m)) = (sandbox, &mut req) {
             m.insert("cpu".into(), cfg.cpu_secs.into());
@@ -398,7 +482,14 @@ impl PythonPool {
                     ),
                 ));
             }
-            Ok(Ok(_)) => std::mem::take(&mut interp.line),
+            Ok(Ok(_)) => {
+                // The call's prints, written before its answer, are logged before it returns.
+                if let Ok(Ok(p)) = tokio::time::timeout(PRINTS_WAIT, interp.printed.acquire()).await
+                {
+                    p.forget();
+                }
+                std::mem::take(&mut interp.line)
+            }
         };
         let v: Value = serde_json::from_str(&answer).map_err(|e| {
             let _ = interp.child.start_kill();

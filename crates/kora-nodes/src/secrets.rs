@@ -25,6 +25,19 @@ impl SecretSource for EnvSecrets {
     }
 }
 
+/// Every secret value this process holds (`KORA_SECRET_*`), for masking text that did not come
+/// through a reference (what node code prints). Longest first, so a secret that contains
+/// another is masked whole.
+pub fn env_values() -> Vec<String> {
+    let mut values: Vec<String> = std::env::vars_os()
+        .filter(|(k, _)| k.to_string_lossy().starts_with("KORA_SECRET_"))
+        .filter_map(|(_, v)| v.into_string().ok())
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    values
+}
+
 /// The environment variable holding secret `name`.
 pub fn env_name(name: &str) -> String {
     let clean: String = name

@@ -96,57 +96,15 @@ async fn the_ledger_over_verified_tls_with_a_password_file_as_a_least_privilege_
         eprintln!("skipping: no /usr/lib/postgresql/15/bin");
         return;
     };
-    let pg = PrivatePg::init(bin);
     let dir = tempfile::tempdir().unwrap();
     let certs = kora_broker::test_ca::certificates(dir.path());
-    let data = pg.data();
-    for (from, to) in [
-        (&certs.server, "server.crt"),
-        (&certs.server_key, "server.key"),
-    ] {
-        std::fs::copy(from, data.join(to)).unwrap();
-        pg.hand_over(&data.join(to));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        data.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    let mut conf = std::fs::OpenOptions::new()
-        .append(true)
-        .open(data.join("postgresql.conf"))
-        .unwrap();
-    std::io::Write::write_all(
-        &mut conf,
-        b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\npassword_encryption = 'scram-sha-256'\n",
-    )
-    .unwrap();
-    // Only TLS over TCP; the test's superuser without a password, everyone else with one.
-    std::fs::write(
-        data.join("pg_hba.conf"),
-        "local all all trust\nhostssl all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
-    )
-    .unwrap();
-    pg.start();
-
+    let pg = PrivatePg::start_new_tls(bin, &certs);
     let Some(mut d) = Deployment::on(&pg.admin_url(), &[("KORA_LOG", "debug")]).await else {
         return;
     };
     let password = "pg-7a1c-ledger-secret";
+    pg.own_database("kora_app", password, &d.db).await;
     let mut admin = sqlx::PgConnection::connect(&pg.admin_url()).await.unwrap();
-    for sql in [
-        format!(
-            "CREATE ROLE kora_app LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-        ),
-        format!("ALTER DATABASE {} OWNER TO kora_app", d.db),
-        format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", d.db),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
     let pw_file = dir.path().join("pg-password");
     std::fs::write(&pw_file, format!("{password}\n")).unwrap();
     let (port, db) = (pg.port, d.db.clone());

@@ -414,6 +414,68 @@ impl PrivatePg {
         pg
     }
 
+    /// A new cluster that accepts TCP clients only over TLS (the server certificate from
+    /// `certs`): its `postgres` superuser without a password (for the test's own set-up), every
+    /// other role with a SCRAM password.
+    pub(crate) fn start_new_tls(
+        bin: PathBuf,
+        certs: &kora_broker::test_ca::TestCerts,
+    ) -> PrivatePg {
+        use std::os::unix::fs::PermissionsExt;
+        let pg = PrivatePg::init(bin);
+        let data = pg.data();
+        for (from, to) in [
+            (&certs.server, "server.crt"),
+            (&certs.server_key, "server.key"),
+        ] {
+            std::fs::copy(from, data.join(to)).unwrap();
+            pg.hand_over(&data.join(to));
+        }
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\npassword_encryption = 'scram-sha-256'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        pg.start();
+        pg
+    }
+
+    /// Makes `role` (login, `password`, no superuser, no CREATEDB or CREATEROLE) the owner of
+    /// `db`, which only it may connect to: the least-privilege role `docs/security.md` shows.
+    pub(crate) async fn own_database(&self, role: &str, password: &str, db: &str) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url())
+            .await
+            .unwrap();
+        for sql in [
+            format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+            ),
+            format!("ALTER DATABASE {db} OWNER TO {role}"),
+            format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        let _ = admin.close().await;
+    }
+
     /// The cluster's data directory.
     pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")

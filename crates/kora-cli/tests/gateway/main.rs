@@ -17,4 +17,5 @@ mod jwt;
 mod protection;
 mod python;
 mod runs;
+mod secrets;
 mod webhooks;
