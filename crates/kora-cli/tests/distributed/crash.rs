@@ -366,12 +366,7 @@ async fn nats_restart_mid_run_roles_reconnect_and_the_run_completes() {
 /// the run completes with every node recorded once.
 #[tokio::test]
 async fn postgres_restart_mid_run_roles_retry_and_the_run_completes() {
-    let Some(bin) = PrivatePg::bin() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "no PostgreSQL 15 binaries; CI must not skip"
-        );
-        eprintln!("skipping: no /usr/lib/postgresql/15/bin");
+    let Some(bin) = PrivatePg::bin_or_skip() else {
         return;
     };
     let pg = PrivatePg::start_new(bin);

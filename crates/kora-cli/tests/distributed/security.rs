@@ -88,12 +88,7 @@ async fn every_role_works_on_a_nats_server_with_a_password() {
 #[tokio::test]
 async fn the_ledger_over_verified_tls_with_a_password_file_as_a_least_privilege_role() {
     use sqlx::Connection;
-    let Some(bin) = PrivatePg::bin() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "no PostgreSQL 15 binaries; CI must not skip"
-        );
-        eprintln!("skipping: no /usr/lib/postgresql/15/bin");
+    let Some(bin) = PrivatePg::bin_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

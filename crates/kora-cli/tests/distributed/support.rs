@@ -167,13 +167,20 @@ impl Deployment {
         self.procs.len() - 1
     }
 
-    /// The installation's prefix (`KORA_PREFIX`).
-    pub(crate) fn prefix(&self) -> String {
+    /// The value of an environment variable the installation's processes get (the last one
+    /// set wins, as for the processes).
+    pub(crate) fn var(&self, name: &str) -> String {
         self.env
             .iter()
-            .find(|(k, _)| k == "KORA_PREFIX")
+            .rev()
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
-            .unwrap()
+            .unwrap_or_else(|| panic!("{name} is not set"))
+    }
+
+    /// The installation's prefix (`KORA_PREFIX`).
+    pub(crate) fn prefix(&self) -> String {
+        self.var("KORA_PREFIX")
     }
 
     /// A connection to the machine's NATS, for a test that publishes or listens itself.
@@ -344,6 +351,20 @@ impl PrivatePg {
     pub(crate) fn bin() -> Option<PathBuf> {
         let bin = PathBuf::from("/usr/lib/postgresql/15/bin");
         bin.join("initdb").exists().then_some(bin)
+    }
+
+    /// [`PrivatePg::bin`] for a test that needs it: `None` (saying so) means skip, which CI
+    /// never does.
+    pub(crate) fn bin_or_skip() -> Option<PathBuf> {
+        let bin = PrivatePg::bin();
+        if bin.is_none() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "no PostgreSQL 15 binaries; CI must not skip"
+            );
+            eprintln!("skipping: no /usr/lib/postgresql/15/bin");
+        }
+        bin
     }
 
     pub(crate) fn run(&self, tool: &str, args: &[&str]) -> std::process::ExitStatus {

@@ -298,12 +298,7 @@ async fn tls_serves_with_hsts_and_secrets_stay_out_of_logs_answers_and_the_ledge
     );
     d.procs[0].kill().unwrap();
     d.procs[0].wait().unwrap();
-    let pepper = d
-        .env
-        .iter()
-        .find(|(k, _)| k == "KORA_GATEWAY__KEY_PEPPER")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let pepper = d.var("KORA_GATEWAY__KEY_PEPPER");
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("request"), "the access log is there");
     let dump = Command::new("pg_dump").arg(&d.db_url).output().unwrap();
