@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 EXAMPLE ?= examples/customer-routing/workflow.yaml
 
-.PHONY: run test test-unit bench soak services-up fmt lint check clean
+.PHONY: run test test-unit bench soak fuzz services-up fmt lint check clean
 
 ## run: build kora and run an example workflow embedded, printing its results
 run:
@@ -48,6 +48,11 @@ soak: services-up
 	@test -x $(PLOT_PY) || { echo "soak: installing matplotlib 3.11.2 from PyPI into target/tools/plot"; \
 		python3 -m venv target/tools/plot && $(PLOT_PY) -m pip install -q matplotlib==3.11.2; }
 	$(PLOT_PY) tests/benches/support/plot_soak.py $(SOAK_OUT)/soak.csv $(SOAK_OUT)/soak.png
+
+## fuzz: every cargo-fuzz target (workflow loader, wire decoder, converge_when, templates) for
+## FUZZ_SECS seconds each (default 600) on the nightly toolchain; installs cargo-fuzz if needed
+fuzz:
+	bash fuzz/run.sh
 
 ## lint: formatting and clippy, as CI would
 lint:
