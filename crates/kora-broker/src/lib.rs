@@ -13,6 +13,7 @@ mod error;
 pub mod memory;
 pub mod nats;
 pub mod nats_auth;
+pub mod permissions;
 mod subject;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_ca;
@@ -234,6 +235,11 @@ pub trait Broker: Send + Sync + 'static {
     async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool>;
     async fn stream_info(&self, stream: &str) -> Result<StreamInfo>;
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo>;
+    /// Whether the durable consumer exists ([`Error::ConsumerNotFound`] if not), asking no more
+    /// than that: a NATS user allowed to see the consumer but not the stream's messages can.
+    async fn consumer_exists(&self, stream: &str, durable: &str) -> Result<()> {
+        self.consumer_info(stream, durable).await.map(|_| ())
+    }
     /// The subjects matching `filter` that hold messages in `stream`, each with its message
     /// count and oldest message, in subject order; at most `limit` of them.
     async fn subjects(&self, stream: &str, filter: &str, limit: usize)

@@ -76,6 +76,13 @@ pub struct NatsConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Refuse a connection without TLS (the system's root certificates, unless a CA is given).
     pub tls_required: bool,
+    /// Where this process's replies arrive (`<inbox_prefix>.…`). With a NATS user per role
+    /// each role gets its own (`_INBOX_worker`), so no role can read another's replies
+    /// (`kora setup --nats-config` writes the matching permissions).
+    pub inbox_prefix: String,
+    /// Create or update the streams and consumers at start-up. `false` for roles whose NATS
+    /// user may not manage streams: they only check that `kora setup` made them.
+    pub provision: bool,
 }
 
 impl Default for NatsConfig {
@@ -98,6 +105,8 @@ impl Default for NatsConfig {
             tls_cert_file: None,
             tls_key_file: None,
             tls_required: false,
+            inbox_prefix: DEFAULT_INBOX_PREFIX.into(),
+            provision: true,
         }
     }
 }
@@ -119,6 +128,18 @@ impl NatsConfig {
                 self.replicas
             ));
         }
+        if self.inbox_prefix.is_empty()
+            || !self.inbox_prefix.split('.').all(|t| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_graphic() && c != '*' && c != '>')
+            })
+        {
+            return Err(format!(
+                "nats.inbox_prefix {:?}: use dot-separated tokens without spaces or wildcards, e.g. _INBOX_worker",
+                self.inbox_prefix
+            ));
+        }
         if self.request_timeout.is_zero() {
             return Err("nats.request_timeout must be more than 0".into());
         }
@@ -136,6 +157,9 @@ impl NatsConfig {
         kora_model::subjects::Subjects::new(&self.prefix).unwrap_or_default()
     }
 }
+
+/// NATS's own reply prefix, the default of `nats.inbox_prefix`.
+pub const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
 
 const TLS_HINT: &str = "TLS failed: check nats.tls_ca_file (the CA the server's certificate chains to), the URL's host name, and nats.tls_cert_file/tls_key_file if the server verifies clients";
 
@@ -209,6 +233,7 @@ impl JetStreamBroker {
         let options = || async {
             let o = async_nats::ConnectOptions::new()
                 .name(&cfg.name)
+                .custom_inbox_prefix(&cfg.inbox_prefix)
                 .request_timeout(Some(cfg.request_timeout))
                 .event_callback(
                     |e| async move { tracing::info!(event = %e, "nats connection event") },
@@ -256,6 +281,11 @@ impl JetStreamBroker {
             js,
             pull_batch: cfg.pull_batch.max(1),
         })
+    }
+
+    /// The version the connected server announced (`2.10.22`).
+    pub fn server_version(&self) -> String {
+        self.client.server_info().version
     }
 
     /// Deletes every stream whose name starts with `prefix` (test clean-up and operators
@@ -597,6 +627,22 @@ impl Broker for JetStreamBroker {
             first_sequence: info.state.first_sequence,
             last_sequence: info.state.last_sequence,
         })
+    }
+
+    async fn consumer_exists(&self, stream: &str, durable: &str) -> Result<()> {
+        let s = self.stream(stream).await?;
+        s.consumer_info(durable)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.kind() {
+                async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound => {
+                    Error::ConsumerNotFound {
+                        stream: stream.into(),
+                        consumer: durable.into(),
+                    }
+                }
+                _ => Error::Other(format!("consumer {durable} on stream {stream}: {e}")),
+            })
     }
 
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo> {

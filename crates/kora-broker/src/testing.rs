@@ -581,6 +581,7 @@ pub struct TestServer {
     port: u16,
     dir: std::path::PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<std::process::Child>,
 }
 
@@ -603,6 +604,15 @@ impl TestServer {
 
     /// The same with more server arguments (`--user`, `-c FILE`, `--tls` …).
     pub fn start_with(bin: &std::path::Path, args: &[String]) -> TestServer {
+        Self::start_with_env(bin, args, &[])
+    }
+
+    /// The same with environment variables for the server (a configuration file's `$VAR`s).
+    pub fn start_with_env(
+        bin: &std::path::Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> TestServer {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -620,6 +630,10 @@ impl TestServer {
             port,
             dir,
             args: args.to_vec(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         s.restart();
@@ -652,6 +666,7 @@ impl TestServer {
             ])
             .arg(&self.dir)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -178,6 +178,20 @@ pub async fn provision(
     provision_consumers(b, s, queues, cfg).await
 }
 
+/// Checks that each `(stream, durable consumer)` a process takes messages from exists, without
+/// changing anything: what a role whose NATS user may not manage streams does instead of
+/// [`provision`]. The error names the first one missing and what to run.
+pub async fn verify(b: &dyn Broker, consumers: &[(String, String)]) -> Result<()> {
+    for (stream, durable) in consumers {
+        b.consumer_exists(stream, durable).await.map_err(|e| {
+            crate::Error::Other(format!(
+                "consumer {durable} on stream {stream}: {e}; with nats.provision = false the streams and consumers must exist already: run `kora setup` with a NATS user that may manage them (docs/security.md)"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Creates or updates Kora's streams (not consumers). A submitter calls this so a request is
 /// stored even when no role has started yet.
 pub async fn provision_streams(b: &dyn Broker, s: &Subjects, cfg: &TopologyConfig) -> Result<()> {

@@ -230,6 +230,54 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The deployment checklist: check the effective configuration of the roles a process
+    /// will serve, and the NATS and PostgreSQL it reaches, and list each failure with its fix
+    /// (credentials and TLS, stream replicas, the NATS version, the ledger role, the gateway's
+    /// JWT secret, docs, CORS and TLS, the sandbox, the data root, the metrics address,
+    /// secrets written in the configuration file). Exits 1 if any check fails.
+    ///
+    /// With `environment = "production"` (KORA_ENVIRONMENT=production), `kora serve` runs the
+    /// same checks at start-up and refuses to start on a failure unless the check is named in
+    /// `checks.allow` (each such start is logged).
+    #[command(
+        after_help = "Examples:\n  kora check --config /etc/kora/kora.toml\n  kora check --role worker --format json\n  KORA_CHECKS__ALLOW='[\"stream-replicas\"]' kora check"
+    )]
+    Check {
+        /// The roles to check for: scheduler, coordinator, worker, gateway (comma-separated), or all.
+        #[arg(long, default_value = "all")]
+        role: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Prepare an installation with an administrator's credentials: create or update its NATS
+    /// streams and the consumers of its worker queues, and migrate the ledger. Roles whose NATS
+    /// user may not manage streams then run with `nats.provision = false` (docs/security.md).
+    ///
+    /// With --nats-config, print instead the nats-server `authorization` block giving each role
+    /// its own user with exactly the permissions that role needs (passwords read by nats-server
+    /// from KORA_NATS_<USER>_PASSWORD), for this installation's prefix and queues.
+    #[command(
+        after_help = "Examples:\n  kora setup --queue default --queue reports\n  kora setup --nats-config --queue default > /etc/nats/kora-users.conf\n  kora setup --nats-config --user control=scheduler,coordinator --user worker=worker --user admin=admin"
+    )]
+    Setup {
+        /// A worker queue whose consumers to create (repeat for several) [default: default].
+        #[arg(long = "queue", value_name = "QUEUE")]
+        queues: Vec<String>,
+        /// Print the nats-server users and permissions instead of changing anything.
+        #[arg(long)]
+        nats_config: bool,
+        /// With --nats-config: a user NAME=ROLE[,ROLE…] (repeat; a process serving several
+        /// roles needs a user with all of them) [default: one user per role, and admin].
+        #[arg(long = "user", value_name = "NAME=ROLES", requires = "nats_config")]
+        users: Vec<String>,
+        /// Only the NATS streams and consumers; leave the ledger alone.
+        #[arg(long, conflicts_with = "nats_config")]
+        skip_ledger: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// The audit log: entries AuditLogNode recorded, written to the ledger with their node's
     /// outcome (once, however often a result is delivered); with --api, the gateway's trail of
     /// mutating API calls (who, tenant, action, target, outcome, client, request id).

@@ -42,6 +42,9 @@ pub async fn control(cfg: &ServerConfig) -> anyhow::Result<kora_client::Control>
     let subjects = cfg.nats.subjects();
     let store = store(cfg).await?;
     let broker = broker(cfg, "kora-control").await?;
-    kora_broker::topology::provision_streams(broker.as_ref(), &subjects, &cfg.topology()).await?;
+    if cfg.nats.provision {
+        kora_broker::topology::provision_streams(broker.as_ref(), &subjects, &cfg.topology())
+            .await?;
+    }
     Ok(kora_client::Control::new(store, broker, subjects))
 }

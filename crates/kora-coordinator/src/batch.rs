@@ -60,7 +60,8 @@ impl InFlight {
 /// The ledger messages the coordinator takes, by subject.
 enum Message {
     Admission(Admission),
-    Result(NodeResult),
+    /// A node's result, and the queue whose subject it came on (none: the coordinator's own).
+    Result(NodeResult, Option<String>),
     Cancel(wire::Cancel),
     Resume(wire::Resume),
     Operation(wire::Operation),
@@ -78,7 +79,8 @@ impl Coordinator {
         } else if d.subject == s.ledger_operation() {
             wire::decode(&d.payload).map(Message::Operation)
         } else {
-            wire::decode(&d.payload).map(Message::Result)
+            let via = s.result_queue(&d.subject).map(str::to_string);
+            wire::decode(&d.payload).map(|r| Message::Result(r, via))
         };
         m.map_err(|e| e.to_string())
     }
@@ -117,7 +119,7 @@ impl Coordinator {
             let handled = match self.decode(&d) {
                 Err(reason) => Err(Refusal::Poison(reason)),
                 Ok(Message::Admission(a)) => self.on_admission(a, &mut p).await,
-                Ok(Message::Result(r)) => self.on_result(r, &mut p).await,
+                Ok(Message::Result(r, via)) => self.on_result(r, via.as_deref(), &mut p).await,
                 Ok(Message::Cancel(c)) => self.on_cancel(c, &mut p).await,
                 Ok(Message::Resume(r)) => self.on_resume(r).await,
                 Ok(Message::Operation(op)) => {

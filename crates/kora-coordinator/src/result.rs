@@ -64,6 +64,7 @@ impl Coordinator {
     pub(crate) async fn on_result(
         &mut self,
         mut r: NodeResult,
+        via: Option<&str>,
         p: &mut Pending,
     ) -> Result<(), Refusal> {
         let now = now_ms();
@@ -83,6 +84,19 @@ impl Coordinator {
             self.runs.insert(r.run_id.clone(), run);
             return Err(Refusal::Poison(reason));
         };
+        // A worker answers only for its own queue's nodes: with a NATS user per queue, one
+        // queue's workers cannot settle another queue's tasks.
+        if let Some(via) = via {
+            let queue = crate::task::queue_of(&run.state.workflow().spec.nodes[node]);
+            if via != queue {
+                let reason = format!(
+                    "result for node '{}' of run {} came from queue '{via}', but the node runs on queue '{queue}'",
+                    r.node_id, r.run_id
+                );
+                self.runs.insert(r.run_id.clone(), run);
+                return Err(Refusal::Poison(reason));
+            }
+        }
         let reported = Reported::of(std::mem::replace(
             &mut r.outcome,
             TaskOutcome::Success { output: Map::new() },

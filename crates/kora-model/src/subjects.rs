@@ -41,9 +41,23 @@ impl Subjects {
     pub fn ledger_admit(&self) -> String {
         format!("{}.ledger.admit", self.prefix)
     }
-    /// Node results from workers to coordinator: `<p>.ledger.result`.
+    /// Results the coordinator makes itself (a child run's end, a task it could not send):
+    /// `<p>.ledger.result`. Workers may not publish here (docs/security.md).
     pub fn ledger_result(&self) -> String {
         format!("{}.ledger.result", self.prefix)
+    }
+    /// Node results from the workers of `queue`: `<p>.ledger.result.<queue>`. A NATS user
+    /// may publish only its own queues' results, and the coordinator refuses a result for a
+    /// node of another queue ([`Subjects::result_queue`]).
+    pub fn ledger_result_from(&self, queue: &str) -> String {
+        format!("{}.ledger.result.{queue}", self.prefix)
+    }
+    /// The queue a worker's result subject names; `None` for any other subject.
+    pub fn result_queue<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".ledger.result.")
+            .filter(|q| !q.is_empty() && !q.contains('.'))
     }
     /// Operator requests to the coordinator (a replayed run to resume): `<p>.ledger.resume`.
     pub fn ledger_resume(&self) -> String {
@@ -152,5 +166,23 @@ impl Default for Subjects {
         Subjects {
             prefix: DEFAULT_PREFIX.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_subject_names_its_queue() {
+        let s = Subjects::new("kora").unwrap();
+        assert_eq!(
+            s.result_queue(&s.ledger_result_from("reports")),
+            Some("reports")
+        );
+        assert_eq!(s.result_queue(&s.ledger_result()), None);
+        assert_eq!(s.result_queue("kora.ledger.result.a.b"), None);
+        assert_eq!(s.result_queue("other.ledger.result.a"), None);
+        assert_eq!(s.result_queue("kora.ledger.admit"), None);
     }
 }

@@ -17,6 +17,14 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// `development` (the default) or `production`: in production `kora serve` runs the
+    /// deployment checks (`kora check`) at start-up and refuses to start while one fails.
+    pub environment: crate::check::Environment,
+    /// Failed checks to start despite, each logged (`[checks] allow = ["stream-replicas"]`).
+    pub checks: crate::check::ChecksConfig,
+    /// The configuration file this was read from (set by [`ServerConfig::load`]).
+    #[serde(skip)]
+    pub source_file: Option<std::path::PathBuf>,
     /// The NATS connection and the installation on it (`kora_broker`).
     pub nats: NatsConfig,
     /// The ledger's PostgreSQL (`kora_store`).
@@ -83,12 +91,13 @@ impl ServerConfig {
         env: impl IntoIterator<Item = (String, String)>,
         flags: serde_json::Value,
     ) -> Result<ServerConfig, Error> {
-        let cfg: ServerConfig = kora_runtime::config::Loader::new("KORA", env)
+        let mut cfg: ServerConfig = kora_runtime::config::Loader::new("KORA", env)
             .file(file)
             .flags(flags)
             .moved(MOVED)
             .load()
             .map_err(|e| Error::Config(e.to_string()))?;
+        cfg.source_file = file.map(Path::to_path_buf);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -108,6 +117,7 @@ impl ServerConfig {
             self.nodes.validate(),
             self.gateway.validate(),
             self.limits.validate(),
+            self.checks.validate(),
         ];
         for c in checks {
             c.map_err(Error::Config)?;

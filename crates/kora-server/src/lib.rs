@@ -12,6 +12,7 @@
 //! separate processes would.
 
 pub mod alerts;
+pub mod check;
 pub mod config;
 pub mod health;
 pub mod http;
@@ -54,6 +55,10 @@ pub enum Error {
         url: String,
         source: kora_store::Error,
     },
+    #[error(
+        "refusing to start in production: {0}\nfix each (kora check lists them), or name a check in checks.allow to start despite it"
+    )]
+    Checks(String),
     #[error("role {role} failed: {error}")]
     RoleFailed { role: String, error: String },
     #[error(transparent)]
@@ -209,6 +214,23 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     cfg.validate()?;
+    if cfg.environment == check::Environment::Production {
+        let findings = Box::pin(check::run(&cfg, roles)).await;
+        for f in findings
+            .iter()
+            .filter(|f| f.status == check::Status::Allowed)
+        {
+            tracing::warn!(check = f.check, detail = %f.detail, "starting despite a failed deployment check (checks.allow)");
+        }
+        let failed: Vec<String> = findings
+            .iter()
+            .filter(|f| f.status == check::Status::Failed)
+            .map(|f| format!("{}: {} (fix: {})", f.check, f.detail, f.fix))
+            .collect();
+        if !failed.is_empty() {
+            return Err(Error::Checks(failed.join("; ")));
+        }
+    }
     if !cfg.tracing.otlp_endpoint.is_empty() && !kora_broker::trace::enabled() {
         tracing::warn!(
             "tracing.otlp_endpoint is set but this process exports no spans: `kora serve` installs the exporter itself; a binary of your own calls kora_runtime::telemetry::export_to (or sets KORA_TRACING__OTLP_ENDPOINT)"
@@ -232,14 +254,24 @@ pub async fn serve(
         &cfg.nats.prefix,
         Arc::new(metered::PublishMetrics::registered(&mut metrics_registry)),
     ));
-    provision(
-        broker.as_ref(),
-        &subjects,
-        &[cfg.worker.queue.as_str()],
-        &cfg.topology(),
-    )
-    .await
-    .map_err(Error::Provision)?;
+    if cfg.nats.provision {
+        provision(
+            broker.as_ref(),
+            &subjects,
+            &[cfg.worker.queue.as_str()],
+            &cfg.topology(),
+        )
+        .await
+        .map_err(Error::Provision)?;
+    } else {
+        let consumers: Vec<(String, String)> = roles
+            .iter()
+            .flat_map(|r| r.consumers(&subjects, &cfg.worker.queue))
+            .collect();
+        kora_broker::topology::verify(broker.as_ref(), &consumers)
+            .await
+            .map_err(Error::Provision)?;
+    }
     let mut registry = Registry::builtin(&cfg.nodes);
     registry.extend(&extra);
     let registry = Arc::new(registry);

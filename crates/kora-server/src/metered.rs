@@ -150,6 +150,9 @@ impl Broker for Metered {
     async fn consumer_info(&self, stream: &str, durable: &str) -> Result<ConsumerInfo> {
         self.inner.consumer_info(stream, durable).await
     }
+    async fn consumer_exists(&self, stream: &str, durable: &str) -> Result<()> {
+        self.inner.consumer_exists(stream, durable).await
+    }
     async fn subjects(
         &self,
         stream: &str,

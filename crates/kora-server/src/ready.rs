@@ -39,24 +39,11 @@ impl Readiness {
         roles: &[Role],
         worker_queue: &str,
     ) -> Self {
-        let mut consumers = Vec::new();
-        for role in roles {
-            match role {
-                Role::Scheduler => consumers.push((
-                    subjects.stream_runs(),
-                    Subjects::CONSUMER_SCHEDULER.to_string(),
-                )),
-                Role::Coordinator => consumers.push((
-                    subjects.stream_ledger(),
-                    Subjects::CONSUMER_COORDINATOR.to_string(),
-                )),
-                Role::Worker => consumers.push((
-                    subjects.stream_tasks(),
-                    Subjects::consumer_workers(worker_queue),
-                )),
-                Role::Gateway => {}
-            }
-        }
+        // The ones each role takes messages from (the worker's high-priority consumer too).
+        let consumers = roles
+            .iter()
+            .flat_map(|r| r.consumers(subjects, worker_queue))
+            .collect();
         Readiness {
             broker,
             ledger,
@@ -69,8 +56,8 @@ impl Readiness {
         let mut out = Vec::new();
         // A consumer's info is a JetStream request: it answering means NATS does.
         for (stream, durable) in &self.consumers {
-            let r = bounded(self.broker.consumer_info(stream, durable)).await;
-            out.push(check(format!("consumer {stream}/{durable}"), r.map(|_| ())));
+            let r = bounded(self.broker.consumer_exists(stream, durable)).await;
+            out.push(check(format!("consumer {stream}/{durable}"), r));
         }
         if self.consumers.is_empty() {
             // A gateway alone still publishes: NATS must answer.

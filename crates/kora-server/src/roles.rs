@@ -29,6 +29,43 @@ impl Role {
             Role::Gateway => "gateway",
         }
     }
+
+    /// The `(stream, durable consumer)` pairs this role takes messages from (a worker: its
+    /// queue's, normal and high priority).
+    pub fn consumers(
+        self,
+        subjects: &kora_model::subjects::Subjects,
+        worker_queue: &str,
+    ) -> Vec<(String, String)> {
+        use kora_model::subjects::Subjects;
+        match self {
+            Role::Scheduler => vec![(
+                subjects.stream_runs(),
+                Subjects::CONSUMER_SCHEDULER.to_string(),
+            )],
+            Role::Coordinator => vec![
+                (
+                    subjects.stream_ledger(),
+                    Subjects::CONSUMER_COORDINATOR.to_string(),
+                ),
+                (
+                    subjects.stream_advisories(),
+                    Subjects::CONSUMER_ADVISORIES.to_string(),
+                ),
+            ],
+            Role::Worker => vec![
+                (
+                    subjects.stream_tasks(),
+                    Subjects::consumer_workers(worker_queue),
+                ),
+                (
+                    subjects.stream_tasks(),
+                    Subjects::consumer_workers_high(worker_queue),
+                ),
+            ],
+            Role::Gateway => Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Display for Role {

@@ -652,7 +652,7 @@ async fn execute(d: Delivery, task: NodeTask, shared: &Shared) -> Option<Finishe
     // the coordinator ignores the second result.
     let traced = trace_attempt(&d, &result, &task.node_type, cfg);
     let task_id = result.task_id;
-    let mut msg = Outbound::new(subjects.ledger_result(), payload)
+    let mut msg = Outbound::new(subjects.ledger_result_from(&cfg.queue), payload)
         .msg_id(kora_model::msg_id::result(&task_id));
     if let Some(t) = traced {
         // The coordinator's recording span goes under this attempt's.

@@ -1,6 +1,7 @@
 //! One module per command; each returns the process's exit code.
 
 mod audit;
+mod check;
 mod dev;
 mod dlq;
 mod keys;
@@ -8,6 +9,7 @@ mod nodes;
 mod run;
 mod runs;
 mod serve;
+mod setup;
 mod submit;
 mod top;
 mod triggers;
@@ -126,7 +128,24 @@ pub(crate) async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Runs { command } => Box::pin(runs::runs(command)).await,
         Command::Dlq { command } => Box::pin(dlq::dlq(command)).await,
         Command::Triggers { command } => Box::pin(triggers::triggers(command)).await,
-        Command::Keys { command } => keys::keys(command).await,
+        Command::Keys { command } => Box::pin(keys::keys(command)).await,
+        Command::Check { role, format, conn } => check::check(&role, format, conn).await,
+        Command::Setup {
+            queues,
+            nats_config,
+            users,
+            skip_ledger,
+            conn,
+        } => {
+            setup::setup(setup::Args {
+                queues,
+                nats_config,
+                users,
+                skip_ledger,
+                conn,
+            })
+            .await
+        }
         Command::Audit {
             api,
             tenant,

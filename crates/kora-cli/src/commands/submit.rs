@@ -47,7 +47,10 @@ pub(crate) async fn submit(a: Args, format: Format) -> anyhow::Result<ExitCode> 
     let subjects = cfg.nats.subjects();
     let broker = kora_cli::connect::broker(&cfg, "kora-submit").await?;
     // Store the request even if no role has started yet.
-    kora_broker::topology::provision_streams(broker.as_ref(), &subjects, &cfg.topology()).await?;
+    if cfg.nats.provision {
+        kora_broker::topology::provision_streams(broker.as_ref(), &subjects, &cfg.topology())
+            .await?;
+    }
     // A keyed submission gets its own run id too: the coordinator decides whether the key
     // names a run inside the idempotency window (then this id becomes an alias of that run,
     // and we report that run) or not.

@@ -179,3 +179,245 @@ async fn the_ledger_over_verified_tls_with_a_password_file_as_a_least_privilege_
     drop(admin);
     drop(pg);
 }
+
+/// The status of one check in `kora check --format json`'s answer.
+fn status<'a>(findings: &'a serde_json::Value, check: &str) -> &'a str {
+    findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no check {check}: {findings}"))["status"]
+        .as_str()
+        .unwrap()
+}
+
+/// `kora check` (#15 item 5) on an installation set up the way a first try would be: every
+/// weakness is reported with its fix and the command exits 1; a secret in the configuration
+/// file is named by its key, never shown. In production `kora serve` refuses to start, naming
+/// the failures, and starts (logging each) once they are named in `checks.allow`. A worker
+/// on a NATS server with TLS, a password and a current version passes with only the replica
+/// check allowed.
+#[tokio::test]
+async fn the_deployment_checklist_fails_closed_and_names_each_fix() {
+    let Some(mut d) = Deployment::new(&[("KORA_LOG", "info")]).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "jwt-short-5f0c";
+    let weak = format!(
+        "[gateway]\ndocs = true\n[gateway.jwt]\nhs256_secret = \"{secret}\"\n\
+         [nodes]\ndata_root = \"/\"\n[nodes.sandbox]\nenabled = false\n[metrics]\naddr = \"0.0.0.0:0\"\n"
+    );
+    let file = dir.path().join("weak.toml");
+    std::fs::write(&file, &weak).unwrap();
+    // The deployment's own data root would win over the file's.
+    let o = d
+        .command()
+        .env_remove("KORA_NODES__DATA_ROOT")
+        .args([
+            "check",
+            "--config",
+            file.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!text.contains(secret), "the secret was shown: {text}");
+    let findings: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for failed in [
+        "nats-auth",
+        "nats-tls",
+        "stream-replicas",
+        "ledger-role",
+        "gateway-jwt-secret",
+        "gateway-docs",
+        "gateway-tls",
+        "sandbox",
+        "data-root",
+        "metrics-address",
+        "config-secrets",
+    ] {
+        assert_eq!(status(&findings, failed), "failed", "{failed}: {findings}");
+    }
+    // A wildcard CORS origin never gets this far: validation refuses it.
+    for ok in ["nats-reachable", "ledger-reachable", "gateway-cors"] {
+        assert_eq!(status(&findings, ok), "ok", "{ok}: {findings}");
+    }
+    let every: Vec<&serde_json::Value> = findings.as_array().unwrap().iter().collect();
+    assert!(
+        every
+            .iter()
+            .filter(|f| f["status"] == "failed")
+            .all(|f| !f["fix"].as_str().unwrap_or_default().is_empty()),
+        "each failure says how to fix it: {findings}"
+    );
+    let secrets = every
+        .iter()
+        .find(|f| f["check"] == "config-secrets")
+        .unwrap();
+    assert!(
+        secrets["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gateway.jwt.hs256_secret")
+    );
+    // The machine's NATS is 2.9.10, older than recommended.
+    let version = every.iter().find(|f| f["check"] == "nats-version").unwrap();
+    if version["detail"].as_str().unwrap().contains("2.9.") {
+        assert_eq!(version["status"], "failed", "{version}");
+    }
+
+    // In production, serve refuses to start and names what failed.
+    let o = d
+        .command()
+        .env("KORA_ENVIRONMENT", "production")
+        .env_remove("KORA_NODES__DATA_ROOT")
+        .args([
+            "serve",
+            "--role",
+            "worker",
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("refusing to start in production"), "{err}");
+    assert!(
+        err.contains("sandbox") && err.contains("data-root"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+    // Every failure named in checks.allow: it starts, and logs each one it starts despite.
+    let allowed = dir.path().join("allowed.toml");
+    std::fs::write(
+        &allowed,
+        format!(
+            "{weak}[checks]\nallow = [\"nats-auth\", \"nats-tls\", \"nats-version\", \"stream-replicas\", \"sandbox\", \"data-root\", \"metrics-address\", \"config-secrets\"]\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let child = d
+        .command()
+        .env("KORA_ENVIRONMENT", "production")
+        .env_remove("KORA_NODES__DATA_ROOT")
+        .args([
+            "serve",
+            "--role",
+            "worker",
+            "--config",
+            allowed.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    d.procs.push(child);
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("kora serving") {
+            let despite: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("starting despite a failed deployment check"))
+                .collect();
+            for check in [
+                "nats-auth",
+                "stream-replicas",
+                "sandbox",
+                "data-root",
+                "config-secrets",
+            ] {
+                assert!(
+                    despite.iter().any(|l| l.contains(check)),
+                    "{check} not logged: {text}"
+                );
+            }
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "never started: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A worker done right: NATS with TLS and a password, a current server.
+    let Some(bin) = kora_broker::testing::TestServer::current_bin() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "no current nats-server: run .ci/services-up (CI must not skip)"
+        );
+        return;
+    };
+    let certs = kora_broker::test_ca::certificates(dir.path());
+    let arg = |p: &std::path::Path| p.display().to_string();
+    let server = kora_broker::testing::TestServer::start_with(
+        &bin,
+        &[
+            "--user".into(),
+            "kora".into(),
+            "--pass".into(),
+            "pw-check-77aa".into(),
+            "--tls".into(),
+            "--tlscert".into(),
+            arg(&certs.server),
+            "--tlskey".into(),
+            arg(&certs.server_key),
+        ],
+    );
+    let pw = dir.path().join("nats-pw");
+    std::fs::write(&pw, "pw-check-77aa").unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[nats]\nurl = \"{}\"\nuser = \"kora\"\npassword_file = {:?}\ntls_ca_file = {:?}\n[checks]\nallow = [\"stream-replicas\"]\n",
+            server.url(),
+            arg(&pw),
+            arg(&certs.ca)
+        ),
+    )
+    .unwrap();
+    let o = d
+        .command()
+        .env_remove("KORA_NATS_URL")
+        .args([
+            "check",
+            "--role",
+            "worker",
+            "--config",
+            good.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let findings: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert!(o.status.success(), "{findings}");
+    assert_eq!(status(&findings, "stream-replicas"), "allowed");
+    for ok in [
+        "nats-auth",
+        "nats-tls",
+        "nats-version",
+        "nats-reachable",
+        "sandbox",
+        "data-root",
+    ] {
+        assert_eq!(status(&findings, ok), "ok", "{ok}: {findings}");
+    }
+    assert_eq!(status(&findings, "ledger-role"), "skipped");
+    d.finish().await;
+}

@@ -14,6 +14,7 @@ mod authz;
 mod fuzz;
 mod isolation;
 mod jwt;
+mod nats_roles;
 mod protection;
 mod python;
 mod runs;

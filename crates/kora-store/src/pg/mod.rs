@@ -4,6 +4,7 @@
 
 mod batch;
 mod options;
+pub mod probe;
 pub mod schema;
 
 use std::time::Duration;
