@@ -61,7 +61,10 @@ pub(crate) async fn setup(a: Args) -> anyhow::Result<ExitCode> {
         queues.join(", ")
     );
     if !a.skip_ledger {
-        kora_cli::connect::store(&cfg).await?;
+        // Whatever the roles do, setup migrates: connect it as the database's owner.
+        let mut owner = cfg.clone();
+        owner.database.migrate = true;
+        kora_cli::connect::store(&owner).await?;
         eprintln!("ledger migrated to this build's schema");
     }
     Ok(ExitCode::SUCCESS)

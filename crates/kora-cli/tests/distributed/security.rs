@@ -421,3 +421,111 @@ async fn the_deployment_checklist_fails_closed_and_names_each_fix() {
     assert_eq!(status(&findings, "ledger-role"), "skipped");
     d.finish().await;
 }
+
+/// Drops a PostgreSQL role when the test ends (after the deployment dropped its database,
+/// which holds the role's grants), even when the test failed.
+struct RoleGuard(Option<String>);
+
+impl Drop for RoleGuard {
+    fn drop(&mut self) {
+        let Some(role) = self.0.take() else { return };
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let sql = format!("DROP ROLE IF EXISTS {role}");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// No DDL outside migrations (#15 item 2): the roles run as a PostgreSQL role that may read and
+/// write the ledger's rows but not change its schema, with `database.migrate = false`; before
+/// `kora setup` they refuse to start and say to run it; that role cannot run it either; once the
+/// owner has, a run goes through every role.
+#[tokio::test]
+async fn roles_run_as_a_role_that_cannot_change_the_schema() {
+    let mut guard = RoleGuard(None);
+    let Some(mut d) = Deployment::new(&[]).await else {
+        return;
+    };
+    let app = format!("{}_app", d.db);
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {app} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    guard.0 = Some(app.clone());
+    let base = d.db_url.rsplit_once('/').unwrap().0.to_string();
+    let app_url = format!(
+        "{}{app}@{}/{}",
+        &base[..base.find("://").unwrap() + 3],
+        base.rsplit_once('@')
+            .map_or(&base[base.find("://").unwrap() + 3..], |(_, h)| h),
+        d.db
+    );
+    let as_app = [
+        ("KORA_DATABASE_URL", app_url.as_str()),
+        ("KORA_DATABASE__MIGRATE", "false"),
+    ];
+    // Before setup: the role says what to run.
+    let o = d
+        .command()
+        .envs(as_app)
+        .args(["serve", "--role", "coordinator"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("kora setup") && err.contains("migration 0"),
+        "{err}"
+    );
+    // The role cannot migrate, so it cannot set up either.
+    let o = d
+        .command()
+        .env("KORA_DATABASE_URL", &app_url)
+        .args(["setup"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the app role changed the schema");
+    assert!(err.contains("permission denied"), "{err}");
+    // The owner sets up, and grants the app role its rows.
+    let o = d.kora(&["setup"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut owner = sqlx::PgConnection::connect(&d.db_url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}; \
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {app};"
+    )))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    drop(owner);
+    d.env
+        .extend(as_app.map(|(k, v)| (k.to_string(), v.to_string())));
+    d.serve("all", &[]);
+    let out = d.submit_wait(&root().join("examples/diamond/workflow.json"), None);
+    assert_eq!(out["status"], "succeeded", "{out}");
+    // The app role still cannot change the schema.
+    let mut conn = sqlx::PgConnection::connect(&app_url).await.unwrap();
+    let e = sqlx::raw_sql("CREATE TABLE intruder (x int)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("permission denied"), "{e}");
+    drop(conn);
+    d.finish().await;
+}

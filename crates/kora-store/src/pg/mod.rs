@@ -38,6 +38,10 @@ pub struct PgConfig {
     /// its batch fails and is retried with backoff.
     #[serde(with = "kora_model::duration")]
     pub acquire_timeout: Duration,
+    /// Bring the ledger to this build's schema at start-up. `false` for a role that may not
+    /// change the schema (no DDL outside migrations): it only checks the ledger is current, and
+    /// `kora setup`, connected as the database's owner, migrates (docs/security.md).
+    pub migrate: bool,
 }
 
 impl Default for PgConfig {
@@ -48,6 +52,7 @@ impl Default for PgConfig {
             max_connections: 8,
             min_connections: 1,
             acquire_timeout: Duration::from_secs(10),
+            migrate: true,
         }
     }
 }
@@ -141,7 +146,11 @@ impl PgStore {
             .min_connections(cfg.min_connections)
             .connect_with(options::for_config(cfg)?)
             .await?;
-        schema::migrate(&pool, &schema::migrator()).await?;
+        if cfg.migrate {
+            schema::migrate(&pool, &schema::migrator()).await?;
+        } else {
+            schema::check_current(&pool).await?;
+        }
         Ok(PgStore { pool })
     }
 

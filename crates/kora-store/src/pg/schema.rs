@@ -119,6 +119,47 @@ pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> Result<()> {
     done
 }
 
+/// Checks, changing nothing, that the ledger has every migration and function generation of
+/// this build (a newer ledger is fine: a rolling upgrade's older process). What a role with
+/// `database.migrate = false` does instead of [`migrate`].
+pub async fn check_current(pool: &PgPool) -> Result<()> {
+    let setup = "run `kora setup` connected as the ledger database's owner (database.migrate = false here: this role does not change the schema)";
+    let made: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let have: Option<i64> = if made {
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?
+    } else {
+        None
+    };
+    let need = MIGRATIONS.last().map_or(0, |m| m.0);
+    let have = have.unwrap_or(0);
+    if have < need {
+        return Err(Error::Schema(format!(
+            "the ledger's schema is at migration {have}, this build needs {need}: {setup}"
+        )));
+    }
+    let functions: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, generation FROM kora_functions")
+            .fetch_all(pool)
+            .await?;
+    for f in FUNCTIONS {
+        let current = functions
+            .iter()
+            .find(|(name, _)| name == f.name)
+            .is_some_and(|(_, g)| *g >= f.generation);
+        if !current {
+            return Err(Error::Schema(format!(
+                "the ledger's function {} is older than this build's (generation {}): {setup}",
+                f.name, f.generation
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Releases the session lock; a connection that cannot is closed, which releases it too.
 async fn release(mut conn: PoolConnection<Postgres>) {
     let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
