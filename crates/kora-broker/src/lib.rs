@@ -13,6 +13,7 @@ mod error;
 pub mod memory;
 pub mod nats;
 pub mod nats_auth;
+mod nats_tls;
 pub mod permissions;
 mod subject;
 #[cfg(any(test, feature = "test-util"))]

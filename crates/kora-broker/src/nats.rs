@@ -76,6 +76,9 @@ pub struct NatsConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Refuse a connection without TLS (the system's root certificates, unless a CA is given).
     pub tls_required: bool,
+    /// The name the server's certificate must carry, when it is not the URL's host (a server
+    /// reached by IP address, through a load balancer or a tunnel); needs `tls_ca_file`.
+    pub tls_server_name: String,
     /// Where this process's replies arrive (`<inbox_prefix>.…`). With a NATS user per role
     /// each role gets its own (`_INBOX_worker`), so no role can read another's replies
     /// (`kora setup --nats-config` writes the matching permissions).
@@ -105,6 +108,7 @@ impl Default for NatsConfig {
             tls_cert_file: None,
             tls_key_file: None,
             tls_required: false,
+            tls_server_name: String::new(),
             inbox_prefix: DEFAULT_INBOX_PREFIX.into(),
             provision: true,
         }

@@ -92,6 +92,20 @@ impl NatsConfig {
                 given.join(" and ")
             ));
         }
+        if !self.tls_server_name.is_empty() {
+            if set(&self.tls_ca_file).is_none() {
+                return Err(
+                    "nats.tls_server_name needs nats.tls_ca_file (the CA the server's certificate chains to)"
+                        .into(),
+                );
+            }
+            if !crate::nats_tls::valid_name(&self.tls_server_name) {
+                return Err(format!(
+                    "nats.tls_server_name {:?} is not a DNS name or an IP address",
+                    self.tls_server_name
+                ));
+            }
+        }
         if set(&self.tls_cert_file).is_some() != set(&self.tls_key_file).is_some() {
             return Err(
                 "nats.tls_cert_file and nats.tls_key_file go together (a client certificate and its key)"
@@ -146,6 +160,12 @@ impl NatsConfig {
                     e.kind()
                 )
             })?;
+        }
+        if let (Some(ca), false) = (set(&self.tls_ca_file), self.tls_server_name.is_empty()) {
+            exists(ca, "nats.tls_ca_file")?;
+            let client = set(&self.tls_cert_file).zip(set(&self.tls_key_file));
+            let config = crate::nats_tls::config(ca, &self.tls_server_name, client)?;
+            return Ok(options.tls_client_config(config).require_tls(true));
         }
         if let Some(p) = set(&self.tls_ca_file) {
             exists(p, "nats.tls_ca_file")?;

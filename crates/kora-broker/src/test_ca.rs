@@ -19,6 +19,10 @@ pub struct TestCerts {
     /// A client certificate (`CN=kora-client`), and its key.
     pub client: PathBuf,
     pub client_key: PathBuf,
+    /// A server certificate naming only `nats.internal` (no address), and its key: a server
+    /// reached by an address its certificate does not name.
+    pub internal: PathBuf,
+    pub internal_key: PathBuf,
 }
 
 /// Makes a CA in `dir` and signs a server and a client certificate with it, each valid for a
@@ -55,6 +59,10 @@ pub fn certificates(dir: &Path) -> TestCerts {
         (
             "client",
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        ),
+        (
+            "internal",
+            "subjectAltName=DNS:nats.internal\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
         ),
     ] {
         openssl(&[
@@ -94,5 +102,7 @@ pub fn certificates(dir: &Path) -> TestCerts {
         server_key: dir.join("server-key.pem"),
         client: dir.join("client.pem"),
         client_key: dir.join("client-key.pem"),
+        internal: dir.join("internal.pem"),
+        internal_key: dir.join("internal-key.pem"),
     }
 }

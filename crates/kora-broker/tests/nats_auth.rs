@@ -200,6 +200,7 @@ async fn tls_with_a_ca_and_a_client_certificate() {
         server_key: key,
         client,
         client_key,
+        ..
     } = kora_broker::test_ca::certificates(dir.path());
     let arg = |p: &PathBuf| p.display().to_string();
     // The server verifies clients' certificates too.
@@ -258,6 +259,59 @@ async fn tls_with_a_ca_and_a_client_certificate() {
     .unwrap_err();
     assert!(
         e.contains("nats.tls_cert_file and nats.tls_key_file"),
+        "{e}"
+    );
+}
+
+/// A server whose certificate names only `nats.internal`, reached at 127.0.0.1: refused by
+/// the URL's host, accepted with `tls_server_name = "nats.internal"`; another name is refused.
+#[tokio::test]
+async fn tls_with_a_server_name_other_than_the_urls_host() {
+    let Some(bin) = server_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let certs = kora_broker::test_ca::certificates(dir.path());
+    let arg = |p: &PathBuf| p.display().to_string();
+    let server = TestServer::start_with(
+        &bin,
+        &[
+            "--tls".into(),
+            "--tlscert".into(),
+            arg(&certs.internal),
+            "--tlskey".into(),
+            arg(&certs.internal_key),
+        ],
+    );
+    let base = NatsConfig {
+        url: server.url(),
+        tls_ca_file: Some(certs.ca.clone()),
+        request_timeout: std::time::Duration::from_secs(3),
+        ..NatsConfig::default()
+    };
+    let e = works(base.clone()).await.unwrap_err();
+    assert!(e.contains("TLS failed"), "{e}");
+    works(NatsConfig {
+        tls_server_name: "nats.internal".into(),
+        ..base.clone()
+    })
+    .await
+    .unwrap();
+    let e = works(NatsConfig {
+        tls_server_name: "other.internal".into(),
+        ..base.clone()
+    })
+    .await
+    .unwrap_err();
+    assert!(e.contains("TLS failed"), "{e}");
+    // Without a CA the name has nothing to be checked against: a configuration error.
+    let e = NatsConfig {
+        tls_ca_file: None,
+        tls_server_name: "nats.internal".into(),
+        ..base
+    }
+    .validate()
+    .unwrap_err();
+    assert!(
+        e.contains("nats.tls_server_name needs nats.tls_ca_file"),
         "{e}"
     );
 }
