@@ -327,7 +327,7 @@ pub(crate) enum KeysCommand {
         role: String,
         /// Scopes beyond the role's, comma-separated (runs:read, runs:write, runs:cancel,
         /// dlq:read, dlq:replay, dlq:purge, workflows:read, workflows:write, triggers:read,
-        /// triggers:write, keys:admin, audit:read).
+        /// triggers:write, keys:admin, audit:read, nodes:code).
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
         /// Valid for this long (30d, 12h); forever without it.

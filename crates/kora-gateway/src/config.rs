@@ -69,6 +69,8 @@ pub struct GatewayConfig {
     #[serde(with = "kora_model::duration")]
     pub webhook_tolerance: Duration,
     pub quotas: QuotasConfig,
+    /// Node-type policy at admission: code nodes, denied types, allowed hosts.
+    pub policy: crate::policy::PolicyConfig,
 }
 
 impl Default for GatewayConfig {
@@ -90,6 +92,7 @@ impl Default for GatewayConfig {
             tls: TlsConfig::default(),
             webhook_tolerance: Duration::from_secs(300),
             quotas: QuotasConfig::default(),
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
 }
@@ -242,6 +245,7 @@ impl GatewayConfig {
 
     /// Checks that hold whether or not this process runs the gateway.
     pub fn validate(&self) -> Result<(), String> {
+        self.policy.validate()?;
         if self.addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
                 "gateway.addr must be an address with a port, e.g. 127.0.0.1:8080 (it is {:?})",

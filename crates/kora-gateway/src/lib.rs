@@ -21,6 +21,7 @@ pub mod keys;
 mod limits;
 pub mod metrics;
 mod openapi;
+pub mod policy;
 mod protect;
 mod routes;
 pub mod scopes;

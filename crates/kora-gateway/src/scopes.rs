@@ -30,10 +30,13 @@ pub enum Scope {
     KeysAdmin,
     /// Read the API audit trail.
     AuditRead,
+    /// Submit inline, or register, workflows holding code nodes (PythonCodeNode): checked
+    /// on the workflow's content (`[gateway.policy]`), not by a route.
+    NodesCode,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 12] = [
+    pub const ALL: [Scope; 13] = [
         Scope::RunsRead,
         Scope::RunsWrite,
         Scope::RunsCancel,
@@ -46,6 +49,7 @@ impl Scope {
         Scope::TriggersWrite,
         Scope::KeysAdmin,
         Scope::AuditRead,
+        Scope::NodesCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Scope {
             Scope::TriggersWrite => "triggers:write",
             Scope::KeysAdmin => "keys:admin",
             Scope::AuditRead => "audit:read",
+            Scope::NodesCode => "nodes:code",
         }
     }
 
@@ -100,6 +105,9 @@ pub fn role_scopes(role: &str) -> Option<BTreeSet<Scope>> {
         DlqReplay,
         WorkflowsWrite,
         TriggersWrite,
+        // Operators write workflows, code included; a credential of explicit scopes (a
+        // service that only submits) needs it named.
+        NodesCode,
     ];
     Some(match role {
         "viewer" => viewer.into_iter().collect(),

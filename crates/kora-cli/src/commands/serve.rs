@@ -45,7 +45,7 @@ pub(crate) async fn serve(a: Args) -> anyhow::Result<ExitCode> {
     if telemetry.is_some() {
         kora_broker::trace::enable();
     }
-    let code = run(cfg, &roles).await;
+    let code = Box::pin(run(cfg, &roles)).await;
     // Flushing joins the exporter's blocking HTTP client: off the runtime's threads.
     if let Some(t) = telemetry {
         let _ = tokio::task::spawn_blocking(move || drop(t)).await;

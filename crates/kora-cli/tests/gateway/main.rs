@@ -15,6 +15,7 @@ mod fuzz;
 mod isolation;
 mod jwt;
 mod nats_roles;
+mod policy;
 mod protection;
 mod python;
 mod runs;

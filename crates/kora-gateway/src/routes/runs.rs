@@ -270,7 +270,39 @@ async fn workflow_of_request(
         };
     }
     check_workflow(st, &spec, Some(&body.params))?;
+    let source = if body.workflow_name.is_some() {
+        crate::policy::Source::Registered
+    } else {
+        crate::policy::Source::Inline
+    };
+    check_policy(st, who, &spec, &body.params, source)?;
     Ok(spec)
+}
+
+/// `[gateway.policy]`'s rules for this credential: one refusal listing every node and rule.
+pub(crate) fn check_policy(
+    st: &AppState,
+    who: &Principal,
+    spec: &kora_model::WorkflowSpec,
+    params: &Map,
+    source: crate::policy::Source,
+) -> ApiResult<()> {
+    let broken = crate::policy::violations(
+        &st.cfg.policy,
+        spec,
+        params,
+        &who.tenant,
+        who.scopes.contains(&Scope::NodesCode),
+        source,
+    );
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "refused by the node policy: {}",
+            broken.join("; ")
+        )))
+    }
 }
 
 /// Submit a run.

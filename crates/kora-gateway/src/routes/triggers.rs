@@ -137,6 +137,19 @@ pub(crate) async fn create(
             }
         };
         check_workflow(&st, &spec, None)?;
+        // A trigger runs its workflow later, as a registration would: an inline one is
+        // judged as a registration, a registered one as a run of it.
+        super::runs::check_policy(
+            &st,
+            &who,
+            &spec,
+            &body.params,
+            if body.workflow.is_some() {
+                crate::policy::Source::Registering
+            } else {
+                crate::policy::Source::Registered
+            },
+        )?;
         let source = match (&body.subject, &body.schedule, body.webhook) {
             (Some(s), None, false) => TriggerSource::Subject(s.clone()),
             (None, Some(c), false) => TriggerSource::Cron(c.clone()),

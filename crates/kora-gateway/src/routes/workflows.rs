@@ -90,6 +90,13 @@ pub(crate) async fn register(
         check_name(&body.name, "workflow")?;
         let spec = load_workflow(&st, &body.workflow, "workflow")?;
         check_workflow(&st, &spec, None)?;
+        super::runs::check_policy(
+            &st,
+            &who,
+            &spec,
+            &kora_model::Map::new(),
+            crate::policy::Source::Registering,
+        )?;
         let now = kora_model::now_ms();
         let version = st
             .store()
