@@ -597,6 +597,20 @@ impl TestServer {
         p.exists().then_some(p)
     }
 
+    /// [`TestServer::current_bin`], or `None` with a message saying how to get one; under
+    /// `CI` a missing binary fails the test instead (CI must not skip).
+    pub fn current_bin_or_skip() -> Option<std::path::PathBuf> {
+        let bin = Self::current_bin();
+        if bin.is_none() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "no current nats-server: run .ci/services-up (CI must not skip)"
+            );
+            eprintln!("skipping: no current nats-server; run .ci/services-up");
+        }
+        bin
+    }
+
     /// Starts `bin` with JetStream on a free port and waits until it accepts connections.
     pub fn start(bin: &std::path::Path) -> TestServer {
         Self::start_with(bin, &[])

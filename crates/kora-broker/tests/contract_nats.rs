@@ -63,17 +63,7 @@ fn namespace() -> String {
 
 /// A private server of the current release (2.15 from PyPI), or `None` (skip) outside CI.
 fn current_server() -> Option<testing::TestServer> {
-    match testing::TestServer::current_bin() {
-        Some(bin) => Some(testing::TestServer::start(&bin)),
-        None => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "no current nats-server: run .ci/services-up (CI must not skip)"
-            );
-            eprintln!("skipping: no current nats-server; run .ci/services-up");
-            None
-        }
-    }
+    testing::TestServer::current_bin_or_skip().map(|bin| testing::TestServer::start(&bin))
 }
 
 /// Deletes the streams a check made under its namespace when dropped, even if the check failed.

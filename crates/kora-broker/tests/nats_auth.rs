@@ -12,15 +12,7 @@ use kora_broker::nats_auth::Secret;
 use kora_broker::testing::{self, TestServer};
 
 fn server_bin() -> Option<PathBuf> {
-    let bin = TestServer::current_bin();
-    if bin.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "no current nats-server: run .ci/services-up (CI must not skip)"
-        );
-        eprintln!("skipping: no current nats-server; run .ci/services-up");
-    }
-    bin
+    TestServer::current_bin_or_skip()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

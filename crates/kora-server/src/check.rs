@@ -232,34 +232,20 @@ async fn nats(cfg: &ServerConfig) -> Vec<Finding> {
                 "upgrade nats-server to 2.12 or later",
             ));
         }
-        Ok(Err(e)) => {
-            out.push(Finding::failed(
-                "nats-reachable",
-                e.to_string(),
-                "check nats.url and the credentials",
-            ));
-            out.push(Finding::failed(
-                "nats-version",
-                "not known: NATS did not answer",
-                "fix nats-reachable first",
-            ));
-        }
-        Err(_) => {
-            out.push(Finding::failed(
-                "nats-reachable",
-                format!(
-                    "no answer from {} within {}s",
-                    kora_broker::nats_auth::redact_url(&n.url),
-                    (n.request_timeout * 2).as_secs()
-                ),
-                "check nats.url, the network and the server",
-            ));
-            out.push(Finding::failed(
-                "nats-version",
-                "not known: NATS did not answer",
-                "fix nats-reachable first",
-            ));
-        }
+        Ok(Err(e)) => out.extend(unanswered(
+            &["nats-reachable", "nats-version"],
+            e.to_string(),
+            "check nats.url and the credentials",
+        )),
+        Err(_) => out.extend(unanswered(
+            &["nats-reachable", "nats-version"],
+            format!(
+                "no answer from {} within {}s",
+                kora_broker::nats_auth::redact_url(&n.url),
+                (n.request_timeout * 2).as_secs()
+            ),
+            "check nats.url, the network and the server",
+        )),
     }
     out
 }
@@ -305,45 +291,38 @@ async fn ledger(cfg: &ServerConfig, roles: &[Role]) -> Vec<Finding> {
                 "connect as a role that owns only the ledger database (docs/security.md, 'a least-privilege role')",
             ),
         ],
-        Ok(Err(e)) => vec![
-            Finding::failed(
-                "ledger-reachable",
-                e.to_string(),
-                "check database.url, database.password_file and the server",
+        Ok(Err(e)) => unanswered(
+            &ids,
+            e.to_string(),
+            "check database.url, database.password_file and the server",
+        ),
+        Err(_) => unanswered(
+            &ids,
+            format!(
+                "no answer from {} within {}s",
+                kora_store::pg::redact(&cfg.database.url),
+                cfg.database.acquire_timeout.as_secs()
             ),
-            Finding::failed(
-                "ledger-tls",
-                "not known: PostgreSQL did not answer",
-                "fix ledger-reachable first",
-            ),
-            Finding::failed(
-                "ledger-role",
-                "not known: PostgreSQL did not answer",
-                "fix ledger-reachable first",
-            ),
-        ],
-        Err(_) => vec![
-            Finding::failed(
-                "ledger-reachable",
-                format!(
-                    "no answer from {} within {}s",
-                    kora_store::pg::redact(&cfg.database.url),
-                    cfg.database.acquire_timeout.as_secs()
-                ),
-                "check database.url, the network and the server",
-            ),
-            Finding::failed(
-                "ledger-tls",
-                "not known: PostgreSQL did not answer",
-                "fix ledger-reachable first",
-            ),
-            Finding::failed(
-                "ledger-role",
-                "not known: PostgreSQL did not answer",
-                "fix ledger-reachable first",
-            ),
-        ],
+            "check database.url, the network and the server",
+        ),
     }
+}
+
+/// A service that did not answer: its reachability check fails with `detail` and `fix`, and
+/// the checks that needed its answer fail saying so (fail-closed).
+fn unanswered(ids: &[&'static str], detail: String, fix: &str) -> Vec<Finding> {
+    let Some((first, rest)) = ids.split_first() else {
+        return Vec::new();
+    };
+    std::iter::once(Finding::failed(first, detail, fix))
+        .chain(rest.iter().map(|id| {
+            Finding::failed(
+                id,
+                "not known: the service did not answer",
+                format!("fix {first} first"),
+            )
+        }))
+        .collect()
 }
 
 /// Placeholders people leave in: a JWT secret like these is no secret.

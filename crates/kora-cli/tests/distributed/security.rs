@@ -5,12 +5,7 @@ use super::support::*;
 
 #[tokio::test]
 async fn every_role_works_on_a_nats_server_with_a_password() {
-    let Some(bin) = kora_broker::testing::TestServer::current_bin() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "no current nats-server: run .ci/services-up (CI must not skip)"
-        );
-        eprintln!("skipping: no current nats-server; run .ci/services-up");
+    let Some(bin) = kora_broker::testing::TestServer::current_bin_or_skip() else {
         return;
     };
     let password = "pw-31f4-serve-secret";
@@ -354,11 +349,7 @@ async fn the_deployment_checklist_fails_closed_and_names_each_fix() {
     }
 
     // A worker done right: NATS with TLS and a password, a current server.
-    let Some(bin) = kora_broker::testing::TestServer::current_bin() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "no current nats-server: run .ci/services-up (CI must not skip)"
-        );
+    let Some(bin) = kora_broker::testing::TestServer::current_bin_or_skip() else {
         return;
     };
     let certs = kora_broker::test_ca::certificates(dir.path());

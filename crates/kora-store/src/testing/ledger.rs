@@ -502,10 +502,20 @@ pub async fn run_with_attempts_is_one_snapshot(s: std::sync::Arc<dyn Store>, ns:
     })
     .await
     .unwrap();
+    // Reads done so far: every tenth commit waits for one more, so reads and writes overlap
+    // however fast either is (a busy machine once gave only 8 overlapping reads).
+    let done_reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
         let (s, run) = (std::sync::Arc::clone(&s), run.clone());
+        let done_reads = std::sync::Arc::clone(&done_reads);
         tokio::spawn(async move {
             for (i, n) in names.iter().enumerate() {
+                if i % 10 == 5 {
+                    let seen = done_reads.load(std::sync::atomic::Ordering::Acquire);
+                    while done_reads.load(std::sync::atomic::Ordering::Acquire) == seen {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
                 s.commit(Batch {
                     outcomes: vec![outcome(&run, n, 1, 1)],
                     events: vec![event(&run, i as u64 + 1)],
@@ -525,6 +535,7 @@ pub async fn run_with_attempts_is_one_snapshot(s: std::sync::Arc<dyn Store>, ns:
             "read {reads}: the run's event sequence and its recorded outcomes come from different snapshots"
         );
         reads += 1;
+        done_reads.store(reads, std::sync::atomic::Ordering::Release);
     }
     writer.await.unwrap();
     assert!(reads > 10, "only {reads} reads overlapped the writes");
