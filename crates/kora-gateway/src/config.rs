@@ -64,6 +64,9 @@ pub struct GatewayConfig {
     /// Serve the interactive API docs at `/docs` (off by default; `/openapi.json` is always
     /// served).
     pub docs: bool,
+    /// Serve the dashboard at `/ui/` (on by default: static pages that sign in with an API key
+    /// or a JWT and read only the `/v1` API, so they show nothing without a credential).
+    pub ui: bool,
     pub tls: TlsConfig,
     /// How old a webhook's signed timestamp may be (older requests are refused as replays).
     #[serde(with = "kora_model::duration")]
@@ -89,6 +92,7 @@ impl Default for GatewayConfig {
             admin_allow: vec!["127.0.0.1/32".into(), "::1/128".into()],
             trusted_proxies: Vec::new(),
             docs: false,
+            ui: true,
             tls: TlsConfig::default(),
             webhook_tolerance: Duration::from_secs(300),
             quotas: QuotasConfig::default(),

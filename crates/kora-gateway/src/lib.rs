@@ -1,7 +1,8 @@
 //! Kora's HTTP gateway: the authenticated, multi-tenant REST API over the control API
 //! (`kora_client`): runs (submit, wait, read, list, cancel, retry, events), registered
 //! workflows, dead letters, triggers and webhooks, API keys and the audit trail; `/healthz`,
-//! `/readyz`, `/metrics`, `/openapi.json` and (when enabled) `/docs`.
+//! `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/ui/` ([`ui`]) and (when enabled)
+//! `/docs`.
 //!
 //! Owns: the `[gateway]` configuration, authentication (API keys as keyed hashes, JWTs with
 //! HS256 or a JWKS), scopes and roles ([`scopes`]), tenant scoping, rate limits and quotas,
@@ -26,6 +27,7 @@ mod protect;
 mod routes;
 pub mod scopes;
 mod state;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -155,6 +157,9 @@ pub fn app(cfg: &GatewayConfig, deps: Deps) -> Result<Router, Error> {
                 "this route does not take that method (see /openapi.json)",
             )
         });
+    if cfg.ui {
+        router = router.merge(ui::router());
+    }
     if cfg.docs {
         router =
             router.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", doc));

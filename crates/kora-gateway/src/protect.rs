@@ -106,7 +106,9 @@ fn security_headers(h: &mut HeaderMap, path: &str, tls: bool) {
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    if path.starts_with("/docs") {
+    if path == "/ui" || path.starts_with("/ui/") {
+        set(h, header::CONTENT_SECURITY_POLICY, crate::ui::CSP);
+    } else if path.starts_with("/docs") {
         set(
             h,
             header::CONTENT_SECURITY_POLICY,

@@ -283,6 +283,7 @@ impl std::fmt::Display for Banner {
         )?;
         writeln!(f, "  ledger   {}", self.db)?;
         writeln!(f, "  API      {api}/v1  (docs {api}/docs)")?;
+        writeln!(f, "  dashboard {api}/ui/  (sign in with the API key below)")?;
         writeln!(f, "  metrics  {api}/metrics")?;
         let made = if self.key_reused { "kept" } else { "new" };
         writeln!(f, "  API key  {key} (admin of tenant default, {made})")?;

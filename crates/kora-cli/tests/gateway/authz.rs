@@ -116,6 +116,21 @@ async fn every_route_answers_every_credential_as_documented() {
         route(Method::GET, format!("/v1/runs/{run}"), Viewer, true, &[200]),
         route(
             Method::GET,
+            format!("/v1/runs/{run}/graph"),
+            Viewer,
+            true,
+            &[200],
+        ),
+        route(
+            Method::GET,
+            format!("/v1/runs/{run}/nodes/a"),
+            Viewer,
+            true,
+            &[200],
+        ),
+        route(Method::GET, "/v1/me", Viewer, false, &[200]),
+        route(
+            Method::GET,
             format!("/v1/runs/{run}/events?after=0"),
             Viewer,
             true,
@@ -226,6 +241,7 @@ async fn every_route_answers_every_credential_as_documented() {
         route(Method::GET, "/healthz", Public, false, &[200]),
         route(Method::GET, "/readyz", Public, false, &[200]),
         route(Method::GET, "/openapi.json", Public, false, &[200]),
+        route(Method::GET, "/ui/", Public, false, &[200]),
         route(Method::GET, "/metrics", Public, false, &[200]),
     ];
     let invalid = [

@@ -20,4 +20,5 @@ mod protection;
 mod python;
 mod runs;
 mod secrets;
+mod ui;
 mod webhooks;

@@ -5,9 +5,11 @@
 pub(crate) mod audit;
 pub(crate) mod dead_letters;
 pub(crate) mod events;
+pub(crate) mod graph;
 pub(crate) mod health;
 pub(crate) mod hooks;
 pub(crate) mod keys;
+pub(crate) mod me;
 pub(crate) mod runs;
 pub(crate) mod triggers;
 pub(crate) mod workflows;
@@ -27,6 +29,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::get))
         .routes(routes!(runs::cancel))
         .routes(routes!(runs::retry))
+        .routes(routes!(graph::graph))
+        .routes(routes!(graph::node))
         .routes(routes!(events::stream))
         .routes(routes!(workflows::register, workflows::list))
         .routes(routes!(workflows::get, workflows::delete))
@@ -43,6 +47,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(audit::list))
+        .routes(routes!(me::me))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

@@ -502,7 +502,7 @@ pub(crate) async fn find_run(st: &AppState, who: &Principal, run_id: &str) -> Ap
 }
 
 /// What `read` gives for `run_id`, or else for the run it is an alias of; not found otherwise.
-async fn following_alias<T, F, Fut>(st: &AppState, run_id: &str, read: F) -> ApiResult<T>
+pub(crate) async fn following_alias<T, F, Fut>(st: &AppState, run_id: &str, read: F) -> ApiResult<T>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = kora_client::Result<Option<T>>>,

@@ -1,0 +1,161 @@
+"""The dashboard in headless Chromium, driven by Playwright; run by ui.rs with the gateway's
+address, two keys (operator, viewer) and two finished runs in the environment. Exits non-zero
+with a message on the first check that fails; writes a screenshot of each page to KORA_SHOTS."""
+
+import json
+import os
+import re
+import sys
+import time
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["KORA_URL"]
+OPERATOR = os.environ["KORA_OPERATOR_KEY"]
+VIEWER = os.environ["KORA_VIEWER_KEY"]
+STATES_RUN = os.environ["KORA_STATES_RUN"]
+WIDE_RUN = os.environ["KORA_WIDE_RUN"]
+SHOTS = os.environ["KORA_SHOTS"]
+# The budget for a 10,000-node run's page: from navigation to its node list shown.
+WIDE_BUDGET_S = 5.0
+
+expect.set_options(timeout=15_000)
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
+
+
+def sign_in(page, key):
+    page.goto(BASE + "/ui/")
+    page.get_by_label("API key or token").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+
+
+def node(page, node_id):
+    return page.locator(f'g[data-node="{node_id}"]')
+
+
+def main():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        # The page's own policy: nothing it loads may be refused by its CSP.
+        page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+
+        # Sign in: a wrong key is refused with a message; the right one shows the runs.
+        page.goto(BASE + "/ui/")
+        page.get_by_label("API key or token").fill("kora_nosuchkey_nosuchsecret")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_contain_text("refused")
+        shot(page, "sign-in")
+        page.get_by_label("API key or token").fill(OPERATOR)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator(f'tr[data-run="{STATES_RUN}"]')).to_be_visible()
+        expect(page.locator("#who-text")).to_have_text("ui · operator")
+        shot(page, "runs")
+
+        # Filters: the states workflow's succeeded runs hold the states run, not the wide one.
+        page.get_by_label("Status").select_option("succeeded")
+        page.get_by_label("Workflow").fill("ui-states")
+        page.get_by_role("button", name="Filter").click()
+        expect(page).to_have_url(re.compile(r"#/runs\?status=succeeded&workflow=ui-states"))
+        expect(page.locator(f'tr[data-run="{STATES_RUN}"]')).to_be_visible()
+        expect(page.locator(f'tr[data-run="{WIDE_RUN}"]')).to_have_count(0)
+
+        # The run page: the graph with each node's state, as text as well as colour.
+        page.locator(f'tr[data-run="{STATES_RUN}"] a').click()
+        expect(page.get_by_role("heading", name=re.compile("ui-states"))).to_be_visible()
+        expected = {
+            "start": "succeeded",
+            "improve": "succeeded",
+            "route": "succeeded",
+            "yes": "succeeded",
+            "no": "skipped",
+            "explode": "dead_lettered",
+        }
+        for node_id, state in expected.items():
+            expect(node(page, node_id)).to_have_attribute("data-state", state)
+        expect(node(page, "no")).to_have_attribute("aria-label", re.compile("skipped"))
+        expect(node(page, "explode")).to_have_attribute("aria-label", re.compile("dead-lettered"))
+        # The cycle: its node shows how many iterations ran, and its back edge is drawn.
+        label = node(page, "improve").get_attribute("aria-label")
+        m = re.search(r"(\d+) iterations", label or "")
+        if not m or int(m.group(1)) < 3:
+            fail(f"the cycle node does not show its iterations: {label!r}")
+        expect(page.locator("path.edge.cycle")).to_have_count(1)
+        # Left to right: a node is drawn right of what feeds it.
+        def x_of(node_id):
+            return node(page, node_id).bounding_box()["x"]
+        if not (x_of("start") < x_of("improve") < x_of("explode") and x_of("route") < x_of("yes")):
+            fail("the graph is not laid out left to right")
+        # The operator may retry the failed run; it is over, so no cancel.
+        expect(page.locator('[data-action="retry"]')).to_be_visible()
+        expect(page.locator('[data-action="cancel"]')).to_have_count(0)
+        shot(page, "run")
+
+        # A node's details, opened from the keyboard: its attempts, error and configuration.
+        node(page, "explode").focus()
+        page.keyboard.press("Enter")
+        panel = page.get_by_role("complementary", name="Node details")
+        expect(panel.get_by_role("heading", name="explode")).to_be_visible()
+        expect(panel).to_contain_text("division by zero")
+        expect(panel).to_contain_text("Attempts (1)")
+        shot(page, "node")
+        node(page, "improve").click()
+        expect(panel.get_by_role("heading", name="improve")).to_be_visible()
+        rows = panel.locator("table.attempts tbody tr")
+        expect(rows).not_to_have_count(0)
+        if rows.count() < 3:
+            fail(f"the cycle node lists {rows.count()} attempts, not one per iteration")
+
+        # A viewer: every page loads, no write action is offered, and a write is refused.
+        page.locator("#sign-out").click()
+        expect(page.get_by_label("API key or token")).to_be_visible()
+        sign_in(page, VIEWER)
+        expect(page.locator("#who-text")).to_have_text("ui · viewer")
+        page.goto(f"{BASE}/ui/#/runs/{STATES_RUN}")
+        expect(node(page, "explode")).to_have_attribute("data-state", "dead_lettered")
+        expect(page.locator("[data-action]")).to_have_count(0)
+        shot(page, "viewer-run")
+        status = page.evaluate(
+            """async (run) => {
+                const key = sessionStorage.getItem('kora.credential');
+                const r = await fetch(`/v1/runs/${run}/retry`, {method: 'POST',
+                    headers: {Authorization: 'Bearer ' + key, 'Content-Type': 'application/json'}, body: '{}'});
+                return r.status;
+            }""",
+            STATES_RUN,
+        )
+        if status != 403:
+            fail(f"a viewer's retry answered {status}, not 403")
+
+        # A 10,000-node run: listed, not drawn, within the budget; filterable and paged.
+        started = time.monotonic()
+        page.goto(f"{BASE}/ui/#/runs/{WIDE_RUN}")
+        expect(page.locator("table.nodes tbody tr")).to_have_count(100)
+        took = time.monotonic() - started
+        print(f"10,000-node run page: node list shown in {took:.2f} s (budget {WIDE_BUDGET_S} s)")
+        if took > WIDE_BUDGET_S:
+            fail(f"the 10,000-node run's page took {took:.2f} s, over {WIDE_BUDGET_S} s")
+        expect(page.locator("ul.summary")).to_contain_text("10000")
+        page.get_by_role("button", name="Next").click()
+        expect(page.locator('tr[data-node="n100"]')).to_be_visible()
+        shot(page, "wide-run")
+
+        if errors:
+            fail("the page reported errors: " + json.dumps(errors))
+        browser.close()
+    print("all dashboard checks passed")
+
+
+def fail(message):
+    print("FAILED: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

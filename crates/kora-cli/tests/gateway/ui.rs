@@ -1,0 +1,164 @@
+//! The dashboard (`/ui/`) in a real headless Chromium (Debian's `chromium`, driven by
+//! Playwright for Python from `target/tools/ui`, which `make test` installs) against real roles:
+//! signing in, the runs list, a run's graph with every node in its right state, what a viewer
+//! is offered and refused, and a 10,000-node run's page within its budget. The browser side is
+//! `dashboard.py` next to this file; it writes a screenshot of each page under
+//! `target/ui-screenshots/`.
+
+use std::process::Command;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::api::*;
+
+/// The workflow whose run shows every state: a cycle (`improve`, several iterations), a
+/// switch whose untaken branch is skipped (`no`), and a leaf that fails (`explode`).
+fn states_workflow() -> Value {
+    json!({
+        "workflow_id": "ui-states", "name": "ui-states", "version": "1.0.0", "metadata": {},
+        "nodes": {
+            "start": {"node_id": "start", "node_type": "PythonCodeNode",
+                "config": {"code": "result = {'target': 9.0, 'guess': 4.5, 'big': True}"}},
+            "improve": {"node_id": "improve", "node_type": "PythonCodeNode",
+                "config": {"code": "try:\n    g = guess\nexcept NameError:\n    g = seed['guess']\nt = seed['target']\nnew = (g + t / g) / 2.0\nresult = {'guess': new, 'converged': abs(new - g) < 1e-6}"}},
+            "route": {"node_id": "route", "node_type": "SwitchNode",
+                "config": {"condition_field": "big", "operator": "==", "value": true}},
+            "yes": {"node_id": "yes", "node_type": "PythonCodeNode", "config": {"code": "result = 'big'"}},
+            "no": {"node_id": "no", "node_type": "PythonCodeNode", "config": {"code": "result = 'small'"}},
+            "explode": {"node_id": "explode", "node_type": "PythonCodeNode",
+                "config": {"code": "result = 1 / zero", "zero": 0}}
+        },
+        "connections": [
+            {"source_node": "start", "source_output": "result", "target_node": "improve", "target_input": "seed"},
+            {"source_node": "improve", "source_output": "result.guess", "target_node": "improve", "target_input": "guess",
+             "cycle": true, "max_iterations": 50, "convergence_check": "converged == True", "cycle_id": "newton"},
+            {"source_node": "start", "source_output": "result", "target_node": "route", "target_input": "input_data"},
+            {"source_node": "route", "source_output": "true_output", "target_node": "yes", "target_input": "data"},
+            {"source_node": "route", "source_output": "false_output", "target_node": "no", "target_input": "data"},
+            {"source_node": "improve", "source_output": "result", "target_node": "explode", "target_input": "estimate"}
+        ]
+    })
+}
+
+/// `n` independent NoOp nodes: a fan-out too big to draw.
+fn wide_workflow(n: usize) -> Value {
+    let nodes: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("n{i}"), "type": "NoOpNode"}))
+        .collect();
+    json!({"kora": 1, "name": "ui-wide", "nodes": nodes})
+}
+
+/// The Playwright interpreter `make test` installs, or `None` (outside CI: skip).
+fn playwright_python() -> Option<std::path::PathBuf> {
+    let py = root().join("target/tools/ui/bin/python");
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if py.exists() && chromium.exists() {
+        return Some(py);
+    }
+    let why = "the dashboard test needs target/tools/ui (Playwright) and /usr/bin/chromium: \
+               `make services-up` installs them";
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipping: {why}");
+    None
+}
+
+#[tokio::test]
+async fn the_dashboard_in_a_real_browser() {
+    let Some(py) = playwright_python() else {
+        return;
+    };
+    let Some((d, api)) = start(&[
+        ("KORA_GATEWAY__MAX_BODY_BYTES", "4194304"),
+        ("KORA_GATEWAY__RATE_LIMIT__PER_CREDENTIAL", "0"),
+    ])
+    .await
+    else {
+        return;
+    };
+    let operator = key(&d, "ui", "operator", &[]);
+    let viewer = key(&d, "ui", "viewer", &[]);
+
+    let states = api
+        .post(
+            "/v1/runs?wait=60",
+            &operator,
+            &json!({"workflow": states_workflow()}),
+        )
+        .await;
+    assert_eq!(states.status, 200, "{}", states.body);
+    // A failed leaf does not fail the run (Kailash's rule); it is dead-lettered.
+    assert_eq!(states.body["status"], "succeeded", "{}", states.body);
+    assert_eq!(
+        states.body["results"]["explode"]["failed"], true,
+        "{}",
+        states.body
+    );
+    let states_run = states.body["run_id"].as_str().unwrap().to_string();
+
+    let wide = api
+        .post(
+            "/v1/runs?wait=120",
+            &operator,
+            &json!({"workflow": wide_workflow(10_000)}),
+        )
+        .await;
+    assert_eq!(wide.status, 200, "{}", wide.body);
+    assert_eq!(wide.body["status"], "succeeded");
+    let wide_run = wide.body["run_id"].as_str().unwrap().to_string();
+
+    // The API the pages read, checked here too: the graph's states.
+    let g = api
+        .get(&format!("/v1/runs/{states_run}/graph"), &viewer)
+        .await;
+    assert_eq!(g.status, 200, "{}", g.body);
+    let state = |id: &str| {
+        g.body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .map(|n| n["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state("yes"), "succeeded");
+    assert_eq!(state("no"), "skipped");
+    assert_eq!(state("explode"), "dead_lettered");
+    let me = api.get("/v1/me", &viewer).await;
+    assert_eq!(me.body["role"], "viewer", "{}", me.body);
+    assert!(
+        !me.body["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("runs:cancel"))
+    );
+
+    let shots = root().join("target/ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let started = Instant::now();
+    let o = Command::new(&py)
+        .arg(root().join("crates/kora-cli/tests/gateway/dashboard.py"))
+        .env("KORA_URL", &api.base)
+        .env("KORA_OPERATOR_KEY", &operator)
+        .env("KORA_VIEWER_KEY", &viewer)
+        .env("KORA_STATES_RUN", &states_run)
+        .env("KORA_WIDE_RUN", &wide_run)
+        .env("KORA_SHOTS", &shots)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("dashboard.py ({:.1?}):\n{out}", started.elapsed());
+    assert!(o.status.success(), "the browser checks failed:\n{out}");
+    assert!(out.contains("all dashboard checks passed"), "{out}");
+    for page in ["sign-in", "runs", "run", "node", "viewer-run", "wide-run"] {
+        assert!(
+            shots.join(format!("{page}.png")).exists(),
+            "no screenshot of {page}"
+        );
+    }
+    d.finish().await;
+}
