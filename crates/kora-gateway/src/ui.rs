@@ -41,9 +41,29 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../ui/graph.js"),
     ),
     (
-        "views.js",
+        "dom.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../ui/views.js"),
+        include_bytes!("../ui/dom.js"),
+    ),
+    (
+        "signin.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/signin.js"),
+    ),
+    (
+        "runs.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/runs.js"),
+    ),
+    (
+        "dead_letters.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/dead_letters.js"),
+    ),
+    (
+        "triggers.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/triggers.js"),
     ),
     (
         "favicon.svg",

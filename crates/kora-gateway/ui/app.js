@@ -1,8 +1,12 @@
 // The dashboard's entry: who is signed in, and which page the address names
-// (#/runs, #/runs?status=failed, #/runs/<run id>).
+// (#/runs, #/runs?status=failed, #/runs/<run id>, #/dead-letters, #/dead-letters/<id>,
+// #/triggers).
 
 import { credential, get, setCredential, whenUnauthenticated } from './api.js';
-import { runPage, runsList, signIn } from './views.js';
+import { deadLetterList, deadLetterPage } from './dead_letters.js';
+import { runPage, runsList } from './runs.js';
+import { signIn } from './signin.js';
+import { triggerList } from './triggers.js';
 
 const main = document.getElementById('main');
 let me = null;
@@ -34,9 +38,19 @@ function route() {
     a.toggleAttribute('aria-current', a.dataset.section === parts[0]);
   }
   let done;
-  if (parts[0] === 'runs' && parts[1]) {
-    done = runPage(main, me, decodeURIComponent(parts[1]));
-    document.title = `Run ${decodeURIComponent(parts[1])} · Kora`;
+  const id = parts[1] ? decodeURIComponent(parts[1]) : null;
+  if (parts[0] === 'runs' && id) {
+    done = runPage(main, me, id);
+    document.title = `Run ${id} · Kora`;
+  } else if (parts[0] === 'dead-letters' && id) {
+    done = deadLetterPage(main, me, id);
+    document.title = `Dead letter ${id} · Kora`;
+  } else if (parts[0] === 'dead-letters') {
+    done = deadLetterList(main, me, params);
+    document.title = 'Dead letters · Kora';
+  } else if (parts[0] === 'triggers') {
+    done = triggerList(main, me);
+    document.title = 'Triggers · Kora';
   } else {
     done = runsList(main, me, params);
     document.title = 'Runs · Kora';

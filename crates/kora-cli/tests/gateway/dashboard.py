@@ -15,6 +15,7 @@ OPERATOR = os.environ["KORA_OPERATOR_KEY"]
 VIEWER = os.environ["KORA_VIEWER_KEY"]
 STATES_RUN = os.environ["KORA_STATES_RUN"]
 WIDE_RUN = os.environ["KORA_WIDE_RUN"]
+DIVIDE_RUN = os.environ["KORA_DIVIDE_RUN"]
 SHOTS = os.environ["KORA_SHOTS"]
 # The budget for a 10,000-node run's page: from navigation to its node list shown.
 WIDE_BUDGET_S = 5.0
@@ -60,7 +61,7 @@ def main():
 
         # Filters: the states workflow's succeeded runs hold the states run, not the wide one.
         page.get_by_label("Status").select_option("succeeded")
-        page.get_by_label("Workflow").fill("ui-states")
+        page.get_by_label("Workflow", exact=True).fill("ui-states")
         page.get_by_role("button", name="Filter").click()
         expect(page).to_have_url(re.compile(r"#/runs\?status=succeeded&workflow=ui-states"))
         expect(page.locator(f'tr[data-run="{STATES_RUN}"]')).to_be_visible()
@@ -112,6 +113,74 @@ def main():
         if rows.count() < 3:
             fail(f"the cycle node lists {rows.count()} attempts, not one per iteration")
 
+        # Dead letters: the list, then one replayed with an edited input from its page.
+        dialogs = []
+
+        def on_dialog(d):
+            dialogs.append(d.message)
+            d.accept()
+
+        page.on("dialog", on_dialog)
+        page.get_by_role("link", name="Dead letters").click()
+        expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
+        divide_dl = page.locator(f'tr[data-dead-letter^="{DIVIDE_RUN}:d:"]')
+        expect(divide_dl).to_be_visible()
+        expect(page.locator(f'tr[data-dead-letter^="{STATES_RUN}:explode:"]')).to_be_visible()
+        shot(page, "dead-letters")
+        divide_dl.locator("a").click()
+        editor = page.get_by_label("Inputs (edit, then replay)")
+        expect(editor).to_have_value(re.compile(r'"divisor": 0'))
+        inputs = json.loads(editor.input_value())
+        inputs["divisor"] = 4
+        replay = page.locator('[data-action="replay"]')
+        editor.fill('{"divisor": 4,')
+        expect(page.locator("#replay-check")).to_contain_text("not JSON")
+        expect(replay).to_be_disabled()
+        editor.fill('[4]')
+        expect(page.locator("#replay-check")).to_contain_text("must be a JSON object")
+        editor.fill(json.dumps(inputs, indent=2))
+        expect(replay).to_be_enabled()
+        replay.click()
+        expect(page.get_by_role("status")).to_contain_text("runs again as attempt 2")
+        shot(page, "dead-letter")
+        page.get_by_role("link", name="Follow the run").click()
+        expect(node(page, "d")).to_have_attribute("data-state", "succeeded", timeout=30_000)
+        node(page, "d").click()
+        expect(page.get_by_role("complementary", name="Node details")).to_contain_text("2.5")
+        shot(page, "replayed-run")
+
+        # Bulk replay by filter: the count first, in the confirmation.
+        page.goto(f"{BASE}/ui/#/dead-letters?workflow=ui-states")
+        expect(page.locator(f'tr[data-dead-letter^="{STATES_RUN}:explode:"]')).to_be_visible()
+        page.locator('[data-action="replay"]').click()
+        expect(page.get_by_role("status")).to_contain_text("Replayed 1")
+        if not any("Replay 1 open dead letter matching" in m for m in dialogs):
+            fail(f"the bulk replay did not show its count first: {dialogs}")
+
+        # Triggers: create a cron trigger for a registered workflow, pause it, resume it.
+        page.get_by_role("link", name="Triggers").click()
+        expect(page.get_by_role("heading", name="Triggers", exact=True)).to_be_visible()
+        page.get_by_label("Name", exact=True).fill("ui-yearly")
+        page.get_by_label("Starts a run on", exact=True).select_option("schedule")
+        page.get_by_label("Schedule", exact=True).fill("0 0 1 1 *")
+        page.get_by_label("Workflow", exact=True).fill("ui-doubling")
+        page.get_by_role("button", name="Create trigger").click()
+        row = page.locator('tr[data-trigger="ui-yearly"]')
+        expect(row).to_contain_text("active")
+        row.get_by_role("button", name="Pause trigger ui-yearly").click()
+        expect(row).to_contain_text("paused")
+        row.get_by_role("button", name="Resume trigger ui-yearly").click()
+        expect(row).to_contain_text("active")
+        # A webhook trigger: its signing secret is shown once, on creation.
+        page.get_by_label("Name", exact=True).fill("ui-hook")
+        page.get_by_label("Starts a run on", exact=True).select_option("webhook")
+        expect(page.get_by_label("Subject", exact=True)).to_be_disabled()
+        page.get_by_label("Workflow", exact=True).fill("ui-doubling")
+        page.get_by_role("button", name="Create trigger").click()
+        expect(page.get_by_text("Its signing secret, shown once")).to_be_visible()
+        expect(page.locator('tr[data-trigger="ui-hook"]')).to_contain_text("/v1/hooks/ui-hook")
+        shot(page, "triggers")
+
         # A viewer: every page loads, no write action is offered, and a write is refused.
         page.locator("#sign-out").click()
         expect(page.get_by_label("API key or token")).to_be_visible()
@@ -121,6 +190,18 @@ def main():
         expect(node(page, "explode")).to_have_attribute("data-state", "dead_lettered")
         expect(page.locator("[data-action]")).to_have_count(0)
         shot(page, "viewer-run")
+        page.get_by_role("link", name="Dead letters").click()
+        expect(page.locator(f'tr[data-dead-letter^="{STATES_RUN}:explode:"]')).to_be_visible()
+        expect(page.locator("[data-action]")).to_have_count(0)
+        page.locator(f'tr[data-dead-letter^="{STATES_RUN}:explode:"] a').first.click()
+        expect(page.get_by_role("heading", name="Inputs")).to_be_visible()
+        expect(page.locator("textarea")).to_have_count(0)
+        shot(page, "viewer-dead-letters")
+        page.get_by_role("link", name="Triggers").click()
+        expect(page.locator('tr[data-trigger="ui-yearly"]')).to_be_visible()
+        expect(page.locator("[data-action]")).to_have_count(0)
+        expect(page.get_by_role("button", name="Create trigger")).to_have_count(0)
+        shot(page, "viewer-triggers")
         status = page.evaluate(
             """async (run) => {
                 const key = sessionStorage.getItem('kora.credential');

@@ -1,7 +1,8 @@
 //! The dashboard (`/ui/`) in a real headless Chromium (Debian's `chromium`, driven by
 //! Playwright for Python from `target/tools/ui`, which `make test` installs) against real roles:
-//! signing in, the runs list, a run's graph with every node in its right state, what a viewer
-//! is offered and refused, and a 10,000-node run's page within its budget. The browser side is
+//! signing in, the runs list, a run's graph with every node in its right state, a dead letter
+//! replayed with an edited input, bulk replay by filter, triggers created, paused and resumed,
+//! what a viewer is offered and refused, and a 10,000-node run's page within its budget. The browser side is
 //! `dashboard.py` next to this file; it writes a screenshot of each page under
 //! `target/ui-screenshots/`.
 
@@ -96,6 +97,33 @@ async fn the_dashboard_in_a_real_browser() {
     );
     let states_run = states.body["run_id"].as_str().unwrap().to_string();
 
+    // A run whose node divides by zero: one dead letter, replayed from the UI.
+    let divide = api
+        .post(
+            "/v1/runs?wait=60",
+            &operator,
+            &json!({"workflow": {"kora": 1, "name": "ui-divide", "nodes": [
+                {"id": "d", "type": "PythonCodeNode",
+                 "config": {"code": "result = 10 / divisor", "divisor": 0}}]}}),
+        )
+        .await;
+    assert_eq!(divide.status, 200, "{}", divide.body);
+    assert_eq!(
+        divide.body["results"]["d"]["failed"], true,
+        "{}",
+        divide.body
+    );
+    let divide_run = divide.body["run_id"].as_str().unwrap().to_string();
+    // A registered workflow for the trigger the UI creates.
+    let reg = api
+        .post(
+            "/v1/workflows",
+            &operator,
+            &json!({"name": "ui-doubling", "workflow": doubling()}),
+        )
+        .await;
+    assert_eq!(reg.status, 201, "{}", reg.body);
+
     let wide = api
         .post(
             "/v1/runs?wait=120",
@@ -143,6 +171,7 @@ async fn the_dashboard_in_a_real_browser() {
         .env("KORA_VIEWER_KEY", &viewer)
         .env("KORA_STATES_RUN", &states_run)
         .env("KORA_WIDE_RUN", &wide_run)
+        .env("KORA_DIVIDE_RUN", &divide_run)
         .env("KORA_SHOTS", &shots)
         .output()
         .unwrap();
@@ -154,7 +183,33 @@ async fn the_dashboard_in_a_real_browser() {
     eprintln!("dashboard.py ({:.1?}):\n{out}", started.elapsed());
     assert!(o.status.success(), "the browser checks failed:\n{out}");
     assert!(out.contains("all dashboard checks passed"), "{out}");
-    for page in ["sign-in", "runs", "run", "node", "viewer-run", "wide-run"] {
+    // What the pages did, seen through the API: the replayed node succeeded with the edited
+    // input, and the trigger made on the page exists, resumed.
+    let after = api.get(&format!("/v1/runs/{divide_run}"), &viewer).await;
+    assert_eq!(after.body["status"], "succeeded", "{}", after.body);
+    assert_eq!(
+        after.body["results"]["d"]["result"],
+        json!(2.5),
+        "{}",
+        after.body
+    );
+    let trig = api.get("/v1/triggers/ui-yearly", &viewer).await;
+    assert_eq!(trig.status, 200, "{}", trig.body);
+    assert_eq!(trig.body["paused"], false, "{}", trig.body);
+    for page in [
+        "sign-in",
+        "runs",
+        "run",
+        "node",
+        "dead-letters",
+        "dead-letter",
+        "replayed-run",
+        "triggers",
+        "viewer-run",
+        "viewer-dead-letters",
+        "viewer-triggers",
+        "wide-run",
+    ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),
             "no screenshot of {page}"

@@ -1,94 +1,8 @@
-// The pages: sign-in, the runs list and a run. Each builds its DOM from text nodes (never
-// innerHTML with data), so nothing a workflow or a node returns can run as script.
+// The runs list and a run's page (its graph, node panel and actions).
 
-import { ApiError, call, enc, get, post, setCredential } from './api.js';
-import { render as renderGraph, stateGlyph, stateLabel, STATES } from './graph.js';
-
-/// Builds an element: h('tag.class#id', {attr: value, onclick: f}, ...children).
-export function h(spec, attrs, ...children) {
-  const [, tag, rest] = spec.match(/^([a-z0-9]+)(.*)$/);
-  const e = document.createElement(tag);
-  for (const part of rest.match(/[.#][^.#]+/g) || []) {
-    if (part[0] === '.') e.classList.add(part.slice(1));
-    else e.id = part.slice(1);
-  }
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else if (v === true) e.setAttribute(k, '');
-    else e.setAttribute(k, v);
-  }
-  for (const c of children.flat()) {
-    if (c === undefined || c === null || c === false) continue;
-    e.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
-  }
-  return e;
-}
-
-const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'rejected'];
-const RUN_GLYPHS = { queued: '…', running: '▶', succeeded: '✓', failed: '✗', cancelled: '⊘', rejected: '⊘' };
-
-export function badge(status, glyphs) {
-  const glyph = (glyphs && glyphs[status]) || stateGlyph(status);
-  return h(`span.badge.st-${status}`, {}, h('span', { 'aria-hidden': 'true' }, glyph), ' ', stateLabel(status));
-}
-
-export function when(ms) {
-  if (!ms) return '—';
-  const d = new Date(ms);
-  const p = (x) => String(x).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-}
-
-export function duration(ms) {
-  if (ms === undefined || ms === null) return '—';
-  if (ms < 1000) return `${ms} ms`;
-  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
-  const m = Math.floor(ms / 60000);
-  if (m < 60) return `${m} min ${Math.round((ms % 60000) / 1000)} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
-}
-
-function errorBox(e) {
-  const text = e instanceof ApiError ? `${e.message} (${e.status} ${e.code})` : String(e);
-  return h('p.error', { role: 'alert' }, text);
-}
-
-// ---------------------------------------------------------------- sign-in
-
-export function signIn(main, onSignedIn, reason) {
-  const input = h('input#credential', {
-    type: 'password', autocomplete: 'off', required: true, spellcheck: 'false',
-    'aria-describedby': 'credential-help',
-  });
-  const status = h('div', { 'aria-live': 'polite' }, reason ? errorBox(reason) : null);
-  const form = h('form.card.sign-in', {
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      status.replaceChildren();
-      const token = input.value.trim();
-      try {
-        const { data } = await call('GET', '/v1/me', undefined, token);
-        setCredential(token);
-        onSignedIn(data);
-      } catch (e) {
-        status.replaceChildren(errorBox(e.status === 401
-          ? new Error('The gateway refused this credential: check it is a current API key (kora_…) or a valid token.')
-          : e));
-      }
-    },
-  },
-  h('h1', {}, 'Sign in'),
-  h('label', { for: 'credential' }, 'API key or token'),
-  input,
-  h('p.help#credential-help', {}, 'An API key from ', h('code', {}, 'kora keys create'), ' or a JWT from your identity provider. It is kept in this tab only.'),
-  h('button', { type: 'submit' }, 'Sign in'),
-  status);
-  main.replaceChildren(form);
-  input.focus();
-}
-
-// ---------------------------------------------------------------- runs list
+import { enc, get, post } from './api.js';
+import { badge, duration, errorBox, errorText, h, pre, RUN_GLYPHS, RUN_STATUSES, when } from './dom.js';
+import { render as renderGraph, stateLabel, STATES } from './graph.js';
 
 export function runsList(main, me, query) {
   const filters = {
@@ -189,9 +103,6 @@ function parentRun(parent) {
   return parts.length > 3 ? parts.slice(0, -3).join(':') : parent;
 }
 
-function pre(value) {
-  return h('pre.json', {}, JSON.stringify(value, null, 2));
-}
 
 async function nodePanel(panel, runId, nodeId) {
   panel.hidden = false;
@@ -213,7 +124,7 @@ async function nodePanel(panel, runId, nodeId) {
             h('td.mono', {}, a.worker_id || '—'),
             h('td', {}, when(a.dispatched_ms)),
             h('td', {}, a.finished_ms ? duration(a.finished_ms - a.dispatched_ms) : '—'),
-            h('td', {}, a.error ? `${a.error_type ? a.error_type + ': ' : ''}${a.error}` : '')))))
+            h('td', {}, errorText(a.error_type, a.error))))))
         : h('p.muted', {}, 'Not started.'),
       h('h3', {}, 'Result'), pre(n.result),
       h('h3', {}, 'Configuration'), pre(n.config));
