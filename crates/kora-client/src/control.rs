@@ -38,9 +38,9 @@ use kora_store::{
 
 #[derive(Clone)]
 pub struct Control {
-    store: Arc<dyn Store>,
-    broker: Arc<dyn Broker>,
-    subjects: Subjects,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) subjects: Subjects,
     /// How long a request waits for the coordinator's answer.
     wait: std::time::Duration,
     /// The tenant it acts within; `None` acts on every tenant (an operator's CLI).
@@ -79,7 +79,7 @@ impl Control {
             .unwrap_or(kora_model::tenant::DEFAULT)
     }
 
-    fn in_scope(&self, tenant: &str) -> bool {
+    pub(crate) fn in_scope(&self, tenant: &str) -> bool {
         self.tenant.as_deref().is_none_or(|t| t == tenant)
     }
 

@@ -1,6 +1,7 @@
 //! Talking to a Kora installation as a client: submitting runs and waiting for them
 //! ([`runs`]), and the operator API ([`control::Control`]: dead letters, replays, restarts,
-//! cancels, triggers, poison messages) that the `kora` CLI and the HTTP gateway both use.
+//! cancels, triggers, poison messages; [`overview`]: what an installation is doing) that the
+//! `kora` CLI and the HTTP gateway both use.
 //!
 //! Owns: what a client reads from the ledger, the requests it sends (run requests, cancels,
 //! operator requests the coordinator applies and answers), and one [`Error`] whose kinds say how
@@ -9,6 +10,7 @@
 //! Must not: write run state. The coordinator is its only writer; this crate asks it to.
 
 pub mod control;
+pub mod overview;
 pub mod runs;
 
 pub use control::{Control, PoisonMessage, TriggerSource, parse_since};

@@ -36,6 +36,12 @@ pub struct GatewayConfig {
     /// `kora serve`, not read from this section).
     #[serde(skip)]
     pub input_limits: kora_model::Limits,
+    /// When a running run counts as stuck in `/v1/overview` (the coordinator's
+    /// `[monitoring]` rule, set by `kora serve`, not read from this section).
+    #[serde(skip)]
+    pub stuck_after_secs: u64,
+    #[serde(skip)]
+    pub retry_loop_attempts: u32,
     /// The installation's secret key for API key hashes and webhook secrets: at least 32
     /// characters (`openssl rand -hex 32`), the same on every gateway and for `kora keys`.
     /// Changing it invalidates every key.
@@ -81,6 +87,8 @@ impl Default for GatewayConfig {
         GatewayConfig {
             addr: "127.0.0.1:8080".into(),
             input_limits: kora_model::Limits::default(),
+            stuck_after_secs: 600,
+            retry_loop_attempts: 5,
             key_pepper: Secret::default(),
             key_cache_ttl: Duration::from_secs(5),
             jwt: JwtConfig::default(),

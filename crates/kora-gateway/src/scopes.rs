@@ -30,13 +30,16 @@ pub enum Scope {
     KeysAdmin,
     /// Read the API audit trail.
     AuditRead,
+    /// Read the fleet: task queue backlogs and the workers seen (installation-wide counts and
+    /// worker ids; no tenant's runs).
+    FleetRead,
     /// Submit inline, or register, workflows holding code nodes (PythonCodeNode): checked
     /// on the workflow's content (`[gateway.policy]`), not by a route.
     NodesCode,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 13] = [
+    pub const ALL: [Scope; 14] = [
         Scope::RunsRead,
         Scope::RunsWrite,
         Scope::RunsCancel,
@@ -49,6 +52,7 @@ impl Scope {
         Scope::TriggersWrite,
         Scope::KeysAdmin,
         Scope::AuditRead,
+        Scope::FleetRead,
         Scope::NodesCode,
     ];
 
@@ -66,6 +70,7 @@ impl Scope {
             Scope::TriggersWrite => "triggers:write",
             Scope::KeysAdmin => "keys:admin",
             Scope::AuditRead => "audit:read",
+            Scope::FleetRead => "fleet:read",
             Scope::NodesCode => "nodes:code",
         }
     }
@@ -98,7 +103,7 @@ pub const ROLES: [&str; 3] = ["viewer", "operator", "admin"];
 /// The scopes of a named role; `None` for a name that is not one.
 pub fn role_scopes(role: &str) -> Option<BTreeSet<Scope>> {
     use Scope::*;
-    let viewer = [RunsRead, DlqRead, WorkflowsRead, TriggersRead];
+    let viewer = [RunsRead, DlqRead, WorkflowsRead, TriggersRead, FleetRead];
     let operator = [
         RunsWrite,
         RunsCancel,

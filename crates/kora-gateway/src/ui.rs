@@ -61,6 +61,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../ui/dead_letters.js"),
     ),
     (
+        "overview.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/overview.js"),
+    ),
+    (
         "triggers.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../ui/triggers.js"),

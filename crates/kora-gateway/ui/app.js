@@ -1,9 +1,10 @@
 // The dashboard's entry: who is signed in, and which page the address names
 // (#/runs, #/runs?status=failed, #/runs/<run id>, #/dead-letters, #/dead-letters/<id>,
-// #/triggers).
+// #/triggers, #/overview, #/fleet).
 
 import { credential, get, setCredential, whenUnauthenticated } from './api.js';
 import { deadLetterList, deadLetterPage } from './dead_letters.js';
+import { fleetPage, overviewPage } from './overview.js';
 import { runPage, runsList } from './runs.js';
 import { signIn } from './signin.js';
 import { triggerList } from './triggers.js';
@@ -48,6 +49,12 @@ function route() {
   } else if (parts[0] === 'dead-letters') {
     done = deadLetterList(main, me, params);
     document.title = 'Dead letters · Kora';
+  } else if (parts[0] === 'overview') {
+    done = overviewPage(main, me, params);
+    document.title = 'Overview · Kora';
+  } else if (parts[0] === 'fleet') {
+    done = fleetPage(main, me, params);
+    document.title = 'Queues and workers · Kora';
   } else if (parts[0] === 'triggers') {
     done = triggerList(main, me);
     document.title = 'Triggers · Kora';

@@ -64,3 +64,9 @@ export function errorText(type, message) {
   if (!message) return type || '';
   return type && !message.startsWith(type) ? `${type}: ${message}` : message;
 }
+
+/// Replaces `el`'s children, leaving out null, undefined and false (replaceChildren would
+/// write them as text).
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}

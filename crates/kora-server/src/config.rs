@@ -158,6 +158,8 @@ impl ServerConfig {
             worker_loops: 1,
             gateway: Some(kora_gateway::GatewayConfig {
                 input_limits: self.limits.clone(),
+                stuck_after_secs: self.monitoring.stuck_after_secs,
+                retry_loop_attempts: self.monitoring.retry_loop_attempts,
                 ..self.gateway.clone()
             }),
         }

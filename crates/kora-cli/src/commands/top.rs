@@ -3,13 +3,11 @@
 //! end-to-end time, live runs, queue backlogs, workers seen, and stuck runs. Redrawn in place
 //! every `--interval` (plain ANSI: works over SSH); `--once --format json` prints one snapshot.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kora_broker::topology::{QueueBacklog, queue_backlog};
-use kora_store::RunStatus;
+use kora_client::overview::{Fleet, Overview, StuckRule};
 use serde::Serialize;
 
 use crate::args::{Conn, Format};
@@ -23,182 +21,33 @@ pub(crate) struct Args {
     pub(crate) conn: Conn,
 }
 
+/// One frame: the installation's overview (every tenant) and its fleet.
 #[derive(Serialize)]
 struct Snapshot {
-    at_ms: u64,
-    window_secs: u64,
-    workflows: Vec<WorkflowRow>,
-    live: Vec<LiveRow>,
-    queues: Vec<QueueRow>,
-    workers: Vec<WorkerRow>,
-    stuck: Vec<StuckRow>,
-}
-
-#[derive(Serialize)]
-struct WorkflowRow {
-    tenant: String,
-    workflow: String,
-    finished: u64,
-    succeeded: u64,
-    failed: u64,
-    cancelled: u64,
-    per_sec: f64,
-    p50_secs: f64,
-    p99_secs: f64,
-}
-
-#[derive(Serialize)]
-struct LiveRow {
-    tenant: String,
-    workflow: String,
-    running: u64,
-    queued: u64,
-}
-
-#[derive(Serialize)]
-struct QueueRow {
     #[serde(flatten)]
-    backlog: QueueBacklog,
-    oldest_waiting_secs: f64,
-}
-
-#[derive(Serialize)]
-struct WorkerRow {
-    worker_id: String,
-    attempts: u64,
-}
-
-#[derive(Serialize)]
-struct StuckRow {
-    run_id: String,
-    workflow: String,
-    reason: Option<String>,
-    idle_secs: u64,
-}
-
-/// The rank-based percentile of sorted `v` (nearest rank).
-fn percentile(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
+    overview: Overview,
+    queues: Vec<kora_client::overview::QueueRow>,
+    workers: Vec<kora_client::overview::WorkerRow>,
 }
 
 async fn snapshot(
-    store: &dyn kora_store::Store,
-    broker: &dyn kora_broker::Broker,
+    control: &kora_client::Control,
     cfg: &kora_server::ServerConfig,
     window: Duration,
 ) -> anyhow::Result<Snapshot> {
-    let now = kora_model::now_ms();
-    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-    let since = now.saturating_sub(window_ms);
-    let mut by_wf: BTreeMap<(String, String), (Vec<f64>, [u64; 3])> = BTreeMap::new();
-    for f in store.finished_since(since, 200_000).await? {
-        let e = by_wf.entry((f.tenant, f.workflow)).or_default();
-        e.0.push(f.finished_ms.saturating_sub(f.created_ms) as f64 / 1000.0);
-        match f.status {
-            RunStatus::Succeeded => e.1[0] += 1,
-            RunStatus::Cancelled => e.1[2] += 1,
-            _ => e.1[1] += 1,
-        }
-    }
-    let workflows = by_wf
-        .into_iter()
-        .map(
-            |((tenant, workflow), (mut secs, [ok, failed, cancelled]))| {
-                secs.sort_by(f64::total_cmp);
-                WorkflowRow {
-                    tenant,
-                    workflow,
-                    finished: secs.len() as u64,
-                    succeeded: ok,
-                    failed,
-                    cancelled,
-                    per_sec: secs.len() as f64 / (window_ms as f64 / 1000.0),
-                    p50_secs: percentile(&secs, 0.50),
-                    p99_secs: percentile(&secs, 0.99),
-                }
-            },
-        )
-        .collect();
-    let mut live: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    for l in store.live_runs(10_000).await? {
-        let e = live.entry((l.tenant, l.workflow)).or_default();
-        if l.status == RunStatus::Queued {
-            e.1 += l.runs;
-        } else {
-            e.0 += l.runs;
-        }
-    }
-    let live = live
-        .into_iter()
-        .map(|((tenant, workflow), (running, queued))| LiveRow {
-            tenant,
-            workflow,
-            running,
-            queued,
-        })
-        .collect();
-    let queues = queue_backlog(broker, &cfg.nats.subjects(), &[], 1_000)
-        .await?
-        .into_iter()
-        .map(|b| QueueRow {
-            oldest_waiting_secs: b
-                .oldest_waiting_ms
-                .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
-            backlog: b,
-        })
-        .collect();
-    let workers = store
-        .active_workers(since)
-        .await?
-        .into_iter()
-        .map(|(worker_id, attempts)| WorkerRow {
-            worker_id,
-            attempts,
-        })
-        .collect();
     let m = &cfg.monitoring;
-    let reasons: BTreeMap<String, String> = store
-        .open_alerts(Some("run_stuck"), 100_000)
-        .await?
-        .into_iter()
-        .filter_map(|a| {
-            Some((
-                a.body["run_id"].as_str()?.to_string(),
-                a.body["reason"].as_str()?.to_string(),
-            ))
-        })
-        .collect();
-    let stuck = if m.stuck_after_secs == 0 {
-        Vec::new()
-    } else {
-        store
-            .stuck_runs(
-                now.saturating_sub(m.stuck_after_secs.saturating_mul(1000)),
-                m.retry_loop_attempts,
-                100,
-            )
-            .await?
-            .into_iter()
-            .map(|s| StuckRow {
-                reason: reasons.get(&s.run_id).cloned(),
-                idle_secs: now.saturating_sub(s.progress_ms) / 1000,
-                run_id: s.run_id,
-                workflow: s.workflow,
-            })
-            .collect()
+    let rule = StuckRule {
+        after_secs: m.stuck_after_secs,
+        retry_loop_attempts: m.retry_loop_attempts,
     };
+    let overview = control.overview(window, rule).await?;
+    let Fleet {
+        queues, workers, ..
+    } = control.fleet(window).await?;
     Ok(Snapshot {
-        at_ms: now,
-        window_secs: window_ms / 1000,
-        workflows,
-        live,
+        overview,
         queues,
         workers,
-        stuck,
     })
 }
 
@@ -213,8 +62,8 @@ fn secs(s: f64) -> String {
 fn draw(s: &Snapshot) {
     println!(
         "kora top — {} — last {}s (Ctrl-C to quit)\n",
-        crate::render::when(Some(s.at_ms)),
-        s.window_secs
+        crate::render::when(Some(s.overview.at_ms)),
+        s.overview.window_secs
     );
     let mut t = table(&[
         "workflow",
@@ -227,22 +76,22 @@ fn draw(s: &Snapshot) {
         "p50",
         "p99",
     ]);
-    for w in &s.workflows {
+    for w in &s.overview.workflows {
         t.add_row(vec![
             w.workflow.clone(),
             w.tenant.clone(),
-            w.finished.to_string(),
-            w.succeeded.to_string(),
-            w.failed.to_string(),
-            w.cancelled.to_string(),
-            format!("{:.2}", w.per_sec),
-            secs(w.p50_secs),
-            secs(w.p99_secs),
+            w.kpis.finished.to_string(),
+            w.kpis.succeeded.to_string(),
+            w.kpis.failed.to_string(),
+            w.kpis.cancelled.to_string(),
+            format!("{:.2}", w.kpis.per_sec),
+            secs(w.kpis.p50_secs),
+            secs(w.kpis.p99_secs),
         ]);
     }
     print_table(&t);
     let mut t = table(&["live workflow", "tenant", "running", "queued"]);
-    for l in &s.live {
+    for l in &s.overview.live {
         t.add_row(vec![
             l.workflow.clone(),
             l.tenant.clone(),
@@ -267,9 +116,9 @@ fn draw(s: &Snapshot) {
         t.add_row(vec![w.worker_id.clone(), w.attempts.to_string()]);
     }
     print_table(&t);
-    if !s.stuck.is_empty() {
+    if !s.overview.stuck.is_empty() {
         let mut t = table(&["stuck run", "workflow", "reason", "idle"]);
-        for r in &s.stuck {
+        for r in &s.overview.stuck {
             t.add_row(vec![
                 r.run_id.clone(),
                 r.workflow.clone(),
@@ -285,8 +134,9 @@ pub(crate) async fn top(a: Args) -> anyhow::Result<ExitCode> {
     let cfg = a.conn.load(serde_json::json!({}))?;
     let store = kora_cli::connect::store(&cfg).await?;
     let broker = kora_cli::connect::broker(&cfg, "kora-top").await?;
+    let control = kora_client::Control::new(store, broker, cfg.nats.subjects());
     loop {
-        let s = snapshot(store.as_ref(), broker.as_ref(), &cfg, a.window).await?;
+        let s = snapshot(&control, &cfg, a.window).await?;
         if a.once {
             if a.format == Format::Json {
                 json(&s)?;
@@ -303,19 +153,5 @@ pub(crate) async fn top(a: Args) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             () = tokio::time::sleep(a.interval) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&[3.0], 0.99), 3.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }

@@ -129,6 +129,8 @@ async fn every_route_answers_every_credential_as_documented() {
             &[200],
         ),
         route(Method::GET, "/v1/me", Viewer, false, &[200]),
+        route(Method::GET, "/v1/overview?window=1h", Viewer, false, &[200]),
+        route(Method::GET, "/v1/fleet", Viewer, false, &[200]),
         route(
             Method::GET,
             format!("/v1/runs/{run}/events?after=0"),

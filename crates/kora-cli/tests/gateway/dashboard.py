@@ -25,6 +25,10 @@ expect.set_options(timeout=15_000)
 
 def shot(page, name):
     page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
+    # A value the page forgot to leave out shows as a bare "null" or "undefined".
+    text = page.inner_text("main")
+    if re.search(r"(^|\n)\s*(null|undefined)\s*(\n|$)", text):
+        fail(f"the {name} page shows a bare null or undefined:\n{text}")
 
 
 def sign_in(page, key):
@@ -181,6 +185,23 @@ def main():
         expect(page.locator('tr[data-trigger="ui-hook"]')).to_contain_text("/v1/hooks/ui-hook")
         shot(page, "triggers")
 
+        # The overview: the tenant's KPIs over the last hour, per workflow.
+        page.get_by_role("link", name="Overview").click()
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        throughput = page.locator('[data-kpi="throughput"]')
+        expect(throughput).to_contain_text("finished")
+        finished = int(re.search(r"(\d+) finished", throughput.inner_text()).group(1))
+        if finished < 3:
+            fail(f"the overview counts {finished} finished runs, not the test's 3")
+        expect(page.locator('[data-kpi="success"]')).to_contain_text("%")
+        expect(page.locator('tr[data-workflow="ui-wide"]')).to_be_visible()
+        expect(page.locator('[data-kpi="stuck"]')).to_contain_text("0")
+        shot(page, "overview")
+        # Queues and workers: the task queue and the worker that ran the test's runs.
+        page.get_by_role("link", name="Queues and workers").click()
+        expect(page.locator("table.workers tbody tr[data-worker]")).not_to_have_count(0)
+        shot(page, "fleet")
+
         # A viewer: every page loads, no write action is offered, and a write is refused.
         page.locator("#sign-out").click()
         expect(page.get_by_label("API key or token")).to_be_visible()
@@ -202,6 +223,10 @@ def main():
         expect(page.locator("[data-action]")).to_have_count(0)
         expect(page.get_by_role("button", name="Create trigger")).to_have_count(0)
         shot(page, "viewer-triggers")
+        page.get_by_role("link", name="Overview").click()
+        expect(page.locator('tr[data-workflow="ui-states"]')).to_be_visible()
+        page.get_by_role("link", name="Queues and workers").click()
+        expect(page.locator("table.workers tbody tr[data-worker]")).not_to_have_count(0)
         status = page.evaluate(
             """async (run) => {
                 const key = sessionStorage.getItem('kora.credential');

@@ -205,6 +205,8 @@ async fn the_dashboard_in_a_real_browser() {
         "dead-letter",
         "replayed-run",
         "triggers",
+        "overview",
+        "fleet",
         "viewer-run",
         "viewer-dead-letters",
         "viewer-triggers",

@@ -10,6 +10,7 @@ pub(crate) mod health;
 pub(crate) mod hooks;
 pub(crate) mod keys;
 pub(crate) mod me;
+pub(crate) mod overview;
 pub(crate) mod runs;
 pub(crate) mod triggers;
 pub(crate) mod workflows;
@@ -48,6 +49,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::revoke))
         .routes(routes!(audit::list))
         .routes(routes!(me::me))
+        .routes(routes!(overview::overview))
+        .routes(routes!(overview::fleet))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }
