@@ -104,6 +104,16 @@ impl Control {
             .filter(|r| self.in_scope(&r.tenant)))
     }
 
+    /// The run in scope submitted with idempotency key `key` (as its tenant gave it).
+    pub async fn run_by_key(&self, key: &str) -> Result<Option<RunRecord>> {
+        let stored = kora_model::tenant::scoped_key(self.own_tenant(), key);
+        Ok(self
+            .store
+            .run_by_key(&stored)
+            .await?
+            .filter(|r| self.in_scope(&r.tenant)))
+    }
+
     /// A run in scope and every attempt of it, read together.
     pub async fn run_with_attempts(
         &self,

@@ -15,13 +15,9 @@ use crate::state::{ActiveRun, SharedCatalog};
 /// The node type whose attempts are child runs.
 pub(crate) const WORKFLOW_NODE: &str = "WorkflowNode";
 
-/// Namespace of child run ids (UUIDv5 of the parent attempt's task id).
-const CHILD_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6b6f_7261_0000_4000_8000_6368_696c_6421);
-
 /// The run id of the child a WorkflowNode's attempt starts: the same for every re-send.
 pub(crate) fn child_run_id(task_id: &str) -> String {
-    uuid::Uuid::new_v5(&CHILD_NAMESPACE, task_id.as_bytes()).to_string()
+    msg_id::child_run_id(task_id)
 }
 
 /// The worker queue a node's tasks go to: its config's `queue`, else the default one.

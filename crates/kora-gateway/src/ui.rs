@@ -56,6 +56,16 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../ui/runs.js"),
     ),
     (
+        "run.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/run.js"),
+    ),
+    (
+        "timeline.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/timeline.js"),
+    ),
+    (
         "dead_letters.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../ui/dead_letters.js"),

@@ -5,7 +5,8 @@
 import { credential, get, setCredential, whenUnauthenticated } from './api.js';
 import { deadLetterList, deadLetterPage } from './dead_letters.js';
 import { fleetPage, overviewPage } from './overview.js';
-import { runPage, runsList } from './runs.js';
+import { runPage } from './run.js';
+import { runsList } from './runs.js';
 import { signIn } from './signin.js';
 import { triggerList } from './triggers.js';
 

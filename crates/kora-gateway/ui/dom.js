@@ -18,7 +18,7 @@ export function h(spec, attrs, ...children) {
     else if (v === true) e.setAttribute(k, '');
     else e.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     e.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
   }

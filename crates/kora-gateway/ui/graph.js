@@ -4,9 +4,9 @@
 // the previous order).
 
 const SVG = 'http://www.w3.org/2000/svg';
-export const NODE_W = 172;
+export const NODE_W = 192;
 export const NODE_H = 52;
-const X_GAP = 232;
+const X_GAP = 252;
 const Y_GAP = 76;
 const PAD = 24;
 

@@ -25,6 +25,16 @@ pub fn lost(task_id: &str) -> String {
     result(task_id)
 }
 
+/// Namespace of child run ids (UUIDv5 of the parent attempt's task id).
+const CHILD_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b6f_7261_0000_4000_8000_6368_696c_6421);
+
+/// The run id of the child a WorkflowNode's attempt `task_id` starts: derived from the
+/// attempt, so every re-send starts the same run and a reader can find the child from it.
+pub fn child_run_id(task_id: &str) -> String {
+    uuid::Uuid::new_v5(&CHILD_NAMESPACE, task_id.as_bytes()).to_string()
+}
+
 /// A child run's outcome reported to its parent attempt: `child:<child_run_id>`.
 pub fn child_result(child_run_id: &str) -> String {
     format!("child:{child_run_id}")

@@ -16,6 +16,7 @@ VIEWER = os.environ["KORA_VIEWER_KEY"]
 STATES_RUN = os.environ["KORA_STATES_RUN"]
 WIDE_RUN = os.environ["KORA_WIDE_RUN"]
 DIVIDE_RUN = os.environ["KORA_DIVIDE_RUN"]
+PARENT_RUN = os.environ["KORA_PARENT_RUN"]
 SHOTS = os.environ["KORA_SHOTS"]
 # The budget for a 10,000-node run's page: from navigation to its node list shown.
 WIDE_BUDGET_S = 5.0
@@ -71,6 +72,16 @@ def main():
         expect(page.locator(f'tr[data-run="{STATES_RUN}"]')).to_be_visible()
         expect(page.locator(f'tr[data-run="{WIDE_RUN}"]')).to_have_count(0)
 
+        # Opening a run by its idempotency key.
+        page.get_by_label("Run id or idempotency key").fill("ui-states-key")
+        page.get_by_role("button", name="Open").click()
+        expect(page).to_have_url(re.compile(f"#/runs/{STATES_RUN}$"))
+        page.go_back()
+        expect(page.locator(f'tr[data-run="{STATES_RUN}"]')).to_be_visible()
+        page.get_by_label("Run id or idempotency key").fill("no-such-key")
+        page.get_by_role("button", name="Open").click()
+        expect(page.get_by_role("alert")).to_contain_text("No run has the id or idempotency key")
+
         # The run page: the graph with each node's state, as text as well as colour.
         page.locator(f'tr[data-run="{STATES_RUN}"] a').click()
         expect(page.get_by_role("heading", name=re.compile("ui-states"))).to_be_visible()
@@ -97,6 +108,16 @@ def main():
             return node(page, node_id).bounding_box()["x"]
         if not (x_of("start") < x_of("improve") < x_of("explode") and x_of("route") < x_of("yes")):
             fail("the graph is not laid out left to right")
+        # The timeline: a bar per attempt, coloured by outcome; the cycle's node has one per
+        # iteration.
+        expect(page.locator('svg.timeline rect.bar[data-attempt="explode:0:1"]')).to_have_class(re.compile("st-dead_lettered"))
+        if page.locator('svg.timeline rect.bar[data-attempt^="improve:"]').count() < 3:
+            fail("the timeline does not show every iteration of the cycle's node")
+        # The events, a page at a time from the stream; the run is over, so all of them.
+        page.get_by_role("button", name="Load events").click()
+        expect(page.locator("table.events tbody tr").first).to_be_visible()
+        expect(page.locator("section.events")).to_contain_text("that is all of them")
+        expect(page.locator("table.events")).to_contain_text("run succeeded")
         # The operator may retry the failed run; it is over, so no cancel.
         expect(page.locator('[data-action="retry"]')).to_be_visible()
         expect(page.locator('[data-action="cancel"]')).to_have_count(0)
@@ -150,8 +171,28 @@ def main():
         page.get_by_role("link", name="Follow the run").click()
         expect(node(page, "d")).to_have_attribute("data-state", "succeeded", timeout=30_000)
         node(page, "d").click()
-        expect(page.get_by_role("complementary", name="Node details")).to_contain_text("2.5")
+        panel = page.get_by_role("complementary", name="Node details")
+        expect(panel).to_contain_text("2.5")
         shot(page, "replayed-run")
+        # Run the node again from its panel with another input: it then returns 10 / 5.
+        restart = panel.get_by_label("Run again from this node")
+        restart.fill('{"divisor": ')
+        expect(panel.locator('[data-action="restart"]')).to_be_disabled()
+        restart.fill('{"divisor": 5}')
+        panel.locator('[data-action="restart"]').click()
+        expect(page.get_by_role("status")).to_contain_text("d runs again")
+        expect(panel).to_contain_text("Attempts (3)", timeout=30_000)
+        expect(panel.locator("pre.json").first).to_have_text(re.compile(r'"result": 2\s*}'), timeout=30_000)
+
+        # Parent and child runs: the WorkflowNode's panel links its child, whose page links back.
+        page.goto(f"{BASE}/ui/#/runs/{PARENT_RUN}")
+        node(page, "child").click()
+        child_link = page.locator("a[data-child]")
+        expect(child_link).to_have_count(1)
+        child_link.click()
+        expect(page.get_by_role("heading", name=re.compile("ui-child"))).to_be_visible()
+        expect(page.locator(f'a[href="#/runs/{PARENT_RUN}"]')).to_be_visible()
+        shot(page, "child-run")
 
         # Bulk replay by filter: the count first, in the confirmation.
         page.goto(f"{BASE}/ui/#/dead-letters?workflow=ui-states")

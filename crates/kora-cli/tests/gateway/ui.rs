@@ -84,7 +84,7 @@ async fn the_dashboard_in_a_real_browser() {
         .post(
             "/v1/runs?wait=60",
             &operator,
-            &json!({"workflow": states_workflow()}),
+            &json!({"workflow": states_workflow(), "idempotency_key": "ui-states-key"}),
         )
         .await;
     assert_eq!(states.status, 200, "{}", states.body);
@@ -114,6 +114,19 @@ async fn the_dashboard_in_a_real_browser() {
         divide.body
     );
     let divide_run = divide.body["run_id"].as_str().unwrap().to_string();
+    // A run whose WorkflowNode starts a child run: linked both ways on the run pages.
+    let parent = api
+        .post(
+            "/v1/runs?wait=60",
+            &operator,
+            &json!({"workflow": {"kora": 1, "name": "ui-parent", "nodes": [
+                {"id": "child", "type": "WorkflowNode", "config": {"workflow":
+                    {"kora": 1, "name": "ui-child", "nodes": [{"id": "leaf", "type": "NoOpNode"}]}}}]}}),
+        )
+        .await;
+    assert_eq!(parent.status, 200, "{}", parent.body);
+    assert_eq!(parent.body["status"], "succeeded", "{}", parent.body);
+    let parent_run = parent.body["run_id"].as_str().unwrap().to_string();
     // A registered workflow for the trigger the UI creates.
     let reg = api
         .post(
@@ -172,6 +185,7 @@ async fn the_dashboard_in_a_real_browser() {
         .env("KORA_STATES_RUN", &states_run)
         .env("KORA_WIDE_RUN", &wide_run)
         .env("KORA_DIVIDE_RUN", &divide_run)
+        .env("KORA_PARENT_RUN", &parent_run)
         .env("KORA_SHOTS", &shots)
         .output()
         .unwrap();
@@ -183,16 +197,24 @@ async fn the_dashboard_in_a_real_browser() {
     eprintln!("dashboard.py ({:.1?}):\n{out}", started.elapsed());
     assert!(o.status.success(), "the browser checks failed:\n{out}");
     assert!(out.contains("all dashboard checks passed"), "{out}");
-    // What the pages did, seen through the API: the replayed node succeeded with the edited
-    // input, and the trigger made on the page exists, resumed.
+    // What the pages did, seen through the API: the dead letter replayed with divisor 4
+    // (10 / 4), then the node run again from the run page with divisor 5 (10 / 5); the
+    // trigger made on the page exists, resumed.
     let after = api.get(&format!("/v1/runs/{divide_run}"), &viewer).await;
     assert_eq!(after.body["status"], "succeeded", "{}", after.body);
     assert_eq!(
         after.body["results"]["d"]["result"],
-        json!(2.5),
+        json!(2.0),
         "{}",
         after.body
     );
+    let tries = after.body["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["node_id"] == "d")
+        .count();
+    assert_eq!(tries, 3, "{}", after.body);
     let trig = api.get("/v1/triggers/ui-yearly", &viewer).await;
     assert_eq!(trig.status, 200, "{}", trig.body);
     assert_eq!(trig.body["paused"], false, "{}", trig.body);
@@ -204,6 +226,7 @@ async fn the_dashboard_in_a_real_browser() {
         "dead-letters",
         "dead-letter",
         "replayed-run",
+        "child-run",
         "triggers",
         "overview",
         "fleet",

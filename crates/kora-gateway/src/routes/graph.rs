@@ -93,6 +93,17 @@ pub(crate) struct NodeAttempt {
     /// The dead letter's id (the task id), when it was dead-lettered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) dead_letter_id: Option<String>,
+    /// The child run a WorkflowNode's attempt starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) child_run_id: Option<String>,
+}
+
+/// The node type whose attempts start child runs.
+const WORKFLOW_NODE: &str = "WorkflowNode";
+
+/// An attempt's task id, `<run>:<node>:<iteration>:<attempt>`.
+fn task_id(a: &AttemptRecord) -> String {
+    format!("{}:{}:{}:{}", a.run_id, a.node_id, a.iteration, a.attempt)
 }
 
 /// The state a node shows, from its latest attempt (`None`: it has none).
@@ -250,10 +261,9 @@ pub(crate) async fn node(
                 attempt: AttemptView::from(*a),
                 output: a.output.clone(),
                 overrides: a.overrides.clone().map(Value::Object),
-                dead_letter_id: a
-                    .dead_letter
-                    .as_ref()
-                    .map(|_| format!("{}:{}:{}:{}", a.run_id, a.node_id, a.iteration, a.attempt)),
+                dead_letter_id: a.dead_letter.as_ref().map(|_| task_id(a)),
+                child_run_id: (a.node_type == WORKFLOW_NODE)
+                    .then(|| kora_model::msg_id::child_run_id(&task_id(a))),
             })
             .collect(),
         run_id: r.run_id,

@@ -220,6 +220,8 @@ pub(crate) struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     pub(crate) limit: Option<usize>,
     pub(crate) cursor: Option<String>,
+    /// Only the run submitted with this idempotency key (with the other filters, if any).
+    pub(crate) idempotency_key: Option<String>,
 }
 
 fn workflow_of(r: &RunRecord) -> String {
@@ -472,7 +474,17 @@ pub(crate) async fn list(
         limit: limit + 1,
         ..Default::default()
     };
-    let mut runs = st.control_for(&who).runs(&filter).await?;
+    let mut runs = match q.idempotency_key.as_deref() {
+        // The key names at most one run: read it, then apply the other filters to it.
+        Some(key) => st
+            .control_for(&who)
+            .run_by_key(key)
+            .await?
+            .filter(|r| filter.admits(r))
+            .into_iter()
+            .collect(),
+        None => st.control_for(&who).runs(&filter).await?,
+    };
     let next_cursor = (runs.len() > limit).then(|| {
         runs.truncate(limit);
         runs.last()
