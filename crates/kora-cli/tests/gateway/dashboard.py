@@ -236,12 +236,27 @@ def main():
             fail(f"the overview counts {finished} finished runs, not the test's 3")
         expect(page.locator('[data-kpi="success"]')).to_contain_text("%")
         expect(page.locator('tr[data-workflow="ui-wide"]')).to_be_visible()
-        expect(page.locator('[data-kpi="stuck"]')).to_contain_text("0")
+        # The two sleeping runs: active, and stuck (no progress for 2 s in this installation).
+        expect(page.locator('[data-kpi="active"]')).to_contain_text("2 running")
+        expect(page.locator('[data-kpi="stuck"] .kpi-value')).to_have_text("2", timeout=20_000)
         shot(page, "overview")
         # Queues and workers: the task queue and the worker that ran the test's runs.
         page.get_by_role("link", name="Queues and workers").click()
         expect(page.locator("table.workers tbody tr[data-worker]")).not_to_have_count(0)
         shot(page, "fleet")
+
+        # The stuck runs on the runs list, cancelled from there: the count first.
+        page.get_by_role("link", name="Runs", exact=True).click()
+        page.get_by_label("Status").select_option("stuck")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("table.runs tbody tr[data-run]")).to_have_count(2)
+        expect(page.locator("table.runs")).to_contain_text("idle")
+        shot(page, "stuck-runs")
+        page.locator('[data-action="cancel-listed"]').click()
+        expect(page.get_by_role("status")).to_contain_text("Cancelled 2 of 2")
+        if not any("Cancel the 2 runs listed" in m for m in dialogs):
+            fail(f"cancelling the listed runs did not show the count first: {dialogs}")
+        expect(page.locator("table.runs tbody tr[data-run]")).to_have_count(0, timeout=20_000)
 
         # A viewer: every page loads, no write action is offered, and a write is refused.
         page.locator("#sign-out").click()

@@ -72,6 +72,10 @@ async fn the_dashboard_in_a_real_browser() {
     let Some((d, api)) = start(&[
         ("KORA_GATEWAY__MAX_BODY_BYTES", "4194304"),
         ("KORA_GATEWAY__RATE_LIMIT__PER_CREDENTIAL", "0"),
+        // Runs with no progress for 2 s are stuck: the sleeping runs below become so.
+        ("KORA_MONITORING__STUCK_AFTER_SECS", "2"),
+        // Interpreters for the two sleepers and the rest of the test's Python nodes.
+        ("KORA_NODES__PYTHON_WORKERS", "6"),
     ])
     .await
     else {
@@ -174,6 +178,20 @@ async fn the_dashboard_in_a_real_browser() {
             .contains(&json!("runs:cancel"))
     );
 
+    // Two runs that sleep: stuck after 2 s, cancelled from the runs list.
+    for _ in 0..2 {
+        let a = api
+            .post(
+                "/v1/runs",
+                &operator,
+                &json!({"workflow": {"kora": 1, "name": "ui-sleep", "nodes": [
+                    {"id": "nap", "type": "PythonCodeNode",
+                     "config": {"code": "import time\ntime.sleep(120)\nresult = 1"}}]}}),
+            )
+            .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+
     let shots = root().join("target/ui-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let started = Instant::now();
@@ -215,6 +233,16 @@ async fn the_dashboard_in_a_real_browser() {
         .filter(|a| a["node_id"] == "d")
         .count();
     assert_eq!(tries, 3, "{}", after.body);
+    // The sleeping runs were cancelled from the page.
+    let sleeping = api
+        .get("/v1/runs?workflow=ui-sleep&status=cancelled", &viewer)
+        .await;
+    assert_eq!(
+        sleeping.body["runs"].as_array().unwrap().len(),
+        2,
+        "{}",
+        sleeping.body
+    );
     let trig = api.get("/v1/triggers/ui-yearly", &viewer).await;
     assert_eq!(trig.status, 200, "{}", trig.body);
     assert_eq!(trig.body["paused"], false, "{}", trig.body);
@@ -230,6 +258,7 @@ async fn the_dashboard_in_a_real_browser() {
         "triggers",
         "overview",
         "fleet",
+        "stuck-runs",
         "viewer-run",
         "viewer-dead-letters",
         "viewer-triggers",
