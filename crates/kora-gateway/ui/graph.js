@@ -147,7 +147,12 @@ export function render(graph, onSelect) {
   const layer = el('g', { class: 'nodes' }, svg);
   for (const node of graph.nodes) {
     const p = at.get(node.id);
-    const label = `${node.id}, ${node.type}, ${stateLabel(node.state)}` +
+    const sub = `${clip(node.type.replace(/Node$/, ''), 14)} · ${stateLabel(node.state)}`;
+    const iter = node.iterations > 1 ? `×${node.iterations}` : '';
+    // The accessible name (the <title> below) starts with the text the node shows (glyph, id,
+    // type and state, iterations), then says the rest in words.
+    const label = `${stateGlyph(node.state)} ${clip(node.id, 18)} ${sub}${iter ? ' ' + iter : ''}: ` +
+      `node ${node.id}, ${node.type}, ${stateLabel(node.state)}` +
       (node.iterations > 1 ? `, ${node.iterations} iterations` : '') +
       (node.attempts > 1 ? `, ${node.attempts} attempts` : '');
     const g = el('g', {
@@ -155,17 +160,15 @@ export function render(graph, onSelect) {
       transform: `translate(${p.x},${p.y})`,
       tabindex: 0,
       role: 'button',
-      'aria-label': label,
       'data-node': node.id,
       'data-state': node.state,
     }, layer);
     el('rect', { width: NODE_W, height: NODE_H, rx: 8 }, g);
     el('text', { x: 10, y: 20, class: 'glyph' }, g).textContent = stateGlyph(node.state);
     el('text', { x: 28, y: 20, class: 'id' }, g).textContent = clip(node.id, 18);
-    const sub = `${clip(node.type.replace(/Node$/, ''), 14)} · ${stateLabel(node.state)}`;
     el('text', { x: 10, y: 40, class: 'sub' }, g).textContent = sub;
-    if (node.iterations > 1) {
-      el('text', { x: NODE_W - 8, y: 20, class: 'iter', 'text-anchor': 'end' }, g).textContent = `×${node.iterations}`;
+    if (iter) {
+      el('text', { x: NODE_W - 8, y: 20, class: 'iter', 'text-anchor': 'end' }, g).textContent = iter;
     }
     el('title', {}, g).textContent = label + (node.error ? `: ${node.error}` : '');
     const choose = () => onSelect(node.id);

@@ -24,8 +24,27 @@ WIDE_BUDGET_S = 5.0
 expect.set_options(timeout=15_000)
 
 
+AXE = open(os.environ["KORA_AXE"]).read()
+A11Y = {}
+SHOT_NAMES = []
+
+
+def accessibility(page, name):
+    """axe-core's WCAG 2 A and AA rules on the page as it is; the violations by page."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE + "\n;0")
+    found = page.evaluate(
+        """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}))
+            .violations.map(v => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`)"""
+    )
+    if found:
+        A11Y[name] = found
+
+
 def shot(page, name):
     page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
+    accessibility(page, name)
+    SHOT_NAMES.append(name)
     # A value the page forgot to leave out shows as a bare "null" or "undefined".
     text = page.inner_text("main")
     if re.search(r"(^|\n)\s*(null|undefined)\s*(\n|$)", text):
@@ -95,10 +114,10 @@ def main():
         }
         for node_id, state in expected.items():
             expect(node(page, node_id)).to_have_attribute("data-state", state)
-        expect(node(page, "no")).to_have_attribute("aria-label", re.compile("skipped"))
-        expect(node(page, "explode")).to_have_attribute("aria-label", re.compile("dead-lettered"))
+        expect(node(page, "no")).to_have_accessible_name(re.compile("skipped"))
+        expect(node(page, "explode")).to_have_accessible_name(re.compile("dead-lettered"))
         # The cycle: its node shows how many iterations ran, and its back edge is drawn.
-        label = node(page, "improve").get_attribute("aria-label")
+        label = node(page, "improve").locator("title").text_content()
         m = re.search(r"(\d+) iterations", label or "")
         if not m or int(m.group(1)) < 3:
             fail(f"the cycle node does not show its iterations: {label!r}")
@@ -310,6 +329,9 @@ def main():
 
         if errors:
             fail("the page reported errors: " + json.dumps(errors))
+        if A11Y:
+            fail("axe-core found accessibility violations:\n" + json.dumps(A11Y, indent=2))
+        print(f"axe-core: no WCAG 2.1 A/AA violation on {len(SHOT_NAMES)} pages")
         browser.close()
     print("all dashboard checks passed")
 

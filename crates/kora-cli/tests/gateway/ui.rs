@@ -50,15 +50,20 @@ fn wide_workflow(n: usize) -> Value {
     json!({"kora": 1, "name": "ui-wide", "nodes": nodes})
 }
 
+/// axe-core (npm), the accessibility rules the browser checks each page against.
+fn axe() -> std::path::PathBuf {
+    root().join("target/tools/ui/axe/node_modules/axe-core/axe.min.js")
+}
+
 /// The Playwright interpreter `make test` installs, or `None` (outside CI: skip).
 fn playwright_python() -> Option<std::path::PathBuf> {
     let py = root().join("target/tools/ui/bin/python");
     let chromium = std::path::Path::new("/usr/bin/chromium");
-    if py.exists() && chromium.exists() {
+    if py.exists() && chromium.exists() && axe().exists() {
         return Some(py);
     }
-    let why = "the dashboard test needs target/tools/ui (Playwright) and /usr/bin/chromium: \
-               `make services-up` installs them";
+    let why = "the dashboard test needs target/tools/ui (Playwright and axe-core) and \
+               /usr/bin/chromium: `make services-up` installs them";
     assert!(std::env::var_os("CI").is_none(), "{why}");
     eprintln!("skipping: {why}");
     None
@@ -205,6 +210,7 @@ async fn the_dashboard_in_a_real_browser() {
         .env("KORA_DIVIDE_RUN", &divide_run)
         .env("KORA_PARENT_RUN", &parent_run)
         .env("KORA_SHOTS", &shots)
+        .env("KORA_AXE", axe())
         .output()
         .unwrap();
     let out = format!(
