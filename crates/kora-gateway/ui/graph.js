@@ -29,8 +29,9 @@ export function stateGlyph(state) {
   return (STATES[state] || [state, '?'])[1];
 }
 
-/// Positions of `nodes` ([{id}]) joined by `edges` ([{source, target, cycle}]).
-export function layout(nodes, edges) {
+/// Each node's layer (longest path from a source over the non-cycle connections), with the
+/// successor and predecessor lists it was computed from.
+export function layers(nodes, edges) {
   const n = nodes.length;
   const index = new Map(nodes.map((node, i) => [node.id, i]));
   const succ = Array.from({ length: n }, () => []);
@@ -61,6 +62,13 @@ export function layout(nodes, edges) {
   for (let i = 0; i < n; i++) if (placed[i]) maxLayer = Math.max(maxLayer, layer[i]);
   // A cycle whose back edge is not marked: its nodes go after everything else.
   for (let i = 0; i < n; i++) if (!placed[i]) layer[i] = maxLayer + 1;
+  return { layer, succ, pred };
+}
+
+/// Positions of `nodes` ([{id}]) joined by `edges` ([{source, target, cycle}]).
+export function layout(nodes, edges) {
+  const n = nodes.length;
+  const { layer, succ, pred } = layers(nodes, edges);
   const columns = [];
   for (let i = 0; i < n; i++) (columns[layer[i]] ||= []).push(i);
   for (let c = 0; c < columns.length; c++) columns[c] ||= [];
@@ -180,5 +188,61 @@ export function render(graph, onSelect) {
       }
     });
   }
+  return svg;
+}
+
+/// A graph too big to draw node by node: its layers, grouped into at most `maxGroups` columns
+/// of consecutive layers, each drawn as a box with its node count and a bar of its nodes'
+/// states. `onSelect(group)` is called with {index, first, last, nodes} on click or Enter.
+export function renderGrouped(graph, onSelect, maxGroups = 40) {
+  const { layer } = layers(graph.nodes, graph.edges);
+  let top = 0;
+  for (const l of layer) top = Math.max(top, l);
+  const span = Math.ceil((top + 1) / maxGroups);
+  const groups = [];
+  graph.nodes.forEach((node, i) => {
+    const g = Math.floor(layer[i] / span);
+    groups[g] ||= { index: g, first: g * span, last: Math.min(top, g * span + span - 1), nodes: [], counts: {} };
+    groups[g].nodes.push(node.id);
+    groups[g].counts[node.state] = (groups[g].counts[node.state] || 0) + 1;
+  });
+  const present = groups.filter(Boolean);
+  const W = 150;
+  const GAP = 40;
+  const H = 96;
+  const width = PAD * 2 + present.length * (W + GAP) - GAP;
+  const svg = el('svg', { class: 'graph grouped', width, height: H + PAD * 2, viewBox: `0 0 ${width} ${H + PAD * 2}`, role: 'group', 'aria-label': `workflow graph of ${graph.nodes.length} nodes in ${present.length} groups of layers` });
+  present.forEach((g, k) => {
+    const x = PAD + k * (W + GAP);
+    if (k > 0) el('path', { d: `M${x - GAP},${PAD + H / 2} L${x},${PAD + H / 2}`, class: 'edge', 'marker-end': 'url(#arrow)' }, svg);
+    const layersText = g.first === g.last ? `layer ${g.first}` : `layers ${g.first}–${g.last}`;
+    const states = Object.keys(STATES).filter((st) => g.counts[st]);
+    const worst = ['failed', 'dead_lettered', 'retrying', 'running', 'pending', 'not_run', 'skipped', 'succeeded'].find((st) => g.counts[st]) || 'pending';
+    const box = el('g', { class: `node group st-${worst}`, transform: `translate(${x},${PAD})`, tabindex: 0, role: 'button', 'data-group': g.index }, svg);
+    el('rect', { width: W, height: H, rx: 8 }, box);
+    el('text', { x: 10, y: 20, class: 'id' }, box).textContent = `${g.nodes.length} node${g.nodes.length === 1 ? '' : 's'}`;
+    el('text', { x: 10, y: 38, class: 'sub' }, box).textContent = layersText;
+    // The states as a bar, and the largest two in words.
+    let bx = 10;
+    for (const st of states) {
+      const w = ((W - 20) * g.counts[st]) / g.nodes.length;
+      el('rect', { x: bx, y: 48, width: Math.max(w, 1), height: 10, class: `bar st-${st}` }, box);
+      bx += w;
+    }
+    const words = states.sort((a, b) => g.counts[b] - g.counts[a]).slice(0, 2).map((st) => `${g.counts[st]} ${stateLabel(st)}`);
+    words.forEach((w, j) => { el('text', { x: 10, y: 74 + j * 14, class: 'sub' }, box).textContent = w; });
+    el('title', {}, box).textContent = `${g.nodes.length} nodes, ${layersText}: ` + states.map((st) => `${g.counts[st]} ${stateLabel(st)}`).join(', ');
+    const choose = () => onSelect(g);
+    box.addEventListener('click', choose);
+    box.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        choose();
+      }
+    });
+  });
+  const defs = el('defs', {}, svg);
+  const marker = el('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, defs);
+  el('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow' }, marker);
   return svg;
 }

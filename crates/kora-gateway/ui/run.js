@@ -3,7 +3,7 @@
 
 import { enc, get, post } from './api.js';
 import { badge, duration, errorBox, errorText, fill, h, pre, RUN_GLYPHS, when } from './dom.js';
-import { render as renderGraph, stateLabel, STATES } from './graph.js';
+import { render as renderGraph, renderGrouped, stateLabel, STATES } from './graph.js';
 import { parseInputs } from './dead_letters.js';
 import { eventsSection, timeline } from './timeline.js';
 
@@ -88,11 +88,14 @@ function stateSummary(nodes) {
   return Object.keys(STATES).filter((s) => counts[s]).map((s) => h('li', {}, badge(s), ' ', String(counts[s])));
 }
 
-// Too many nodes to draw: counts per state and a paged, filterable list of nodes.
+// Too many nodes to draw one by one: the graph drawn by groups of layers (click one to list
+// its nodes), and a paged list of nodes filterable by state.
 function bigGraph(graph, onSelect) {
   const PAGE = 100;
   let state = '';
   let page = 0;
+  let group = null;
+  const groupNote = h('p.muted', { 'aria-live': 'polite' });
   const list = h('tbody');
   const info = h('p.muted', { 'aria-live': 'polite' });
   const prev = h('button.secondary', { type: 'button' }, 'Previous');
@@ -101,7 +104,8 @@ function bigGraph(graph, onSelect) {
     h('option', { value: '' }, 'every state'),
     Object.keys(STATES).map((s) => h('option', { value: s }, stateLabel(s))));
   const draw = () => {
-    const shown = state ? graph.nodes.filter((n) => n.state === state) : graph.nodes;
+    const inGroup = group ? new Set(group.nodes) : null;
+    const shown = graph.nodes.filter((n) => (!state || n.state === state) && (!inGroup || inGroup.has(n.id)));
     const pages = Math.max(1, Math.ceil(shown.length / PAGE));
     page = Math.min(page, pages - 1);
     list.replaceChildren(...shown.slice(page * PAGE, page * PAGE + PAGE).map((n) => h('tr', { 'data-node': n.id, 'data-state': n.state },
@@ -115,8 +119,17 @@ function bigGraph(graph, onSelect) {
   prev.addEventListener('click', () => { page -= 1; draw(); });
   next.addEventListener('click', () => { page += 1; draw(); });
   draw();
+  const grouped = renderGrouped(graph, (g) => {
+    group = g;
+    page = 0;
+    groupNote.replaceChildren(`Listing the ${g.nodes.length} nodes of ${g.first === g.last ? `layer ${g.first}` : `layers ${g.first}–${g.last}`}. `,
+      h('button.link', { type: 'button', onclick: () => { group = null; groupNote.replaceChildren(); draw(); } }, 'List every node'));
+    draw();
+  });
   return h('div.big', {},
-    h('p', {}, `This run has ${graph.nodes.length} nodes, too many to draw; they are listed instead.`),
+    h('p', {}, `This run has ${graph.nodes.length} nodes: drawn by groups of layers (select one to list its nodes), and listed below.`),
+    h('div.grouped-box', {}, grouped),
+    groupNote,
     h('label', { for: 'node-state' }, 'Show nodes that are '), sel,
     h('table.nodes', {}, h('thead', {}, h('tr', {}, ['Node', 'Type', 'State', 'Attempts', 'Error'].map((t) => h('th', { scope: 'col' }, t)))), list),
     h('div.pager', {}, prev, next), info);

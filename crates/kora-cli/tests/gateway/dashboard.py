@@ -323,6 +323,13 @@ def main():
         if took > WIDE_BUDGET_S:
             fail(f"the 10,000-node run's page took {took:.2f} s, over {WIDE_BUDGET_S} s")
         expect(page.locator("ul.summary")).to_contain_text("10000")
+        # Drawn by groups of layers: a fan-out is one layer of 10,000 nodes.
+        group = page.locator("svg.grouped g[data-group]")
+        expect(group).to_have_count(1)
+        expect(group).to_contain_text("10000 nodes")
+        group.focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_text("Listing the 10000 nodes of layer 0")).to_be_visible()
         page.get_by_role("button", name="Next").click()
         expect(page.locator('tr[data-node="n100"]')).to_be_visible()
         shot(page, "wide-run")
