@@ -68,5 +68,5 @@ export function errorText(type, message) {
 /// Replaces `el`'s children, leaving out null, undefined and false (replaceChildren would
 /// write them as text).
 export function fill(el, ...children) {
-  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
 }

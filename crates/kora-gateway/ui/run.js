@@ -49,6 +49,17 @@ function restartForm(runId, nodeId, ctx) {
   editor, check, submit, outcome);
 }
 
+// What feeds a node: its inbound connections (`input ← source.output`), each source a button
+// opening that node.
+function fedBy(nodeId, ctx) {
+  const inbound = (ctx && ctx.edges ? ctx.edges : []).filter((e) => e.target === nodeId);
+  if (!inbound.length) return h('p.muted', {}, 'No connection feeds it: its inputs are its configuration and the run\'s parameters.');
+  return h('ul.fed-by', {}, inbound.map((e) => h('li', {},
+    h('code', {}, e.input), ' ← ',
+    h('button.link.mono', { type: 'button', onclick: () => ctx.select(e.source) }, `${e.source}.${e.output}`),
+    e.cycle ? ` (cycle ${e.cycle}, the previous iteration)` : '')));
+}
+
 async function nodePanel(panel, runId, nodeId, ctx) {
   panel.hidden = false;
   panel.replaceChildren(h('p.muted', {}, `Loading ${nodeId}…`));
@@ -73,7 +84,13 @@ async function nodePanel(panel, runId, nodeId, ctx) {
             h('td', {}, errorText(a.error_type, a.error))))))
         : h('p.muted', {}, 'Not started.'),
       children.length ? h('p', {}, 'Child runs: ', children.map((c, i) => [i ? ', ' : '', h('a.mono', { href: '#/runs/' + enc(c), 'data-child': c }, c)])) : null,
-      h('h3', {}, 'Result'), pre(n.result),
+      h('h3', {}, 'Fed by'), fedBy(nodeId, ctx),
+      n.attempts.filter((a) => a.inputs).map((a) => [
+        h('h3', {}, `Inputs of attempt ${a.attempt}${a.iteration ? ` (iteration ${a.iteration})` : ''}, dead-lettered`),
+        pre(a.inputs),
+        a.dead_letter === 'open' && a.dead_letter_id ? h('p', {}, h('a', { href: '#/dead-letters/' + enc(a.dead_letter_id) }, 'Open the dead letter to replay it')) : null,
+      ]),
+      h('h3', {}, 'Result'), h('div.node-result', {}, pre(n.result)),
       h('h3', {}, 'Configuration'), pre(n.config),
       ctx && ctx.final && ctx.can('dlq:replay') ? restartForm(runId, nodeId, ctx) : null);
     panel.querySelector('#node-title').focus?.();
@@ -145,6 +162,7 @@ export function runPage(main, me, runId) {
   const notice = h('div', { 'aria-live': 'polite' });
   let selected = null;
   let final = false;
+  let edges = [];
   let lastGraph = '';
 
   const select = (nodeId) => {
@@ -184,7 +202,14 @@ export function runPage(main, me, runId) {
     followUntil = Date.now() + 30000;
     refresh();
   };
-  const ctx = { get final() { return final; }, can, refresh: kick, notify: (m) => notice.replaceChildren(m) };
+  const ctx = {
+    get final() { return final; },
+    get edges() { return edges; },
+    can,
+    refresh: kick,
+    notify: (m) => notice.replaceChildren(m),
+    select: (nodeId) => select(nodeId),
+  };
 
   const refresh = async () => {
     try {
@@ -193,6 +218,7 @@ export function runPage(main, me, runId) {
         get(`/v1/runs/${enc(runId)}/graph`),
       ]);
       final = ['succeeded', 'failed', 'cancelled', 'rejected'].includes(run.status);
+      edges = graph.edges;
       head.replaceChildren(
         h('nav.crumbs', { 'aria-label': 'Breadcrumb' }, h('a', { href: '#/runs' }, 'Runs'), ' / ', h('span.mono', {}, run.run_id)),
         h('h1', {}, run.workflow || 'run', ' ', badge(run.status, RUN_GLYPHS)),

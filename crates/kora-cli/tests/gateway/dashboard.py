@@ -2,6 +2,9 @@
 address, two keys (operator, viewer) and two finished runs in the environment. Exits non-zero
 with a message on the first check that fails; writes a screenshot of each page to KORA_SHOTS."""
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -18,6 +21,9 @@ WIDE_RUN = os.environ["KORA_WIDE_RUN"]
 DIVIDE_RUN = os.environ["KORA_DIVIDE_RUN"]
 PARENT_RUN = os.environ["KORA_PARENT_RUN"]
 SHOTS = os.environ["KORA_SHOTS"]
+ADMIN = os.environ["KORA_ADMIN_KEY"]
+STRANGER = os.environ["KORA_STRANGER_KEY"]
+JWT_SECRET = os.environ["KORA_JWT_SECRET"]
 # The budget for a 10,000-node run's page: from navigation to its node list shown.
 WIDE_BUDGET_S = 5.0
 
@@ -47,8 +53,22 @@ def shot(page, name):
     SHOT_NAMES.append(name)
     # A value the page forgot to leave out shows as a bare "null" or "undefined".
     text = page.inner_text("main")
-    if re.search(r"(^|\n)\s*(null|undefined)\s*(\n|$)", text):
-        fail(f"the {name} page shows a bare null or undefined:\n{text}")
+    if re.search(r"(^|\n)\s*(null|undefined)\s*(\n|$)", text) or "[object " in text:
+        fail(f"the {name} page shows a bare null, undefined or [object …]:\n{text}")
+
+
+def jwt(claims):
+    """An HS256 JWT, as an identity provider would sign it."""
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def sign_out(page):
+    page.locator("#sign-out").click()
+    expect(page.get_by_label("API key or token")).to_be_visible()
 
 
 def sign_in(page, key):
@@ -149,7 +169,14 @@ def main():
         expect(panel.get_by_role("heading", name="explode")).to_be_visible()
         expect(panel).to_contain_text("division by zero")
         expect(panel).to_contain_text("Attempts (1)")
+        # What feeds it, and the inputs its failed attempt ran with (kept for its replay).
+        expect(panel.locator("ul.fed-by")).to_contain_text("estimate ← improve.result")
+        expect(panel).to_contain_text("Inputs of attempt 1, dead-lettered")
+        expect(panel).to_contain_text('"guess"')
         shot(page, "node")
+        # The first screen of it, as docs/dashboard-run.png shows it.
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=os.path.join(SHOTS, "run-first-screen.png"))
         node(page, "improve").click()
         expect(panel.get_by_role("heading", name="improve")).to_be_visible()
         rows = panel.locator("table.attempts tbody tr")
@@ -201,7 +228,7 @@ def main():
         panel.locator('[data-action="restart"]').click()
         expect(page.get_by_role("status")).to_contain_text("d runs again")
         expect(panel).to_contain_text("Attempts (3)", timeout=30_000)
-        expect(panel.locator("pre.json").first).to_have_text(re.compile(r'"result": 2\s*}'), timeout=30_000)
+        expect(panel.locator(".node-result pre")).to_have_text(re.compile(r'"result": 2\s*}'), timeout=30_000)
 
         # Parent and child runs: the WorkflowNode's panel links its child, whose page links back.
         page.goto(f"{BASE}/ui/#/runs/{PARENT_RUN}")
@@ -278,8 +305,7 @@ def main():
         expect(page.locator("table.runs tbody tr[data-run]")).to_have_count(0, timeout=20_000)
 
         # A viewer: every page loads, no write action is offered, and a write is refused.
-        page.locator("#sign-out").click()
-        expect(page.get_by_label("API key or token")).to_be_visible()
+        sign_out(page)
         sign_in(page, VIEWER)
         expect(page.locator("#who-text")).to_have_text("ui · viewer")
         page.goto(f"{BASE}/ui/#/runs/{STATES_RUN}")
@@ -333,6 +359,36 @@ def main():
         page.get_by_role("button", name="Next").click()
         expect(page.locator('tr[data-node="n100"]')).to_be_visible()
         shot(page, "wide-run")
+
+        # A JWT from the identity provider signs in as its role in its tenant.
+        sign_out(page)
+        token = jwt({"sub": "ui-jwt", "tenant": "ui", "role": "viewer", "exp": int(time.time()) + 600})
+        sign_in(page, token)
+        expect(page.locator("#who-text")).to_have_text("ui · viewer")
+        page.goto(f"{BASE}/ui/#/runs")
+        expect(page.locator(f'tr[data-run="{STATES_RUN}"]')).to_be_visible()
+        shot(page, "jwt-runs")
+
+        # Another tenant's admin sees none of this tenant's runs, not even by id.
+        sign_out(page)
+        sign_in(page, STRANGER)
+        expect(page.locator("table.runs")).to_contain_text("No runs match these filters.")
+        page.goto(f"{BASE}/ui/#/runs/{STATES_RUN}")
+        expect(page.get_by_role("alert")).to_contain_text("no run")
+        shot(page, "stranger-runs")
+
+        # The admin purges the states run's open dead letter by filter: the count first.
+        sign_out(page)
+        sign_in(page, ADMIN)
+        page.goto(f"{BASE}/ui/#/dead-letters?workflow=ui-states")
+        expect(page.locator(f'tr[data-dead-letter^="{STATES_RUN}:explode:"]')).to_be_visible()
+        page.locator('[data-action="purge"]').click()
+        expect(page.get_by_role("status")).to_contain_text("Purged 1")
+        if not any("Purge 1 open dead letter matching" in m for m in dialogs):
+            fail(f"the purge did not show its count first: {dialogs}")
+        page.reload()
+        expect(page.locator("table.dead-letters")).to_contain_text("No dead letters match these filters.")
+        shot(page, "purged")
 
         if errors:
             fail("the page reported errors: " + json.dumps(errors))

@@ -2,7 +2,8 @@
 //! Playwright for Python from `target/tools/ui`, which `make test` installs) against real roles:
 //! signing in, the runs list, a run's graph with every node in its right state, a dead letter
 //! replayed with an edited input, bulk replay by filter, triggers created, paused and resumed,
-//! what a viewer is offered and refused, and a 10,000-node run's page within its budget. The browser side is
+//! what a viewer is offered and refused, signing in with a JWT, another tenant seeing nothing,
+//! an admin's purge, and a 10,000-node run's page within its budget. The browser side is
 //! `dashboard.py` next to this file; it writes a screenshot of each page under
 //! `target/ui-screenshots/`.
 
@@ -50,6 +51,8 @@ fn wide_workflow(n: usize) -> Value {
     json!({"kora": 1, "name": "ui-wide", "nodes": nodes})
 }
 
+const JWT_SECRET: &str = "the dashboard test's HS256 secret, long enough";
+
 /// axe-core (npm), the accessibility rules the browser checks each page against.
 fn axe() -> std::path::PathBuf {
     root().join("target/tools/ui/axe/node_modules/axe-core/axe.min.js")
@@ -81,6 +84,8 @@ async fn the_dashboard_in_a_real_browser() {
         ("KORA_MONITORING__STUCK_AFTER_SECS", "2"),
         // Interpreters for the two sleepers and the rest of the test's Python nodes.
         ("KORA_NODES__PYTHON_WORKERS", "6"),
+        // Signing in with a JWT from an identity provider (HS256 here).
+        ("KORA_GATEWAY__JWT__HS256_SECRET", JWT_SECRET),
     ])
     .await
     else {
@@ -88,6 +93,8 @@ async fn the_dashboard_in_a_real_browser() {
     };
     let operator = key(&d, "ui", "operator", &[]);
     let viewer = key(&d, "ui", "viewer", &[]);
+    let admin = key(&d, "ui", "admin", &[]);
+    let stranger = key(&d, "other", "admin", &[]);
 
     let states = api
         .post(
@@ -211,6 +218,9 @@ async fn the_dashboard_in_a_real_browser() {
         .env("KORA_PARENT_RUN", &parent_run)
         .env("KORA_SHOTS", &shots)
         .env("KORA_AXE", axe())
+        .env("KORA_ADMIN_KEY", &admin)
+        .env("KORA_STRANGER_KEY", &stranger)
+        .env("KORA_JWT_SECRET", JWT_SECRET)
         .output()
         .unwrap();
     let out = format!(
@@ -249,6 +259,11 @@ async fn the_dashboard_in_a_real_browser() {
         "{}",
         sleeping.body
     );
+    // The admin purged the states run's open dead letter from the page.
+    let open = api
+        .get("/v1/dead-letters?workflow=ui-states", &viewer)
+        .await;
+    assert_eq!(open.body["dead_letters"], json!([]), "{}", open.body);
     let trig = api.get("/v1/triggers/ui-yearly", &viewer).await;
     assert_eq!(trig.status, 200, "{}", trig.body);
     assert_eq!(trig.body["paused"], false, "{}", trig.body);
@@ -269,6 +284,9 @@ async fn the_dashboard_in_a_real_browser() {
         "viewer-dead-letters",
         "viewer-triggers",
         "wide-run",
+        "jwt-runs",
+        "stranger-runs",
+        "purged",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),

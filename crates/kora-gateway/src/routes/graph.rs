@@ -90,6 +90,11 @@ pub(crate) struct NodeAttempt {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub(crate) overrides: Option<Value>,
+    /// The runtime inputs it ran with, when it was dead-lettered (the ledger keeps a failed
+    /// attempt's inputs for its replay; other attempts' inputs are their sources' outputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub(crate) inputs: Option<Value>,
     /// The dead letter's id (the task id), when it was dead-lettered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) dead_letter_id: Option<String>,
@@ -261,6 +266,11 @@ pub(crate) async fn node(
                 attempt: AttemptView::from(*a),
                 output: a.output.clone(),
                 overrides: a.overrides.clone().map(Value::Object),
+                inputs: a
+                    .dead_letter
+                    .as_ref()
+                    .and_then(|d| d.inputs.clone())
+                    .map(Value::Object),
                 dead_letter_id: a.dead_letter.as_ref().map(|_| task_id(a)),
                 child_run_id: (a.node_type == WORKFLOW_NODE)
                     .then(|| kora_model::msg_id::child_run_id(&task_id(a))),
