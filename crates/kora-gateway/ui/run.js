@@ -85,11 +85,13 @@ async function nodePanel(panel, runId, nodeId, ctx) {
         : h('p.muted', {}, 'Not started.'),
       children.length ? h('p', {}, 'Child runs: ', children.map((c, i) => [i ? ', ' : '', h('a.mono', { href: '#/runs/' + enc(c), 'data-child': c }, c)])) : null,
       h('h3', {}, 'Fed by'), fedBy(nodeId, ctx),
-      n.attempts.filter((a) => a.inputs).map((a) => [
-        h('h3', {}, `Inputs of attempt ${a.attempt}${a.iteration ? ` (iteration ${a.iteration})` : ''}, dead-lettered`),
+      h('h3', {}, 'Inputs'),
+      n.attempts.some((a) => a.inputs) ? null : h('p.muted', {}, 'None recorded.'),
+      n.attempts.filter((a) => a.inputs).map((a, k, all) => h('details.inputs', { open: k === all.length - 1, 'data-inputs': `${a.iteration}:${a.attempt}` },
+        h('summary', {}, `Attempt ${a.attempt}${a.iteration ? `, iteration ${a.iteration}` : ''}: `,
+          a.inputs_from === 'recorded' ? 'as recorded with its dead letter' : 'recomputed from its sources\' outputs'),
         pre(a.inputs),
-        a.dead_letter === 'open' && a.dead_letter_id ? h('p', {}, h('a', { href: '#/dead-letters/' + enc(a.dead_letter_id) }, 'Open the dead letter to replay it')) : null,
-      ]),
+        a.dead_letter === 'open' && a.dead_letter_id ? h('p', {}, h('a', { href: '#/dead-letters/' + enc(a.dead_letter_id) }, 'Open the dead letter to replay it')) : null)),
       h('h3', {}, 'Result'), h('div.node-result', {}, pre(n.result)),
       h('h3', {}, 'Configuration'), pre(n.config),
       ctx && ctx.final && ctx.can('dlq:replay') ? restartForm(runId, nodeId, ctx) : null);

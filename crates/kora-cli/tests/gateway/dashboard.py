@@ -171,14 +171,21 @@ def main():
         expect(panel).to_contain_text("Attempts (1)")
         # What feeds it, and the inputs its failed attempt ran with (kept for its replay).
         expect(panel.locator("ul.fed-by")).to_contain_text("estimate ← improve.result")
-        expect(panel).to_contain_text("Inputs of attempt 1, dead-lettered")
-        expect(panel).to_contain_text('"guess"')
+        inputs = panel.locator('details.inputs[data-inputs="0:1"]')
+        expect(inputs).to_contain_text("as recorded with its dead letter")
+        expect(inputs).to_contain_text('"guess"')
         shot(page, "node")
         # The first screen of it, as docs/dashboard-run.png shows it.
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=os.path.join(SHOTS, "run-first-screen.png"))
         node(page, "improve").click()
         expect(panel.get_by_role("heading", name="improve")).to_be_visible()
+        # Its inputs per iteration, recomputed from what its sources recorded: iteration 1
+        # got iteration 0's guess, (4.5 + 9 / 4.5) / 2.
+        first = panel.locator('details.inputs[data-inputs="1:1"]')
+        expect(first).to_contain_text("recomputed from its sources")
+        first.locator("summary").click()
+        expect(first.locator("pre")).to_contain_text('"guess": 3.25')
         rows = panel.locator("table.attempts tbody tr")
         expect(rows).not_to_have_count(0)
         if rows.count() < 3:

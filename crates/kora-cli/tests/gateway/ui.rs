@@ -181,6 +181,27 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(state("yes"), "succeeded");
     assert_eq!(state("no"), "skipped");
     assert_eq!(state("explode"), "dead_lettered");
+    // Inputs: a dead-lettered attempt's as recorded; the others recomputed from what their
+    // sources recorded, as the coordinator computed them.
+    let yes = api
+        .get(&format!("/v1/runs/{states_run}/nodes/yes"), &viewer)
+        .await;
+    let a = &yes.body["attempts"][0];
+    assert_eq!(a["inputs_from"], "recomputed", "{}", yes.body);
+    assert_eq!(
+        a["inputs"]["data"],
+        json!({"target": 9.0, "guess": 4.5, "big": true}),
+        "{}",
+        yes.body
+    );
+    let explode = api
+        .get(&format!("/v1/runs/{states_run}/nodes/explode"), &viewer)
+        .await;
+    assert_eq!(
+        explode.body["attempts"][0]["inputs_from"], "recorded",
+        "{}",
+        explode.body
+    );
     let me = api.get("/v1/me", &viewer).await;
     assert_eq!(me.body["role"], "viewer", "{}", me.body);
     assert!(

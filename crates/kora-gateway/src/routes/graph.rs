@@ -90,11 +90,15 @@ pub(crate) struct NodeAttempt {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub(crate) overrides: Option<Value>,
-    /// The runtime inputs it ran with, when it was dead-lettered (the ledger keeps a failed
-    /// attempt's inputs for its replay; other attempts' inputs are their sources' outputs).
+    /// The runtime inputs it ran with (before the node's configuration is laid under them).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub(crate) inputs: Option<Value>,
+    /// Where `inputs` come from: `recorded` (a dead-lettered attempt's, kept for its replay)
+    /// or `recomputed` (from its sources' recorded outputs and the run's parameters, as the
+    /// coordinator computed them; a source run again since then shows its newer output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) inputs_from: Option<String>,
     /// The dead letter's id (the task id), when it was dead-lettered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) dead_letter_id: Option<String>,
@@ -252,6 +256,17 @@ pub(crate) async fn node(
     let mut mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.node_id == node_id).collect();
     mine.sort_by_key(|a| (a.iteration, a.attempt));
     let last = mine.last().copied();
+    let recomputed = match r.spec.as_ref() {
+        Some(spec) => super::inputs::recompute(
+            spec,
+            st.catalog.as_ref(),
+            &r.params,
+            &node_id,
+            &mine,
+            &attempts,
+        ),
+        None => vec![None; mine.len()],
+    };
     let result = kora_store::results_from_attempts(std::slice::from_ref(&node_id), &attempts)
         .remove(&node_id)
         .unwrap_or(Value::Null);
@@ -262,18 +277,24 @@ pub(crate) async fn node(
         result,
         attempts: mine
             .iter()
-            .map(|a| NodeAttempt {
-                attempt: AttemptView::from(*a),
-                output: a.output.clone(),
-                overrides: a.overrides.clone().map(Value::Object),
-                inputs: a
-                    .dead_letter
-                    .as_ref()
-                    .and_then(|d| d.inputs.clone())
-                    .map(Value::Object),
-                dead_letter_id: a.dead_letter.as_ref().map(|_| task_id(a)),
-                child_run_id: (a.node_type == WORKFLOW_NODE)
-                    .then(|| kora_model::msg_id::child_run_id(&task_id(a))),
+            .zip(recomputed)
+            .map(|(a, again)| {
+                let recorded = a.dead_letter.as_ref().and_then(|d| d.inputs.clone());
+                let inputs_from = match (&recorded, &again) {
+                    (Some(_), _) => Some("recorded".to_string()),
+                    (None, Some(_)) => Some("recomputed".to_string()),
+                    (None, None) => None,
+                };
+                NodeAttempt {
+                    attempt: AttemptView::from(*a),
+                    output: a.output.clone(),
+                    overrides: a.overrides.clone().map(Value::Object),
+                    inputs: recorded.or(again).map(Value::Object),
+                    inputs_from,
+                    dead_letter_id: a.dead_letter.as_ref().map(|_| task_id(a)),
+                    child_run_id: (a.node_type == WORKFLOW_NODE)
+                        .then(|| kora_model::msg_id::child_run_id(&task_id(a))),
+                }
             })
             .collect(),
         run_id: r.run_id,

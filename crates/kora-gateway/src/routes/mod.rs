@@ -8,6 +8,7 @@ pub(crate) mod events;
 pub(crate) mod graph;
 pub(crate) mod health;
 pub(crate) mod hooks;
+pub(crate) mod inputs;
 pub(crate) mod keys;
 pub(crate) mod me;
 pub(crate) mod overview;
