@@ -210,6 +210,8 @@ pub fn role(role: NatsRole, s: &Subjects, queues: &[&str]) -> Permissions {
             // A task it cannot decode goes to the dead letters, with the reason.
             p.publish([s.dlq("task")]);
             p.subscribe([s.cancel_notices()]);
+            // Its status every few seconds, for the dashboard.
+            p.publish([s.worker_status()]);
         }
         NatsRole::Scheduler => {
             take_from(&mut p, &s.stream_runs(), Subjects::CONSUMER_SCHEDULER);
@@ -245,7 +247,12 @@ pub fn role(role: NatsRole, s: &Subjects, queues: &[&str]) -> Permissions {
                 s.ledger_cancel(),
                 s.ledger_resume(),
             ]);
-            p.subscribe([format!("{p_}.control.reply.*"), s.event_all()]);
+            p.subscribe([
+                format!("{p_}.control.reply.*"),
+                s.event_all(),
+                // The workers' statuses, for the dashboard's busy slots.
+                s.worker_status(),
+            ]);
             // Watching a run's events; dead letters (read, replayed, purged); queue backlogs
             // for the dashboard; triggers created and deleted through the API.
             manage_consumers(&mut p, &s.stream_events());

@@ -28,6 +28,7 @@ mod routes;
 pub mod scopes;
 mod state;
 mod ui;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,7 +124,13 @@ pub fn app(cfg: &GatewayConfig, deps: Deps) -> Result<Router, Error> {
         ),
         registry: deps.registry,
         catalog: deps.catalog,
+        workers: Arc::new(workers::Workers::default()),
     };
+    workers::Workers::watch(
+        &st.workers,
+        Arc::clone(&deps.broker),
+        deps.subjects.worker_status(),
+    );
     let (api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::api())
         .split_for_parts();

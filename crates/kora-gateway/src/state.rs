@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     pub(crate) registry: Option<Arc<prometheus_client::registry::Registry>>,
     /// The node types runs may use.
     pub(crate) catalog: Arc<dyn kora_model::Catalog + Send + Sync>,
+    /// The workers alive now, from their statuses.
+    pub(crate) workers: Arc<crate::workers::Workers>,
 }
 
 impl AppState {

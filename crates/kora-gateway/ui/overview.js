@@ -98,7 +98,7 @@ export function fleetPage(main, me, query) {
   const stamp = h('p.muted', { 'aria-live': 'polite' });
   main.replaceChildren(h('section', {},
     h('h1', {}, 'Queues and workers'),
-    h('p.help', {}, 'The whole installation\'s task queues and workers (shared by every tenant).'),
+    h('p.help', {}, 'The whole installation\'s task queues and workers (shared by every tenant). Workers report their busy slots every 5 s.'),
     h('form.filters', { onsubmit: (ev) => ev.preventDefault() }, windowPicker('f-window', win, (v) => {
       win = v;
       location.hash = '#/fleet?window=' + v;
@@ -119,10 +119,19 @@ export function fleetPage(main, me, query) {
             : h('tr', {}, h('td.muted', { colspan: 5 }, 'No task waits in any queue.')))),
         h('h2', {}, 'Workers'),
         h('table.workers', {},
-          h('thead', {}, h('tr', {}, ['Worker', 'Attempts finished in the window'].map((x) => h('th', { scope: 'col' }, x)))),
+          h('thead', {}, h('tr', {}, ['Worker', 'State', 'Queue', 'Busy slots', 'Attempts finished in the window', 'Last status'].map((x) => h('th', { scope: 'col' }, x)))),
           h('tbody', {}, f.workers.length
-            ? f.workers.map((w) => h('tr', { 'data-worker': w.worker_id }, h('td.mono', {}, w.worker_id), h('td', {}, w.attempts)))
-            : h('tr', {}, h('td.muted', { colspan: 2 }, 'No worker finished an attempt in this window.')))));
+            ? f.workers.map((w) => h('tr', { 'data-worker': w.worker_id, 'data-alive': String(w.alive) },
+              h('td.mono', {}, w.worker_id),
+              h('td', {}, w.alive ? h('span.badge.st-succeeded', {}, '▶ running') : h('span.badge.st-not_run', {}, '∅ gone')),
+              h('td.mono', {}, w.queue || '—'),
+              h('td.busy', {}, w.alive ? [
+                h('meter', { min: 0, max: w.slots, value: w.busy, 'aria-label': `${w.busy} of ${w.slots} slots busy` }),
+                ` ${w.busy} of ${w.slots}`,
+              ] : '—'),
+              h('td', {}, w.attempts),
+              h('td', {}, w.alive ? `${w.seen_secs.toFixed(0)} s ago` : '—')))
+            : h('tr', {}, h('td.muted', { colspan: 6 }, 'No worker is running or finished an attempt in this window.')))));
       stamp.textContent = `Updated ${when(f.at_ms)}. Refreshes every 10 s.`;
     } catch (e) {
       body.replaceChildren(errorBox(e));

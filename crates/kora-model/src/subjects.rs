@@ -84,6 +84,11 @@ impl Subjects {
     pub fn cancel_notices(&self) -> String {
         format!("{}.control.cancel.*", self.prefix)
     }
+    /// Every worker's status every few seconds (NATS core: not stored), for the dashboard's
+    /// busy slots: `<p>.control.worker`.
+    pub fn worker_status(&self) -> String {
+        format!("{}.control.worker", self.prefix)
+    }
     pub fn ledger_all(&self) -> String {
         format!("{}.ledger.>", self.prefix)
     }

@@ -479,3 +479,28 @@ pub fn decode<T: DeserializeOwned + Versioned>(bytes: &[u8]) -> Result<T, WireEr
     }
     Ok(msg)
 }
+
+/// A worker's status, published as JSON every [`WorkerStatus::INTERVAL`] on
+/// `<p>.control.worker` (NATS core, not stored) and once more as it stops (`stopping`):
+/// what the dashboard shows as each worker's busy slots. Not a ledger fact: a reader keeps
+/// the latest of each worker for a few intervals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub v: u16,
+    pub worker_id: String,
+    pub queue: String,
+    /// Tasks it may run at once.
+    pub slots: u32,
+    /// Tasks it is running now.
+    pub busy: u32,
+    pub started_ms: u64,
+    pub at_ms: u64,
+    /// Its last status: it is draining and going away.
+    #[serde(default)]
+    pub stopping: bool,
+}
+
+impl WorkerStatus {
+    /// How often a worker publishes its status.
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+}

@@ -10,6 +10,7 @@
 mod metrics;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use kora_broker::topology::dead_letter;
@@ -145,6 +146,17 @@ pub async fn run(
         Arc::clone(&runs),
         shutdown.clone(),
     ));
+    // Its status every few seconds, for the dashboard's busy slots.
+    let started_ms = kora_model::now_ms();
+    // Tasks running now (a slot held while fetching is not busy).
+    let running = Arc::new(AtomicU32::new(0));
+    let reporter = tokio::spawn(report_status(
+        Arc::clone(&broker),
+        subjects.worker_status(),
+        status_of(&cfg, started_ms),
+        Arc::clone(&running),
+        shutdown.clone(),
+    ));
     let cfg = Arc::new(cfg);
     // Finished tasks go to one publisher, which publishes their results pipelined and then acks
     // the tasks: a result is always stored before its task is acked.
@@ -204,8 +216,11 @@ pub async fn run(
             };
             let (shared, tx) = (Arc::clone(&shared), done_tx.clone());
             metrics.slots_move(&cfg.queue, "free", "busy", 1);
+            running.fetch_add(1, Ordering::Relaxed);
+            let running = Arc::clone(&running);
             tracker.spawn(async move {
                 let finished = handle(d, &shared).await;
+                running.fetch_sub(1, Ordering::Relaxed);
                 shared
                     .metrics
                     .slots_move(&shared.cfg.queue, "busy", "free", 1);
@@ -230,6 +245,10 @@ pub async fn run(
     drop(done_tx);
     let _ = publisher.await;
     listener.abort();
+    if !shutdown.is_cancelled() {
+        reporter.abort();
+    }
+    let _ = reporter.await;
     metrics.slots_move(&cfg.queue, "free", "", capacity);
     broker.flush().await?;
     Ok(())
@@ -321,6 +340,54 @@ impl RunTokens {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((t, _)) = g.get(run_id) {
             t.cancel();
+        }
+    }
+}
+
+/// The status this worker reports, busy slots and time filled in when sent.
+fn status_of(cfg: &Config, started_ms: u64) -> kora_model::wire::WorkerStatus {
+    kora_model::wire::WorkerStatus {
+        v: kora_model::wire::WIRE_VERSION,
+        worker_id: cfg.worker_id.clone(),
+        queue: cfg.queue.clone(),
+        slots: u32::try_from(cfg.concurrency.max(1)).unwrap_or(u32::MAX),
+        busy: 0,
+        started_ms,
+        at_ms: started_ms,
+        stopping: false,
+    }
+}
+
+/// Publishes the worker's status every [`WorkerStatus::INTERVAL`] until `shutdown`, then once
+/// more marked `stopping`. Best effort: a status that cannot be sent is the next one's job.
+///
+/// [`WorkerStatus::INTERVAL`]: kora_model::wire::WorkerStatus::INTERVAL
+async fn report_status(
+    broker: Arc<dyn Broker>,
+    subject: String,
+    mut status: kora_model::wire::WorkerStatus,
+    running: Arc<AtomicU32>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(kora_model::wire::WorkerStatus::INTERVAL);
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        status.busy = running.load(Ordering::Relaxed).min(status.slots);
+        status.at_ms = kora_model::now_ms();
+        status.stopping = stopping;
+        match serde_json::to_vec(&status) {
+            Ok(body) => {
+                if let Err(e) = broker.notify(&subject, body).await {
+                    debug!(worker = %status.worker_id, error = %e, "cannot publish the worker's status");
+                }
+            }
+            Err(e) => debug!(error = %e, "cannot encode the worker's status"),
+        }
+        if stopping {
+            return;
         }
     }
 }

@@ -296,6 +296,11 @@ def main():
         # Queues and workers: the task queue and the worker that ran the test's runs.
         page.get_by_role("link", name="Queues and workers").click()
         expect(page.locator("table.workers tbody tr[data-worker]")).not_to_have_count(0)
+        # The worker alive now, with the two sleepers in its slots (its status every 5 s; the
+        # page refreshes every 10 s).
+        alive = page.locator('table.workers tbody tr[data-alive="true"]')
+        expect(alive).to_have_count(1)
+        expect(alive.locator("td.busy")).to_contain_text("2 of 16", timeout=25_000)
         shot(page, "fleet")
 
         # The stuck runs on the runs list, cancelled from there: the count first.

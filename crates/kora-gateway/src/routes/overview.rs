@@ -137,6 +137,21 @@ pub(crate) struct WorkerView {
     pub(crate) worker_id: String,
     /// Attempts it finished in the window.
     pub(crate) attempts: u64,
+    /// Whether it is running now (it sent its status in the last 15 s).
+    pub(crate) alive: bool,
+    /// The task queue it serves, its slots and how many are busy, when it is alive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) queue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) slots: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) busy: Option<u32>,
+    /// Seconds since its last status, when it is alive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seen_secs: Option<f64>,
+    /// When it started (ms since the epoch), when it is alive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) started_ms: Option<u64>,
 }
 
 /// The installation's task queues and workers.
@@ -207,7 +222,8 @@ pub(crate) async fn overview(
 /// The fleet.
 ///
 /// Every task queue's backlog (waiting, running, the oldest waiting task's age, whether a
-/// worker serves it) and the workers that finished attempts in the window (default 1 h).
+/// worker serves it); the workers running now with their busy slots (from the statuses they
+/// send every 5 s) and those that finished attempts in the window (default 1 h).
 /// Installation-wide: the fleet is shared by every tenant.
 #[utoipa::path(get, path = "/v1/fleet", tag = "runs", operation_id = "get_fleet",
     params(WindowQuery),
@@ -235,13 +251,48 @@ pub(crate) async fn fleet(
                 oldest_waiting_secs: q.oldest_waiting_secs,
             })
             .collect(),
-        workers: f
-            .workers
-            .into_iter()
-            .map(|w| WorkerView {
-                worker_id: w.worker_id,
-                attempts: w.attempts,
-            })
-            .collect(),
+        workers: workers_of(&st, f.workers),
     }))
+}
+
+/// The workers alive now (with their busy slots) and those that finished attempts in the
+/// window, by id: a worker of a process that exited shows with its attempts only.
+fn workers_of(st: &AppState, finished: Vec<kora_client::overview::WorkerRow>) -> Vec<WorkerView> {
+    let mut by_id: std::collections::BTreeMap<String, WorkerView> = finished
+        .into_iter()
+        .map(|w| {
+            let view = WorkerView {
+                worker_id: w.worker_id.clone(),
+                attempts: w.attempts,
+                alive: false,
+                queue: None,
+                slots: None,
+                busy: None,
+                seen_secs: None,
+                started_ms: None,
+            };
+            (w.worker_id, view)
+        })
+        .collect();
+    for (s, ago) in st.workers.alive() {
+        let v = by_id
+            .entry(s.worker_id.clone())
+            .or_insert_with(|| WorkerView {
+                worker_id: s.worker_id.clone(),
+                attempts: 0,
+                alive: true,
+                queue: None,
+                slots: None,
+                busy: None,
+                seen_secs: None,
+                started_ms: None,
+            });
+        v.alive = true;
+        v.queue = Some(s.queue);
+        v.slots = Some(s.slots);
+        v.busy = Some(s.busy);
+        v.seen_secs = Some(ago.as_secs_f64());
+        v.started_ms = Some(s.started_ms);
+    }
+    by_id.into_values().collect()
 }
