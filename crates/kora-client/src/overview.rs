@@ -106,6 +106,22 @@ pub struct WorkerRow {
     pub attempts: u64,
 }
 
+/// Why each stuck run is stuck, by run id: the reasons of the monitor's open `run_stuck`
+/// alerts.
+pub async fn stuck_reasons(store: &dyn kora_store::Store) -> Result<BTreeMap<String, String>> {
+    Ok(store
+        .open_alerts(Some("run_stuck"), 100_000)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            Some((
+                a.body["run_id"].as_str()?.to_string(),
+                a.body["reason"].as_str()?.to_string(),
+            ))
+        })
+        .collect())
+}
+
 /// The rank-based percentile of sorted `v` (nearest rank).
 pub fn percentile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -195,18 +211,7 @@ impl Control {
         let stuck = if stuck.after_secs == 0 {
             Vec::new()
         } else {
-            let reasons: BTreeMap<String, String> = self
-                .store
-                .open_alerts(Some("run_stuck"), 100_000)
-                .await?
-                .into_iter()
-                .filter_map(|a| {
-                    Some((
-                        a.body["run_id"].as_str()?.to_string(),
-                        a.body["reason"].as_str()?.to_string(),
-                    ))
-                })
-                .collect();
+            let reasons = stuck_reasons(self.store.as_ref()).await?;
             self.store
                 .stuck_runs(
                     now.saturating_sub(stuck.after_secs.saturating_mul(1000)),

@@ -13,7 +13,17 @@ export function runsList(main, me, query) {
     status: query.get('status') || '',
     workflow: query.get('workflow') || '',
     since: query.get('since') || '',
+    until: query.get('until') || '',
   };
+  // A custom range is epoch ms in the address, local date and time in the inputs.
+  const local = (ms) => {
+    if (!/^\d+$/.test(ms)) return '';
+    const d = new Date(Number(ms));
+    const p = (x) => String(x).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+  };
+  const fromIn = h('input#f-from', { type: 'datetime-local', value: local(filters.since) });
+  const toIn = h('input#f-to', { type: 'datetime-local', value: local(filters.until) });
   const stuck = filters.status === 'stuck';
   const statusSel = h('select#f-status', { name: 'status' },
     h('option', { value: '' }, 'any'),
@@ -22,7 +32,8 @@ export function runsList(main, me, query) {
   const workflowIn = h('input#f-workflow', { name: 'workflow', value: filters.workflow, placeholder: 'name' });
   const sinceSel = h('select#f-since', { name: 'since' },
     [['', 'any time'], ['1h', 'last hour'], ['24h', 'last 24 hours'], ['7d', 'last 7 days']]
-      .map(([v, t]) => h('option', { value: v, selected: filters.since === v }, t)));
+      .map(([v, t]) => h('option', { value: v, selected: filters.since === v }, t)),
+    /^\d+$/.test(filters.since) || filters.until ? h('option', { value: 'range', selected: true }, 'between…') : null);
   const searchIn = h('input#f-run', { name: 'run', spellcheck: 'false' });
   const problem = h('div', { 'aria-live': 'polite' });
   const notice = h('div', { 'aria-live': 'polite' });
@@ -31,7 +42,13 @@ export function runsList(main, me, query) {
     const q = new URLSearchParams();
     if (statusSel.value) q.set('status', statusSel.value);
     if (workflowIn.value.trim()) q.set('workflow', workflowIn.value.trim());
-    if (sinceSel.value) q.set('since', sinceSel.value);
+    // A date in From or To makes a custom range; else the preset.
+    if (fromIn.value || toIn.value) {
+      if (fromIn.value) q.set('since', String(new Date(fromIn.value).getTime()));
+      if (toIn.value) q.set('until', String(new Date(toIn.value).getTime()));
+    } else if (sinceSel.value && sinceSel.value !== 'range') {
+      q.set('since', sinceSel.value);
+    }
     location.hash = '#/runs' + (q.toString() ? '?' + q : '');
   };
   // A run id, else an idempotency key.
@@ -152,6 +169,8 @@ export function runsList(main, me, query) {
       h('label', { for: 'f-status' }, 'Status'), statusSel,
       h('label', { for: 'f-workflow' }, 'Workflow'), workflowIn,
       h('label', { for: 'f-since' }, 'Started'), sinceSel,
+      h('label', { for: 'f-from' }, 'or from'), fromIn,
+      h('label', { for: 'f-to' }, 'to'), toIn,
       h('button', { type: 'submit' }, 'Filter')),
     h('form.search', { onsubmit: search, role: 'search', 'aria-label': 'Open a run' },
       h('label', { for: 'f-run' }, 'Run id or idempotency key'), searchIn, h('button.secondary', { type: 'submit' }, 'Open')),

@@ -117,17 +117,7 @@ pub(crate) async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             let now = kora_model::now_ms();
             let m = &cfg.monitoring;
             let after_ms = m.stuck_after_secs.max(1).saturating_mul(1000);
-            let reasons: std::collections::HashMap<String, String> = store
-                .open_alerts(Some("run_stuck"), 100_000)
-                .await?
-                .into_iter()
-                .filter_map(|a| {
-                    Some((
-                        a.body["run_id"].as_str()?.to_string(),
-                        a.body["reason"].as_str()?.to_string(),
-                    ))
-                })
-                .collect();
+            let reasons = kora_client::overview::stuck_reasons(store.as_ref()).await?;
             let rows: Vec<render::StuckRow> = store
                 .stuck_runs(now.saturating_sub(after_ms), m.retry_loop_attempts, 10_000)
                 .await?

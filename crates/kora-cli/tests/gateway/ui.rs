@@ -202,6 +202,13 @@ async fn the_dashboard_in_a_real_browser() {
         "{}",
         explode.body
     );
+    // A big run's summary: its state without its results and attempts.
+    let summary = api
+        .get(&format!("/v1/runs/{wide_run}?view=summary"), &viewer)
+        .await;
+    assert_eq!(summary.body["status"], "succeeded", "{}", summary.body);
+    assert_eq!(summary.body["attempts"], json!([]), "{}", summary.body);
+    assert_eq!(summary.body["results"], json!({}), "{}", summary.body);
     let me = api.get("/v1/me", &viewer).await;
     assert_eq!(me.body["role"], "viewer", "{}", me.body);
     assert!(

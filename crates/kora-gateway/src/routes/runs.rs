@@ -532,12 +532,28 @@ where
     )))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReadQuery {
+    /// `summary` leaves out `results` and `attempts` (empty): the run's state and timings
+    /// only, one small read however big the run.
+    #[param(inline)]
+    pub(crate) view: Option<ViewParam>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ViewParam {
+    Full,
+    Summary,
+}
+
 /// Read a run.
 ///
-/// Its status, results so far, error, timings and every attempt. A deduplicated submission's
-/// id gives the run it stands for.
+/// Its status, results so far, error, timings and every attempt (`?view=summary`: without
+/// results and attempts). A deduplicated submission's id gives the run it stands for.
 #[utoipa::path(get, path = "/v1/runs/{run_id}", tag = "runs", operation_id = "get_run",
-    params(("run_id" = String, Path, description = "the run's id")),
+    params(("run_id" = String, Path, description = "the run's id"), ReadQuery),
     responses((status = 200, body = RunView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -545,23 +561,33 @@ pub(crate) async fn get(
     State(st): State<AppState>,
     who: Principal,
     Path(run_id): Path<String>,
+    Query(q): Query<ReadQuery>,
 ) -> ApiResult<Json<RunView>> {
     who.require(Scope::RunsRead)?;
     let control = &st.control_for(&who);
-    let (r, attempts) = following_alias(&st, &run_id, |id| async move {
-        control.run_with_attempts(&id).await
-    })
-    .await?;
+    let (r, attempts) = if q.view == Some(ViewParam::Summary) {
+        let r = following_alias(&st, &run_id, |id| async move { control.run(&id).await }).await?;
+        (r, Vec::new())
+    } else {
+        following_alias(&st, &run_id, |id| async move {
+            control.run_with_attempts(&id).await
+        })
+        .await?
+    };
+    let summary = q.view == Some(ViewParam::Summary);
     let node_ids: Vec<String> = r
         .spec
         .as_ref()
         .map(|s| s.nodes.iter().map(|n| n.id.clone()).collect())
         .unwrap_or_default();
-    let mut results = kora_store::results_from_attempts(&node_ids, &attempts);
-    let may_amend = r.spec.as_ref().is_some_and(kora_model::exits::may_amend);
-    st.store()
-        .show_amendments(&r.run_id, &mut results, may_amend)
-        .await?;
+    let mut results = Map::new();
+    if !summary {
+        results = kora_store::results_from_attempts(&node_ids, &attempts);
+        let may_amend = r.spec.as_ref().is_some_and(kora_model::exits::may_amend);
+        st.store()
+            .show_amendments(&r.run_id, &mut results, may_amend)
+            .await?;
+    }
     let error = (r.status != RunStatus::Succeeded && r.status.is_final())
         .then(|| RunReport::ending_of(&r).detail)
         .flatten();
