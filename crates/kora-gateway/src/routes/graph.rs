@@ -121,8 +121,9 @@ fn node_state(latest: Option<&AttemptRecord>, run_final: bool) -> &'static str {
         return if run_final { "not_run" } else { "pending" };
     };
     match a.status {
-        AttemptStatus::Dispatched if a.attempt > 1 => "retrying",
+        // A run that ended (cancelled, failed elsewhere) never finishes this attempt.
         AttemptStatus::Dispatched if run_final => "not_run",
+        AttemptStatus::Dispatched if a.attempt > 1 => "retrying",
         AttemptStatus::Dispatched => "running",
         AttemptStatus::Succeeded => "succeeded",
         AttemptStatus::Skipped => "skipped",
@@ -300,4 +301,58 @@ pub(crate) async fn node(
         run_id: r.run_id,
         node_id,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use kora_store::{AttemptRecord, AttemptStatus, DeadLetterInfo};
+
+    use super::node_state;
+
+    fn attempt(attempt: u32, status: AttemptStatus) -> AttemptRecord {
+        AttemptRecord {
+            run_id: "r".into(),
+            node_id: "n".into(),
+            iteration: 0,
+            attempt,
+            node_type: "NoOpNode".into(),
+            status,
+            output: None,
+            error: None,
+            error_type: None,
+            worker_id: None,
+            dispatched_ms: 0,
+            finished_ms: None,
+            seq: None,
+            dead_letter: None,
+            overrides: None,
+        }
+    }
+
+    #[test]
+    fn states_follow_the_latest_attempt_and_the_run() {
+        assert_eq!(node_state(None, false), "pending");
+        assert_eq!(node_state(None, true), "not_run");
+        let running = attempt(1, AttemptStatus::Dispatched);
+        assert_eq!(node_state(Some(&running), false), "running");
+        let again = attempt(2, AttemptStatus::Dispatched);
+        assert_eq!(node_state(Some(&again), false), "retrying");
+        // A run that ended (cancelled) leaves its attempts unfinished: not "retrying" forever.
+        assert_eq!(node_state(Some(&again), true), "not_run");
+        let mut failed = attempt(1, AttemptStatus::Failed);
+        assert_eq!(node_state(Some(&failed), true), "failed");
+        failed.dead_letter = Some(DeadLetterInfo {
+            reason: "permanent_error".into(),
+            state: "open".into(),
+            inputs: None,
+            replayed_ms: None,
+            replayed_by: None,
+            replay_attempt: None,
+        });
+        assert_eq!(node_state(Some(&failed), true), "dead_lettered");
+        assert_eq!(
+            node_state(Some(&attempt(1, AttemptStatus::Skipped)), false),
+            "skipped"
+        );
+    }
 }
